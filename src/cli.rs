@@ -1,0 +1,47 @@
+//! The command-line front end: one subcommand per job, each handing its
+//! parsed arguments to the module that does the work.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Conformance tests, known-answer vectors and fuzzing for the Osaurus
+/// Secure Channel v1.
+#[derive(Debug, Parser)]
+#[command(name = "osc-harness", version, about)]
+pub struct Cli {
+    /// The job to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate or verify known-answer vectors.
+    Vectors(crate::vectors::cli::VectorsArgs),
+    /// Run the reference server (optionally broken on purpose with --bug).
+    Serve(crate::server::cli::ServeArgs),
+    /// Make one call through the channel with the reference client.
+    Call(crate::client::cli::CallArgs),
+    /// Measure a server's handshake and call throughput.
+    Bench(crate::client::bench::BenchArgs),
+    /// Run the conformance suite against a server.
+    Test(crate::scenarios::cli::TestArgs),
+    /// Run the suite against every --bug knob of the reference server.
+    Selftest(crate::scenarios::cli::SelftestArgs),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand and returns its exit code.
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Vectors(a) => crate::vectors::cli::run(a),
+            Command::Serve(a) => crate::server::cli::run(a),
+            Command::Call(a) => crate::client::cli::run(a),
+            Command::Bench(a) => crate::client::bench::run(a),
+            Command::Test(a) => crate::scenarios::cli::run(a),
+            Command::Selftest(a) => crate::scenarios::cli::run_selftest(a),
+        }
+    }
+}

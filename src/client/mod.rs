@@ -1,0 +1,4 @@
+//! The reference client.
+
+pub mod bench;
+pub mod cli;

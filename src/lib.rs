@@ -1,0 +1,18 @@
+//! osc-harness: conformance tests, known-answer vectors and fuzzing for the
+//! Osaurus Secure Channel v1.
+//!
+//! [`protocol`] is the pure core (no sockets, clocks or global randomness);
+//! every other module is built on it and they meet only through the
+//! library's public types.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod fuzz_targets;
+pub mod protocol;
+pub mod report;
+pub mod rng;
+pub mod scenarios;
+pub mod server;
+pub mod vectors;

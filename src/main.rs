@@ -1,0 +1,9 @@
+//! The `osc-harness` command line.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    osc_harness::cli::Cli::parse().run()
+}

@@ -1,0 +1,3 @@
+//! Scenario model, loader and runner.
+
+pub mod cli;

@@ -1,0 +1,3 @@
+//! Known-answer vectors: the upstream fixture and the suite format.
+
+pub mod cli;
