@@ -37,9 +37,14 @@ pub fn push_string(out: &mut String, text: &str, slashes: SlashStyle) {
     out.push('"');
 }
 
-/// Appends a string that is known to need no escaping (base64url, digits).
+/// Appends a string that normally needs no escaping (base64url, digits)
+/// in one copy. A value that does need escaping (a parsed or adversarial
+/// `ct`) falls back to [`push_string`], so the output is always valid JSON.
 pub fn push_raw_string(out: &mut String, text: &str) {
-    debug_assert!(!text.contains(['"', '\\']));
+    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        push_string(out, text, SlashStyle::Plain);
+        return;
+    }
     out.push('"');
     out.push_str(text);
     out.push('"');
@@ -133,5 +138,12 @@ mod tests {
         let mut p = String::new();
         push_string(&mut p, "a/b", SlashStyle::Plain);
         assert_eq!(p, r#""a/b""#);
+    }
+
+    #[test]
+    fn raw_strings_that_need_escaping_stay_valid_json() {
+        let mut s = String::new();
+        push_raw_string(&mut s, "a\"b\\");
+        assert_eq!(s, r#""a\"b\\""#);
     }
 }

@@ -60,6 +60,13 @@ impl SseDecoder {
         let mut i = self.scanned.saturating_sub(1).max(start);
         while i + 1 < self.pending.len() {
             if self.pending[i] == b'\n' && self.pending[i + 1] == b'\n' {
+                // A whole event can arrive in one feed; bound it here too so
+                // the outcome does not depend on how the stream was split.
+                if i - start > self.max_event {
+                    return Err(SseOverflow {
+                        limit: self.max_event,
+                    });
+                }
                 if let Some(data) = event_data(&self.pending[start..i]) {
                     events.push(data);
                 }
@@ -71,7 +78,10 @@ impl SseDecoder {
         }
         self.pending.drain(..start);
         self.scanned = self.pending.len();
-        if self.pending.len() > self.max_event {
+        // A trailing LF may be the first half of the terminator, not event
+        // bytes, so it does not count against the bound.
+        let partial = self.pending.strip_suffix(b"\n").unwrap_or(&self.pending);
+        if partial.len() > self.max_event {
             return Err(SseOverflow {
                 limit: self.max_event,
             });
@@ -131,5 +141,16 @@ mod tests {
     fn overflow_is_an_error() {
         let mut d = SseDecoder::new(8);
         assert!(d.feed(b"data: 0123456789").is_err());
+    }
+
+    #[test]
+    fn overflow_does_not_depend_on_the_split() {
+        let stream = b"data: 0123456789\n\n";
+        assert!(SseDecoder::new(8).feed(stream).is_err(), "one feed");
+        let mut d = SseDecoder::new(8);
+        assert!(d.feed(&stream[..4]).is_ok());
+        assert!(d.feed(&stream[4..]).is_err(), "two feeds");
+        let exact = b"data: 01\n";
+        assert!(SseDecoder::new(8).feed(exact).is_ok(), "half a terminator");
     }
 }

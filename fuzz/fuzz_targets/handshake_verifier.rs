@@ -1,0 +1,4 @@
+#![no_main]
+//! cargo-fuzz entry point for `osc_harness::fuzz_targets::handshake_verifier`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| osc_harness::fuzz_targets::handshake_verifier(data));
