@@ -306,7 +306,7 @@ fn pick_ct(u: &mut Unstructured<'_>, genuine: &str, other: &str) -> String {
                     c => c,
                 })
                 .collect();
-            while s.len() % 4 != 0 {
+            while !s.len().is_multiple_of(4) {
                 s.push('=');
             }
             s
