@@ -41,13 +41,23 @@ pub fn push_string(out: &mut String, text: &str, slashes: SlashStyle) {
 /// in one copy. A value that does need escaping (a parsed or adversarial
 /// `ct`) falls back to [`push_string`], so the output is always valid JSON.
 pub fn push_raw_string(out: &mut String, text: &str) {
-    if text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    if needs_escape(text.as_bytes()) {
         push_string(out, text, SlashStyle::Plain);
         return;
     }
     out.push('"');
     out.push_str(text);
     out.push('"');
+}
+
+/// Whether any byte needs a JSON escape. Branch-free within each chunk so
+/// the scan vectorises: `ct` can be megabytes and sits on the seal path.
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.chunks(64).any(|chunk| {
+        chunk.iter().fold(0u8, |acc, &b| {
+            acc | u8::from(b == b'"') | u8::from(b == b'\\') | u8::from(b < 0x20)
+        }) != 0
+    })
 }
 
 /// An ordered JSON object writer: keys come out in the order they are pushed.

@@ -7,7 +7,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 
-use super::encoding::{b64url_decode, b64url_encode, B64Strictness};
+use super::encoding::{b64url_decode, b64url_encode_into, B64Strictness};
 use super::{DOMAIN, TAG_LEN};
 
 /// A 32-byte symmetric key.
@@ -89,7 +89,20 @@ pub fn seal(key: &SymmetricKey, seq: u64, aad: &[u8], plaintext: &[u8]) -> Vec<u
 
 /// Seals and returns the base64url `ct` field.
 pub fn seal_b64(key: &SymmetricKey, seq: u64, aad: &[u8], plaintext: &[u8]) -> String {
-    b64url_encode(&seal(key, seq, aad, plaintext))
+    let mut out = String::with_capacity(b64_len(plaintext.len() + TAG_LEN));
+    seal_b64_into(key, seq, aad, plaintext, &mut out);
+    out
+}
+
+/// The unpadded base64url length of `n` bytes.
+pub fn b64_len(n: usize) -> usize {
+    n / 3 * 4 + [0, 2, 3][n % 3]
+}
+
+/// Seals and appends the base64url `ct` to `out`, so a caller building a
+/// JSON body writes the ciphertext straight into it.
+pub fn seal_b64_into(key: &SymmetricKey, seq: u64, aad: &[u8], plaintext: &[u8], out: &mut String) {
+    b64url_encode_into(&seal(key, seq, aad, plaintext), out);
 }
 
 /// Why a `ct` did not open.

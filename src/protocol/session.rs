@@ -3,9 +3,12 @@
 
 use super::error::{CallError, WireError};
 use super::framing::{ResponseOpener, ResponseSealer};
-use super::keys::{open_b64, request_aad, response_key, seal_b64, SessionKeys, SymmetricKey};
+use super::keys::{
+    b64_len, open_b64, request_aad, response_key, seal_b64, seal_b64_into, SessionKeys,
+    SymmetricKey,
+};
 use super::wire::{CallRequest, InnerRequest};
-use super::{REPLAY_WINDOW, VERSION};
+use super::{REPLAY_WINDOW, TAG_LEN, VERSION};
 
 /// The 64-wide sliding anti-replay window over request seqs (CALL-3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,6 +148,30 @@ impl ClientSession {
         let seq = self.next_seq;
         self.next_seq = seq.checked_add(1).ok_or(ClientSessionError::Exhausted)?;
         Ok(self.seal_at(seq, plaintext))
+    }
+
+    /// Seals the next call straight to its JSON body: the same bytes as
+    /// `seal_call_bytes(..)?.to_json()`, with one copy of the ciphertext
+    /// fewer. Returns the seq used and the body.
+    pub fn seal_call_json(
+        &mut self,
+        plaintext: &[u8],
+        now: i64,
+    ) -> Result<(u64, String), ClientSessionError> {
+        if now >= self.expires_at {
+            return Err(ClientSessionError::Expired {
+                expires_at: self.expires_at,
+                now,
+            });
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.checked_add(1).ok_or(ClientSessionError::Exhausted)?;
+        let aad = request_aad(&self.sid, seq);
+        let ct_len = b64_len(plaintext.len() + TAG_LEN);
+        let body = CallRequest::json_with_ct(VERSION, &self.sid, seq, ct_len, |out| {
+            seal_b64_into(&self.keys.c2s, seq, aad.as_bytes(), plaintext, out)
+        });
+        Ok((seq, body))
     }
 
     /// Seals with an explicit seq, key unchanged, counter untouched (for
@@ -327,6 +354,24 @@ pub fn validate_inner(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seal_call_json_is_byte_identical() {
+        let keys = SessionKeys {
+            c2s: [1; 32],
+            s2c: [2; 32],
+        };
+        let mut a = ClientSession::new("a/b".into(), keys.clone(), 10);
+        let mut b = ClientSession::new("a/b".into(), keys, 10);
+        for len in [0, 1, 2, 3, 100, 4096] {
+            let pt = vec![7u8; len];
+            let (seq, body) = a.seal_call_json(&pt, 0).unwrap();
+            let call = b.seal_call_bytes(&pt, 0).unwrap();
+            assert_eq!(seq, call.seq);
+            assert_eq!(body, call.to_json());
+        }
+        assert!(a.seal_call_json(b"x", 10).is_err());
+    }
 
     #[test]
     fn window_matches_upstream_rules() {
