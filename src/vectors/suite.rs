@@ -225,7 +225,7 @@ pub fn build(seed: u64) -> Value {
     json!({
         "algorithm": "Osaurus Secure Channel v1",
         "schema": SCHEMA_NAME,
-        "generatorVersion": concat!("osc-harness ", env!("CARGO_PKG_VERSION")),
+        "generator": format!("osc-harness vectors generate --seed {seed} --format suite"),
         "seed": seed,
         "numberOfTests": c.next,
         "header": [
@@ -981,11 +981,11 @@ fn call_open(w: &mut World, c: &mut Cases) -> Value {
     );
     // Padding needs a ct whose byte length is not a multiple of 3.
     let mut padded_pt = pt.clone();
-    while (padded_pt.len() + 16) % 3 == 0 {
+    while (padded_pt.len() + 16).is_multiple_of(3) {
         padded_pt.push(' ');
     }
     let mut padded = w.session.seal_at(1, padded_pt.as_bytes()).ct;
-    while padded.len() % 4 != 0 {
+    while !padded.len().is_multiple_of(4) {
         padded.push('=');
     }
     push(
