@@ -790,7 +790,6 @@ fn call_group_fields(w: &World) -> Value {
     json!({
         "sid": w.sid(),
         "clientToServerKeyHex": hex::encode(w.keys.c2s),
-        "serverToClientKeyHex": hex::encode(w.keys.s2c),
         "expiresAt": w.expires_at,
     })
 }

@@ -20,7 +20,9 @@ use super::{CheckLine, VectorsError};
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
 use crate::protocol::error::{CallError, FrameError, HandshakeError, SignatureError};
 use crate::protocol::framing::ResponseOpener;
-use crate::protocol::handshake::{respond, ClientHandshake, HonestServer, ServerHandshakeInputs};
+use crate::protocol::handshake::{
+    respond, ClientHandshake, HonestServer, ServerHandshakeInputs, Transcript,
+};
 use crate::protocol::identity::{
     channel_digest, recover_channel_signer, Address, AgentIdentity, SignaturePolicy,
 };
@@ -29,6 +31,15 @@ use crate::protocol::keys::{
 };
 use crate::protocol::session::{HonestCalls, ReplayWindow, ServerSession};
 use crate::protocol::wire::{CallRequest, ClientHello, Frame, ServerHello};
+
+/// The requirement IDs of docs/PROTOCOL.md.
+pub const KNOWN_REQUIREMENTS: &[&str] = &[
+    "ENC-1", "ENC-2", "ENC-3", "ENC-4", "ID-1", "ID-2", "ID-3", "ID-4", "HS-1", "HS-2", "HS-3",
+    "HS-4", "HS-5", "HS-6", "HS-7", "HS-8", "HS-9", "KS-1", "KS-2", "KS-3", "CALL-1", "CALL-2",
+    "CALL-3", "CALL-4", "CALL-5", "CALL-6", "CALL-7", "CALL-8", "CALL-9", "CALL-10", "RESP-1",
+    "RESP-2", "RESP-3", "RESP-4", "RESP-5", "SES-1", "SES-2", "SES-3", "SES-4", "GATE-1", "GATE-2",
+    "GATE-3", "GATE-4", "GATE-5", "GATE-6", "GATE-7", "GATE-8",
+];
 
 /// The policy a case is run under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +213,13 @@ pub fn run_case(kind: &str, g: &Value, t: &Value, mode: Mode) -> Result<Outcome,
             let server = parse_with(t, "", "serverHello", ServerHello::parse)?;
             if let Err(r) = mode.check_b64(&server.enc_pub) {
                 return Ok(Err(r));
+            }
+            if let Some(expected) = t.get("transcript") {
+                let rendered = Transcript::from_hellos(&hello, &server).render();
+                let expected = expected
+                    .as_str()
+                    .ok_or("field `transcript` must be a string")?;
+                expect_eq("transcript", expected, &rendered)?;
             }
             let client =
                 ClientHandshake::with_hello(pinned, secret, hello).with_policy(mode.policy());
@@ -418,7 +436,8 @@ fn server_session(g: &Value) -> Result<ServerSession, Broken> {
         s(g, "group", "sid")?.to_owned(),
         SessionKeys {
             c2s: hex32(g, "group", "clientToServerKeyHex")?,
-            s2c: hex32(g, "group", "serverToClientKeyHex")?,
+            // Opening calls never touches s2c.
+            s2c: [0; 32],
         },
         fields::i64_at(g, "group", "expiresAt").map_err(field_err)?,
     ))
@@ -469,6 +488,16 @@ pub fn judge(kind: &str, g: &Value, t: &Value) -> Result<(), String> {
                 .ok_or_else(|| format!("unknown flag {name:?}"))?
                 .kind,
         );
+    }
+    let requirements = fields::array_at(t, "", "requirements").map_err(field_err)?;
+    if requirements.is_empty() {
+        return Err("field `requirements` is empty".into());
+    }
+    for r in requirements {
+        let known = r.as_str().is_some_and(|r| KNOWN_REQUIREMENTS.contains(&r));
+        if !known {
+            return Err(format!("requirement {r} is not an ID of docs/PROTOCOL.md"));
+        }
     }
     let implied = result_for(&flag_names);
     if result != implied {
