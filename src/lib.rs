@@ -15,4 +15,5 @@ pub mod report;
 pub mod rng;
 pub mod scenarios;
 pub mod server;
+pub mod transport;
 pub mod vectors;
