@@ -484,7 +484,7 @@ fn pattern_matches(pattern: &str, s: &str) -> bool {
         "^[0-9a-f]{64}$" => s.len() == 64 && hex(s),
         "^[0-9a-f]{32}$" => s.len() == 32 && hex(s),
         "^[0-9a-f]{24}$" => s.len() == 24 && hex(s),
-        "^([0-9a-f]{2})*$" => s.len() % 2 == 0 && hex(s),
+        "^([0-9a-f]{2})*$" => s.len().is_multiple_of(2) && hex(s),
         "^(ENC|ID|HS|KS|CALL|RESP|SES|GATE)-[0-9]+$" => s.split_once('-').is_some_and(|(p, n)| {
             ["ENC", "ID", "HS", "KS", "CALL", "RESP", "SES", "GATE"].contains(&p)
                 && !n.is_empty()
