@@ -303,26 +303,17 @@ fn is_input(path: &str) -> bool {
     ) || (path.starts_with("streamResponse.frames[") && path.ends_with("].plaintext"))
 }
 
+/// A value for a failure message, shortened to about 120 characters.
 fn show(v: &Value) -> String {
     let text = v.to_string();
-    if text.len() > 120 {
-        format!("{}…", &text[..text.floor_char_boundary_compat(117)])
-    } else {
-        text
+    if text.len() <= 120 {
+        return text;
     }
-}
-
-trait FloorBoundary {
-    fn floor_char_boundary_compat(&self, i: usize) -> usize;
-}
-
-impl FloorBoundary for str {
-    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
-        while i > 0 && !self.is_char_boundary(i) {
-            i -= 1;
-        }
-        i
+    let mut cut = 117;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
     }
+    format!("{}…", &text[..cut])
 }
 
 fn compare_leaves(path: &str, expected: &Value, file: Option<&Value>, out: &mut Vec<CheckLine>) {
