@@ -1,13 +1,203 @@
-//! The `call` subcommand.
+//! The `call` subcommand: one call through the channel, printed as it
+//! arrives.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// Arguments (not yet implemented).
+use crate::protocol::encoding::b64url_encode;
+use crate::protocol::identity::Address;
+use crate::protocol::wire::InnerRequest;
+use crate::transport::{Limits, Target};
+
+use super::{exit, Channel, ClientBug};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the call completed and the inner status is 2xx
+  2  bad command line
+  3  the call completed but the inner status is not 2xx
+  4  identity mismatch: the server is not the pinned agent
+  5  truncation: the response ended without its authenticated final frame
+  6  another protocol violation by the server (bad or reordered frame, undecryptable data, malformed message)
+  7  transport error: unreachable, too slow, or too much data
+  8  the server refused the handshake or the call (rate limit, unknown agent, replay, …)";
+
+/// Make one call through the secure channel with the reference client.
 #[derive(Debug, clap::Args)]
-pub struct CallArgs {}
+#[command(after_help = EXIT_CODES)]
+pub struct CallArgs {
+    /// The server's base URL (http:// only), e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub target: String,
+    /// The agent address to pin (0x + 40 hex digits); the handshake fails
+    /// unless the server proves it holds this identity.
+    #[arg(long)]
+    pub agent_address: String,
+    /// The access key, sent inside the channel as `Authorization: Bearer KEY`.
+    #[arg(long)]
+    pub access_key: Option<String>,
+    /// The inner HTTP method [default: GET, or POST with --data].
+    #[arg(long)]
+    pub method: Option<String>,
+    /// The inner path.
+    #[arg(long, default_value = "/health")]
+    pub path: String,
+    /// The inner body: TEXT, or @FILE to read it from a file.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// An inner header as `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "K:V")]
+    pub headers: Vec<String>,
+    /// Ask for an event stream (inner `Accept: text/event-stream`) and print
+    /// each frame as it arrives. Event-stream responses stream regardless.
+    #[arg(long)]
+    pub stream: bool,
+    /// Send `X-Osaurus-Relay-Origin: 1` on the outer requests, so a loopback
+    /// server treats this client as remote.
+    #[arg(long)]
+    pub relay_origin: bool,
+    /// Misbehave on purpose (repeatable): identity-unchecked,
+    /// missing-fin-ignored, reordered-frames-accepted, retry-on-409,
+    /// expired-session-used, replay-same-seq.
+    #[arg(long = "bug", value_name = "NAME")]
+    pub bugs: Vec<ClientBug>,
+    /// Seconds allowed for the connection and for each response.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// The most response bytes accepted.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    pub max_body: usize,
+    /// Print the inner status and content type to stderr.
+    #[arg(long, short = 'i')]
+    pub include: bool,
+}
 
 /// Runs the command.
-pub fn run(_args: CallArgs) -> ExitCode {
-    eprintln!("not implemented yet");
-    ExitCode::from(2)
+pub fn run(args: CallArgs) -> ExitCode {
+    match prepare(&args) {
+        Ok((channel, inner)) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(exit::TRANSPORT);
+                }
+            };
+            ExitCode::from(runtime.block_on(execute(channel, inner, args.include)))
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+fn prepare(args: &CallArgs) -> Result<(Channel, InnerRequest), String> {
+    let target = Target::parse(&args.target).map_err(|e| e.to_string())?;
+    let pinned = Address::parse(&args.agent_address).map_err(|e| {
+        format!(
+            "--agent-address {:?} is not an agent address: {e}",
+            args.agent_address
+        )
+    })?;
+    let limits = Limits {
+        connect_timeout: Duration::from_secs(args.timeout.clamp(1, 30)),
+        response_timeout: Duration::from_secs(args.timeout.max(1)),
+        idle_timeout: Duration::from_secs(args.timeout.max(1)),
+        max_body_bytes: args.max_body,
+    };
+    let inner = inner_request(args)?;
+    let channel = Channel::new(target, pinned, limits)
+        .with_bugs(args.bugs.iter().copied())
+        .with_relay_origin(args.relay_origin);
+    Ok((channel, inner))
+}
+
+/// Builds the inner request from the flags; `Authorization`, `Accept` and
+/// `Content-Type` go in their own fields, as the wire format wants.
+pub fn inner_request(args: &CallArgs) -> Result<InnerRequest, String> {
+    let body = match &args.data {
+        None => None,
+        Some(d) => Some(match d.strip_prefix('@') {
+            Some(path) => {
+                std::fs::read(path).map_err(|e| format!("cannot read --data file {path:?}: {e}"))?
+            }
+            None => d.clone().into_bytes(),
+        }),
+    };
+    let mut inner = InnerRequest {
+        method: args
+            .method
+            .clone()
+            .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into())
+            .to_ascii_uppercase(),
+        path: args.path.clone(),
+        authorization: args.access_key.as_ref().map(|k| format!("Bearer {k}")),
+        body: body.as_deref().map(b64url_encode),
+        ..Default::default()
+    };
+    let mut extra = Vec::new();
+    for h in &args.headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header {h:?} is not of the form Name: value"))?;
+        let (name, value) = (name.trim(), value.trim().to_string());
+        match name.to_ascii_lowercase().as_str() {
+            "authorization" => inner.authorization = Some(value),
+            "accept" => inner.accept = Some(value),
+            "content-type" => inner.content_type = Some(value),
+            _ => extra.push((name.to_string(), value)),
+        }
+    }
+    if args.stream && inner.accept.is_none() {
+        inner.accept = Some("text/event-stream".into());
+    }
+    if inner.body.is_some() && inner.content_type.is_none() {
+        inner.content_type = Some("application/json".into());
+    }
+    if !extra.is_empty() {
+        inner.headers = Some(extra);
+    }
+    Ok(inner)
+}
+
+async fn execute(mut channel: Channel, inner: InnerRequest, include: bool) -> u8 {
+    let stdout = std::io::stdout();
+    let mut print = |bytes: &[u8]| {
+        let mut out = stdout.lock();
+        // A closed stdout (e.g. piped into `head`) must not turn into a
+        // protocol verdict; the call's outcome still decides the exit code.
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    };
+    match channel.call_with(inner, &mut print).await {
+        Ok(outcome) => {
+            if include {
+                eprintln!(
+                    "inner status {} ({}), {} frame(s){}",
+                    outcome.inner_status,
+                    outcome.content_type.as_deref().unwrap_or("no content type"),
+                    outcome.frames,
+                    if outcome.streamed { ", streamed" } else { "" }
+                );
+            }
+            if outcome.is_success() {
+                exit::OK
+            } else {
+                eprintln!(
+                    "error: the agent answered with HTTP {} inside the channel",
+                    outcome.inner_status
+                );
+                exit::INNER_STATUS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
 }
