@@ -563,3 +563,9 @@ fn the_schema_lists_every_flag_and_group_type() {
         assert!(types.contains(&g["type"]));
     }
 }
+
+#[test]
+fn snapshot_the_verify_text_of_the_seed_1_suite() {
+    let report = vectors::verify_path(&repo(SUITE)).unwrap();
+    insta::assert_snapshot!("verify_seed_1_suite", report.render());
+}

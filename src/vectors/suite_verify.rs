@@ -602,7 +602,13 @@ pub fn verify(file: &Value) -> Result<Vec<CheckLine>, VectorsError> {
             let tpath = format!("{gpath}.tests[{ti}]");
             let id = fields::u64_at(t, &tpath, "tcId")?;
             let comment = t.get("comment").and_then(Value::as_str).unwrap_or("");
-            let name = format!("#{id} {kind}: {comment}");
+            let result = t.get("result").and_then(Value::as_str).unwrap_or("?");
+            let flags: Vec<&str> = t
+                .get("flags")
+                .and_then(Value::as_array)
+                .map(|f| f.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let name = format!("#{id} {kind} [{result}: {}]: {comment}", flags.join(","));
             if !ids.insert(id) {
                 lines.push(CheckLine::fail(name, "duplicate tcId"));
                 continue;
