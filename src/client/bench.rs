@@ -1,13 +1,475 @@
-//! The `bench` subcommand.
+//! The `bench` subcommand: how fast a server handshakes and carries calls,
+//! next to how fast it answers a plaintext `GET /health` in the same run.
+//!
+//! Each phase runs for `--duration` with `--concurrency` workers, one
+//! connection per request (as the protocol's `Connection: close` asks). The
+//! plaintext phase is the ceiling: whatever the channel costs shows as a
+//! ratio below 1.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// Arguments (not yet implemented).
-#[derive(Debug, clap::Args)]
-pub struct BenchArgs {}
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::protocol::handshake::{respond, ClientHandshake, HonestServer, ServerHandshakeInputs};
+use crate::protocol::identity::{Address, AgentIdentity};
+use crate::protocol::wire::InnerRequest;
+use crate::rng::{RandomSource, SystemRandom};
+use crate::transport::{self, Limits, OuterRequest, Target};
+
+use super::Channel;
+
+/// Latency samples kept per phase; beyond this, only counts grow.
+const MAX_SAMPLES: usize = 1_000_000;
+
+/// Measure a server's handshake and call throughput against its plaintext
+/// `GET /health` ceiling; progress on stderr, a JSON summary on stdout.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// The server's base URL, or `self` to start the reference server in
+    /// this process (handshake rate limit off).
+    #[arg(long, default_value = "self")]
+    pub target: String,
+    /// The agent address to pin (not needed with `--target self`).
+    #[arg(long)]
+    pub agent_address: Option<String>,
+    /// The access key for the inner requests (not needed with `--target self`).
+    #[arg(long)]
+    pub access_key: Option<String>,
+    /// The agent id in `/agents/{id}/…` [default: the agent address].
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// How long each phase runs, e.g. `3s`, `500ms`, `1m`.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Events per streamed call.
+    #[arg(long, default_value_t = 64)]
+    pub stream_events: usize,
+    /// Bytes of padding per streamed event.
+    #[arg(long, default_value_t = 256)]
+    pub stream_event_size: usize,
+}
+
+/// Parses `3s`, `500ms`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 3s, 500ms or 1m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown duration unit {unit:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("{text:?} must be a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
 
 /// Runs the command.
-pub fn run(_args: BenchArgs) -> ExitCode {
-    eprintln!("not implemented yet");
-    ExitCode::from(2)
+pub fn run(args: BenchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(bench(args)) {
+        Ok(summary) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&summary).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Where the bench points and with what credentials.
+#[derive(Clone)]
+struct Setup {
+    target: Target,
+    pinned: Address,
+    access_key: Option<String>,
+    agent_id: String,
+    limits: Limits,
+    stream_events: usize,
+    stream_event_size: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Workload {
+    Health,
+    Handshake,
+    Buffered(usize),
+    Stream,
+}
+
+impl Workload {
+    fn label(self) -> &'static str {
+        match self {
+            Workload::Health => "plaintext GET /health",
+            Workload::Handshake => "handshakes",
+            Workload::Buffered(1024) => "buffered calls, 1 KiB",
+            Workload::Buffered(_) => "buffered calls, 64 KiB",
+            Workload::Stream => "streamed calls",
+        }
+    }
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    latencies: Vec<Duration>,
+    ops: u64,
+    units: u64,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Runs the whole bench and returns the JSON summary.
+pub async fn bench(args: BenchArgs) -> Result<Value, String> {
+    let (setup, _server) = resolve(&args).await?;
+    let concurrency = args.concurrency.max(1);
+    let mut phases = serde_json::Map::new();
+    let mut ceiling = None;
+    for (key, workload) in [
+        ("plaintextHealth", Workload::Health),
+        ("handshakes", Workload::Handshake),
+        ("buffered1KiB", Workload::Buffered(1024)),
+        ("buffered64KiB", Workload::Buffered(64 * 1024)),
+        ("stream", Workload::Stream),
+    ] {
+        let mut phase = run_phase(&setup, workload, concurrency, args.duration).await;
+        let rate = phase["opsPerSec"].as_f64().unwrap_or(0.0);
+        match ceiling {
+            None => ceiling = Some(rate),
+            Some(c) if c > 0.0 => {
+                phase["ratioToPlaintext"] = json!(round3(rate / c));
+                if let Some(units) = phase["framesPerSec"].as_f64() {
+                    phase["framesRatioToPlaintext"] = json!(round3(units / c));
+                }
+            }
+            Some(_) => {}
+        }
+        phases.insert(key.into(), phase);
+    }
+    let core = core_handshake_rate(args.duration.min(Duration::from_secs(2))).await;
+    let http_handshakes = phases["handshakes"]["opsPerSec"].as_f64().unwrap_or(0.0);
+    Ok(json!({
+        "target": setup.target.url(),
+        "agentAddress": setup.pinned.to_checksum(),
+        "concurrency": concurrency,
+        "phaseSeconds": args.duration.as_secs_f64(),
+        "phases": phases,
+        "coreHandshakesPerSecSingleThread": round3(core),
+        "handshakeRatioToCore": if core > 0.0 { json!(round3(http_handshakes / core)) } else { Value::Null },
+    }))
+}
+
+/// Keeps the in-process server alive for the length of the bench.
+type SelfServer = Option<Box<dyn std::any::Any + Send>>;
+
+async fn resolve(args: &BenchArgs) -> Result<(Setup, SelfServer), String> {
+    let limits = Limits {
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(10),
+        max_body_bytes: 64 * 1024 * 1024,
+    };
+    let common = |target, pinned: Address, access_key, agent_id: Option<String>| Setup {
+        target,
+        agent_id: agent_id.unwrap_or_else(|| pinned.to_checksum()),
+        pinned,
+        access_key,
+        limits,
+        stream_events: args.stream_events,
+        stream_event_size: args.stream_event_size,
+    };
+    if args.target == "self" {
+        let (url, address, key, agent_id, server) = start_self().await?;
+        let target = Target::parse(&url).map_err(|e| e.to_string())?;
+        let id = args.agent_id.clone().or(Some(agent_id));
+        return Ok((common(target, address, Some(key), id), Some(server)));
+    }
+    let target = Target::parse(&args.target).map_err(|e| e.to_string())?;
+    let address = args
+        .agent_address
+        .as_deref()
+        .ok_or("--agent-address is required unless --target self")?;
+    let pinned = Address::parse(address).map_err(|e| format!("--agent-address: {e}"))?;
+    Ok((
+        common(
+            target,
+            pinned,
+            args.access_key.clone(),
+            args.agent_id.clone(),
+        ),
+        None,
+    ))
+}
+
+/// Starts the reference server with its handshake limit off; returns its
+/// URL, address, access key, agent id and a handle that keeps it running.
+async fn start_self() -> Result<
+    (
+        String,
+        Address,
+        String,
+        String,
+        Box<dyn std::any::Any + Send>,
+    ),
+    String,
+> {
+    Err("--target self needs the reference server, which this build does not have yet; pass --target URL".into())
+}
+
+async fn run_phase(
+    setup: &Setup,
+    workload: Workload,
+    concurrency: usize,
+    duration: Duration,
+) -> Value {
+    let progress = ProgressBar::new(duration.as_millis() as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    progress.set_prefix(workload.label());
+    let counter = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let setup = setup.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            worker(setup, workload, deadline, counter).await
+        }));
+    }
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        progress.set_position(started.elapsed().as_millis().min(duration.as_millis()) as u64);
+        progress.set_message(format!("{} done", counter.load(Ordering::Relaxed)));
+    }
+    let mut total = WorkerStats::default();
+    for task in tasks {
+        if let Ok(s) = task.await {
+            total.ops += s.ops;
+            total.units += s.units;
+            total.errors += s.errors;
+            total.first_error = total.first_error.or(s.first_error);
+            let room = MAX_SAMPLES.saturating_sub(total.latencies.len());
+            total.latencies.extend(s.latencies.into_iter().take(room));
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    progress.finish_with_message(format!("{} done, {} errors", total.ops, total.errors));
+    total.latencies.sort_unstable();
+    let mut phase = json!({
+        "ops": total.ops,
+        "errors": total.errors,
+        "seconds": round3(elapsed),
+        "opsPerSec": round3(total.ops as f64 / elapsed),
+        "p50Ms": percentile_ms(&total.latencies, 0.50),
+        "p99Ms": percentile_ms(&total.latencies, 0.99),
+    });
+    if let Workload::Stream = workload {
+        phase["frames"] = json!(total.units);
+        phase["framesPerSec"] = json!(round3(total.units as f64 / elapsed));
+    }
+    if let Some(e) = total.first_error {
+        phase["firstError"] = json!(e);
+    }
+    phase
+}
+
+async fn worker(
+    setup: Setup,
+    workload: Workload,
+    deadline: Instant,
+    counter: Arc<AtomicU64>,
+) -> WorkerStats {
+    let mut stats = WorkerStats::default();
+    let mut channel = Channel::new(setup.target.clone(), setup.pinned, setup.limits);
+    let authorization = setup.access_key.as_ref().map(|k| format!("Bearer {k}"));
+    let run_path = format!("/agents/{}/run", setup.agent_id);
+    let dispatch_path = format!("/agents/{}/dispatch", setup.agent_id);
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        let result: Result<u64, String> = match workload {
+            Workload::Health => {
+                transport::send(&setup.target, &OuterRequest::get("/health"), &setup.limits)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| {
+                        if r.status == 200 {
+                            Ok(0)
+                        } else {
+                            Err(format!("GET /health answered {}", r.status))
+                        }
+                    })
+            }
+            Workload::Handshake => channel
+                .handshake()
+                .await
+                .map(|_| 0)
+                .map_err(|e| e.to_string()),
+            Workload::Buffered(size) => {
+                let inner = InnerRequest {
+                    method: "POST".into(),
+                    path: run_path.clone(),
+                    authorization: authorization.clone(),
+                    content_type: Some("application/json".into()),
+                    body: Some(crate::protocol::encoding::b64url_encode(&padded_json(size))),
+                    ..Default::default()
+                };
+                checked(channel.call(inner).await)
+            }
+            Workload::Stream => {
+                let body = format!(
+                    "{{\"events\":{},\"size\":{}}}",
+                    setup.stream_events, setup.stream_event_size
+                );
+                let inner = InnerRequest {
+                    method: "POST".into(),
+                    path: dispatch_path.clone(),
+                    authorization: authorization.clone(),
+                    accept: Some("text/event-stream".into()),
+                    content_type: Some("application/json".into()),
+                    body: Some(crate::protocol::encoding::b64url_encode(body.as_bytes())),
+                    ..Default::default()
+                };
+                checked(channel.call(inner).await)
+            }
+        };
+        match result {
+            Ok(units) => {
+                stats.ops += 1;
+                stats.units += units;
+                if stats.latencies.len() < MAX_SAMPLES {
+                    stats.latencies.push(start.elapsed());
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.errors += 1;
+                stats.first_error.get_or_insert(e);
+                // A failing target must not be hammered in a tight loop.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    stats
+}
+
+fn checked(result: Result<super::CallOutcome, super::ClientError>) -> Result<u64, String> {
+    match result {
+        Ok(o) if o.is_success() => Ok(o.frames as u64),
+        Ok(o) => Err(format!("inner status {}", o.inner_status)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A JSON object of exactly `size` bytes (for sizes above 12).
+fn padded_json(size: usize) -> Vec<u8> {
+    let pad = size.saturating_sub(r#"{"pad":""}"#.len());
+    format!("{{\"pad\":\"{}\"}}", "x".repeat(pad)).into_bytes()
+}
+
+/// Full in-process handshakes per second on one thread: the protocol
+/// core's own cost, which the HTTP handshake rate is compared against.
+async fn core_handshake_rate(budget: Duration) -> f64 {
+    tokio::task::spawn_blocking(move || {
+        let mut rng = SystemRandom;
+        let Ok(identity) = AgentIdentity::from_bytes(&rng.bytes()) else {
+            return 0.0;
+        };
+        let started = Instant::now();
+        let mut done = 0u64;
+        while started.elapsed() < budget {
+            let client = ClientHandshake::new(identity.address(), rng.bytes(), rng.bytes());
+            let inputs = ServerHandshakeInputs {
+                ephemeral_secret: rng.bytes(),
+                sid: rng.bytes(),
+                expires_at: i64::MAX / 2,
+            };
+            let Ok(server) = respond(client.hello(), &identity, &inputs, &HonestServer) else {
+                return 0.0;
+            };
+            if client.finish(&server.hello).is_err() {
+                return 0.0;
+            }
+            done += 1;
+        }
+        done as f64 / started.elapsed().as_secs_f64()
+    })
+    .await
+    .unwrap_or(0.0)
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> Value {
+    if sorted.is_empty() {
+        return Value::Null;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    json!(round3(sorted[rank - 1].as_secs_f64() * 1000.0))
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("4"), Ok(Duration::from_secs(4)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn padding_is_exact() {
+        assert_eq!(padded_json(1024).len(), 1024);
+        assert_eq!(padded_json(65536).len(), 65536);
+    }
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let v: Vec<_> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile_ms(&v, 0.5), json!(50.0));
+        assert_eq!(percentile_ms(&v, 0.99), json!(99.0));
+        assert_eq!(percentile_ms(&[], 0.5), Value::Null);
+    }
 }
