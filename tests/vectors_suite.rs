@@ -63,10 +63,12 @@ fn the_generated_suite_verifies_case_by_case() {
     assert_eq!(report.format, Format::Suite);
     assert!(report.passed(), "{}", report.render());
     let file = load(SUITE);
-    assert_eq!(
-        report.lines.len() as u64,
-        file["numberOfTests"].as_u64().unwrap()
-    );
+    let cases = report
+        .lines
+        .iter()
+        .filter(|l| l.name.starts_with('#'))
+        .count();
+    assert_eq!(cases as u64, file["numberOfTests"].as_u64().unwrap());
     // Another seed holds too.
     let other = vectors::generate(2, Format::Suite);
     let report = vectors::verify_bytes(other.as_bytes()).unwrap();
@@ -221,6 +223,19 @@ fn the_notes_say_which_flags_the_reference_accepts() {
     );
     let notes = file["notes"].as_object().unwrap();
     assert_eq!(notes.len(), FLAGS.len());
+    // A file whose notes claim another reference behaviour fails.
+    let mut changed = file.clone();
+    changed["notes"]["HighS"]["referenceAccepts"] = false.into();
+    changed["notes"]["TamperedTag"]["expectedReason"] = "Replay".into();
+    let report = vectors::verify_bytes(changed.to_string().as_bytes()).unwrap();
+    let failed: Vec<_> = report.failures().collect();
+    assert_eq!(failed.len(), 1, "{}", report.render());
+    assert_eq!(failed[0].name, "notes");
+    let why = failed[0].failure.as_deref().unwrap();
+    assert!(
+        why.contains("HighS.referenceAccepts") && why.contains("TamperedTag.expectedReason"),
+        "{why}"
+    );
 }
 
 fn find_case<'a>(file: &'a mut Value, flag_name: &str) -> &'a mut Value {

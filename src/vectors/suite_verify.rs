@@ -587,6 +587,42 @@ pub fn judge(kind: &str, g: &Value, t: &Value) -> Result<(), String> {
     }
 }
 
+/// Checks that the file's notes state the same reasons and reference
+/// behaviour as the flag table the cases are judged by.
+fn check_notes(notes: &Value) -> Result<(), String> {
+    let notes = notes.as_object().ok_or("field `notes` must be an object")?;
+    let mut differ = Vec::new();
+    for (name, note) in notes {
+        let Some(f) = flag(name) else {
+            differ.push(format!("{name} is not a known flag"));
+            continue;
+        };
+        let (key, want) = match f.kind {
+            FlagKind::Info => continue,
+            FlagKind::Invalid(r) => ("expectedReason", Value::from(r.name())),
+            FlagKind::Acceptable {
+                strict,
+                reference_accepts,
+            } => {
+                if note.get("referenceAccepts") != Some(&Value::from(reference_accepts)) {
+                    differ.push(format!(
+                        "{name}.referenceAccepts should be {reference_accepts:?}"
+                    ));
+                }
+                ("strictReason", Value::from(strict.name()))
+            }
+        };
+        if note.get(key) != Some(&want) {
+            differ.push(format!("{name}.{key} should be {want}"));
+        }
+    }
+    if differ.is_empty() {
+        Ok(())
+    } else {
+        Err(differ.join("; "))
+    }
+}
+
 /// Verifies a suite file: one line per case.
 pub fn verify(file: &Value) -> Result<Vec<CheckLine>, VectorsError> {
     let groups = fields::array_at(file, "", "testGroups")?;
@@ -615,6 +651,9 @@ pub fn verify(file: &Value) -> Result<Vec<CheckLine>, VectorsError> {
             }
             lines.push(CheckLine::from_result(name, judge(kind, g, t)));
         }
+    }
+    if let Some(notes) = file.get("notes") {
+        lines.push(CheckLine::from_result("notes", check_notes(notes)));
     }
     if let Some(n) = file.get("numberOfTests") {
         if n.as_u64() != Some(count) {
