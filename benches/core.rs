@@ -205,20 +205,30 @@ fn bench_calls(c: &mut Criterion) {
     g.finish();
 }
 
-/// The median wall time of `f` over `samples` single runs.
-fn median<T>(samples: usize, mut f: impl FnMut() -> T) -> Duration {
-    for _ in 0..samples.div_ceil(10) {
-        black_box(f());
+/// The median wall time of each job over `rounds` rounds. Each round
+/// runs every job once, in turn, so a burst of load from other processes
+/// on this shared machine hits all of them alike and cancels in the ratios.
+fn interleaved_medians(rounds: usize, jobs: &mut [&mut dyn FnMut()]) -> Vec<Duration> {
+    for _ in 0..rounds.div_ceil(10) {
+        for job in jobs.iter_mut() {
+            job();
+        }
     }
-    let mut times: Vec<Duration> = (0..samples)
-        .map(|_| {
+    let mut times = vec![Vec::with_capacity(rounds); jobs.len()];
+    for _ in 0..rounds {
+        for (job, t) in jobs.iter_mut().zip(&mut times) {
             let start = Instant::now();
-            black_box(f());
-            start.elapsed()
+            job();
+            t.push(start.elapsed());
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_unstable();
+            t[t.len() / 2]
         })
-        .collect();
-    times.sort_unstable();
-    times[times.len() / 2]
+        .collect()
 }
 
 fn micros(d: Duration) -> f64 {
@@ -231,31 +241,49 @@ fn report_ratios() {
     const N: usize = 301;
     let i = inputs();
     let p = primitives();
-    let handshake = median(N, || full_handshake(&i));
+    let hs = interleaved_medians(
+        N,
+        &mut [
+            &mut || drop(black_box(full_handshake(&i))),
+            &mut || _ = black_box(x25519_public(&p)),
+            &mut || _ = black_box(x25519_dh(&p)),
+            &mut || _ = black_box(sign(&p)),
+            &mut || _ = black_box(recover(&p)),
+            &mut || _ = black_box(keccak(&p)),
+            &mut || _ = black_box(hkdf(&p)),
+        ],
+    );
+    let handshake = hs[0];
+    // How often the handshake performs each primitive.
     let parts = [
-        ("x25519 public key", 2, median(N, || x25519_public(&p))),
-        ("x25519 DH", 2, median(N, || x25519_dh(&p))),
-        ("secp256k1 sign", 1, median(N, || sign(&p))),
-        ("secp256k1 recover", 1, median(N, || recover(&p))),
-        ("keccak256 230 B", 2, median(N, || keccak(&p))),
-        ("HKDF session keys", 2, median(N, || hkdf(&p))),
+        ("x25519 public key", 2u32, hs[1]),
+        ("x25519 DH", 2, hs[2]),
+        ("secp256k1 sign", 1, hs[3]),
+        ("secp256k1 recover", 1, hs[4]),
+        ("keccak256 230 B", 2, hs[5]),
+        ("HKDF session keys", 2, hs[6]),
     ];
     let sum: Duration = parts.iter().map(|(_, n, d)| *d * *n).sum();
 
     let size = 64 << 10;
     let plaintext = vec![0x5au8; size];
     let (mut client, _) = sessions();
-    let seal = median(N, || {
-        drop(black_box(seal_call_json(&mut client, &plaintext)))
-    });
-    let via_value = median(N, || seal_call_value(&mut client, &plaintext));
+    let (mut other, _) = sessions();
     let cipher = ChaCha20Poly1305::new(&Key::from([3u8; 32]));
     let mut buffer = plaintext.clone();
-    let aead = median(N, || raw_aead(&cipher, &mut buffer));
+    let calls = interleaved_medians(
+        N,
+        &mut [
+            &mut || drop(black_box(seal_call_json(&mut client, &plaintext))),
+            &mut || drop(black_box(seal_call_value(&mut other, &plaintext))),
+            &mut || raw_aead(&cipher, &mut buffer),
+        ],
+    );
+    let (seal, via_value, aead) = (calls[0], calls[1], calls[2]);
     let mib_s = |d: Duration| size as f64 / d.as_secs_f64() / (1 << 20) as f64;
 
     println!();
-    println!("== ratios (medians of {N} runs, this process) ==");
+    println!("== ratios (medians of {N} interleaved rounds, this process) ==");
     for (name, n, d) in &parts {
         println!("  {name:<20} {n} x {:>9.2} us", micros(*d));
     }

@@ -54,6 +54,11 @@ pub fn b64url_decode(text: &str, strictness: B64Strictness) -> Result<Vec<u8>, E
             .decode_to_vec(text.as_bytes())
             .map_err(|_| fail("expected unpadded URL-safe base64 with zero trailing bits")),
         B64Strictness::Upstream => {
+            // Whatever the canonical decoder accepts, the lenient one reads
+            // as the same bytes; try it first and skip the rewrite pass.
+            if let Ok(bytes) = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(text.as_bytes()) {
+                return Ok(bytes);
+            }
             let mut standard: Vec<u8> = text
                 .bytes()
                 .map(|b| match b {
