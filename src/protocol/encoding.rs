@@ -67,7 +67,7 @@ pub fn b64url_decode(text: &str, strictness: B64Strictness) -> Result<Vec<u8>, E
                     other => other,
                 })
                 .collect();
-            while standard.len() % 4 != 0 {
+            while !standard.len().is_multiple_of(4) {
                 standard.push(b'=');
             }
             base64_simd::STANDARD
