@@ -1,13 +1,182 @@
-//! The `serve` subcommand.
+//! The `serve` subcommand: the reference server behind a command line.
+//! Prints one JSON ready line on stdout, logs on stderr, stops on
+//! SIGINT/SIGTERM.
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Arguments (not yet implemented).
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+use crate::protocol::identity::AgentIdentity;
 
-/// Runs the command.
-pub fn run(_args: ServeArgs) -> ExitCode {
-    eprintln!("not implemented yet");
-    ExitCode::from(2)
+use super::{parse_duration_secs, parse_rate, spawn, Bug, ServerConfig};
+
+/// Arguments of `osc-harness serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The agent's secp256k1 secret key in hex (else a fresh identity).
+    #[arg(long, value_name = "HEX", conflicts_with = "identity")]
+    pub agent_key_hex: Option<String>,
+    /// A file holding the agent's secret key in hex.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// The agent id used in `/agents/{id}` routes (else a random UUID).
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
+    /// The access key inner requests must present (else a generated osk-v1 key).
+    #[arg(long, value_name = "KEY")]
+    pub access_key: Option<String>,
+    /// The agent-scoped key (else a generated one).
+    #[arg(long, value_name = "KEY")]
+    pub scoped_key: Option<String>,
+    /// The other agent the scoped key may reach (else a random UUID).
+    #[arg(long, value_name = "ID")]
+    pub scoped_agent_id: Option<String>,
+    /// Session lifetime: seconds, or 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "3600", value_parser = parse_duration_secs)]
+    pub session_ttl: i64,
+    /// Whether loopback callers without the relay marker are trusted.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub trust_loopback: bool,
+    /// Session store bound.
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
+    /// Handshake attempts allowed per source: N/SECS, or 0 for off.
+    #[arg(long, value_name = "N/SECS", default_value = "5/60")]
+    pub handshake_rate: String,
+    /// Break one requirement on purpose (repeatable; see --list-bugs).
+    #[arg(long = "bug", value_name = "NAME")]
+    pub bugs: Vec<Bug>,
+    /// How long a request body may take to arrive: seconds, or 90s, 5m.
+    #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration_secs)]
+    pub body_timeout: i64,
+    /// Print every --bug name with the requirement it breaks, then exit.
+    #[arg(long)]
+    pub list_bugs: bool,
+}
+
+/// Runs `serve`.
+pub fn run(args: ServeArgs) -> ExitCode {
+    if args.list_bugs {
+        for bug in Bug::ALL {
+            println!(
+                "{:<28} {:<8} {}",
+                bug.name(),
+                bug.requirement(),
+                bug.description()
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let config = match config_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match spawn(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", server.ready_line());
+        let _ = out.flush();
+        drop(out);
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
+    let mut config = ServerConfig::generated();
+    config.listen = args.listen;
+    if let Some(hex) = &args.agent_key_hex {
+        config.identity =
+            AgentIdentity::from_hex(hex).map_err(|e| format!("--agent-key-hex: {e}"))?;
+    }
+    if let Some(path) = &args.identity {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--identity {}: {e}", path.display()))?;
+        config.identity = AgentIdentity::from_hex(text.trim())
+            .map_err(|e| format!("--identity {}: {e}", path.display()))?;
+    }
+    if let Some(id) = args.agent_id {
+        config.agent_id = id;
+    }
+    if let Some(k) = args.access_key {
+        config.access_key = k;
+    }
+    if let Some(k) = args.scoped_key {
+        config.scoped_key = Some(k);
+    }
+    if let Some(id) = args.scoped_agent_id {
+        config.scoped_agent_id = id;
+    }
+    if config.scoped_agent_id == config.agent_id {
+        return Err("--scoped-agent-id must differ from --agent-id".into());
+    }
+    if args.max_sessions == 0 {
+        return Err("--max-sessions must be at least 1".into());
+    }
+    if args.body_timeout <= 0 {
+        return Err("--body-timeout must be at least one second".into());
+    }
+    config.session_ttl_secs = args.session_ttl;
+    config.trust_loopback = args.trust_loopback;
+    config.max_sessions = args.max_sessions;
+    config.handshake_rate =
+        parse_rate(&args.handshake_rate).map_err(|e| format!("--handshake-rate: {e}"))?;
+    config.bugs = args.bugs.into_iter().collect();
+    config.body_read_timeout = std::time::Duration::from_secs(args.body_timeout as u64);
+    Ok(config)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -1,0 +1,347 @@
+//! The server's fault knobs (`--bug NAME`), all in one place.
+//!
+//! Each knob bends exactly one honest step. The handshake and call steps go
+//! through the core's [`ServerHandshakeHooks`] and [`CallHooks`]; the HTTP
+//! steps (gate, auth, framing, limits) ask [`Knobs`] at the point where the
+//! honest code does the right thing. Reading this file tells you every way
+//! the reference server can be made to lie.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::protocol::handshake::{ServerHandshakeHooks, Transcript, TranscriptField};
+use crate::protocol::identity::{domain_digest, AgentIdentity, OTHER_PREFIXES};
+use crate::protocol::keys::{derive_session_keys, SessionKeys};
+use crate::protocol::session::{CallHooks, ReplayWindow};
+use crate::protocol::REPLAY_WINDOW;
+
+macro_rules! bugs {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $req:literal, $desc:literal; )*) => {
+        /// A deliberate fault of the reference server.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Bug {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Bug {
+            /// Every knob, in `--list-bugs` order.
+            pub const ALL: &'static [Bug] = &[$(Bug::$variant),*];
+
+            /// The kebab-case name used by `--bug`.
+            pub fn name(self) -> &'static str {
+                match self { $(Bug::$variant => $name,)* }
+            }
+
+            /// The SPEC requirement this knob breaks.
+            pub fn requirement(self) -> &'static str {
+                match self { $(Bug::$variant => $req,)* }
+            }
+
+            /// What the server does wrong with this knob.
+            pub fn description(self) -> &'static str {
+                match self { $(Bug::$variant => $desc,)* }
+            }
+        }
+    };
+}
+
+bugs! {
+    /// Replayed seqs are accepted.
+    ReplayCheckOff = "replay-check-off", "CALL-3", "the replay window accepts every seq, so a captured call executes again";
+    /// A seq exactly 64 below the highest is accepted.
+    WindowOffByOne = "window-off-by-one", "CALL-3", "a seq exactly 64 below the highest seen is accepted (window of 65)";
+    /// Seq 0 with a valid tag is accepted.
+    SeqZeroAccepted = "seq-zero-accepted", "CALL-1", "a call with seq 0 is accepted instead of refused with 409";
+    /// The seq is marked before the AEAD opens.
+    MarkBeforeOpen = "mark-before-open", "CALL-4", "the seq is marked before the AEAD opens, so forged frames burn sequence numbers";
+    /// No 426 gate.
+    No426Gate = "no-426-gate", "GATE-1", "remote plaintext agent runs are executed instead of refused with 426";
+    /// The relay marker is ignored.
+    RelayMarkerTrusted = "relay-marker-trusted", "GATE-3", "a loopback request carrying X-Osaurus-Relay-Origin is trusted as loopback";
+    /// Streams end without fin.
+    StreamDropsFin = "stream-drops-fin", "RESP-5", "streamed responses end cleanly without the final fin frame";
+    /// Streams are cut in the middle of a frame.
+    StreamCutMidFrame = "stream-cut-mid-frame", "RESP-5", "streamed responses stop in the middle of the final frame's event";
+    /// The first two stream frames are swapped.
+    FramesReordered = "frames-reordered", "RESP-4", "the first two frames of a stream are sent in swapped order";
+    /// Every frame claims fin.
+    FinOnEveryFrame = "fin-on-every-frame", "RESP-1", "every stream frame is sealed and sent with fin set";
+    /// One ephemeral key for every session.
+    StaticEphemeralKey = "static-ephemeral-key", "HS-3", "the server reuses one ephemeral X25519 key for every session";
+    /// The hello is signed by a key that is not the agent's.
+    WrongSigningKey = "wrong-signing-key", "HS-1", "the ServerHello is signed by a key that is not the agent's";
+    /// The hello is signed under another domain prefix.
+    WrongSignatureDomain = "wrong-signature-domain", "ID-2", "the ServerHello is signed under the \"Osaurus Signed Message\" prefix";
+    /// One transcript field is left out of the signature.
+    TranscriptFieldUnsigned = "transcript-field-unsigned", "HS-2", "the server's encPub is left out of the signed transcript";
+    /// Sessions never expire.
+    SessionsNeverExpire = "sessions-never-expire", "SES-1", "calls on a session past its expiresAt are still served";
+    /// The session key seals responses.
+    SessionKeyForResponses = "session-key-for-responses", "KS-2", "responses are sealed with s2c itself instead of the per-call response key";
+    /// c2s is used in both directions.
+    SameKeyBothDirections = "same-key-both-directions", "KS-1", "the server derives s2c equal to c2s, one key for both directions";
+    /// The inner status leaks onto the outer response.
+    StatusOutside = "status-outside", "RESP-2", "buffered responses carry the inner status on the outer response instead of 200";
+    /// The inner access key is not checked inside the channel.
+    InnerAuthUnchecked = "inner-auth-unchecked", "CALL-6", "inner requests skip the access-key check";
+    /// Nested /secure/* paths pass after normalisation.
+    NestedSecureAllowed = "nested-secure-allowed", "CALL-8", "inner paths such as /v1/secure/session pass the nesting check (literal prefix only)";
+    /// Low-order client keys are accepted.
+    LowOrderAccepted = "low-order-accepted", "HS-7", "a low-order client encPub is accepted, giving an all-zero shared secret";
+    /// The session store has no bound.
+    SessionStoreUnbounded = "session-store-unbounded", "HS-9", "the session store never evicts, so a handshake flood grows it without limit";
+    /// The hello announces an expiry in the past.
+    ExpiryInPast = "expiry-in-past", "SES-3", "the ServerHello announces an expiresAt one minute in the past";
+    /// A call with an empty ct panics the handler.
+    PanicOnEmptyCt = "panic-on-empty-ct", "CALL-2", "a call whose ct is empty panics the handling task (the connection drops)";
+    /// A seq above 2^53 panics the handler.
+    PanicOnHugeSeq = "panic-on-huge-seq", "CALL-2", "a call whose seq is above 2^53 panics the handling task (the connection drops)";
+    /// A body shorter than its Content-Length is waited for forever.
+    HangOnLengthLie = "hang-on-length-lie", "LIM-1", "a request body shorter than its Content-Length is waited for forever";
+}
+
+impl Bug {
+    /// The knob named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.iter().copied().find(|b| b.name() == name)
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Bug {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Bug::from_name(s)
+            .ok_or_else(|| format!("unknown bug {s:?}; `osc-harness serve --list-bugs` lists them"))
+    }
+}
+
+/// The active knobs and the material some of them need. The honest
+/// server is a `Knobs` with an empty set.
+pub struct Knobs {
+    bugs: BTreeSet<Bug>,
+    /// Signs in place of the agent under `wrong-signing-key`.
+    impostor: AgentIdentity,
+    /// The ephemeral secret reused under `static-ephemeral-key`.
+    static_ephemeral: [u8; 32],
+}
+
+impl Knobs {
+    /// Knobs for `bugs`, with the impostor key and static ephemeral secret
+    /// drawn by the caller.
+    pub fn new(bugs: BTreeSet<Bug>, impostor: AgentIdentity, static_ephemeral: [u8; 32]) -> Self {
+        Knobs {
+            bugs,
+            impostor,
+            static_ephemeral,
+        }
+    }
+
+    /// Whether `bug` is on.
+    pub fn on(&self, bug: Bug) -> bool {
+        self.bugs.contains(&bug)
+    }
+
+    /// HS-3: the server's ephemeral secret for one handshake.
+    pub fn ephemeral_secret(&self, fresh: [u8; 32]) -> [u8; 32] {
+        if self.on(Bug::StaticEphemeralKey) {
+            self.static_ephemeral
+        } else {
+            fresh
+        }
+    }
+
+    /// SES-3: the expiry to announce for a session granted at `now`.
+    pub fn expires_at(&self, now: i64, ttl: i64) -> i64 {
+        if self.on(Bug::ExpiryInPast) {
+            now - 60
+        } else {
+            now.saturating_add(ttl)
+        }
+    }
+
+    /// HS-9: whether the session store evicts at its bound.
+    pub fn store_bounded(&self) -> bool {
+        !self.on(Bug::SessionStoreUnbounded)
+    }
+
+    /// GATE-3: whether the relay marker makes a loopback caller remote.
+    pub fn relay_marker_counts(&self) -> bool {
+        !self.on(Bug::RelayMarkerTrusted)
+    }
+
+    /// GATE-1: whether the 426 gate refuses remote plaintext agent calls.
+    pub fn gate_426(&self) -> bool {
+        !self.on(Bug::No426Gate)
+    }
+
+    /// CALL-6: whether an inner request's access key is checked.
+    pub fn check_access_key(&self, inside_channel: bool) -> bool {
+        !(inside_channel && self.on(Bug::InnerAuthUnchecked))
+    }
+
+    /// CALL-8: the normalisation used by the nesting check (honest: the
+    /// routing normalisation; broken: none, so only the literal prefix counts).
+    pub fn nesting_normalize(&self, path: &str) -> String {
+        if self.on(Bug::NestedSecureAllowed) {
+            path.to_owned()
+        } else {
+            super::gate::normalize(path)
+        }
+    }
+
+    /// RESP-2: the outer status of a buffered sealed response.
+    pub fn buffered_outer_status(&self, inner_status: u16) -> u16 {
+        if self.on(Bug::StatusOutside) {
+            inner_status
+        } else {
+            200
+        }
+    }
+
+    /// RESP-1: whether a non-final stream frame is sealed with fin.
+    pub fn fin_on_data_frame(&self) -> bool {
+        self.on(Bug::FinOnEveryFrame)
+    }
+
+    /// RESP-4: whether the first two stream frames are swapped.
+    pub fn reorder_frames(&self) -> bool {
+        self.on(Bug::FramesReordered)
+    }
+
+    /// How a stream ends (RESP-3, RESP-5).
+    pub fn stream_end(&self) -> StreamEnd {
+        if self.on(Bug::StreamDropsFin) {
+            StreamEnd::NoFin
+        } else if self.on(Bug::StreamCutMidFrame) {
+            StreamEnd::CutMidFrame
+        } else {
+            StreamEnd::Fin
+        }
+    }
+
+    /// LIM-1: whether request bodies are read under a deadline.
+    pub fn body_deadline(&self) -> bool {
+        !self.on(Bug::HangOnLengthLie)
+    }
+
+    /// Fuzzer-only knobs: a crash on inputs the honest server refuses
+    /// calmly. Panics on purpose; the connection task dies, the server lives.
+    pub fn crash_on_envelope(&self, seq: u64, ct: &str) {
+        if self.on(Bug::PanicOnEmptyCt) && ct.is_empty() {
+            panic!("panic-on-empty-ct: ct is empty");
+        }
+        if self.on(Bug::PanicOnHugeSeq) && seq > (1u64 << 53) {
+            panic!("panic-on-huge-seq: seq {seq} is above 2^53");
+        }
+    }
+}
+
+/// How the last frame of a stream is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Honest: an empty frame with fin.
+    Fin,
+    /// No final frame at all.
+    NoFin,
+    /// Half of the final frame's event, then the end of the body.
+    CutMidFrame,
+}
+
+impl ServerHandshakeHooks for Knobs {
+    fn signed_payload(&self, transcript: &Transcript) -> String {
+        if self.on(Bug::TranscriptFieldUnsigned) {
+            transcript.render_without(Some(TranscriptField::ServerEncPub))
+        } else {
+            transcript.render()
+        }
+    }
+
+    fn sign(&self, identity: &AgentIdentity, payload: &[u8]) -> [u8; 65] {
+        if self.on(Bug::WrongSigningKey) {
+            self.impostor.sign_channel(payload)
+        } else if self.on(Bug::WrongSignatureDomain) {
+            identity.sign_digest(&domain_digest(OTHER_PREFIXES[0], payload))
+        } else {
+            identity.sign_channel(payload)
+        }
+    }
+
+    fn refuse_low_order(&self) -> bool {
+        !self.on(Bug::LowOrderAccepted)
+    }
+
+    fn session_keys(&self, shared: &[u8; 32], transcript: &[u8]) -> SessionKeys {
+        let keys = derive_session_keys(shared, transcript);
+        if self.on(Bug::SameKeyBothDirections) {
+            SessionKeys {
+                s2c: keys.c2s,
+                c2s: keys.c2s,
+            }
+        } else {
+            keys
+        }
+    }
+}
+
+impl CallHooks for Knobs {
+    fn expired(&self, now: i64, expires_at: i64) -> bool {
+        !self.on(Bug::SessionsNeverExpire) && now >= expires_at
+    }
+
+    fn mark(&self, window: &mut ReplayWindow, seq: u64) -> bool {
+        if self.on(Bug::ReplayCheckOff) {
+            window.mark(seq);
+            return true;
+        }
+        if self.on(Bug::SeqZeroAccepted) && seq == 0 {
+            return true;
+        }
+        if self.on(Bug::WindowOffByOne)
+            && seq != 0
+            && window.highest().checked_sub(seq) == Some(REPLAY_WINDOW)
+        {
+            return true;
+        }
+        window.mark(seq)
+    }
+
+    fn mark_before_open(&self) -> bool {
+        self.on(Bug::MarkBeforeOpen)
+    }
+}
+
+/// The response key of one call (KS-2), bent by `session-key-for-responses`.
+pub fn response_key(
+    knobs: &Knobs,
+    session: &crate::protocol::session::ServerSession,
+    request_seq: u64,
+) -> crate::protocol::keys::SymmetricKey {
+    if knobs.on(Bug::SessionKeyForResponses) {
+        session.keys().s2c
+    } else {
+        session.response_key(request_seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut seen = BTreeSet::new();
+        for bug in Bug::ALL {
+            assert_eq!(Bug::from_name(bug.name()), Some(*bug));
+            assert!(seen.insert(bug.name()), "duplicate {}", bug.name());
+            assert!(!bug.requirement().is_empty());
+        }
+        assert_eq!(Bug::ALL.len(), 26);
+    }
+}

@@ -1,0 +1,297 @@
+//! The two channel endpoints: `POST /secure/session` (SPEC §4) and
+//! `POST /secure/call` (§6), and the sealing of the inner response (§7).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hyper::Response;
+use tokio::sync::mpsc;
+
+use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
+use crate::protocol::error::{CallError, HandshakeRefusal};
+use crate::protocol::framing::ResponseSealer;
+use crate::protocol::handshake::{respond, ServerHandshakeInputs};
+use crate::protocol::session::validate_inner;
+use crate::protocol::sse::encode_event;
+use crate::protocol::wire::{
+    CallRequest, ClientHello, InnerRequest, InnerResponse, MAX_CALL_BYTES,
+};
+use crate::protocol::VERSION;
+use crate::rng::{RandomSource, SystemRandom};
+
+use super::app::{AppBody, AppRequest, AppResponse, EVENT_STREAM, JSON};
+use super::body::OutBody;
+use super::bugs::{self, StreamEnd};
+use super::gate::RELAY_MARKER;
+use super::http::{json_response, Shared};
+
+/// The marker header of every sealed response.
+pub const CHANNEL_MARKER: &str = "x-osaurus-secure-channel";
+/// Inner header names a sealed request may not set (CALL-7).
+const RESERVED: [&str; 7] = [
+    "host",
+    "content-length",
+    "connection",
+    "authorization",
+    "accept",
+    "content-type",
+    RELAY_MARKER,
+];
+/// Stream frames buffered between the sealing task and the connection.
+const FRAME_BUFFER: usize = 16;
+
+/// The current Unix time in seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn refusal(r: HandshakeRefusal) -> Response<OutBody> {
+    json_response(r.status(), r.body())
+}
+
+/// `POST /secure/session`, after the rate limit: decode, version, agent,
+/// handshake, register (SPEC §4, upstream's check order).
+pub fn handshake(shared: &Shared, body: &[u8]) -> Response<OutBody> {
+    let Ok(hello) = ClientHello::parse(body) else {
+        return refusal(HandshakeRefusal::InvalidRequest);
+    };
+    if hello.v != VERSION {
+        return refusal(HandshakeRefusal::UnsupportedVersion);
+    }
+    let identity = &shared.config.identity;
+    if hello.agent_address.to_lowercase() != identity.address().to_lower() {
+        return refusal(HandshakeRefusal::UnknownAgent);
+    }
+    let now = unix_now();
+    let mut rng = SystemRandom;
+    let inputs = ServerHandshakeInputs {
+        ephemeral_secret: shared.knobs.ephemeral_secret(rng.bytes()),
+        sid: rng.bytes(),
+        expires_at: shared.knobs.expires_at(now, shared.config.session_ttl_secs),
+    };
+    match respond(&hello, identity, &inputs, &shared.knobs) {
+        Ok(done) => {
+            let json = done.hello.to_json();
+            shared.store.insert(
+                done.session,
+                now,
+                shared.knobs.store_bounded(),
+                &shared.knobs,
+            );
+            json_response(200, json)
+        }
+        Err(e) => {
+            tracing::debug!("handshake refused: {e}");
+            refusal(HandshakeRefusal::from(&e))
+        }
+    }
+}
+
+/// What the outer request of a call contributes to the inner one.
+pub struct Outer {
+    /// Whether the outer caller is remote.
+    pub remote: bool,
+    /// Whether the outer request carried the relay marker.
+    pub relay_marker: bool,
+    /// Outer `Host`.
+    pub host: Option<String>,
+    /// Outer `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+/// `POST /secure/call`: open in CALL-2's order, run the inner request
+/// through the app, seal its response.
+pub async fn call(shared: Arc<Shared>, body: &[u8], outer: Outer) -> Response<OutBody> {
+    let (sealer, inner) = match open(&shared, body) {
+        Ok(v) => v,
+        Err(e) => {
+            let (status, body) = e.response();
+            return json_response(status, body);
+        }
+    };
+    let req = inner_app_request(inner, &outer);
+    let resp = shared.app.handle(&req, &shared.knobs);
+    seal_response(shared, sealer, resp).await
+}
+
+fn open(shared: &Shared, body: &[u8]) -> Result<(ResponseSealer, InnerRequest), CallError> {
+    let call = CallRequest::parse(body).map_err(CallError::MalformedEnvelope)?;
+    shared.knobs.crash_on_envelope(call.seq, &call.ct);
+    let now = unix_now();
+    let knobs = &shared.knobs;
+    let (opened, sealer) = shared
+        .store
+        .with_session(&call.sid, now, knobs, |session| {
+            let opened = session.open_call(&call, now, knobs)?;
+            let key = bugs::response_key(knobs, session, opened.seq);
+            let sealer = session.response_sealer_with_key(opened.seq, key);
+            Ok((opened, sealer))
+        })
+        .ok_or(CallError::SessionUnknown)??;
+    let inner = validate_inner(&opened.plaintext, |p| knobs.nesting_normalize(p), true)?;
+    Ok((sealer, inner))
+}
+
+/// The inner request as the app sees it: inner headers minus the reserved
+/// names, then the outer `Host`, relay marker and `User-Agent`, then the
+/// inner authorization, accept, content type and length (CALL-7).
+fn inner_app_request(inner: InnerRequest, outer: &Outer) -> AppRequest {
+    let body = inner
+        .body
+        .as_deref()
+        .and_then(|b| b64url_decode(b, B64Strictness::Upstream).ok())
+        .unwrap_or_default();
+    let mut headers: Vec<(String, String)> = inner
+        .headers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+        .collect();
+    if let Some(host) = &outer.host {
+        headers.push(("host".into(), host.clone()));
+    }
+    if outer.relay_marker {
+        headers.push((RELAY_MARKER.into(), "1".into()));
+    }
+    if let Some(ua) = &outer.user_agent {
+        if !headers.iter().any(|(k, _)| k == "user-agent") {
+            headers.push(("user-agent".into(), ua.clone()));
+        }
+    }
+    for (name, value) in [
+        ("authorization", inner.authorization),
+        ("accept", inner.accept),
+        ("content-type", inner.content_type),
+    ] {
+        if let Some(v) = value {
+            headers.push((name.into(), v));
+        }
+    }
+    headers.push(("content-length".into(), body.len().to_string()));
+    AppRequest {
+        method: inner.method,
+        path: inner.path,
+        headers,
+        body: Bytes::from(body),
+        inside_channel: true,
+        remote: outer.remote,
+    }
+}
+
+fn is_event_stream(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|c| c.trim().to_ascii_lowercase().starts_with(EVENT_STREAM))
+}
+
+/// Seals an app response: an event stream frame by frame (RESP-3), anything
+/// else as one fin frame holding the InnerResponse (RESP-2).
+async fn seal_response(
+    shared: Arc<Shared>,
+    sealer: ResponseSealer,
+    resp: AppResponse,
+) -> Response<OutBody> {
+    if is_event_stream(resp.content_type.as_deref()) {
+        return seal_stream(shared, sealer, resp);
+    }
+    let body = match resp.body {
+        AppBody::Full(b) => b,
+        AppBody::Stream(mut rx) => {
+            let mut all = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                if all.len() + chunk.len() > MAX_CALL_BYTES {
+                    return internal_error();
+                }
+                all.extend_from_slice(&chunk);
+            }
+            all
+        }
+    };
+    let inner = InnerResponse {
+        status: i64::from(resp.status),
+        content_type: resp.content_type,
+        body: Some(b64url_encode(&body)),
+    };
+    let frame = sealer.seal_at(0, inner.to_json().as_bytes(), true);
+    let outer_status = shared.knobs.buffered_outer_status(resp.status);
+    Response::builder()
+        .status(outer_status)
+        .header("content-type", JSON)
+        .header(CHANNEL_MARKER, "1")
+        .body(OutBody::full(frame.to_json()))
+        .unwrap_or_else(|_| internal_error())
+}
+
+fn internal_error() -> Response<OutBody> {
+    let (status, body) = (
+        500,
+        crate::protocol::error::channel_error_body(
+            crate::protocol::error::ChannelErrorCode::Unavailable,
+            "Secure channel is not available on this server",
+        ),
+    );
+    json_response(status, body)
+}
+
+/// One frame per inner write, then the empty fin frame; the knobs bend
+/// the fin flag, the order of the first two frames, and the ending.
+fn seal_stream(
+    shared: Arc<Shared>,
+    sealer: ResponseSealer,
+    resp: AppResponse,
+) -> Response<OutBody> {
+    let (tx, rx) = mpsc::channel::<Bytes>(FRAME_BUFFER);
+    let mut writes = match resp.body {
+        AppBody::Stream(rx) => rx,
+        AppBody::Full(b) => {
+            let (wtx, wrx) = mpsc::channel(1);
+            let _ = wtx.try_send(Bytes::from(b));
+            wrx
+        }
+    };
+    tokio::spawn(async move {
+        let knobs = &shared.knobs;
+        let mut seq = 0u64;
+        let mut held: Option<Bytes> = None;
+        while let Some(chunk) = writes.recv().await {
+            let frame = sealer.seal_at(seq, &chunk, knobs.fin_on_data_frame());
+            let event = Bytes::from(encode_event(&frame));
+            if seq == 0 && knobs.reorder_frames() {
+                held = Some(event);
+            } else {
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+                if let Some(h) = held.take() {
+                    if tx.send(h).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            seq += 1;
+        }
+        if let Some(h) = held.take() {
+            let _ = tx.send(h).await;
+        }
+        let fin = encode_event(&sealer.seal_at(seq, b"", true));
+        match knobs.stream_end() {
+            StreamEnd::Fin => {
+                let _ = tx.send(Bytes::from(fin)).await;
+            }
+            StreamEnd::NoFin => {}
+            StreamEnd::CutMidFrame => {
+                let _ = tx.send(Bytes::copy_from_slice(&fin[..fin.len() / 2])).await;
+            }
+        }
+    });
+    Response::builder()
+        .status(resp.status)
+        .header("content-type", EVENT_STREAM)
+        .header("cache-control", "no-cache, no-transform")
+        .header(CHANNEL_MARKER, "1")
+        .body(OutBody::Stream(rx))
+        .unwrap_or_else(|_| internal_error())
+}
