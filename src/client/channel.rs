@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
-use crate::protocol::error::HandshakeError;
+use crate::protocol::error::{HandshakeError, HandshakeRefusal};
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::identity::Address;
 use crate::protocol::session::{ClientSession, ClientSessionError};
@@ -156,7 +156,20 @@ impl Channel {
         let response = transport::send(&self.target, &request, &self.limits).await?;
         self.handshakes += 1;
         if response.status != 200 {
-            return Err(refusal("handshake", response.status, &response.body));
+            let refused = refusal("handshake", response.status, &response.body);
+            // HS-6: the server says it holds no such agent, which to the
+            // user means the same as a wrong signature: not the pinned agent.
+            if let ClientError::Refused { message, .. } = &refused {
+                if HandshakeRefusal::from_response(response.status, message)
+                    == Some(HandshakeRefusal::UnknownAgent)
+                {
+                    return Err(ClientError::IdentityMismatch(format!(
+                        "the server holds no agent with address {}",
+                        self.pinned
+                    )));
+                }
+            }
+            return Err(refused);
         }
         let hello = ServerHello::parse(&response.body)
             .map_err(|e| ClientError::protocol("reading the ServerHello", e))?;
