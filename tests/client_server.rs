@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use osc_harness::client::{exit, Channel};
+use osc_harness::client::{exit, Channel, ClientBug};
 use osc_harness::protocol::encoding::b64url_encode;
 use osc_harness::protocol::identity::AgentIdentity;
 use osc_harness::protocol::wire::InnerRequest;
@@ -253,5 +253,99 @@ async fn channel_detects_more_broken_servers() {
     let s = start(&[Bug::ExpiryInPast]).await;
     let e = channel(&s).call(run_request(&s, b"{}")).await.unwrap_err();
     assert_eq!(e.exit_code(), exit::PROTOCOL, "{e}");
+    s.shutdown().await;
+}
+
+/// SES-3: a session with less than the margin left is not reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_sessions_are_renewed_before_use() {
+    let mut config = ServerConfig::generated();
+    config.handshake_rate = None;
+    config.session_ttl_secs = 30;
+    let s = server::spawn(config).await.unwrap();
+    let mut ch = channel(&s);
+    for _ in 0..3 {
+        assert_eq!(
+            ch.call(run_request(&s, b"{}")).await.unwrap().inner_status,
+            200
+        );
+    }
+    assert_eq!(ch.handshakes(), 3, "30 s left is inside the 60 s margin");
+    s.shutdown().await;
+}
+
+/// The client knobs that bend what goes on the wire are visible there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_knobs_show_on_the_wire() {
+    let s = start(&[]).await;
+    let mut honest = channel(&s);
+    let mut broken = channel(&s).with_bugs([ClientBug::ReplaySameSeq]);
+    for _ in 0..2 {
+        honest.call(run_request(&s, b"{}")).await.unwrap();
+    }
+    broken.call(run_request(&s, b"{}")).await.unwrap();
+    let e = broken.call(run_request(&s, b"{}")).await.unwrap_err();
+    assert_eq!(e.refusal_code(), Some("secure_replay"), "{e}");
+    assert_eq!(e.exit_code(), exit::REFUSED);
+    s.shutdown().await;
+
+    // A hello announcing a past expiry: refused honestly, used when broken
+    // (and then the server itself no longer knows the session).
+    let s = start(&[Bug::ExpiryInPast]).await;
+    let e = channel(&s)
+        .with_bugs([ClientBug::ExpiredSessionUsed])
+        .call(run_request(&s, b"{}"))
+        .await
+        .err();
+    let honest = channel(&s).call(run_request(&s, b"{}")).await.unwrap_err();
+    assert_eq!(honest.exit_code(), exit::PROTOCOL);
+    assert!(
+        e.as_ref().is_none_or(|e| e.exit_code() != exit::PROTOCOL),
+        "the broken client seals anyway: {e:?}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_sends_headers_and_file_bodies() {
+    let s = start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body.json");
+    std::fs::write(&file, br#"{"from":"file"}"#).unwrap();
+    let mut args = call_args(&s, &format!("/agents/{}/run", s.agent_id));
+    args.extend([
+        "--data".into(),
+        format!("@{}", file.display()),
+        "--header".into(),
+        "X-Test: yes".into(),
+        "-i".into(),
+    ]);
+    let out = run_binary(args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let echo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(echo["bodyLen"], 15);
+    assert_eq!(echo["headers"]["x-test"], "yes");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inner status 200"));
+
+    let out = run_binary(vec![
+        "call".into(),
+        "--target".into(),
+        "ftp://nowhere".into(),
+        "--agent-address".into(),
+        s.agent_address.to_checksum(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)));
+    let out = run_binary(vec!["call".into(), "--help".into()]).await;
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Exit codes") && help.contains("truncation"),
+        "{help}"
+    );
     s.shutdown().await;
 }
