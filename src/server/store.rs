@@ -9,20 +9,29 @@ use crate::protocol::session::{CallHooks, ServerSession};
 
 /// The sessions of one server process.
 pub struct SessionStore {
-    sessions: Mutex<HashMap<String, ServerSession>>,
+    sessions: Mutex<Sessions>,
     capacity: usize,
+}
+
+/// Sessions with their registration order: upstream's expiry is a
+/// sub-second date, so among sessions expiring in the same second the
+/// first registered is the one closest to expiry.
+#[derive(Default)]
+struct Sessions {
+    map: HashMap<String, (u64, ServerSession)>,
+    registered: u64,
 }
 
 impl SessionStore {
     /// An empty store holding at most `capacity` sessions.
     pub fn new(capacity: usize) -> Self {
         SessionStore {
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             capacity: capacity.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ServerSession>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sessions> {
         // A panicking handler (a fuzzer-only knob) must not take the store
         // down with it; the map stays consistent because no handler panics
         // while holding the lock half-way through an update.
@@ -32,13 +41,15 @@ impl SessionStore {
     /// Registers a session: drops expired ones, then, if still full and
     /// `bounded`, evicts the one with the smallest expiry.
     pub fn insert(&self, session: ServerSession, now: i64, bounded: bool, hooks: &dyn CallHooks) {
-        let mut map = self.lock();
-        map.retain(|_, s| !hooks.expired(now, s.expires_at()));
+        let mut guard = self.lock();
+        let sessions = &mut *guard;
+        let map = &mut sessions.map;
+        map.retain(|_, (_, s)| !hooks.expired(now, s.expires_at()));
         if bounded {
             while map.len() >= self.capacity {
                 let oldest = map
                     .iter()
-                    .min_by_key(|(_, s)| s.expires_at())
+                    .min_by_key(|(_, (order, s))| (s.expires_at(), *order))
                     .map(|(sid, _)| sid.clone());
                 match oldest {
                     Some(sid) => map.remove(&sid),
@@ -46,7 +57,8 @@ impl SessionStore {
                 };
             }
         }
-        map.insert(session.sid().to_owned(), session);
+        sessions.registered += 1;
+        map.insert(session.sid().to_owned(), (sessions.registered, session));
     }
 
     /// Runs `f` on the live session `sid`, or returns `None` when it is
@@ -58,18 +70,19 @@ impl SessionStore {
         hooks: &dyn CallHooks,
         f: impl FnOnce(&mut ServerSession) -> R,
     ) -> Option<R> {
-        let mut map = self.lock();
-        let expired = hooks.expired(now, map.get(sid)?.expires_at());
+        let mut guard = self.lock();
+        let map = &mut guard.map;
+        let expired = hooks.expired(now, map.get(sid)?.1.expires_at());
         if expired {
             map.remove(sid);
             return None;
         }
-        map.get_mut(sid).map(f)
+        map.get_mut(sid).map(|(_, s)| f(s))
     }
 
     /// How many sessions are held.
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().map.len()
     }
 }
