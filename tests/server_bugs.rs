@@ -1,0 +1,427 @@
+//! Every `--bug` knob of the reference server is observable on the wire:
+//! each test drives the broken server with the core and sees the one
+//! requirement it breaks (the basis of the harness's self-test).
+
+mod server_common;
+
+use std::time::Duration;
+
+use osc_harness::protocol::encoding::{b64url_encode, hex_decode_0x};
+use osc_harness::protocol::error::{FrameError, HandshakeError};
+use osc_harness::protocol::framing::ResponseOpener;
+use osc_harness::protocol::handshake::{Transcript, TranscriptField};
+use osc_harness::protocol::identity::{
+    domain_digest, recover_address, recover_channel_signer, SignaturePolicy, OTHER_PREFIXES,
+};
+use osc_harness::protocol::keys::response_key;
+use osc_harness::protocol::wire::ServerHello;
+use osc_harness::server::Bug;
+use osc_harness::transport::{self, Limits, OuterRequest, TransportError};
+use server_common::*;
+
+/// The knobs these tests cover; checked against `Bug::ALL` below.
+const COVERED: &[&str] = &[
+    "replay-check-off",
+    "window-off-by-one",
+    "seq-zero-accepted",
+    "mark-before-open",
+    "no-426-gate",
+    "relay-marker-trusted",
+    "stream-drops-fin",
+    "stream-cut-mid-frame",
+    "frames-reordered",
+    "fin-on-every-frame",
+    "static-ephemeral-key",
+    "wrong-signing-key",
+    "wrong-signature-domain",
+    "transcript-field-unsigned",
+    "sessions-never-expire",
+    "session-key-for-responses",
+    "same-key-both-directions",
+    "status-outside",
+    "inner-auth-unchecked",
+    "nested-secure-allowed",
+    "low-order-accepted",
+    "session-store-unbounded",
+    "expiry-in-past",
+    "panic-on-empty-ct",
+    "panic-on-huge-seq",
+    "hang-on-length-lie",
+];
+
+#[test]
+fn every_knob_has_a_wire_test() {
+    let all: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+    assert_eq!(all, COVERED);
+}
+
+fn run_path(s: &osc_harness::server::RunningServer) -> String {
+    format!("/agents/{}/run", s.agent_id)
+}
+
+#[tokio::test]
+async fn replay_check_off_executes_a_replay() {
+    let s = start_bug(Bug::ReplayCheckOff).await;
+    let mut sess = handshake(&s).await;
+    let call = sess
+        .seal_call(&authed(&s, "POST", &run_path(&s)), now())
+        .unwrap();
+    assert_eq!(post_call(&s, call.to_json(), true).await.status, 200);
+    assert_eq!(post_call(&s, call.to_json(), true).await.status, 200);
+    assert_eq!(s.executions(), 2, "the replay executed again");
+}
+
+#[tokio::test]
+async fn window_off_by_one_accepts_64_below() {
+    let s = start_bug(Bug::WindowOffByOne).await;
+    let sess = handshake(&s).await;
+    let pt = authed(&s, "GET", "/health").to_json();
+    assert_eq!(
+        post_call(&s, sess.seal_at(100, pt.as_bytes()).to_json(), true)
+            .await
+            .status,
+        200
+    );
+    let r = post_call(&s, sess.seal_at(36, pt.as_bytes()).to_json(), true).await;
+    assert_eq!(r.status, 200, "seq 64 below the highest was accepted");
+}
+
+#[tokio::test]
+async fn seq_zero_accepted() {
+    let s = start_bug(Bug::SeqZeroAccepted).await;
+    let sess = handshake(&s).await;
+    let call = sess.seal_at(0, authed(&s, "GET", "/health").to_json().as_bytes());
+    let r = post_call(&s, call.to_json(), true).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(open_buffered(&sess, 0, &r).status, 200);
+}
+
+#[tokio::test]
+async fn mark_before_open_burns_seqs() {
+    let s = start_bug(Bug::MarkBeforeOpen).await;
+    let sess = handshake(&s).await;
+    let pt = authed(&s, "GET", "/health").to_json();
+    let mut forged = sess.seal_at(5, pt.as_bytes());
+    forged.ct = b64url_encode(&[1u8; 48]);
+    assert_eq!(post_call(&s, forged.to_json(), true).await.status, 400);
+    let r = post_call(&s, sess.seal_at(5, pt.as_bytes()).to_json(), true).await;
+    assert_eq!(r.status, 409, "a forged frame burnt the genuine seq");
+}
+
+#[tokio::test]
+async fn no_426_gate_runs_remote_plaintext() {
+    let s = start_bug(Bug::No426Gate).await;
+    let r = send(
+        &s,
+        OuterRequest::post_json(&run_path(&s), "{}")
+            .with_header(RELAY, "1")
+            .with_header("Authorization", format!("Bearer {}", s.access_key)),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(s.executions(), 1);
+}
+
+#[tokio::test]
+async fn relay_marker_trusted_gives_relay_traffic_loopback_trust() {
+    let s = start_bug(Bug::RelayMarkerTrusted).await;
+    let r = send(
+        &s,
+        OuterRequest::post_json(&run_path(&s), "{}").with_header(RELAY, "1"),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        200,
+        "no key, no channel, yet executed: {}",
+        text(&r)
+    );
+}
+
+async fn stream_frames(
+    bug: Bug,
+) -> (
+    Vec<osc_harness::protocol::wire::Frame>,
+    Vec<u8>,
+    ResponseOpener,
+) {
+    let s = start_bug(bug).await;
+    let mut sess = handshake(&s).await;
+    let (seq, r) = call(&s, &mut sess, &dispatch(&s, 3, 8), true).await;
+    assert_eq!(r.status, 200);
+    let (frames, leftover) = sse_frames(&r.body);
+    (frames, leftover, sess.response_opener(seq))
+}
+
+#[tokio::test]
+async fn stream_drops_fin_is_a_truncation() {
+    let (frames, leftover, mut opener) = stream_frames(Bug::StreamDropsFin).await;
+    assert!(leftover.is_empty());
+    assert_eq!(frames.len(), 4, "three events and [DONE], no fin frame");
+    for f in &frames {
+        assert!(!f.is_fin());
+        opener.open(f).unwrap();
+    }
+    assert!(matches!(
+        opener.finish(),
+        Err(FrameError::Truncated { frames: 4 })
+    ));
+}
+
+#[tokio::test]
+async fn stream_cut_mid_frame_leaves_half_an_event() {
+    let (frames, leftover, mut opener) = stream_frames(Bug::StreamCutMidFrame).await;
+    assert_eq!(frames.len(), 4);
+    assert!(
+        leftover.starts_with(b"data: {\"seq\":4"),
+        "half a frame left over"
+    );
+    for f in &frames {
+        opener.open(f).unwrap();
+    }
+    assert!(opener.finish().is_err());
+}
+
+#[tokio::test]
+async fn frames_reordered_swaps_the_first_two() {
+    let (frames, _, mut opener) = stream_frames(Bug::FramesReordered).await;
+    let seqs: Vec<u64> = frames.iter().map(|f| f.seq).collect();
+    assert_eq!(seqs, vec![1, 0, 2, 3, 4]);
+    assert!(matches!(
+        opener.open(&frames[0]),
+        Err(FrameError::OutOfOrder {
+            expected: 0,
+            got: 1
+        })
+    ));
+}
+
+#[tokio::test]
+async fn fin_on_every_frame() {
+    let (frames, _, mut opener) = stream_frames(Bug::FinOnEveryFrame).await;
+    assert_eq!(frames.len(), 5);
+    assert!(frames.iter().all(|f| f.is_fin()));
+    opener.open(&frames[0]).unwrap();
+    assert!(matches!(
+        opener.open(&frames[1]),
+        Err(FrameError::AfterFin(1))
+    ));
+}
+
+#[tokio::test]
+async fn static_ephemeral_key_repeats() {
+    let s = start_bug(Bug::StaticEphemeralKey).await;
+    let (_, a, _) = handshake_raw(&s).await;
+    let (_, b, _) = handshake_raw(&s).await;
+    assert_eq!(a.enc_pub, b.enc_pub);
+}
+
+async fn refused_hello(bug: Bug) -> (osc_harness::server::RunningServer, ServerHello, String) {
+    let s = start_bug(bug).await;
+    let hs = client_handshake(&s);
+    let hello = hs.hello().clone();
+    let r = post_hello(&s, hello.to_json()).await;
+    assert_eq!(r.status, 200);
+    let sh = ServerHello::parse(&r.body).unwrap();
+    let err = hs.finish(&sh).err().expect("the client refuses the hello");
+    assert!(matches!(err, HandshakeError::IdentityMismatch(_)), "{err}");
+    let transcript = Transcript::from_hellos(&hello, &sh);
+    (s, sh, transcript.render_without(None))
+}
+
+#[tokio::test]
+async fn wrong_signing_key_is_not_the_agent() {
+    let (s, sh, transcript) = refused_hello(Bug::WrongSigningKey).await;
+    let signer = recover_channel_signer(
+        transcript.as_bytes(),
+        &sh.signature,
+        SignaturePolicy::STRICT,
+    )
+    .unwrap();
+    assert_ne!(signer, s.agent_address, "a valid signature by another key");
+}
+
+#[tokio::test]
+async fn wrong_signature_domain_signs_another_prefix() {
+    let (s, sh, transcript) = refused_hello(Bug::WrongSignatureDomain).await;
+    let sig = hex_decode_0x(&sh.signature).unwrap();
+    let digest = domain_digest(OTHER_PREFIXES[0], transcript.as_bytes());
+    let signer = recover_address(&digest, &sig, SignaturePolicy::STRICT).unwrap();
+    assert_eq!(
+        signer, s.agent_address,
+        "the agent signed under the wrong prefix"
+    );
+}
+
+#[tokio::test]
+async fn transcript_field_unsigned_leaves_out_the_server_key() {
+    let s = start_bug(Bug::TranscriptFieldUnsigned).await;
+    let hs = client_handshake(&s);
+    let hello = hs.hello().clone();
+    let sh = ServerHello::parse(&post_hello(&s, hello.to_json()).await.body).unwrap();
+    assert!(hs.finish(&sh).is_err());
+    let partial =
+        Transcript::from_hellos(&hello, &sh).render_without(Some(TranscriptField::ServerEncPub));
+    let signer =
+        recover_channel_signer(partial.as_bytes(), &sh.signature, SignaturePolicy::STRICT).unwrap();
+    assert_eq!(signer, s.agent_address);
+}
+
+#[tokio::test]
+async fn sessions_never_expire() {
+    let s = start_with(&[Bug::SessionsNeverExpire], |c| c.session_ttl_secs = 0).await;
+    let sess = handshake(&s).await;
+    let call = sess.seal_at(1, authed(&s, "GET", "/health").to_json().as_bytes());
+    assert_eq!(post_call(&s, call.to_json(), true).await.status, 200);
+}
+
+#[tokio::test]
+async fn session_key_for_responses() {
+    let s = start_bug(Bug::SessionKeyForResponses).await;
+    let mut sess = handshake(&s).await;
+    let (seq, r) = call(&s, &mut sess, &authed(&s, "GET", "/health"), true).await;
+    let frame = osc_harness::protocol::wire::Frame::parse(&r.body).unwrap();
+    assert!(sess.response_opener(seq).open(&frame).is_err());
+    let mut wrong = ResponseOpener::new(sess.keys().s2c, sess.sid().to_owned(), seq);
+    assert!(wrong.open(&frame).is_ok(), "sealed under s2c itself");
+}
+
+#[tokio::test]
+async fn same_key_both_directions() {
+    let s = start_bug(Bug::SameKeyBothDirections).await;
+    let mut sess = handshake(&s).await;
+    let (seq, r) = call(&s, &mut sess, &authed(&s, "GET", "/health"), true).await;
+    assert_eq!(r.status, 200, "the request still opens under c2s");
+    let frame = osc_harness::protocol::wire::Frame::parse(&r.body).unwrap();
+    assert!(sess.response_opener(seq).open(&frame).is_err());
+    let key = response_key(&sess.keys().c2s, seq);
+    let mut wrong = ResponseOpener::new(key, sess.sid().to_owned(), seq);
+    assert!(wrong.open(&frame).is_ok(), "s2c equals c2s");
+}
+
+#[tokio::test]
+async fn status_outside_leaks_the_inner_status() {
+    let s = start_bug(Bug::StatusOutside).await;
+    let mut sess = handshake(&s).await;
+    let (seq, r) = call(&s, &mut sess, &authed(&s, "GET", "/nowhere"), true).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(open_buffered(&sess, seq, &r).status, 404);
+}
+
+#[tokio::test]
+async fn inner_auth_unchecked() {
+    let s = start_bug(Bug::InnerAuthUnchecked).await;
+    let mut sess = handshake(&s).await;
+    let resp = call_ok(&s, &mut sess, &inner("POST", &run_path(&s)), true).await;
+    assert_eq!(resp.status, 200, "no key, yet executed");
+}
+
+#[tokio::test]
+async fn nested_secure_allowed() {
+    let s = start_bug(Bug::NestedSecureAllowed).await;
+    let mut sess = handshake(&s).await;
+    let (seq, r) = call(
+        &s,
+        &mut sess,
+        &authed(&s, "POST", "/v1/secure/session"),
+        true,
+    )
+    .await;
+    assert_eq!(r.status, 200, "the nested path passed the check");
+    open_buffered(&sess, seq, &r);
+    let (_, r) = call(&s, &mut sess, &authed(&s, "POST", "/secure/session"), true).await;
+    assert_eq!(r.status, 400, "the literal prefix is still refused");
+}
+
+#[tokio::test]
+async fn low_order_accepted() {
+    let s = start_bug(Bug::LowOrderAccepted).await;
+    let mut hello = client_handshake(&s).hello().clone();
+    hello.enc_pub = b64url_encode(&[0u8; 32]);
+    assert_eq!(post_hello(&s, hello.to_json()).await.status, 200);
+}
+
+#[tokio::test]
+async fn session_store_unbounded() {
+    let s = start_with(&[Bug::SessionStoreUnbounded], |c| c.max_sessions = 3).await;
+    let mut first = handshake(&s).await;
+    for _ in 0..5 {
+        handshake(&s).await;
+    }
+    let resp = call_ok(&s, &mut first, &authed(&s, "GET", "/health"), true).await;
+    assert_eq!(resp.status, 200, "the oldest session was never evicted");
+    assert_eq!(s.sessions_held(), 6);
+}
+
+#[tokio::test]
+async fn expiry_in_past() {
+    let s = start_bug(Bug::ExpiryInPast).await;
+    let (_, sh, _) = handshake_raw(&s).await;
+    assert!(
+        sh.expires_at < now(),
+        "announced expiry {} is past",
+        sh.expires_at
+    );
+}
+
+async fn drops_connection(
+    bug: Bug,
+    mutate: impl Fn(&mut osc_harness::protocol::wire::CallRequest),
+) {
+    for (bugs, broken) in [(vec![], false), (vec![bug], true)] {
+        let s = start_with(&bugs, |_| {}).await;
+        let sess = handshake(&s).await;
+        let mut call = sess.seal_at(1, authed(&s, "GET", "/health").to_json().as_bytes());
+        mutate(&mut call);
+        let req = OuterRequest::post_json("/secure/call", call.to_json()).with_header(RELAY, "1");
+        let result = transport::send(&target(&s), &req, &limits()).await;
+        if broken {
+            assert!(
+                result.is_err(),
+                "{bug}: the connection drops without an answer"
+            );
+        } else {
+            assert_eq!(result.unwrap().status, 400, "honest: a calm 400");
+        }
+        // The server as a whole lives on.
+        assert_eq!(send(&s, OuterRequest::get("/health")).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn panic_on_empty_ct_drops_the_connection() {
+    drops_connection(Bug::PanicOnEmptyCt, |c| c.ct.clear()).await;
+}
+
+#[tokio::test]
+async fn panic_on_huge_seq_drops_the_connection() {
+    drops_connection(Bug::PanicOnHugeSeq, |c| c.seq = (1 << 60) + 1).await;
+}
+
+#[tokio::test]
+async fn hang_on_length_lie_never_times_out() {
+    let raw = b"POST /secure/call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"v\":1}";
+    let quick = |secs| Limits {
+        response_timeout: Duration::from_secs(secs),
+        idle_timeout: Duration::from_secs(1),
+        ..limits()
+    };
+    let honest = start_with(&[], |c| c.body_read_timeout = Duration::from_secs(1)).await;
+    let reply = transport::send_raw(&target(&honest), raw, &quick(10))
+        .await
+        .unwrap();
+    assert!(
+        reply.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let broken = start_with(&[Bug::HangOnLengthLie], |c| {
+        c.body_read_timeout = Duration::from_secs(1)
+    })
+    .await;
+    let result = transport::send_raw(&target(&broken), raw, &quick(3)).await;
+    assert!(
+        matches!(result, Err(TransportError::Timeout { .. })),
+        "still waiting for the body: {result:?}"
+    );
+}
