@@ -113,7 +113,7 @@ async fn no_426_gate_runs_remote_plaintext() {
     let s = start_bug(Bug::No426Gate).await;
     let r = send(
         &s,
-        OuterRequest::post_json(&run_path(&s), "{}")
+        OuterRequest::post_json(run_path(&s), "{}")
             .with_header(RELAY, "1")
             .with_header("Authorization", format!("Bearer {}", s.access_key)),
     )
@@ -127,7 +127,7 @@ async fn relay_marker_trusted_gives_relay_traffic_loopback_trust() {
     let s = start_bug(Bug::RelayMarkerTrusted).await;
     let r = send(
         &s,
-        OuterRequest::post_json(&run_path(&s), "{}").with_header(RELAY, "1"),
+        OuterRequest::post_json(run_path(&s), "{}").with_header(RELAY, "1"),
     )
     .await;
     assert_eq!(
@@ -223,7 +223,7 @@ async fn refused_hello(bug: Bug) -> (osc_harness::server::RunningServer, ServerH
     let r = post_hello(&s, hello.to_json()).await;
     assert_eq!(r.status, 200);
     let sh = ServerHello::parse(&r.body).unwrap();
-    let err = hs.finish(&sh).err().expect("the client refuses the hello");
+    let err = hs.finish(&sh).expect_err("the client refuses the hello");
     assert!(matches!(err, HandshakeError::IdentityMismatch(_)), "{err}");
     let transcript = Transcript::from_hellos(&hello, &sh);
     (s, sh, transcript.render_without(None))
