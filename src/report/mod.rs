@@ -1,1 +1,168 @@
 //! Reports: terminal text, JSON and JUnit XML.
+//!
+//! The runner produces one [`RunReport`]; each renderer here turns it into
+//! one format without running anything, so snapshot tests can feed them a
+//! fixed report.
+
+mod json;
+mod junit;
+mod text;
+
+pub use json::{render_json, JSON_SCHEMA_ID};
+pub use junit::render_junit;
+pub use text::{render_text, TextOptions};
+
+use serde::Serialize;
+
+/// The outcome of one scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Every expectation held.
+    Pass,
+    /// A MUST requirement does not hold.
+    Fail,
+    /// A SHOULD requirement does not hold.
+    Warn,
+    /// An UPSTREAM behaviour differs (information only).
+    Info,
+    /// Not run, with a reason.
+    Skip,
+}
+
+impl Verdict {
+    /// The word printed in the text report (failures shout).
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Warn => "warn",
+            Verdict::Info => "info",
+            Verdict::Skip => "skip",
+        }
+    }
+}
+
+/// One outer HTTP exchange of a scenario, with the plaintext it carried.
+/// Secrets are redacted before an exchange is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Exchange {
+    /// The step (0-based) that made the exchange.
+    pub step: usize,
+    /// What the step was doing, e.g. `handshake` or `call`.
+    pub action: String,
+    /// `METHOD /path` of the outer request.
+    pub request_line: String,
+    /// The outer request body (text, truncated).
+    pub request_body: String,
+    /// The inner request plaintext the outer request carried, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner_request: Option<String>,
+    /// The outer response status (0 when none arrived).
+    pub status: u16,
+    /// The outer response body (text, truncated).
+    pub response_body: String,
+    /// The decrypted inner response, if one opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inner_response: Option<String>,
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScenarioResult {
+    /// Scenario ID.
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// Category (adversary or area).
+    pub category: String,
+    /// `MUST`, `SHOULD` or `UPSTREAM`.
+    pub level: String,
+    /// Requirement IDs the scenario checks.
+    pub requirements: Vec<String>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why it did not pass, or why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What was expected, for a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// A command that reruns only this scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repro: Option<String>,
+    /// True when the failure happened in an honest preparatory step rather
+    /// than in the step the scenario exists for.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub precondition: bool,
+    /// True when `--expect` lists this failure as known.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub known: bool,
+    /// Milliseconds the scenario took (0 in snapshot mode).
+    pub duration_ms: u64,
+    /// The decrypted transcript, secrets redacted.
+    pub transcript: Vec<Exchange>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunReport {
+    /// The target URL (or `self`).
+    pub target: String,
+    /// Milliseconds the run took (0 in snapshot mode).
+    pub duration_ms: u64,
+    /// Every scenario, in suite order.
+    pub scenarios: Vec<ScenarioResult>,
+    /// Requirement IDs of the protocol document no scenario exercised in
+    /// this run (skipped scenarios do not count).
+    pub not_exercised: Vec<String>,
+    /// Problems with the run itself (e.g. `--expect` entries), each a sentence.
+    pub run_problems: Vec<String>,
+}
+
+/// Counts of each verdict.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Passed.
+    pub pass: usize,
+    /// MUST failures.
+    pub fail: usize,
+    /// SHOULD misses.
+    pub warn: usize,
+    /// UPSTREAM differences.
+    pub info: usize,
+    /// Skipped.
+    pub skip: usize,
+}
+
+impl RunReport {
+    /// Verdict counts.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for s in &self.scenarios {
+            match s.verdict {
+                Verdict::Pass => c.pass += 1,
+                Verdict::Fail => c.fail += 1,
+                Verdict::Warn => c.warn += 1,
+                Verdict::Info => c.info += 1,
+                Verdict::Skip => c.skip += 1,
+            }
+        }
+        c
+    }
+
+    /// The exit code of `test`: 1 when a MUST failed (known failures
+    /// excepted) or the run has problems; with `strict`, warnings and
+    /// information count too.
+    pub fn exit_code(&self, strict: bool) -> u8 {
+        let bad = self.scenarios.iter().any(|s| {
+            !s.known
+                && match s.verdict {
+                    Verdict::Fail => true,
+                    Verdict::Warn | Verdict::Info => strict,
+                    Verdict::Pass | Verdict::Skip => false,
+                }
+        });
+        u8::from(bad || !self.run_problems.is_empty())
+    }
+}

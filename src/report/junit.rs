@@ -1,0 +1,63 @@
+//! JUnit XML, one test suite per category, so CI systems render a run.
+
+use std::time::Duration;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{RunReport, Verdict};
+
+/// Renders the report as JUnit XML. A MUST failure is a `failure`; warnings
+/// and information pass (their reason goes to system-out); skips are
+/// `skipped` with their reason.
+pub fn render_junit(report: &RunReport) -> String {
+    let mut junit = Report::new("osc-harness");
+    junit.set_time(Duration::from_millis(report.duration_ms));
+    let mut categories: Vec<&str> = Vec::new();
+    for s in &report.scenarios {
+        if !categories.contains(&s.category.as_str()) {
+            categories.push(&s.category);
+        }
+    }
+    for category in categories {
+        let mut suite = TestSuite::new(category);
+        for s in report.scenarios.iter().filter(|s| s.category == category) {
+            let status = match s.verdict {
+                Verdict::Fail if !s.known => {
+                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    st.set_message(s.reason.clone().unwrap_or_default());
+                    st.set_type(s.requirements.join(" "));
+                    let mut desc = String::new();
+                    if let Some(e) = &s.expected {
+                        desc.push_str(&format!("expected: {e}\n"));
+                    }
+                    if let Some(r) = &s.repro {
+                        desc.push_str(&format!("rerun: {r}\n"));
+                    }
+                    st.set_description(desc);
+                    st
+                }
+                Verdict::Skip => {
+                    let mut st = TestCaseStatus::skipped();
+                    st.set_message(s.reason.clone().unwrap_or_default());
+                    st
+                }
+                _ => TestCaseStatus::success(),
+            };
+            let mut case = TestCase::new(format!("{}: {}", s.id, s.title), status);
+            case.set_classname(format!("osc.{}", s.category));
+            case.set_time(Duration::from_millis(s.duration_ms));
+            if matches!(s.verdict, Verdict::Warn | Verdict::Info) || s.known {
+                case.set_system_out(format!(
+                    "{}: {}",
+                    s.verdict.label(),
+                    s.reason.clone().unwrap_or_default()
+                ));
+            }
+            suite.add_test_case(case);
+        }
+        junit.add_test_suite(suite);
+    }
+    junit
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- junit serialisation failed: {e} -->\n"))
+}

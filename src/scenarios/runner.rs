@@ -1,0 +1,356 @@
+//! Running a suite: selection, pacing, concurrency, verdicts and the report.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::protocol::identity::Address;
+use crate::report::{RunReport, ScenarioResult, Verdict};
+use crate::transport::{Limits, Target};
+
+use super::exec::Context;
+use super::model::{Level, Need, Scenario};
+use super::registry::Registry;
+
+/// Paces handshakes to a budget of N per SECS (HS-8).
+#[derive(Debug)]
+pub struct Pacer {
+    budget: Option<(u32, u64)>,
+    recent: Mutex<VecDeque<Instant>>,
+}
+
+impl Pacer {
+    /// A pacer for `budget` (None = no limit).
+    pub fn new(budget: Option<(u32, u64)>) -> Self {
+        Pacer {
+            budget,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Whether handshakes are unlimited.
+    pub fn unlimited(&self) -> bool {
+        self.budget.is_none()
+    }
+
+    /// Seconds to back off after a 429.
+    pub fn backoff_secs(&self) -> u64 {
+        self.budget
+            .map(|(n, secs)| (secs / u64::from(n.max(1))).max(1))
+            .unwrap_or(1)
+    }
+
+    /// Waits until one more handshake fits the budget, and counts it.
+    pub async fn acquire(&self) {
+        let Some((n, secs)) = self.budget else {
+            return;
+        };
+        let window = Duration::from_secs(secs);
+        loop {
+            let mut recent = self.recent.lock().await;
+            let now = Instant::now();
+            while recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
+                recent.pop_front();
+            }
+            if recent.len() < n as usize {
+                recent.push_back(now);
+                return;
+            }
+            let wait = window.saturating_sub(now.duration_since(recent[0]));
+            drop(recent);
+            tokio::time::sleep(wait + Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Everything a run needs to know about its target.
+#[derive(Debug)]
+pub struct RunConfig {
+    /// Where to send requests.
+    pub target: Target,
+    /// How the target is named in reports and repro commands (`self` or URL).
+    pub target_label: String,
+    /// The pinned agent address.
+    pub agent_address: Address,
+    /// The agent id used in routes (default: the address).
+    pub agent_id: Option<String>,
+    /// The access key.
+    pub access_key: String,
+    /// A key scoped to another agent.
+    pub scoped_key: Option<String>,
+    /// The agent the scoped key is for.
+    pub scoped_agent_id: Option<String>,
+    /// The session TTL the target grants, if known.
+    pub session_ttl: Option<i64>,
+    /// The longest a scenario may wait (seconds).
+    pub max_wait: u64,
+    /// Send the relay marker on outer requests.
+    pub relay_origin: bool,
+    /// The session store bound, if known.
+    pub max_sessions: Option<usize>,
+    /// Request limits.
+    pub limits: Limits,
+    /// The handshake pacer.
+    pub pacer: Pacer,
+    /// How many scenarios run at once.
+    pub concurrency: usize,
+    /// Zero durations (for snapshots).
+    pub stable: bool,
+    /// The target trusts the harness as loopback when the marker is absent.
+    pub loopback_trusted: bool,
+}
+
+impl RunConfig {
+    /// The command that reruns one scenario against this target.
+    pub fn repro(&self, id: &str) -> String {
+        if self.target_label == "self" {
+            return format!("osc-harness test --target self --only {id}");
+        }
+        let mut cmd = format!(
+            "osc-harness test --target {} --agent-address {} --access-key <redacted>",
+            self.target_label,
+            self.agent_address.to_checksum()
+        );
+        if let Some(a) = &self.agent_id {
+            cmd.push_str(&format!(" --agent-id {a}"));
+        }
+        if self.scoped_key.is_some() {
+            cmd.push_str(" --scoped-key <redacted>");
+            if let Some(s) = &self.scoped_agent_id {
+                cmd.push_str(&format!(" --scoped-agent-id {s}"));
+            }
+        }
+        if let Some(t) = self.session_ttl {
+            cmd.push_str(&format!(" --session-ttl {t}"));
+        }
+        cmd.push_str(&format!(
+            " --relay-origin {} --only {id}",
+            if self.relay_origin { "on" } else { "off" }
+        ));
+        cmd
+    }
+}
+
+/// Matches a simple glob (`*` any run of characters) against text.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern.eq_ignore_ascii_case(text);
+    }
+    let text = text.to_ascii_lowercase();
+    let mut rest = text.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        let part = part.to_ascii_lowercase();
+        if i == 0 {
+            if !rest.starts_with(&part) {
+                return false;
+            }
+            rest = &rest[part.len()..];
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(&part);
+        } else if let Some(at) = rest.find(&part) {
+            rest = &rest[at + part.len()..];
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether a scenario matches a pattern (by ID, category or requirement ID).
+pub fn matches(s: &Scenario, pattern: &str) -> bool {
+    pattern
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .any(|p| {
+            glob(p, &s.id) || glob(p, &s.category) || s.requirements.iter().any(|r| glob(p, r))
+        })
+}
+
+/// Applies `--only` and `--skip`.
+pub fn select(all: Vec<Scenario>, only: &[String], skip: &[String]) -> Vec<Scenario> {
+    all.into_iter()
+        .filter(|s| only.is_empty() || only.iter().any(|p| matches(s, p)))
+        .filter(|s| !skip.iter().any(|p| matches(s, p)))
+        .collect()
+}
+
+fn unmet(cfg: &RunConfig, s: &Scenario) -> Option<String> {
+    for need in &s.needs {
+        let missing = match need {
+            Need::ScopedKey if cfg.scoped_key.is_none() || cfg.scoped_agent_id.is_none() => {
+                Some("no --scoped-key/--scoped-agent-id given")
+            }
+            Need::RelayOrigin if !cfg.relay_origin => {
+                Some("--relay-origin is off, so the target may treat the harness as loopback")
+            }
+            Need::UnlimitedHandshakes if !cfg.pacer.unlimited() => {
+                Some("it needs more handshakes than --handshake-budget allows")
+            }
+            Need::SessionBound if cfg.max_sessions.is_none() => {
+                Some("the target's session bound is unknown (give --max-sessions)")
+            }
+            Need::LoopbackTrusted if !cfg.loopback_trusted => {
+                Some("the target is not known to trust the harness as a loopback caller")
+            }
+            _ => None,
+        };
+        if let Some(m) = missing {
+            return Some(m.to_owned());
+        }
+    }
+    None
+}
+
+/// Runs one scenario.
+pub async fn run_scenario(cfg: &RunConfig, s: &Scenario) -> ScenarioResult {
+    let started = Instant::now();
+    let mut result = ScenarioResult {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        category: s.category.clone(),
+        level: s.level.name().to_owned(),
+        requirements: s.requirements.clone(),
+        verdict: Verdict::Pass,
+        reason: None,
+        expected: None,
+        repro: None,
+        precondition: false,
+        known: false,
+        duration_ms: 0,
+        transcript: Vec::new(),
+    };
+    if let Some(why) = unmet(cfg, s) {
+        result.verdict = Verdict::Skip;
+        result.reason = Some(why);
+        return result;
+    }
+    let mut ctx = Context::new(cfg);
+    for (i, step) in s.steps.iter().enumerate() {
+        if let Err(f) = ctx.run_step(i, step).await {
+            if f.skip {
+                result.verdict = Verdict::Skip;
+                result.reason = Some(f.reason);
+            } else {
+                result.verdict = match s.level {
+                    Level::Must => Verdict::Fail,
+                    Level::Should => Verdict::Warn,
+                    Level::Upstream => Verdict::Info,
+                };
+                let prefix = if f.precondition {
+                    "precondition failed: "
+                } else {
+                    ""
+                };
+                result.reason = Some(format!(
+                    "step {} ({}): {prefix}{}",
+                    i + 1,
+                    step_name(step),
+                    f.reason
+                ));
+                result.expected = f.expected;
+                result.precondition = f.precondition;
+                result.repro = Some(cfg.repro(&s.id));
+            }
+            break;
+        }
+    }
+    result.transcript = std::mem::take(&mut ctx.transcript);
+    if !cfg.stable {
+        result.duration_ms = started.elapsed().as_millis() as u64;
+    }
+    result
+}
+
+fn step_name(step: &super::model::Step) -> String {
+    step.action
+        .map(|a| format!("{a:?}").to_ascii_lowercase())
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Runs scenarios: the ordinary ones concurrently, then the exclusive ones
+/// alone. Results come back in suite order. `progress` is called after
+/// each scenario.
+pub async fn run_suite(
+    cfg: Arc<RunConfig>,
+    scenarios: &[Scenario],
+    registry: &Registry,
+    progress: &(dyn Fn(&ScenarioResult) + Sync),
+) -> RunReport {
+    let started = Instant::now();
+    let mut results: Vec<Option<ScenarioResult>> = vec![None; scenarios.len()];
+    let shared: Vec<usize> = (0..scenarios.len())
+        .filter(|&i| !scenarios[i].exclusive)
+        .collect();
+    let limit = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for i in shared {
+        let cfg = cfg.clone();
+        let s = scenarios[i].clone();
+        let limit = limit.clone();
+        set.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            (i, run_scenario(&cfg, &s).await)
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, r)) = joined {
+            progress(&r);
+            results[i] = Some(r);
+        }
+    }
+    for (i, s) in scenarios.iter().enumerate().filter(|(_, s)| s.exclusive) {
+        let r = run_scenario(&cfg, s).await;
+        progress(&r);
+        results[i] = Some(r);
+    }
+    let scenarios_out: Vec<ScenarioResult> = results
+        .into_iter()
+        .zip(scenarios)
+        .map(|(r, s)| {
+            r.unwrap_or_else(|| ScenarioResult {
+                id: s.id.clone(),
+                title: s.title.clone(),
+                category: s.category.clone(),
+                level: s.level.name().into(),
+                requirements: s.requirements.clone(),
+                verdict: Verdict::Fail,
+                reason: Some("the scenario task died".into()),
+                expected: None,
+                repro: Some(cfg.repro(&s.id)),
+                precondition: false,
+                known: false,
+                duration_ms: 0,
+                transcript: Vec::new(),
+            })
+        })
+        .collect();
+    let exercised: BTreeSet<&str> = scenarios_out
+        .iter()
+        .filter(|r| r.verdict != Verdict::Skip)
+        .flat_map(|r| r.requirements.iter().map(String::as_str))
+        .collect();
+    let not_exercised = registry
+        .requirements
+        .iter()
+        .filter(|r| !exercised.contains(r.id.as_str()))
+        .map(|r| r.id.clone())
+        .collect();
+    RunReport {
+        target: cfg.target_label.clone(),
+        duration_ms: if cfg.stable {
+            0
+        } else {
+            started.elapsed().as_millis() as u64
+        },
+        scenarios: scenarios_out,
+        not_exercised,
+        run_problems: Vec::new(),
+    }
+}
