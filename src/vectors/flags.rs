@@ -166,6 +166,8 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "WrongRecoveryId", kind: Invalid(AddressMismatch), description: "v names the other recovery id: another key recovers." },
     Flag { name: "RawRecoveryId", kind: Acceptable { strict: RecoveryByte, reference_accepts: Some(false) }, description: "v is the raw recovery id (0 or 1) instead of 27 or 28; the TypeScript port accepts it, the Swift client does not (ID-4)." },
     Flag { name: "ReducedXRecoveryId", kind: Invalid(NoRecovery), description: "v names recovery id 2 or 3 (x = r + n), which no key satisfies for this r." },
+    Flag { name: "HighSServerHello", kind: Acceptable { strict: IdentityMismatch, reference_accepts: Some(true) }, description: "A ServerHello signed with the high-S twin of the honest signature (v flipped): the Swift client accepts it (ID-4), a low-S client abandons the session." },
+    Flag { name: "RawRecoveryIdServerHello", kind: Acceptable { strict: IdentityMismatch, reference_accepts: Some(false) }, description: "A ServerHello whose signature carries the raw recovery id (0 or 1) as v: the TypeScript port accepts it, the Swift client does not (ID-4)." },
     Flag { name: "InvalidRecoveryByte", kind: Invalid(RecoveryByte), description: "A v byte no policy accepts." },
     Flag { name: "HighS", kind: Acceptable { strict: HighS, reference_accepts: Some(true) }, description: "The high-S twin of a valid signature with v flipped: the Swift client accepts it (ID-4), a low-S verifier refuses it." },
     Flag { name: "HighSWrongRecoveryId", kind: Invalid(AddressMismatch), description: "s negated without flipping v: another key recovers." },

@@ -587,6 +587,35 @@ fn handshake_client(w: &mut World, c: &mut Cases) -> Value {
             json!({"serverHello": server_hello_json(&hello)}),
         ));
     }
+    let honest_sig: [u8; 65] = crate::protocol::encoding::hex_decode_0x(&w.server_hello.signature)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .expect("the core writes 65-byte signatures");
+    let mut high = w.server_hello.clone();
+    high.signature = hex_encode_0x(&to_high_s(&honest_sig));
+    let mut raw = w.server_hello.clone();
+    let mut raw_sig = honest_sig;
+    raw_sig[64] -= 27;
+    raw.signature = hex_encode_0x(&raw_sig);
+    for (comment, flag, hello) in [
+        (
+            "signature replaced by its high-S twin",
+            "HighSServerHello",
+            high,
+        ),
+        (
+            "signature v as the raw recovery id",
+            "RawRecoveryIdServerHello",
+            raw,
+        ),
+    ] {
+        tests.push(c.case(
+            comment,
+            &[flag],
+            &["HS-2", "ID-4"],
+            json!({"serverHello": server_hello_json(&hello)}),
+        ));
+    }
     let sid = w.sid().to_owned();
     for (name, point) in low_order_points() {
         let hello = w.signed_hello(&b64url_encode(&point), &sid, w.expires_at);
