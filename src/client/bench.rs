@@ -42,9 +42,9 @@ pub struct BenchArgs {
     /// The agent id in `/agents/{id}/…` [default: the agent address].
     #[arg(long)]
     pub agent_id: Option<String>,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
+    /// Requests in flight at once [default: the number of CPUs].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// How long each phase runs, e.g. `3s`, `500ms`, `1m`.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -154,9 +154,13 @@ struct WorkerStats {
 /// Runs the whole bench and returns the JSON summary.
 pub async fn bench(args: BenchArgs) -> Result<Value, String> {
     let (setup, _server) = resolve(&args).await?;
-    let concurrency = args.concurrency.max(1);
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .max(1);
     let mut phases = serde_json::Map::new();
     let mut ceiling = None;
+    let mut core = 0.0;
     for (key, workload) in [
         ("plaintextHealth", Workload::Health),
         ("handshakes", Workload::Handshake),
@@ -164,6 +168,11 @@ pub async fn bench(args: BenchArgs) -> Result<Value, String> {
         ("buffered64KiB", Workload::Buffered(64 * 1024)),
         ("stream", Workload::Stream),
     ] {
+        if let Workload::Handshake = workload {
+            // Measured right next to the HTTP handshakes, so both see the
+            // same machine load.
+            core = core_handshake_rate(args.duration.min(Duration::from_secs(2))).await;
+        }
         let mut phase = run_phase(&setup, workload, concurrency, args.duration).await;
         let rate = phase["opsPerSec"].as_f64().unwrap_or(0.0);
         match ceiling {
@@ -178,7 +187,6 @@ pub async fn bench(args: BenchArgs) -> Result<Value, String> {
         }
         phases.insert(key.into(), phase);
     }
-    let core = core_handshake_rate(args.duration.min(Duration::from_secs(2))).await;
     let http_handshakes = phases["handshakes"]["opsPerSec"].as_f64().unwrap_or(0.0);
     Ok(json!({
         "target": setup.target.url(),
