@@ -318,6 +318,36 @@ fn report_ratios() {
         "call seal throughput / raw AEAD throughput at 64 KiB = {seal_ratio:.3} (target >= 0.8: {})",
         if seal_ratio >= 0.8 { "met" } else { "MISSED" }
     );
+
+    // Per-size medians, robust to the load spikes that blur criterion's
+    // means on a shared machine.
+    println!();
+    println!("== calls by size (medians of 101 interleaved rounds) ==");
+    println!("  size     seal (MiB/s)      open (MiB/s)      raw AEAD (MiB/s)");
+    for (name, size) in SIZES {
+        let plaintext = vec![0x5au8; size];
+        let body = seal_call_json(&mut client, &plaintext);
+        let server = sessions().1;
+        let mut buffer = plaintext.clone();
+        let m = interleaved_medians(
+            101,
+            &mut [
+                &mut || drop(black_box(seal_call_json(&mut client, &plaintext))),
+                &mut || _ = black_box(open_call_json(&server, &body)),
+                &mut || raw_aead(&cipher, &mut buffer),
+            ],
+        );
+        let rate = |d: Duration| size as f64 / d.as_secs_f64() / (1 << 20) as f64;
+        println!(
+            "  {name:<6} {:>9.1} us {:>6.0}  {:>9.1} us {:>6.0}  {:>9.1} us {:>6.0}",
+            micros(m[0]),
+            rate(m[0]),
+            micros(m[1]),
+            rate(m[1]),
+            micros(m[2]),
+            rate(m[2])
+        );
+    }
 }
 
 fn main() {
