@@ -12,7 +12,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -24,6 +25,7 @@ use super::body::{read_body, BodyError, OutBody};
 use super::bugs::Knobs;
 use super::config::{ServerConfig, MAX_CONNECTIONS};
 use super::gate::{self, RELAY_MARKER};
+use super::head;
 use super::ratelimit::{source_key, RateLimiter};
 use super::secure::{self, Outer};
 use super::store::SessionStore;
@@ -32,6 +34,9 @@ use super::store::SessionStore;
 pub const MAX_HEADER_FIELDS: usize = 200;
 /// Most header name + value bytes before 431 (LIM-1).
 pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+/// Most head bytes read before the head checks decide; room for the
+/// request line and separators around 1 MiB of fields.
+const MAX_HEAD_READ: usize = MAX_HEADER_BYTES + 64 * 1024;
 
 /// Everything the handlers of one server share.
 pub struct Shared {
@@ -123,25 +128,48 @@ pub async fn accept_loop(
         let shared = shared.clone();
         conns.spawn(async move {
             let _permit = permit;
-            let header_timeout = shared.config.header_read_timeout;
-            let svc = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(shared, peer, req).await) }
-            });
-            let result = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .keep_alive(false)
-                .max_headers(4 * MAX_HEADER_FIELDS)
-                .max_buf_size(MAX_HEADER_BYTES + 128 * 1024)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-            if let Err(e) = result {
-                tracing::debug!("connection from {peer}: {e}");
-            }
+            serve_connection(shared, stream, peer).await;
         });
     }
     conns.shutdown().await;
+}
+
+/// One connection, one request: the head checks, then hyper.
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let header_timeout = shared.config.header_read_timeout;
+    let io = match head::inspect(
+        stream,
+        MAX_HEADER_FIELDS,
+        MAX_HEADER_BYTES,
+        MAX_HEAD_READ,
+        header_timeout,
+    )
+    .await
+    {
+        head::Head::Pass(io) => io,
+        head::Head::Refuse(mut stream, reply) => {
+            // Best effort: the peer may already be gone.
+            let _ = stream.write_all(&reply).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+        head::Head::Drop => return,
+    };
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(shared, peer, req).await) }
+    });
+    let result = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(false)
+        .max_headers(4 * MAX_HEADER_FIELDS)
+        .max_buf_size(MAX_HEAD_READ + 64 * 1024)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!("connection from {peer}: {e}");
+    }
 }
 
 /// One outer request: limits, then the channel endpoints or the app.
@@ -151,17 +179,6 @@ async fn handle(
     req: Request<Incoming>,
 ) -> Response<OutBody> {
     let headers = req.headers();
-    let header_bytes: usize = headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len())
-        .sum();
-    if headers.len() > MAX_HEADER_FIELDS || header_bytes > MAX_HEADER_BYTES {
-        return limit_error(
-            431,
-            "Request header fields too large",
-            "request_header_fields_too_large",
-        );
-    }
     if req.method() == Method::OPTIONS {
         return Response::builder()
             .status(204)

@@ -10,6 +10,7 @@ mod bugs;
 pub mod cli;
 mod config;
 mod gate;
+mod head;
 mod http;
 mod ratelimit;
 mod secure;
