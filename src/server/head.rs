@@ -4,6 +4,7 @@
 //! `Content-Length` that is not a non-negative integer (400 `Bad Request`).
 //! The bytes read are handed on to hyper unchanged through [`Rewind`].
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -57,6 +58,7 @@ pub async fn inspect(
         None => Head::Pass(Rewind {
             prefix: buf,
             inner: stream,
+            stalled: None,
         }),
     }
 }
@@ -108,10 +110,35 @@ fn response(status: &str, content_type: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A stream that first replays the bytes already read from it.
+/// How long a write may stay blocked on a peer that does not read before
+/// the connection is dropped.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// A stream that first replays the bytes already read from it, and gives
+/// up on writes a peer leaves blocked for [`WRITE_STALL`].
 pub struct Rewind {
     prefix: BytesMut,
     inner: TcpStream,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Rewind {
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the peer stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Rewind {
@@ -137,7 +164,9 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.track(cx, poll)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -153,7 +182,9 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.track(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -40,6 +40,10 @@ const RESERVED: [&str; 7] = [
 ];
 /// Stream frames buffered between the sealing task and the connection.
 const FRAME_BUFFER: usize = 16;
+/// How long a stream waits for a client that stopped reading before it
+/// gives up (without fin, so the client sees a truncation, never a
+/// silently short answer).
+const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The current Unix time in seconds.
 pub fn unix_now() -> i64 {
@@ -262,11 +266,11 @@ fn seal_stream(
             if seq == 0 && knobs.reorder_frames() {
                 held = Some(event);
             } else {
-                if tx.send(event).await.is_err() {
+                if tx.send_timeout(event, STALLED_READER).await.is_err() {
                     return;
                 }
                 if let Some(h) = held.take() {
-                    if tx.send(h).await.is_err() {
+                    if tx.send_timeout(h, STALLED_READER).await.is_err() {
                         return;
                     }
                 }
@@ -274,16 +278,21 @@ fn seal_stream(
             seq += 1;
         }
         if let Some(h) = held.take() {
-            let _ = tx.send(h).await;
+            let _ = tx.send_timeout(h, STALLED_READER).await;
         }
         let fin = encode_event(&sealer.seal_at(seq, b"", true));
         match knobs.stream_end() {
             StreamEnd::Fin => {
-                let _ = tx.send(Bytes::from(fin)).await;
+                let _ = tx.send_timeout(Bytes::from(fin), STALLED_READER).await;
             }
             StreamEnd::NoFin => {}
             StreamEnd::CutMidFrame => {
-                let _ = tx.send(Bytes::copy_from_slice(&fin[..fin.len() / 2])).await;
+                let _ = tx
+                    .send_timeout(
+                        Bytes::copy_from_slice(&fin[..fin.len() / 2]),
+                        STALLED_READER,
+                    )
+                    .await;
             }
         }
     });
