@@ -1,23 +1,532 @@
 //! The `test` and `selftest` subcommands.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-/// Arguments (not yet implemented).
+use serde_json::Value;
+
+use crate::protocol::encoding::b64url_encode;
+use crate::protocol::handshake::ClientHandshake;
+use crate::protocol::identity::Address;
+use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
+use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
+use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions, Verdict};
+use crate::rng::{RandomSource, SystemRandom};
+use crate::transport::{self, Limits, OuterRequest, Target};
+
+use super::expect::{apply_expectations, write_expectations};
+use super::loader;
+use super::model::Scenario;
+use super::registry::Registry;
+use super::runner::{run_suite, select, Pacer, RunConfig};
+use super::selftest;
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Terminal text.
+    Text,
+    /// JSON (schema `osc-harness/test-report/v1`).
+    Json,
+    /// JUnit XML.
+    Junit,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+/// Arguments of `test`.
 #[derive(Debug, clap::Args)]
-pub struct TestArgs {}
+pub struct TestArgs {
+    /// Target base URL (http://host:port[/base]) or `self` for the built-in reference server.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The agent's pinned address (0x…).
+    #[arg(long)]
+    pub agent_address: Option<String>,
+    /// An access key for the agent.
+    #[arg(long)]
+    pub access_key: Option<String>,
+    /// The agent id used in routes (default: the address).
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    /// A key scoped to another agent (enables the scope scenario).
+    #[arg(long)]
+    pub scoped_key: Option<String>,
+    /// The agent the scoped key is for.
+    #[arg(long)]
+    pub scoped_agent_id: Option<String>,
+    /// The session lifetime the target grants, in seconds.
+    #[arg(long)]
+    pub session_ttl: Option<i64>,
+    /// The longest a scenario may wait, in seconds (expiry is tested only if the TTL fits).
+    #[arg(long, default_value_t = 10)]
+    pub max_wait: u64,
+    /// Send the relay marker header on outer requests (default on).
+    #[arg(long, value_enum)]
+    pub relay_origin: Option<Switch>,
+    /// Handshakes allowed per window, as N/SECS (default 5/60 for URLs, none for self); `none` = unlimited.
+    #[arg(long)]
+    pub handshake_budget: Option<String>,
+    /// The target's session store bound (enables the flood scenario).
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Run only scenarios matching (ID, category or requirement; `*` globs; repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Skip scenarios matching (repeatable).
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// Add or replace scenario files from this directory.
+    #[arg(long)]
+    pub scenarios: Option<PathBuf>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write a report file (format from the extension: .json, .xml, else text; repeatable).
+    #[arg(long)]
+    pub report: Vec<PathBuf>,
+    /// Print every scenario's decrypted transcript.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Warnings and information fail the run too.
+    #[arg(long)]
+    pub strict: bool,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Print every requirement with the scenarios and vectors that check it.
+    #[arg(long)]
+    pub coverage: bool,
+    /// Known failures of this target (see --write-expect).
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Write this run's failures as an expectations file.
+    #[arg(long)]
+    pub write_expect: Option<PathBuf>,
+    /// Scenarios run at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Stable output for snapshots: durations are zeroed.
+    #[arg(long, hide = true)]
+    pub stable: bool,
+}
 
-/// Runs the command.
-pub fn run(_args: TestArgs) -> ExitCode {
-    eprintln!("not implemented yet");
+/// Arguments of `selftest`.
+#[derive(Debug, clap::Args)]
+pub struct SelftestArgs {
+    /// Reference servers run at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Write the bug-to-scenario table to this file (docs/SELFTEST.md) and exit.
+    #[arg(long)]
+    pub write_doc: Option<PathBuf>,
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("osc-harness test: {msg}");
     ExitCode::from(2)
 }
 
-/// Arguments of `selftest` (not yet implemented).
-#[derive(Debug, clap::Args)]
-pub struct SelftestArgs {}
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| usage(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs `test`.
+pub fn run(args: TestArgs) -> ExitCode {
+    let registry = Registry::builtin();
+    let all = match loader::load(args.scenarios.as_deref(), &registry) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    if args.coverage {
+        print!("{}", coverage(&all, &registry));
+        return ExitCode::SUCCESS;
+    }
+    let selected = select(all, &args.only, &args.skip);
+    if selected.is_empty() {
+        return usage(
+            "no scenario matched --only/--skip (a selection that runs nothing is never a pass)",
+        );
+    }
+    if args.list {
+        for s in &selected {
+            println!(
+                "{:<32} {:<10} {:<8} {:<40} {}",
+                s.id,
+                s.category,
+                s.level.name(),
+                s.requirements.join(","),
+                s.title
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    let Some(target) = args.target.clone() else {
+        return usage("--target URL (or --target self) is required");
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(run_test(args, target, selected, registry))
+}
+
+async fn run_test(
+    args: TestArgs,
+    target: String,
+    scenarios: Vec<Scenario>,
+    registry: Registry,
+) -> ExitCode {
+    let mut _server = None;
+    let mut cfg = if target == "self" {
+        let server = match selftest::spawn_self(&[]).await {
+            Ok(s) => s,
+            Err(e) => return usage(format!("cannot start the reference server: {e}")),
+        };
+        let cfg = match selftest::self_config(&server, args.stable) {
+            Ok(c) => c,
+            Err(e) => return usage(e),
+        };
+        _server = Some(server);
+        cfg
+    } else {
+        match url_config(&args, &target) {
+            Ok(c) => c,
+            Err(code) => return code,
+        }
+    };
+    cfg.concurrency = args.concurrency.max(1);
+    cfg.max_wait = args.max_wait;
+    cfg.stable = args.stable;
+    if let Some(s) = args.relay_origin {
+        cfg.relay_origin = s == Switch::On;
+    }
+    if let Some(b) = &args.handshake_budget {
+        match parse_budget(b) {
+            Ok(b) => cfg.pacer = Pacer::new(b),
+            Err(e) => return usage(e),
+        }
+    }
+    if let Err(code) = preflight(&cfg).await {
+        return code;
+    }
+    let bar = progress_bar(&args, scenarios.len());
+    let tick = |r: &crate::report::ScenarioResult| {
+        if let Some(b) = &bar {
+            b.set_message(r.id.clone());
+            b.inc(1);
+        }
+    };
+    let mut report = run_suite(Arc::new(cfg), &scenarios, &registry, &tick).await;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if let Some(path) = &args.expect {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Err(e) = apply_expectations(&mut report, &text) {
+                    return usage(format!("{}: {e}", path.display()));
+                }
+            }
+            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    if let Some(path) = &args.write_expect {
+        if let Err(e) = std::fs::write(path, write_expectations(&report)) {
+            return usage(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let text_opts = TextOptions {
+        color,
+        verbose: args.verbose,
+    };
+    let out = match args.format {
+        Format::Text => render_text(&report, text_opts),
+        Format::Json => render_json(&report),
+        Format::Junit => render_junit(&report),
+    };
+    print!("{out}");
+    for path in &args.report {
+        let body = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => render_json(&report),
+            Some("xml") => render_junit(&report),
+            _ => render_text(
+                &report,
+                TextOptions {
+                    color: false,
+                    verbose: true,
+                },
+            ),
+        };
+        if let Err(e) = std::fs::write(path, body) {
+            return usage(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    ExitCode::from(report.exit_code(args.strict))
+}
+
+fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
+    if args.format != Format::Text || !std::io::stderr().is_terminal() || args.stable {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(n as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+        bar.set_style(style);
+    }
+    Some(bar)
+}
+
+fn parse_budget(text: &str) -> Result<Option<(u32, u64)>, String> {
+    if text == "none" || text == "off" {
+        return Ok(None);
+    }
+    let (n, secs) = text
+        .split_once('/')
+        .ok_or_else(|| format!("--handshake-budget {text:?}: expected N/SECS, e.g. 5/60"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("--handshake-budget: {n:?} is not a count"))?;
+    let secs: u64 = secs
+        .parse()
+        .map_err(|_| format!("--handshake-budget: {secs:?} is not seconds"))?;
+    if n == 0 || secs == 0 {
+        return Err("--handshake-budget: N and SECS must be above 0".into());
+    }
+    Ok(Some((n, secs)))
+}
+
+fn url_config(args: &TestArgs, url: &str) -> Result<RunConfig, ExitCode> {
+    let target = Target::parse(url).map_err(usage)?;
+    let address = args
+        .agent_address
+        .as_deref()
+        .ok_or_else(|| usage("--agent-address is required with a URL target"))?;
+    let agent_address =
+        Address::parse(address).map_err(|e| usage(format!("--agent-address: {e}")))?;
+    let access_key = args
+        .access_key
+        .clone()
+        .ok_or_else(|| usage("--access-key is required with a URL target"))?;
+    let loopback =
+        target.socket_addr().is_some_and(|a| a.ip().is_loopback()) || target.host() == "localhost";
+    Ok(RunConfig {
+        target,
+        target_label: url.to_owned(),
+        agent_address,
+        agent_id: args.agent_id.clone(),
+        access_key,
+        scoped_key: args.scoped_key.clone(),
+        scoped_agent_id: args.scoped_agent_id.clone(),
+        session_ttl: args.session_ttl,
+        max_wait: args.max_wait,
+        relay_origin: loopback,
+        max_sessions: args.max_sessions,
+        limits: Limits::default(),
+        pacer: Pacer::new(Some((5, 60))),
+        concurrency: args.concurrency,
+        stable: args.stable,
+        loopback_trusted: false,
+    })
+}
+
+/// Checks, before any scenario, that the target is reachable, speaks the
+/// protocol, signs as the pinned agent and accepts the access key; says
+/// what is wrong in plain words.
+async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
+    let unreachable = |msg: String| {
+        eprintln!("osc-harness test: preflight: {msg}");
+        ExitCode::from(3)
+    };
+    let mut secret = [0u8; 32];
+    let mut nonce = [0u8; 16];
+    SystemRandom.fill(&mut secret);
+    SystemRandom.fill(&mut nonce);
+    let hs = ClientHandshake::new(cfg.agent_address, secret, nonce);
+    let req = OuterRequest::post_json("/secure/session", hs.hello().to_json());
+    cfg.pacer.acquire().await;
+    let resp = transport::send(&cfg.target, &req, &cfg.limits)
+        .await
+        .map_err(|e| unreachable(format!("the target is unreachable: {e}")))?;
+    let body = String::from_utf8_lossy(&resp.body).into_owned();
+    match resp.status {
+        200 => {}
+        404 if body.contains("Unknown agent address") => {
+            eprintln!("osc-harness test: preflight: the target has no agent with address {} (check --agent-address)", cfg.agent_address);
+            return Err(ExitCode::from(2));
+        }
+        429 => eprintln!("osc-harness test: preflight: the target rate-limits handshakes (429); the run will pace itself"),
+        404 | 405 => return Err(unreachable(format!("the target has no /secure/session endpoint ({} {body})", resp.status))),
+        s => return Err(unreachable(format!("POST /secure/session answered {s}: {body}"))),
+    }
+    if resp.status != 200 {
+        return Ok(());
+    }
+    let server = ServerHello::parse(&resp.body).map_err(|e| {
+        unreachable(format!(
+            "the target does not speak the secure channel: its ServerHello is unusable ({e})"
+        ))
+    })?;
+    let session = match hs.finish(&server) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("osc-harness test: preflight: warning: the ServerHello does not verify against the pinned address {} ({e}); the identity scenarios will fail", cfg.agent_address);
+            None
+        }
+    };
+    if let Some(session) = session {
+        let agent = cfg
+            .agent_id
+            .clone()
+            .unwrap_or_else(|| cfg.agent_address.to_checksum());
+        let inner = InnerRequest {
+            method: "GET".into(),
+            path: format!("/agents/{agent}"),
+            authorization: Some(format!("Bearer {}", cfg.access_key)),
+            ..InnerRequest::default()
+        };
+        let sid = session.sid().to_owned();
+        let ct = seal_b64(
+            &session.keys().c2s,
+            1,
+            request_aad(&sid, 1).as_bytes(),
+            inner.to_json().as_bytes(),
+        );
+        let envelope = serde_json::json!({"v":1,"sid":sid,"seq":1,"ct":ct}).to_string();
+        let mut call = OuterRequest::post_json("/secure/call", envelope);
+        if cfg.relay_origin {
+            call = call.with_header(super::exec::RELAY_HEADER, "1");
+        }
+        if let Ok(r) = transport::send(&cfg.target, &call, &cfg.limits).await {
+            let inner_status = Frame::parse(&r.body).ok().and_then(|f| {
+                let key = response_key(&session.keys().s2c, 1);
+                let plain = open_b64(
+                    &key,
+                    f.seq,
+                    response_aad(&sid, 1, f.seq, f.is_fin()).as_bytes(),
+                    &f.ct,
+                )
+                .ok()?;
+                InnerResponse::parse(&plain).ok().map(|i| i.status)
+            });
+            if inner_status == Some(401) {
+                eprintln!("osc-harness test: preflight: the access key is refused by the target (sealed 401 for GET /agents/{agent}); check --access-key");
+                return Err(ExitCode::from(2));
+            }
+        }
+    }
+    if !cfg.relay_origin {
+        let mut probe = OuterRequest::post_json(
+            format!(
+                "/agents/{}/run",
+                cfg.agent_id
+                    .clone()
+                    .unwrap_or_else(|| cfg.agent_address.to_checksum())
+            ),
+            b"{}".to_vec(),
+        );
+        probe = probe.with_header("Authorization", format!("Bearer {}", cfg.access_key));
+        if let Ok(r) = transport::send(&cfg.target, &probe, &cfg.limits).await {
+            if (200..300).contains(&r.status) {
+                eprintln!("osc-harness test: preflight: the target treats the harness as a loopback caller (a plaintext run was executed), so no 426 is possible; use --relay-origin on");
+            }
+        }
+    }
+    let _ = b64url_encode(b"");
+    Ok(())
+}
+
+/// The `--coverage` table: every requirement with the scenarios and
+/// vectors that check it; MUST requirements nothing checks are flagged.
+pub fn coverage(scenarios: &[Scenario], registry: &Registry) -> String {
+    let vectors = registry.vector_ids();
+    let mut out = String::new();
+    let mut unchecked = Vec::new();
+    for r in &registry.requirements {
+        let by: Vec<&str> = scenarios
+            .iter()
+            .filter(|s| s.requirements.contains(&r.id))
+            .map(|s| s.id.as_str())
+            .collect();
+        let vec = vectors.contains(&r.id);
+        let mut checks = by.join(", ");
+        if vec {
+            if !checks.is_empty() {
+                checks.push_str(", ");
+            }
+            checks.push_str("vectors");
+        }
+        if checks.is_empty() {
+            if r.level == "MUST" {
+                unchecked.push(r.id.clone());
+                checks = "UNCHECKED".into();
+            } else {
+                checks = "-".into();
+            }
+        }
+        out.push_str(&format!("{:<9} {:<8} {}\n", r.id, r.level, checks));
+    }
+    if unchecked.is_empty() {
+        out.push_str("\nevery MUST requirement is checked by a scenario or a vector\n");
+    } else {
+        out.push_str(&format!(
+            "\nMUST requirements nothing checks: {}\n",
+            unchecked.join(", ")
+        ));
+    }
+    out
+}
 
 /// Runs `selftest`.
-pub fn run_selftest(_args: SelftestArgs) -> ExitCode {
-    eprintln!("not implemented yet");
-    ExitCode::from(2)
+pub fn run_selftest(args: SelftestArgs) -> ExitCode {
+    let registry = Registry::builtin();
+    let scenarios = match loader::load(None, &registry) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    if let Some(path) = &args.write_doc {
+        return match std::fs::write(path, selftest::selftest_doc(&scenarios)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => usage(format!("cannot write {}: {e}", path.display())),
+        };
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let rows = rt.block_on(selftest::run_matrix(&scenarios, &registry, args.parallel));
+    print!("{}", selftest::render_matrix(&rows, &scenarios));
+    let uncaught = selftest::uncaught(&scenarios);
+    if !uncaught.is_empty() {
+        println!(
+            "knobs no scenario declares: {}",
+            uncaught
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() {
+        println!("selftest: ok");
+        ExitCode::SUCCESS
+    } else {
+        println!("selftest: WRONG");
+        ExitCode::from(1)
+    }
 }
+
+#[allow(dead_code)]
+fn _unused(_: Value, _: Verdict, _: RunReport) {}

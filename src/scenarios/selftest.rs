@@ -1,1 +1,329 @@
-pub fn x() {}
+//! The harness tests itself: the suite against the honest reference server
+//! and against each `--bug` knob, which must be caught by exactly the
+//! scenarios that declare it.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::report::{RunReport, Verdict};
+use crate::server::{self, Bug, RunningServer, ServerConfig, ServerError};
+use crate::transport::{Limits, Target};
+
+use super::model::Scenario;
+use super::registry::Registry;
+use super::runner::{run_suite, Pacer, RunConfig};
+
+/// Knobs only a fuzzer finds; the suite does not try to catch them.
+pub const FUZZ_ONLY: [Bug; 3] = [
+    Bug::PanicOnEmptyCt,
+    Bug::PanicOnHugeSeq,
+    Bug::HangOnLengthLie,
+];
+
+/// Session TTL of `--target self`: short, so expiry is tested for real.
+pub const SELF_TTL_SECS: i64 = 3;
+
+/// Session bound of `--target self`: small, so the flood scenario is quick.
+pub const SELF_MAX_SESSIONS: usize = 32;
+
+/// The knobs the suite must catch.
+pub fn suite_knobs() -> Vec<Bug> {
+    Bug::ALL
+        .iter()
+        .copied()
+        .filter(|b| !FUZZ_ONLY.contains(b))
+        .collect()
+}
+
+/// Starts the in-process reference server for `--target self`.
+pub async fn spawn_self(bugs: &[Bug]) -> Result<RunningServer, ServerError> {
+    let mut config = ServerConfig::generated();
+    config.session_ttl_secs = SELF_TTL_SECS;
+    config.max_sessions = SELF_MAX_SESSIONS;
+    config.handshake_rate = None;
+    config.bugs = bugs.iter().copied().collect();
+    server::spawn(config).await
+}
+
+/// The run configuration for a server started by [`spawn_self`].
+pub fn self_config(server: &RunningServer, stable: bool) -> Result<RunConfig, String> {
+    let target = Target::parse(&server.url).map_err(|e| e.to_string())?;
+    Ok(RunConfig {
+        target,
+        target_label: "self".into(),
+        agent_address: server.agent_address,
+        agent_id: Some(server.agent_id.clone()),
+        access_key: server.access_key.clone(),
+        scoped_key: server.scoped_key.clone(),
+        scoped_agent_id: Some(server.scoped_agent_id.clone()),
+        session_ttl: Some(server.session_ttl_secs),
+        max_wait: 10,
+        relay_origin: true,
+        max_sessions: Some(SELF_MAX_SESSIONS),
+        limits: Limits::default(),
+        pacer: Pacer::new(None),
+        concurrency: 8,
+        stable,
+        loopback_trusted: true,
+    })
+}
+
+/// One row of the matrix.
+#[derive(Debug, Clone)]
+pub struct KnobRow {
+    /// The knob (None = the honest server).
+    pub bug: Option<Bug>,
+    /// Scenarios that declare they catch it.
+    pub declared: BTreeSet<String>,
+    /// Scenarios that did not pass.
+    pub failed: BTreeSet<String>,
+    /// Failures outside the declared set that happened in an honest
+    /// precondition step (the knob broke the setup, not the property).
+    pub collateral: BTreeSet<String>,
+    /// Declared but passed.
+    pub missed: BTreeSet<String>,
+    /// Failed in its own step although not declared.
+    pub unexpected: BTreeSet<String>,
+    /// The run could not happen.
+    pub error: Option<String>,
+}
+
+impl KnobRow {
+    /// Whether the row meets the self-test rule.
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+            && self.missed.is_empty()
+            && self.unexpected.is_empty()
+            && (self.bug.is_some() || self.failed.is_empty())
+            && (self.bug.is_none() || !self.declared.is_empty())
+    }
+}
+
+fn judge(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KnobRow {
+    let declared: BTreeSet<String> = match bug {
+        Some(b) => scenarios
+            .iter()
+            .filter(|s| s.catches.iter().any(|c| c == b.name()))
+            .map(|s| s.id.clone())
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let mut row = KnobRow {
+        bug,
+        declared: declared.clone(),
+        failed: BTreeSet::new(),
+        collateral: BTreeSet::new(),
+        missed: BTreeSet::new(),
+        unexpected: BTreeSet::new(),
+        error: None,
+    };
+    for r in &report.scenarios {
+        let failed = !matches!(r.verdict, Verdict::Pass | Verdict::Skip);
+        if failed {
+            row.failed.insert(r.id.clone());
+        }
+        if declared.contains(&r.id) {
+            if !failed {
+                row.missed.insert(r.id.clone());
+            }
+        } else if failed {
+            if r.precondition && bug.is_some() {
+                row.collateral.insert(r.id.clone());
+            } else {
+                row.unexpected.insert(r.id.clone());
+            }
+        }
+    }
+    row
+}
+
+/// Runs the suite against one server configuration.
+pub async fn run_one(bug: Option<Bug>, scenarios: &[Scenario], registry: &Registry) -> KnobRow {
+    let bugs: Vec<Bug> = bug.into_iter().collect();
+    let server = match spawn_self(&bugs).await {
+        Ok(s) => s,
+        Err(e) => {
+            let mut row = judge(bug, scenarios, &empty_report());
+            row.error = Some(e.to_string());
+            return row;
+        }
+    };
+    let cfg = match self_config(&server, true) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut row = judge(bug, scenarios, &empty_report());
+            row.error = Some(e);
+            return row;
+        }
+    };
+    let report = run_suite(Arc::new(cfg), scenarios, registry, &|_| {}).await;
+    server.shutdown().await;
+    judge(bug, scenarios, &report)
+}
+
+fn empty_report() -> RunReport {
+    RunReport {
+        target: "self".into(),
+        duration_ms: 0,
+        scenarios: Vec::new(),
+        not_exercised: Vec::new(),
+        run_problems: Vec::new(),
+    }
+}
+
+/// Runs the whole matrix: honest first, then every suite knob, `parallel`
+/// servers at a time.
+pub async fn run_matrix(
+    scenarios: &[Scenario],
+    registry: &Registry,
+    parallel: usize,
+) -> Vec<KnobRow> {
+    let mut rows = vec![run_one(None, scenarios, registry).await];
+    let knobs = suite_knobs();
+    for chunk in knobs.chunks(parallel.max(1)) {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, bug) in chunk.iter().enumerate() {
+            let scenarios = scenarios.to_vec();
+            let registry = registry.clone();
+            let bug = *bug;
+            set.spawn(async move { (i, run_one(Some(bug), &scenarios, &registry).await) });
+        }
+        let mut got: Vec<(usize, KnobRow)> = Vec::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            got.push(r);
+        }
+        got.sort_by_key(|(i, _)| *i);
+        rows.extend(got.into_iter().map(|(_, r)| r));
+    }
+    rows
+}
+
+/// Scenarios that declare no knob.
+pub fn catching_nothing(scenarios: &[Scenario]) -> Vec<String> {
+    scenarios
+        .iter()
+        .filter(|s| s.catches.is_empty())
+        .map(|s| s.id.clone())
+        .collect()
+}
+
+/// Suite knobs no scenario declares.
+pub fn uncaught(scenarios: &[Scenario]) -> Vec<Bug> {
+    suite_knobs()
+        .into_iter()
+        .filter(|b| {
+            !scenarios
+                .iter()
+                .any(|s| s.catches.iter().any(|c| c == b.name()))
+        })
+        .collect()
+}
+
+fn list(set: &BTreeSet<String>) -> String {
+    if set.is_empty() {
+        "-".into()
+    } else {
+        set.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The matrix as a text table.
+pub fn render_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<28} {:<6} {:<8} {:<10} scenarios that failed",
+        "knob", "result", "caught", "collateral"
+    );
+    for r in rows {
+        let name = r.bug.map(Bug::name).unwrap_or("(honest)");
+        let caught = format!("{}/{}", r.declared.len() - r.missed.len(), r.declared.len());
+        let _ = writeln!(
+            out,
+            "{:<28} {:<6} {:<8} {:<10} {}",
+            name,
+            if r.ok() { "ok" } else { "WRONG" },
+            caught,
+            r.collateral.len(),
+            list(&r.failed.difference(&r.collateral).cloned().collect())
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "    error: {e}");
+        }
+        if !r.missed.is_empty() {
+            let _ = writeln!(out, "    declared but passed: {}", list(&r.missed));
+        }
+        if !r.unexpected.is_empty() {
+            let _ = writeln!(
+                out,
+                "    failed without declaring the knob: {}",
+                list(&r.unexpected)
+            );
+        }
+        if r.bug.is_some() && r.declared.is_empty() {
+            let _ = writeln!(out, "    no scenario declares this knob");
+        }
+    }
+    let nothing = catching_nothing(scenarios);
+    if !nothing.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nscenarios that catch no knob (they check properties the knobs do not break): {}",
+            nothing.join(", ")
+        );
+    }
+    out
+}
+
+/// The bug-to-scenario table of `docs/SELFTEST.md`, generated from the
+/// scenarios' `catches`.
+pub fn selftest_doc(scenarios: &[Scenario]) -> String {
+    let mut out = String::from(
+        "# Self-test: which scenario catches which knob\n\n\
+         Generated by `osc-harness selftest --write-doc docs/SELFTEST.md` from the\n\
+         `catches` lists of `scenarios/*.toml`; a test fails when it is out of date.\n\
+         `osc-harness selftest` runs the suite against the reference server with\n\
+         each knob on and checks that exactly these scenarios fail, and that every\n\
+         other scenario passes (a failure in an honest preparatory step that the\n\
+         knob broke is reported as collateral).\n\n\
+         | knob | requirement | what it breaks | caught by |\n|---|---|---|---|\n",
+    );
+    for bug in Bug::ALL {
+        let by: Vec<String> = scenarios
+            .iter()
+            .filter(|s| s.catches.iter().any(|c| c == bug.name()))
+            .map(|s| format!("`{}`", s.id))
+            .collect();
+        let caught = if FUZZ_ONLY.contains(bug) {
+            "fuzzer only".to_string()
+        } else if by.is_empty() {
+            "**nothing**".to_string()
+        } else {
+            by.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            bug.name(),
+            bug.requirement(),
+            bug.description(),
+            caught
+        );
+    }
+    let nothing = catching_nothing(scenarios);
+    let _ = writeln!(
+        out,
+        "\nScenarios that catch no knob (they check properties no knob breaks): {}.",
+        if nothing.is_empty() {
+            "none".to_string()
+        } else {
+            nothing
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    out
+}
