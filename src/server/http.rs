@@ -125,6 +125,8 @@ pub async fn accept_loop(
             tracing::warn!("connection limit of {MAX_CONNECTIONS} reached; closing {peer}");
             continue;
         };
+        // Stream frames are small writes the client waits for one by one.
+        let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         conns.spawn(async move {
             let _permit = permit;
