@@ -27,7 +27,8 @@ use crate::protocol::identity::{
     channel_digest, recover_channel_signer, Address, AgentIdentity, SignaturePolicy,
 };
 use crate::protocol::keys::{
-    derive_session_keys, nonce_for, request_aad, response_aad, response_key, OpenError, SessionKeys,
+    derive_session_keys, nonce_for, open_b64, request_aad, response_aad, response_key, OpenError,
+    SessionKeys,
 };
 use crate::protocol::session::{HonestCalls, ReplayWindow, ServerSession};
 use crate::protocol::wire::{CallRequest, ClientHello, Frame, ServerHello};
@@ -133,22 +134,24 @@ fn handshake_reason(e: &HandshakeError) -> Reason {
     }
 }
 
-fn call_reason(e: &CallError) -> Result<Reason, Broken> {
+fn call_reason(
+    e: &CallError,
+    session: &ServerSession,
+    call: &CallRequest,
+) -> Result<Reason, Broken> {
     Ok(match e {
         CallError::SessionUnknown => Reason::SessionUnknown,
         CallError::Version(_) => Reason::WrongVersion,
         CallError::Replay(_) => Reason::Replay,
-        // The core carries the AEAD failure as text; match it against the
-        // texts of the typed errors it came from.
-        CallError::Decrypt(text) => {
-            if *text == OpenError::Tag.to_string() {
-                Reason::AuthenticationFailed
-            } else if *text == OpenError::Encoding.to_string() {
-                Reason::CiphertextNotBase64
-            } else if text.ends_with("shorter than the 16-byte tag") {
-                Reason::CiphertextTooShort
-            } else {
-                return Err(format!("unrecognised decryption failure: {text}"));
+        // The session reports AEAD failures as text; the typed cause comes
+        // from the same core step run on its own.
+        CallError::Decrypt(_) => {
+            let aad = request_aad(session.sid(), call.seq);
+            match open_b64(&session.keys().c2s, call.seq, aad.as_bytes(), &call.ct) {
+                Err(OpenError::Tag) => Reason::AuthenticationFailed,
+                Err(OpenError::Encoding) => Reason::CiphertextNotBase64,
+                Err(OpenError::Short(_)) => Reason::CiphertextTooShort,
+                Ok(_) => return Err(format!("the session refused a call that opens: {e}")),
             }
         }
         other => return Err(format!("unexpected call failure: {other}")),
@@ -462,7 +465,7 @@ fn open_one(
             )?;
             Ok(Ok(()))
         }
-        Err(e) => Ok(Err(call_reason(&e)?)),
+        Err(e) => Ok(Err(call_reason(&e, session, call)?)),
     }
 }
 
