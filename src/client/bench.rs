@@ -151,6 +151,23 @@ struct WorkerStats {
     first_error: Option<String>,
 }
 
+/// Each workload's time is cut into this many slices, run in turn with
+/// the others, so a change in machine load mid-run hits every figure alike
+/// instead of skewing the ratios.
+const ROUNDS: u32 = 5;
+
+impl WorkerStats {
+    fn merge(&mut self, other: WorkerStats) {
+        self.ops += other.ops;
+        self.units += other.units;
+        self.errors += other.errors;
+        self.first_error = self.first_error.take().or(other.first_error);
+        let room = MAX_SAMPLES.saturating_sub(self.latencies.len());
+        self.latencies
+            .extend(other.latencies.into_iter().take(room));
+    }
+}
+
 /// Runs the whole bench and returns the JSON summary.
 pub async fn bench(args: BenchArgs) -> Result<Value, String> {
     let (setup, _server) = resolve(&args).await?;
@@ -158,41 +175,74 @@ pub async fn bench(args: BenchArgs) -> Result<Value, String> {
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
         .max(1);
-    let mut phases = serde_json::Map::new();
-    let mut ceiling = None;
-    let mut core = 0.0;
-    for (key, workload) in [
+    let workloads = [
         ("plaintextHealth", Workload::Health),
         ("handshakes", Workload::Handshake),
         ("buffered1KiB", Workload::Buffered(1024)),
         ("buffered64KiB", Workload::Buffered(64 * 1024)),
         ("stream", Workload::Stream),
-    ] {
-        if let Workload::Handshake = workload {
-            // Measured right next to the HTTP handshakes, so both see the
-            // same machine load.
-            core = core_handshake_rate(args.duration.min(Duration::from_secs(2))).await;
-        }
-        let mut phase = run_phase(&setup, workload, concurrency, args.duration).await;
-        let rate = phase["opsPerSec"].as_f64().unwrap_or(0.0);
-        match ceiling {
-            None => ceiling = Some(rate),
-            Some(c) if c > 0.0 => {
-                phase["ratioToPlaintext"] = json!(round3(rate / c));
-                if let Some(units) = phase["framesPerSec"].as_f64() {
-                    phase["framesRatioToPlaintext"] = json!(round3(units / c));
-                }
+    ];
+    let slice = args.duration / ROUNDS;
+    let progress = ProgressBar::new((args.duration.as_millis() * workloads.len() as u128) as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut totals: Vec<(WorkerStats, f64)> =
+        workloads.iter().map(|_| Default::default()).collect();
+    let (mut core_ops, mut core_secs) = (0u64, 0.0f64);
+    for _ in 0..ROUNDS {
+        for (i, (_, workload)) in workloads.iter().enumerate() {
+            if let Workload::Handshake = workload {
+                // The core's own rate, measured beside the HTTP handshakes
+                // so both see the same machine load.
+                let (ops, secs) = core_handshakes(slice.min(Duration::from_millis(500))).await;
+                core_ops += ops;
+                core_secs += secs;
             }
-            Some(_) => {}
+            let (stats, secs) = run_slice(&setup, *workload, concurrency, slice, &progress).await;
+            totals[i].0.merge(stats);
+            totals[i].1 += secs;
         }
-        phases.insert(key.into(), phase);
     }
+    progress.finish_and_clear();
+
+    let mut phases = serde_json::Map::new();
+    let mut ceiling = 0.0;
+    for ((key, workload), (mut stats, secs)) in workloads.iter().zip(totals) {
+        let mut phase = summarize(*workload, &mut stats, secs);
+        let rate = phase["opsPerSec"].as_f64().unwrap_or(0.0);
+        if let Workload::Health = workload {
+            ceiling = rate;
+        } else if ceiling > 0.0 {
+            phase["ratioToPlaintext"] = json!(round3(rate / ceiling));
+            if let Some(frames) = phase["framesPerSec"].as_f64() {
+                phase["framesRatioToPlaintext"] = json!(round3(frames / ceiling));
+            }
+        }
+        eprintln!(
+            "{:>24}: {:>10.1}/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
+            workload.label(),
+            rate,
+            phase["p50Ms"].as_f64().unwrap_or(f64::NAN),
+            phase["p99Ms"].as_f64().unwrap_or(f64::NAN),
+            stats.errors
+        );
+        phases.insert((*key).into(), phase);
+    }
+    let core = if core_secs > 0.0 {
+        core_ops as f64 / core_secs
+    } else {
+        0.0
+    };
     let http_handshakes = phases["handshakes"]["opsPerSec"].as_f64().unwrap_or(0.0);
     Ok(json!({
         "target": setup.target.url(),
         "agentAddress": setup.pinned.to_checksum(),
         "concurrency": concurrency,
         "phaseSeconds": args.duration.as_secs_f64(),
+        "rounds": ROUNDS,
         "phases": phases,
         "coreHandshakesPerSecSingleThread": round3(core),
         "handshakeRatioToCore": if core > 0.0 { json!(round3(http_handshakes / core)) } else { Value::Null },
@@ -269,20 +319,16 @@ async fn start_self() -> Result<
     ))
 }
 
-async fn run_phase(
+async fn run_slice(
     setup: &Setup,
     workload: Workload,
     concurrency: usize,
     duration: Duration,
-) -> Value {
-    let progress = ProgressBar::new(duration.as_millis() as u64);
-    progress.set_style(
-        ProgressStyle::with_template("{prefix:>24} [{bar:30}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    progress: &ProgressBar,
+) -> (WorkerStats, f64) {
     progress.set_prefix(workload.label());
     let counter = Arc::new(AtomicU64::new(0));
+    let base = progress.position();
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
@@ -294,37 +340,37 @@ async fn run_phase(
         }));
     }
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        progress.set_position(started.elapsed().as_millis().min(duration.as_millis()) as u64);
+        tokio::time::sleep(Duration::from_millis(100).min(duration)).await;
+        let elapsed = started.elapsed().min(duration).as_millis() as u64;
+        progress.set_position(base + elapsed);
         progress.set_message(format!("{} done", counter.load(Ordering::Relaxed)));
     }
     let mut total = WorkerStats::default();
     for task in tasks {
         if let Ok(s) = task.await {
-            total.ops += s.ops;
-            total.units += s.units;
-            total.errors += s.errors;
-            total.first_error = total.first_error.or(s.first_error);
-            let room = MAX_SAMPLES.saturating_sub(total.latencies.len());
-            total.latencies.extend(s.latencies.into_iter().take(room));
+            total.merge(s);
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    progress.finish_with_message(format!("{} done, {} errors", total.ops, total.errors));
-    total.latencies.sort_unstable();
+    progress.set_position(base + duration.as_millis() as u64);
+    (total, started.elapsed().as_secs_f64())
+}
+
+fn summarize(workload: Workload, stats: &mut WorkerStats, seconds: f64) -> Value {
+    stats.latencies.sort_unstable();
+    let seconds = seconds.max(f64::MIN_POSITIVE);
     let mut phase = json!({
-        "ops": total.ops,
-        "errors": total.errors,
-        "seconds": round3(elapsed),
-        "opsPerSec": round3(total.ops as f64 / elapsed),
-        "p50Ms": percentile_ms(&total.latencies, 0.50),
-        "p99Ms": percentile_ms(&total.latencies, 0.99),
+        "ops": stats.ops,
+        "errors": stats.errors,
+        "seconds": round3(seconds),
+        "opsPerSec": round3(stats.ops as f64 / seconds),
+        "p50Ms": percentile_ms(&stats.latencies, 0.50),
+        "p99Ms": percentile_ms(&stats.latencies, 0.99),
     });
     if let Workload::Stream = workload {
-        phase["frames"] = json!(total.units);
-        phase["framesPerSec"] = json!(round3(total.units as f64 / elapsed));
+        phase["frames"] = json!(stats.units);
+        phase["framesPerSec"] = json!(round3(stats.units as f64 / seconds));
     }
-    if let Some(e) = total.first_error {
+    if let Some(e) = &stats.first_error {
         phase["firstError"] = json!(e);
     }
     phase
@@ -423,13 +469,14 @@ fn padded_json(size: usize) -> Vec<u8> {
     format!("{{\"pad\":\"{}\"}}", "x".repeat(pad)).into_bytes()
 }
 
-/// Full in-process handshakes per second on one thread: the protocol
+/// Full in-process handshakes on one thread for `budget`: the protocol
 /// core's own cost, which the HTTP handshake rate is compared against.
-async fn core_handshake_rate(budget: Duration) -> f64 {
+/// Returns (handshakes, seconds).
+async fn core_handshakes(budget: Duration) -> (u64, f64) {
     tokio::task::spawn_blocking(move || {
         let mut rng = SystemRandom;
         let Ok(identity) = AgentIdentity::from_bytes(&rng.bytes()) else {
-            return 0.0;
+            return (0, 0.0);
         };
         let started = Instant::now();
         let mut done = 0u64;
@@ -441,17 +488,17 @@ async fn core_handshake_rate(budget: Duration) -> f64 {
                 expires_at: i64::MAX / 2,
             };
             let Ok(server) = respond(client.hello(), &identity, &inputs, &HonestServer) else {
-                return 0.0;
+                break;
             };
             if client.finish(&server.hello).is_err() {
-                return 0.0;
+                break;
             }
             done += 1;
         }
-        done as f64 / started.elapsed().as_secs_f64()
+        (done, started.elapsed().as_secs_f64())
     })
     .await
-    .unwrap_or(0.0)
+    .unwrap_or((0, 0.0))
 }
 
 fn percentile_ms(sorted: &[Duration], p: f64) -> Value {
