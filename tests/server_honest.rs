@@ -512,3 +512,48 @@ async fn gate7_channel_endpoints_answer_under_prefixes() {
         404
     );
 }
+
+#[tokio::test]
+async fn gate8_agent_ids_by_uuid_address_or_default_for_runs() {
+    let s = start().await;
+    let mut sess = handshake(&s).await;
+    for (method, path, want) in [
+        ("POST", "/agents/default/run".to_owned(), 200),
+        ("GET", "/agents/default".to_owned(), 404),
+        (
+            "GET",
+            format!("/agents/{}", s.agent_address.to_lower()),
+            200,
+        ),
+        ("GET", format!("/agents/{}", s.agent_id), 200),
+        ("POST", "/agents/no-such-agent/run".to_owned(), 404),
+    ] {
+        let resp = call_ok(&s, &mut sess, &authed(&s, method, &path), true).await;
+        assert_eq!(resp.status, want, "{method} {path}");
+    }
+    let described = call_ok(
+        &s,
+        &mut sess,
+        &authed(&s, "GET", &format!("/agents/{}", s.agent_id)),
+        true,
+    )
+    .await;
+    assert_eq!(
+        inner_json(&described)["address"],
+        s.agent_address.to_checksum().as_str()
+    );
+}
+
+#[tokio::test]
+async fn preflight_is_answered_before_any_channel_processing() {
+    let s = start().await;
+    let r = send(
+        &s,
+        OuterRequest {
+            method: "OPTIONS".into(),
+            ..OuterRequest::get("/secure/call")
+        },
+    )
+    .await;
+    assert_eq!(r.status, 204);
+}
