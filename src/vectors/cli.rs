@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::Format;
+use super::{Format, VectorsError};
 
 /// Arguments of `osc-harness vectors`.
 #[derive(Debug, clap::Args)]
@@ -75,6 +75,10 @@ pub fn run(args: VectorsArgs) -> ExitCode {
                             );
                             worst = worst.max(1);
                         }
+                    }
+                    Err(e @ (VectorsError::Io { .. } | VectorsError::TooLarge { .. })) => {
+                        eprintln!("error: {e}");
+                        worst = 2;
                     }
                     Err(e) => {
                         eprintln!("error: {}: {e}", path.display());
