@@ -14,7 +14,7 @@ use osc_harness::protocol::identity::{
     domain_digest, recover_address, recover_channel_signer, SignaturePolicy, OTHER_PREFIXES,
 };
 use osc_harness::protocol::keys::response_key;
-use osc_harness::protocol::wire::ServerHello;
+use osc_harness::protocol::wire::{InnerRequest, ServerHello};
 use osc_harness::server::Bug;
 use osc_harness::transport::{self, Limits, OuterRequest, TransportError};
 use server_common::*;
@@ -328,7 +328,20 @@ async fn nested_secure_allowed() {
     )
     .await;
     assert_eq!(r.status, 200, "the nested path passed the check");
-    open_buffered(&sess, seq, &r);
+    assert_eq!(
+        open_buffered(&sess, seq, &r).status,
+        400,
+        "and reached the handshake"
+    );
+    let nested = InnerRequest {
+        body: Some(b64url_encode(
+            client_handshake(&s).hello().to_json().as_bytes(),
+        )),
+        ..authed(&s, "POST", "/api/secure/session")
+    };
+    let resp = call_ok(&s, &mut sess, &nested, true).await;
+    assert_eq!(resp.status, 200);
+    ServerHello::parse(&inner_body(&resp)).expect("a nested ServerHello, sealed");
     let (_, r) = call(&s, &mut sess, &authed(&s, "POST", "/secure/session"), true).await;
     assert_eq!(r.status, 400, "the literal prefix is still refused");
 }

@@ -237,7 +237,7 @@ async fn handle(
             return json_response(r.status(), r.body());
         }
         return match read_body(req.into_body(), limit, deadline).await {
-            Ok(body) => secure::handshake(&shared, &body),
+            Ok(body) => app_response(secure::handshake(&shared, &body)),
             Err(e) => body_error(e),
         };
     }

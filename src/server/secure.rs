@@ -23,7 +23,7 @@ use crate::rng::{RandomSource, SystemRandom};
 use super::app::{AppBody, AppRequest, AppResponse, EVENT_STREAM, JSON};
 use super::body::OutBody;
 use super::bugs::{self, StreamEnd};
-use super::gate::RELAY_MARKER;
+use super::gate::{self, RELAY_MARKER};
 use super::http::{json_response, Shared};
 
 /// The marker header of every sealed response.
@@ -53,13 +53,13 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn refusal(r: HandshakeRefusal) -> Response<OutBody> {
-    json_response(r.status(), r.body())
+fn refusal(r: HandshakeRefusal) -> AppResponse {
+    AppResponse::json(r.status(), r.body())
 }
 
 /// `POST /secure/session`, after the rate limit: decode, version, agent,
 /// handshake, register (SPEC §4, upstream's check order).
-pub fn handshake(shared: &Shared, body: &[u8]) -> Response<OutBody> {
+pub fn handshake(shared: &Shared, body: &[u8]) -> AppResponse {
     let Ok(hello) = ClientHello::parse(body) else {
         return refusal(HandshakeRefusal::InvalidRequest);
     };
@@ -86,7 +86,7 @@ pub fn handshake(shared: &Shared, body: &[u8]) -> Response<OutBody> {
                 shared.knobs.store_bounded(),
                 &shared.knobs,
             );
-            json_response(200, json)
+            AppResponse::json(200, json)
         }
         Err(e) => {
             tracing::debug!("handshake refused: {e}");
@@ -118,7 +118,13 @@ pub async fn call(shared: Arc<Shared>, body: &[u8], outer: Outer) -> Response<Ou
         }
     };
     let req = inner_app_request(inner, &outer);
-    let resp = shared.app.handle(&req, &shared.knobs);
+    let resp = if req.method == "POST" && gate::normalize(&req.path) == "/secure/session" {
+        // Reachable only when the nesting check is bent (CALL-8): then,
+        // as upstream would, the nested handshake runs and is sealed.
+        handshake(&shared, &req.body)
+    } else {
+        shared.app.handle(&req, &shared.knobs)
+    };
     seal_response(shared, sealer, resp).await
 }
 
