@@ -3,6 +3,21 @@
 //!
 //! Start one in-process with [`spawn`]; `osc-harness serve` is the same
 //! server behind a command line ([`cli`]).
+//!
+//! How it is cut:
+//! - `http`: accepts connections (at most 512), one request each, body
+//!   limits and deadlines, the handshake rate limit, and routing of the
+//!   outer request to the channel endpoints or the plaintext app;
+//! - `head`: a look at the request head before hyper, for upstream's exact
+//!   431 and `Bad Request` bodies;
+//! - `secure`: `/secure/session` and `/secure/call`, and the sealing of
+//!   buffered and streamed inner responses;
+//! - `app`: the inner application, one function shared by plaintext and
+//!   decrypted requests; `gate`: normalisation, loopback versus remote, the
+//!   access-key gate and the 426 gate it calls;
+//! - `store`, `ratelimit`: the bounded session store and the per-source
+//!   handshake limiter; `config`: [`ServerConfig`] and generated secrets;
+//! - `bugs`: every knob, read where the honest step is.
 
 mod app;
 mod body;
