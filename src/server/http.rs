@@ -50,6 +50,8 @@ pub struct Shared {
     pub limiter: RateLimiter,
     /// The inner application.
     pub app: App,
+    /// The agent's address, lowercased, as handshakes compare it.
+    pub agent_address_lower: String,
 }
 
 /// A JSON response with the exact body given.
@@ -282,6 +284,7 @@ pub fn shared_state(config: ServerConfig, knobs: Knobs) -> Shared {
         config.scoped_agent_id.clone(),
     );
     Shared {
+        agent_address_lower: config.identity.address().to_lower(),
         store: SessionStore::new(config.max_sessions),
         limiter: RateLimiter::new(config.handshake_rate),
         app,

@@ -67,7 +67,7 @@ pub fn handshake(shared: &Shared, body: &[u8]) -> AppResponse {
         return refusal(HandshakeRefusal::UnsupportedVersion);
     }
     let identity = &shared.config.identity;
-    if hello.agent_address.to_lowercase() != identity.address().to_lower() {
+    if hello.agent_address.to_lowercase() != shared.agent_address_lower {
         return refusal(HandshakeRefusal::UnknownAgent);
     }
     let now = unix_now();
