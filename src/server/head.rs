@@ -38,9 +38,17 @@ pub async fn inspect(
 ) -> Head {
     let mut buf = BytesMut::with_capacity(4096);
     let read = async {
+        let mut scanned = 0usize;
         loop {
-            if find_end(&buf).is_some() || buf.len() >= max_head {
+            // Resume the scan where the last one stopped (less the three
+            // bytes a split terminator may straddle): linear, not quadratic.
+            let from = scanned.saturating_sub(3);
+            if find_end(&buf[from..]).is_some() || buf.len() >= max_head {
                 return true;
+            }
+            scanned = buf.len();
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
             }
             match stream.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => return !buf.is_empty(),
