@@ -22,6 +22,8 @@ pub const EVENT_STREAM: &str = "text/event-stream";
 const MAX_EVENTS: u64 = 1_000_000;
 /// Largest event padding a dispatch may ask for.
 const MAX_EVENT_SIZE: u64 = 4 * 1024 * 1024;
+/// Most padding bytes one dispatch may ask for in total.
+const MAX_STREAM_BYTES: u64 = 1 << 30;
 /// Stream writes buffered between the producer and the connection.
 const STREAM_BUFFER: usize = 16;
 
@@ -275,7 +277,7 @@ fn dispatch(body: &[u8]) -> AppResponse {
             }
         }
     }
-    if events > MAX_EVENTS || size > MAX_EVENT_SIZE {
+    if events > MAX_EVENTS || size > MAX_EVENT_SIZE || events * size > MAX_STREAM_BYTES {
         return AppResponse::text(400, "Invalid request format");
     }
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
