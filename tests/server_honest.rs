@@ -557,3 +557,28 @@ async fn preflight_is_answered_before_any_channel_processing() {
     .await;
     assert_eq!(r.status, 204);
 }
+
+#[tokio::test]
+async fn dispatch_sizes_from_the_request_body() {
+    let s = start().await;
+    let mut sess = handshake(&s).await;
+    let (seq, r) = call(&s, &mut sess, &dispatch(&s, 10_000, 1), true).await;
+    let (frames, _) = sse_frames(&r.body);
+    assert_eq!(frames.len(), 10_002);
+    let mut opener = sess.response_opener(seq);
+    for f in &frames {
+        opener.open(f).unwrap();
+    }
+    opener.finish().unwrap();
+    let (seq, r) = call(&s, &mut sess, &dispatch(&s, 1, 1 << 20), true).await;
+    let (frames, _) = sse_frames(&r.body);
+    let first = sess.response_opener(seq).open(&frames[0]).unwrap();
+    assert_eq!(
+        first.len(),
+        (1 << 20) + "data: {\"n\":0,\"pad\":\"\"}\n\n".len()
+    );
+    let too_big = dispatch(&s, 1_000_000, 4 << 20);
+    let resp = call_ok(&s, &mut sess, &too_big, true).await;
+    assert_eq!(resp.status, 400);
+    assert_eq!(inner_body(&resp), b"Invalid request format");
+}
