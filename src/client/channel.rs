@@ -183,7 +183,7 @@ impl Channel {
                 "checking the ServerHello",
                 format!(
                     "the server announced a session that expired {} s ago",
-                    now - session.expires_at()
+                    now.saturating_sub(session.expires_at())
                 ),
             ));
         }
@@ -255,7 +255,7 @@ impl Channel {
         // The expired-session knob lies to the sealer about the time: the
         // one place an honest client refuses a stale session.
         let seal_now = if expired_ok {
-            now.min(session.expires_at() - 1)
+            now.min(session.expires_at().saturating_sub(1))
         } else {
             now
         };
