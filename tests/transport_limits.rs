@@ -253,3 +253,31 @@ async fn base_path_is_prepended() {
         "{head}"
     );
 }
+
+#[tokio::test]
+async fn oversized_or_endless_head_is_refused() {
+    // A header that never ends must hit hyper's head buffer bound, not grow.
+    let target = serve(|mut s| async move {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Big: ").await;
+        while s.write_all(&[b'a'; 4096]).await.is_ok() {}
+    })
+    .await;
+    let e = transport::send(&target, &OuterRequest::get("/"), &quick())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TransportError::Protocol { .. }), "{e}");
+
+    let target = serve(|mut s| async move {
+        let mut head = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..500 {
+            head.push_str(&format!("X-{i}: v\r\n"));
+        }
+        head.push_str("Content-Length: 0\r\n\r\n");
+        let _ = s.write_all(head.as_bytes()).await;
+    })
+    .await;
+    let e = transport::send(&target, &OuterRequest::get("/"), &quick())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TransportError::Protocol { .. }), "{e}");
+}

@@ -28,12 +28,12 @@ Exit codes:
 #[command(after_help = EXIT_CODES)]
 pub struct CallArgs {
     /// The server's base URL (http:// only), e.g. http://127.0.0.1:8080.
-    #[arg(long)]
-    pub target: String,
+    #[arg(long, required_unless_present = "list_bugs")]
+    pub target: Option<String>,
     /// The agent address to pin (0x + 40 hex digits); the handshake fails
     /// unless the server proves it holds this identity.
-    #[arg(long)]
-    pub agent_address: String,
+    #[arg(long, required_unless_present = "list_bugs")]
+    pub agent_address: Option<String>,
     /// The access key, sent inside the channel as `Authorization: Bearer KEY`.
     #[arg(long)]
     pub access_key: Option<String>,
@@ -71,10 +71,24 @@ pub struct CallArgs {
     /// Print the inner status and content type to stderr.
     #[arg(long, short = 'i')]
     pub include: bool,
+    /// List the client --bug knobs with the requirement each breaks, and exit.
+    #[arg(long)]
+    pub list_bugs: bool,
 }
 
 /// Runs the command.
 pub fn run(args: CallArgs) -> ExitCode {
+    if args.list_bugs {
+        for bug in ClientBug::ALL {
+            println!(
+                "{:<26} {:<7} {}",
+                bug.name(),
+                bug.requirement(),
+                bug.description()
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
     match prepare(&args) {
         Ok((channel, inner)) => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -97,13 +111,12 @@ pub fn run(args: CallArgs) -> ExitCode {
 }
 
 fn prepare(args: &CallArgs) -> Result<(Channel, InnerRequest), String> {
-    let target = Target::parse(&args.target).map_err(|e| e.to_string())?;
-    let pinned = Address::parse(&args.agent_address).map_err(|e| {
-        format!(
-            "--agent-address {:?} is not an agent address: {e}",
-            args.agent_address
-        )
-    })?;
+    let (Some(url), Some(address)) = (&args.target, &args.agent_address) else {
+        return Err("--target and --agent-address are required".into());
+    };
+    let target = Target::parse(url).map_err(|e| e.to_string())?;
+    let pinned = Address::parse(address)
+        .map_err(|e| format!("--agent-address {address:?} is not an agent address: {e}"))?;
     let limits = Limits {
         connect_timeout: Duration::from_secs(args.timeout.clamp(1, 30)),
         response_timeout: Duration::from_secs(args.timeout.max(1)),
