@@ -161,7 +161,12 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     };
     let svc = service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(shared, peer, req).await) }
+        async move {
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let resp = handle(shared, peer, req).await;
+            tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), "request");
+            Ok::<_, Infallible>(resp)
+        }
     });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
