@@ -349,3 +349,21 @@ async fn binary_sends_headers_and_file_bodies() {
     );
     s.shutdown().await;
 }
+
+/// `--relay-origin` reaches the server: a loopback caller without the
+/// marker skips the inner key check (CALL-10), with it the key is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_origin_marks_the_outer_requests() {
+    let s = start(&[]).await;
+    let mut wrong_key = run_request(&s, b"{}");
+    wrong_key.authorization = Some("Bearer osk-v1.wrong".into());
+    let relayed = channel(&s)
+        .with_relay_origin(true)
+        .call(wrong_key.clone())
+        .await
+        .unwrap();
+    assert_eq!(relayed.inner_status, 401);
+    let local = channel(&s).call(wrong_key).await.unwrap();
+    assert_eq!(local.inner_status, 200, "loopback keeps its trust");
+    s.shutdown().await;
+}

@@ -398,7 +398,7 @@ async fn read_all(
         let next = tokio::time::timeout_at(deadline, response.next_chunk())
             .await
             .map_err(|_| TransportError::Timeout {
-                url: "the call response".into(),
+                url: response.url().to_string(),
                 during: "reading the response body",
                 after: limits.response_timeout,
             })??;

@@ -106,6 +106,11 @@ impl StreamingResponse {
         find_header(&self.headers, name)
     }
 
+    /// The full URL requested (for error messages).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The body bytes received so far.
     pub fn received(&self) -> usize {
         self.received
