@@ -12,6 +12,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/expiry-really-expires.toml"),
     ),
     (
+        "expiry-session-not-tied.toml",
+        include_str!("../../scenarios/expiry-session-not-tied.toml"),
+    ),
+    (
         "expiry-unknown-sid.toml",
         include_str!("../../scenarios/expiry-unknown-sid.toml"),
     ),
@@ -34,6 +38,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "gate-plain-run-426.toml",
         include_str!("../../scenarios/gate-plain-run-426.toml"),
+    ),
+    (
+        "gate-prefixes.toml",
+        include_str!("../../scenarios/gate-prefixes.toml"),
     ),
     (
         "gate-relay-marker-any-case.toml",

@@ -332,6 +332,15 @@ impl<'a> Context<'a> {
             }
         }
         let Some(expect) = &step.expect else {
+            if let Some(exp) = expires_at.filter(|e| *e <= now_secs()) {
+                // An honest client never seals with a session whose expiry
+                // has passed (SES-3), so nothing after this can run.
+                return Err(StepFailure::new(
+                    format!("the ServerHello's expiresAt {exp} has already passed"),
+                    "a session that expires in the future",
+                    true,
+                ));
+            }
             if resp.status != 200 || !self.sessions.contains_key(&name) {
                 return Err(StepFailure::new(
                     format!(
