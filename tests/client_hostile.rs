@@ -33,6 +33,7 @@ enum Fault {
     Replay409,
     EndlessStream,
     StalledStream,
+    DripStream,
 }
 
 struct Peer {
@@ -231,6 +232,14 @@ impl Peer {
                 let _ = s.write_all(&events[0]).await;
                 let _ = s.write_all(b"data: ").await;
                 while s.write_all(&[b'a'; 8192]).await.is_ok() {}
+                return;
+            }
+            Fault::DripStream => {
+                let _ = s.write_all(&events[0]).await;
+                // Comment lines keep the idle timer happy and carry nothing.
+                while s.write_all(b": still here\n\n").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 return;
             }
             Fault::StalledStream => {
@@ -487,4 +496,18 @@ async fn hostile_servers_never_hang_the_client() {
             "bounded by the limits"
         );
     }
+}
+
+#[tokio::test]
+async fn dripping_stream_hits_the_whole_stream_limit() {
+    let (target, address, _) = peer(Fault::DripStream).await;
+    let started = Instant::now();
+    let e = Channel::new(target, address, limits())
+        .with_stream_time_limit(Duration::from_secs(1))
+        .call(get("/stream"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.exit_code(), exit::TRANSPORT, "{e}");
+    assert!(e.to_string().contains("whole-stream"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

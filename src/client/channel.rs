@@ -22,6 +22,11 @@ use super::{ClientBug, ClientError};
 /// left (SES-3, as the upstream clients do).
 pub const SESSION_REUSE_MARGIN_SECS: i64 = 60;
 
+/// How long a streamed response may run in total unless set otherwise:
+/// streams (model output, say) may legitimately outlast the response
+/// timeout, but not forever.
+pub const DEFAULT_STREAM_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The header that marks a request as relayed (GATE-3, CALL-10).
 const RELAY_HEADER: &str = "X-Osaurus-Relay-Origin";
 
@@ -59,6 +64,7 @@ pub struct Channel {
     relay_origin: bool,
     rng: Box<dyn RandomSource + Send>,
     handshakes: u64,
+    stream_time_limit: std::time::Duration,
 }
 
 impl std::fmt::Debug for Channel {
@@ -85,6 +91,7 @@ impl Channel {
             relay_origin: false,
             rng: Box::new(SystemRandom),
             handshakes: 0,
+            stream_time_limit: DEFAULT_STREAM_TIME_LIMIT,
         }
     }
 
@@ -98,6 +105,13 @@ impl Channel {
     /// loopback server treats the client as remote.
     pub fn with_relay_origin(mut self, relay: bool) -> Self {
         self.relay_origin = relay;
+        self
+    }
+
+    /// The longest a streamed response may take from head to end
+    /// (default [`DEFAULT_STREAM_TIME_LIMIT`]).
+    pub fn with_stream_time_limit(mut self, limit: std::time::Duration) -> Self {
+        self.stream_time_limit = limit;
         self
     }
 
@@ -279,7 +293,14 @@ impl Channel {
                 .starts_with("text/event-stream")
         });
         if is_stream {
-            read_stream(response, reader, self.limits.max_body_bytes, on_body).await
+            read_stream(
+                response,
+                reader,
+                self.limits.max_body_bytes,
+                self.stream_time_limit,
+                on_body,
+            )
+            .await
         } else {
             read_buffered(response, reader, &self.limits, on_body).await
         }
@@ -290,14 +311,26 @@ async fn read_stream(
     mut response: StreamingResponse,
     mut reader: FrameReader,
     max_event: usize,
+    limit: std::time::Duration,
     on_body: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<CallOutcome, ClientError> {
+    let deadline = tokio::time::Instant::now() + limit;
     let inner_status = response.status;
     let content_type = response.header("content-type").map(str::to_string);
     let mut decoder = SseDecoder::new(max_event);
     let mut body = Vec::new();
     loop {
-        let chunk = match response.next_chunk().await {
+        // The idle timeout bounds each wait; this bounds a peer that drips
+        // just often enough to never trip it.
+        let next = tokio::time::timeout_at(deadline, response.next_chunk()).await;
+        let Ok(next) = next else {
+            return Err(ClientError::Transport(TransportError::Timeout {
+                url: response.url().to_string(),
+                during: "reading the event stream (whole-stream time limit)",
+                after: limit,
+            }));
+        };
+        let chunk = match next {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
             // The body broke off mid-transfer: after fin that is harmless

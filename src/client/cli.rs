@@ -65,6 +65,9 @@ pub struct CallArgs {
     /// Seconds allowed for the connection and for each response.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// Seconds a streamed response may run in total.
+    #[arg(long, default_value_t = 600)]
+    pub max_stream_secs: u64,
     /// The most response bytes accepted.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body: usize,
@@ -126,7 +129,8 @@ fn prepare(args: &CallArgs) -> Result<(Channel, InnerRequest), String> {
     let inner = inner_request(args)?;
     let channel = Channel::new(target, pinned, limits)
         .with_bugs(args.bugs.iter().copied())
-        .with_relay_origin(args.relay_origin);
+        .with_relay_origin(args.relay_origin)
+        .with_stream_time_limit(Duration::from_secs(args.max_stream_secs.max(1)));
     Ok((channel, inner))
 }
 

@@ -11,5 +11,5 @@ mod error;
 mod response;
 
 pub use bugs::ClientBug;
-pub use channel::{CallOutcome, Channel, SESSION_REUSE_MARGIN_SECS};
+pub use channel::{CallOutcome, Channel, DEFAULT_STREAM_TIME_LIMIT, SESSION_REUSE_MARGIN_SECS};
 pub use error::{exit, ClientError};
