@@ -63,6 +63,20 @@ proptest! {
         prop_assert!(server.open_call(&call, EXPIRES - 1, &HonestCalls).is_err(), "replay opened");
     }
 
+    /// The direct-to-JSON seal path writes the same bytes as the value path,
+    /// whatever the sid (escapes included) and plaintext.
+    #[test]
+    fn seal_call_json_matches_the_value_path(keys in keys(), sid in "\\PC{0,24}", pt in plaintext(), calls in 1usize..4) {
+        let mut direct = ClientSession::new(sid.clone(), keys.clone(), EXPIRES);
+        let mut via_value = ClientSession::new(sid, keys, EXPIRES);
+        for _ in 0..calls {
+            let (seq, body) = direct.seal_call_json(&pt, 0).unwrap();
+            let call = via_value.seal_call_bytes(&pt, 0).unwrap();
+            prop_assert_eq!(seq, call.seq);
+            prop_assert_eq!(body, call.to_json());
+        }
+    }
+
     #[test]
     fn raw_seal_round_trips_at_every_seq(key in any::<[u8; 32]>(), seq in seq(), aad in prop::collection::vec(any::<u8>(), 0..64), pt in plaintext()) {
         let sealed = seal(&key, seq, &aad, &pt);
