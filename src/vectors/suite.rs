@@ -26,7 +26,7 @@ use crate::protocol::keys::{
     derive_session_keys, nonce_for, request_aad, response_aad, response_key, seal_b64, SessionKeys,
 };
 use crate::protocol::session::ClientSession;
-use crate::protocol::wire::{ClientHello, InnerRequest, ServerHello};
+use crate::protocol::wire::{ClientHello, ServerHello};
 use crate::protocol::{DOMAIN, REPLAY_WINDOW};
 use crate::rng::{RandomSource, SeededRandom};
 
@@ -797,18 +797,15 @@ fn response_keys(w: &World, c: &mut Cases) -> Value {
     )
 }
 
+/// The plaintext of the calls: written out here rather than by the
+/// core's encoder, so the committed vectors do not move when the encoder's
+/// escaping does.
 fn inner_request(w: &mut World) -> String {
     let body: [u8; 24] = w.rng.bytes();
-    InnerRequest {
-        method: "POST".into(),
-        path: "/v1/chat/completions".into(),
-        authorization: Some("Bearer osk-v1.test".into()),
-        accept: Some("application/json".into()),
-        content_type: Some("application/json".into()),
-        headers: None,
-        body: Some(b64url_encode(&body)),
-    }
-    .to_json()
+    format!(
+        r#"{{"method":"POST","path":"/v1/chat/completions","authorization":"Bearer osk-v1.test","accept":"application/json","contentType":"application/json","body":"{}"}}"#,
+        b64url_encode(&body)
+    )
 }
 
 fn call_json(v: i64, sid: &str, seq: u64, ct: &str) -> Value {
