@@ -5,14 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use serde_json::Value;
-
-use crate::protocol::encoding::b64url_encode;
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::identity::Address;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
-use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions, Verdict};
+use crate::report::{render_json, render_junit, render_text, TextOptions};
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{self, Limits, OuterRequest, Target};
 
@@ -444,7 +441,6 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             }
         }
     }
-    let _ = b64url_encode(b"");
     Ok(())
 }
 
@@ -527,6 +523,3 @@ pub fn run_selftest(args: SelftestArgs) -> ExitCode {
         ExitCode::from(1)
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: Value, _: Verdict, _: RunReport) {}

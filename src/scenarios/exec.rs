@@ -763,15 +763,8 @@ impl<'a> Context<'a> {
                     .problems
                     .push("the stream ended in the middle of an event".into());
             }
-        } else if answer.status == 200
-            || answer
-                .headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("x-osaurus-secure-channel"))
-        {
-            if Frame::parse(&answer.body).is_ok() {
-                raw_frames.push(answer.body.clone());
-            }
+        } else if Frame::parse(&answer.body).is_ok() {
+            raw_frames.push(answer.body.clone());
         }
         let mut inner_text = None;
         if let Some((sid, keys)) = keys {

@@ -1,0 +1,104 @@
+//! The suite tests itself against the in-process reference server: honest
+//! passes everything; each knob is caught by exactly the scenarios that
+//! declare it.
+
+use std::collections::BTreeSet;
+
+use osc_harness::report::Verdict;
+use osc_harness::scenarios::builtin::BUILTIN;
+use osc_harness::scenarios::loader;
+use osc_harness::scenarios::registry::Registry;
+use osc_harness::scenarios::runner::run_suite;
+use osc_harness::scenarios::selftest::{
+    render_matrix, run_matrix, self_config, selftest_doc, spawn_self, uncaught,
+};
+
+#[test]
+fn every_scenario_file_is_built_in() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios");
+    let on_disk: BTreeSet<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.ends_with(".toml").then_some(name)
+        })
+        .collect();
+    let built_in: BTreeSet<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
+    assert_eq!(
+        on_disk, built_in,
+        "src/scenarios/builtin.rs must list every scenarios/*.toml"
+    );
+}
+
+#[test]
+fn selftest_doc_is_up_to_date() {
+    let registry = Registry::builtin();
+    let scenarios = loader::load(None, &registry).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/SELFTEST.md")).unwrap();
+    assert_eq!(
+        doc,
+        selftest_doc(&scenarios),
+        "docs/SELFTEST.md is stale: run `osc-harness selftest --write-doc docs/SELFTEST.md`"
+    );
+}
+
+#[test]
+fn every_knob_is_declared_and_names_exist() {
+    let registry = Registry::builtin();
+    let scenarios = loader::load(None, &registry).unwrap();
+    assert!(
+        uncaught(&scenarios).is_empty(),
+        "knobs no scenario declares: {:?}",
+        uncaught(&scenarios)
+    );
+    for s in &scenarios {
+        for c in &s.catches {
+            assert!(
+                osc_harness::server::Bug::from_name(c).is_some(),
+                "{} declares unknown knob {c}",
+                s.id
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_self_passes_everything_with_transcripts() {
+    let registry = Registry::builtin();
+    let scenarios = loader::load(None, &registry).unwrap();
+    let server = spawn_self(&[]).await.unwrap();
+    let cfg = self_config(&server, false).unwrap();
+    let key = server.access_key.clone();
+    let report = run_suite(std::sync::Arc::new(cfg), &scenarios, &registry, &|_| {}).await;
+    for r in &report.scenarios {
+        assert_eq!(r.verdict, Verdict::Pass, "{}: {:?}", r.id, r.reason);
+        assert!(!r.transcript.is_empty(), "{} recorded no exchange", r.id);
+    }
+    assert_eq!(report.exit_code(true), 0);
+    let json = osc_harness::report::render_json(&report);
+    assert!(
+        !json.contains(&key),
+        "the access key leaked into the JSON report"
+    );
+    assert!(json.contains("<redacted>"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_knob_is_caught_by_exactly_its_scenarios() {
+    let registry = Registry::builtin();
+    let scenarios = loader::load(None, &registry).unwrap();
+    let rows = run_matrix(&scenarios, &registry, 3).await;
+    let table = render_matrix(&rows, &scenarios);
+    for r in &rows {
+        assert!(
+            r.ok(),
+            "selftest row {:?} is wrong:\n{table}",
+            r.bug.map(|b| b.name())
+        );
+    }
+    assert_eq!(
+        rows.len(),
+        osc_harness::scenarios::selftest::suite_knobs().len() + 1
+    );
+}
