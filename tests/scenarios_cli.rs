@@ -1,0 +1,195 @@
+//! `osc-harness test` as a user runs it: exit codes, selection, malformed
+//! scenario files, expectations, and a URL target on loopback.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Output};
+
+use osc_harness::server::{self, Bug, ServerConfig};
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_osc-harness"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run osc-harness")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_selection_matching_nothing_is_a_usage_error() {
+    let out = harness(&["test", "--target", "self", "--only", "no-such-scenario"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no scenario matched"));
+}
+
+#[test]
+fn list_filters_by_category_and_requirement() {
+    let out = harness(&["test", "--list", "--only", "CALL-3"]);
+    assert_eq!(out.status.code(), Some(0));
+    let listed = text(&out.stdout);
+    assert!(listed.contains("replay-window"));
+    assert!(!listed.contains("mitm-version-2"));
+}
+
+#[test]
+fn coverage_leaves_no_must_unchecked() {
+    let out = harness(&["test", "--coverage"]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = text(&out.stdout);
+    assert!(!table.contains("UNCHECKED"), "{table}");
+    assert!(table.contains("CALL-3"));
+}
+
+#[test]
+fn a_malformed_scenario_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        "id = \"broken\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"CALL-3\"]\n\n[[step]]\ndo = \"call\"\nsqe = 3\n",
+    )
+    .unwrap();
+    let out = harness(&[
+        "test",
+        "--list",
+        "--scenarios",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("broken.toml:9"), "{err}");
+    assert!(err.contains("sqe"), "{err}");
+
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        "id = \"broken\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"NOPE-1\"]\n\n[[step]]\ndo = \"call\"\n",
+    )
+    .unwrap();
+    let out = harness(&[
+        "test",
+        "--list",
+        "--scenarios",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("broken.toml:5") && err.contains("requirements"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_target_exits_3() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("http://127.0.0.1:{port}");
+    let out = harness(&[
+        "test",
+        "--target",
+        &url,
+        "--agent-address",
+        "0x331565e19602986634610f4B33Ff7ad182860036",
+        "--access-key",
+        "osk-v1.x",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("unreachable"));
+}
+
+async fn serve(bugs: &[Bug]) -> server::RunningServer {
+    let mut config = ServerConfig::generated();
+    config.handshake_rate = None;
+    config.bugs = bugs.iter().copied().collect::<BTreeSet<_>>();
+    server::spawn(config).await.unwrap()
+}
+
+fn url_args(s: &server::RunningServer) -> Vec<String> {
+    vec![
+        "test".into(),
+        "--target".into(),
+        s.url.clone(),
+        "--agent-address".into(),
+        s.agent_address.to_checksum(),
+        "--access-key".into(),
+        s.access_key.clone(),
+        "--agent-id".into(),
+        s.agent_id.clone(),
+        "--handshake-budget".into(),
+        "none".into(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_target_passes_fails_and_adopts_expectations() {
+    let honest = serve(&[]).await;
+    let mut args = url_args(&honest);
+    args.extend(["--only", "replay-*", "--format", "json"].map(String::from));
+    let out = tokio::task::spawn_blocking(move || {
+        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema"], "osc-harness/test-report/v1");
+    assert!(doc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["verdict"] == "pass"));
+    assert!(!text(&out.stdout).contains(&honest.access_key));
+
+    let broken = serve(&[Bug::SeqZeroAccepted]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let expect = dir.path().join("expect.toml");
+    let junit = dir.path().join("report.xml");
+    let mut args = url_args(&broken);
+    args.extend(["--only", "replay-seq-zero"].map(String::from));
+    args.extend(["--write-expect".to_string(), expect.display().to_string()]);
+    args.extend(["--report".to_string(), junit.display().to_string()]);
+    let run = args.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        harness(&run.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let shown = text(&out.stdout);
+    assert!(shown.contains("FAIL replay-seq-zero"), "{shown}");
+    assert!(
+        shown.contains("--access-key <redacted>") && shown.contains("--only replay-seq-zero"),
+        "{shown}"
+    );
+    assert!(!shown.contains(&broken.access_key));
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("<failure"));
+
+    // The same failure, now known, keeps the run green.
+    let mut args = url_args(&broken);
+    args.extend(["--only", "replay-seq-zero"].map(String::from));
+    args.extend(["--expect".to_string(), expect.display().to_string()]);
+    let run = args.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        harness(&run.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+
+    // Against the honest server the known failure now passes: that fails the run.
+    let mut args = url_args(&honest);
+    args.extend(["--only", "replay-seq-zero"].map(String::from));
+    args.extend(["--expect".to_string(), expect.display().to_string()]);
+    let out = tokio::task::spawn_blocking(move || {
+        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("now passes"));
+}
