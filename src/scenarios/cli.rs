@@ -336,6 +336,7 @@ fn url_config(args: &TestArgs, url: &str) -> Result<RunConfig, ExitCode> {
         concurrency: args.concurrency,
         stable: args.stable,
         loopback_trusted: false,
+        pool: Default::default(),
     })
 }
 

@@ -2,6 +2,8 @@
 //! the protocol core and the bounded transport, and judges expectations.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
@@ -19,7 +21,7 @@ use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{self, OuterRequest, TransportError};
 
 use super::model::{Action, Expect, Step};
-use super::runner::RunConfig;
+use super::runner::{RunConfig, SharedSession};
 
 /// The relay marker header (GATE-3).
 pub const RELAY_HEADER: &str = "X-Osaurus-Relay-Origin";
@@ -85,6 +87,7 @@ struct Session {
     server: ServerHello,
     keys: SessionKeys,
     next_seq: u64,
+    shared_seq: Option<Arc<AtomicU64>>,
 }
 
 /// A saved envelope.
@@ -257,6 +260,22 @@ impl<'a> Context<'a> {
     async fn handshake(&mut self, step: &Step) -> StepResult {
         let pre = step.expect.is_none();
         let name = Self::session_name(step);
+        let pooled = step.shared == Some(true) && pre && !self.cfg.pacer.unlimited();
+        if pooled {
+            if let Some(shared) = self.pooled_session() {
+                self.sessions.insert(
+                    name,
+                    Session {
+                        hello: shared.hello,
+                        server: shared.server,
+                        keys: shared.keys,
+                        next_seq: 0,
+                        shared_seq: Some(shared.next_seq),
+                    },
+                );
+                return Ok(());
+            }
+        }
         let secret = random::<32>();
         let honest = ClientHandshake::new(self.cfg.agent_address, secret, random::<16>());
         let mut hello = Map::new();
@@ -326,6 +345,7 @@ impl<'a> Context<'a> {
                             server,
                             keys: session.keys().clone(),
                             next_seq: 1,
+                            shared_seq: None,
                         },
                     );
                 }
@@ -340,6 +360,20 @@ impl<'a> Context<'a> {
                     "a session that expires in the future",
                     true,
                 ));
+            }
+            if pooled {
+                if let Some(s) = self.sessions.get_mut(&name) {
+                    let counter = Arc::new(AtomicU64::new(1));
+                    s.shared_seq = Some(counter.clone());
+                    if let Ok(mut pool) = self.cfg.pool.lock() {
+                        *pool = Some(SharedSession {
+                            hello: s.hello.clone(),
+                            server: s.server.clone(),
+                            keys: s.keys.clone(),
+                            next_seq: counter,
+                        });
+                    }
+                }
             }
             if resp.status != 200 || !self.sessions.contains_key(&name) {
                 return Err(StepFailure::new(
@@ -394,6 +428,18 @@ impl<'a> Context<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The run's shared session, if it has comfortably long to live.
+    fn pooled_session(&self) -> Option<SharedSession> {
+        let pool = self.cfg.pool.lock().ok()?;
+        let shared = pool.as_ref()?;
+        let margin = self
+            .cfg
+            .session_ttl
+            .map(|t| (t / 4).clamp(5, 60))
+            .unwrap_or(60);
+        (shared.server.expires_at - now_secs() > margin).then(|| shared.clone())
     }
 
     fn verify(&mut self, step: &Step) -> StepResult {
@@ -619,7 +665,11 @@ impl<'a> Context<'a> {
             sealer.keys.c2s
         };
         let session = self.sessions.get_mut(&name).expect("checked above");
-        let seq = step.seq.unwrap_or(session.next_seq);
+        let seq = match (step.seq, &session.shared_seq) {
+            (Some(seq), _) => seq,
+            (None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
+            (None, None) => session.next_seq,
+        };
         session.next_seq = session.next_seq.max(seq.saturating_add(1));
         let sid = session.server.sid.clone();
         let mut ct = seal_b64(

@@ -127,6 +127,9 @@ pub struct Step {
     pub low_order: Option<usize>,
     /// Send this text as the whole handshake body.
     pub raw_body: Option<String>,
+    /// Reuse the run's shared session when handshakes are budgeted (an
+    /// honest handshake whose session only needs fresh seqs).
+    pub shared: Option<bool>,
 
     // verify
     /// The transcript field a man in the middle edits before verification:

@@ -103,6 +103,22 @@ pub struct RunConfig {
     pub stable: bool,
     /// The target trusts the harness as loopback when the marker is absent.
     pub loopback_trusted: bool,
+    /// The session scenarios share when handshakes are budgeted.
+    pub pool: std::sync::Mutex<Option<SharedSession>>,
+}
+
+/// A session several scenarios use at once; seqs come from one counter so
+/// they never collide (concurrent calls stay well inside the 64-wide window).
+#[derive(Debug, Clone)]
+pub struct SharedSession {
+    /// The ClientHello sent.
+    pub hello: crate::protocol::wire::ClientHello,
+    /// The ServerHello received.
+    pub server: crate::protocol::wire::ServerHello,
+    /// The derived keys.
+    pub keys: crate::protocol::keys::SessionKeys,
+    /// The next seq to use.
+    pub next_seq: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RunConfig {

@@ -66,6 +66,7 @@ pub fn self_config(server: &RunningServer, stable: bool) -> Result<RunConfig, St
         concurrency: 8,
         stable,
         loopback_trusted: true,
+        pool: Default::default(),
     })
 }
 
