@@ -100,6 +100,30 @@ fn an_unreachable_target_exits_3() {
     assert!(text(&out.stderr).contains("unreachable"));
 }
 
+#[test]
+fn a_silent_target_exits_3_without_hanging() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let out = harness(&[
+        "test",
+        "--target",
+        &url,
+        "--agent-address",
+        "0x331565e19602986634610f4B33Ff7ad182860036",
+        "--access-key",
+        "osk-v1.x",
+        "--timeout",
+        "1",
+    ]);
+    drop(listener);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).contains("went quiet"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 async fn serve(bugs: &[Bug]) -> server::RunningServer {
     let mut config = ServerConfig::generated();
     config.handshake_rate = None;

@@ -112,6 +112,9 @@ pub struct TestArgs {
     /// Scenarios run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Seconds any one response may take (and the longest silence inside a stream).
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
     /// Stable output for snapshots: durations are zeroed.
     #[arg(long, hide = true)]
     pub stable: bool,
@@ -205,6 +208,10 @@ async fn run_test(
         }
     };
     cfg.concurrency = args.concurrency.max(1);
+    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
+    cfg.limits.response_timeout = timeout;
+    cfg.limits.idle_timeout = timeout;
+    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(timeout);
     cfg.max_wait = args.max_wait;
     cfg.stable = args.stable;
     if let Some(s) = args.relay_origin {
