@@ -12,12 +12,9 @@ pub const JSON_SCHEMA_ID: &str = "osc-harness/test-report/v1";
 struct Document<'a> {
     schema: &'static str,
     target: &'a str,
-    #[serde(rename = "durationMs")]
     duration_ms: u64,
     summary: Counts,
-    #[serde(rename = "notExercised")]
     not_exercised: &'a [String],
-    #[serde(rename = "runProblems")]
     run_problems: &'a [String],
     scenarios: &'a [ScenarioResult],
 }

@@ -233,9 +233,27 @@ async fn run_test(
             b.inc(1);
         }
     };
+    let cfg_label = cfg.target_label.clone();
     let mut report = run_suite(Arc::new(cfg), &scenarios, &registry, &tick).await;
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    let ran: Vec<_> = report
+        .scenarios
+        .iter()
+        .filter(|s| s.verdict != crate::report::Verdict::Skip)
+        .collect();
+    let gone = |s: &&crate::report::ScenarioResult| {
+        s.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("transport: could not connect"))
+    };
+    if !ran.is_empty() && ran.iter().all(gone) {
+        eprintln!(
+            "osc-harness test: the target stopped accepting connections during the run ({})",
+            cfg_label
+        );
+        return ExitCode::from(3);
     }
     if let Some(path) = &args.expect {
         match std::fs::read_to_string(path) {
