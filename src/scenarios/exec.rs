@@ -188,11 +188,11 @@ impl<'a> Context<'a> {
             step: self.step,
             action: action.to_owned(),
             request_line: format!("{} {}", req.method, req.path),
-            request_body: truncate(&self.redact(&String::from_utf8_lossy(&req.body)), 400),
-            inner_request: inner.map(|i| truncate(&self.redact(i), 400)),
+            request_body: truncate(&self.redact(&String::from_utf8_lossy(&req.body)), 1000),
+            inner_request: inner.map(|i| truncate(&self.redact(i), 1000)),
             status,
-            response_body: truncate(&self.redact(&String::from_utf8_lossy(body)), 400),
-            inner_response: inner_resp.map(|i| truncate(&self.redact(&i), 400)),
+            response_body: truncate(&self.redact(&String::from_utf8_lossy(body)), 1000),
+            inner_response: inner_resp.map(|i| truncate(&self.redact(&i), 1000)),
         };
         self.transcript.push(x);
     }
@@ -712,8 +712,9 @@ impl<'a> Context<'a> {
                 },
             );
         }
+        let shown = describe_inner(&plaintext);
         let answer = self
-            .exchange("call", body, relay, accept, &name, seq, Some(plaintext))
+            .exchange("call", body, relay, accept, &name, seq, Some(shown))
             .await
             .map_err(|e| StepFailure::transport(e, pre))?;
         self.judge(step.expect.as_ref(), &answer)
@@ -1190,6 +1191,20 @@ impl<'a> Context<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The inner request as the transcript shows it: the JSON, plus the body
+/// decoded when it is text.
+fn describe_inner(plaintext: &str) -> String {
+    let decoded = InnerRequest::parse(plaintext.as_bytes())
+        .ok()
+        .and_then(|i| i.body)
+        .and_then(|b| b64url_decode(&b, B64Strictness::Upstream).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match decoded {
+        Some(body) => format!("{plaintext} (body: {body})"),
+        None => plaintext.to_owned(),
     }
 }
 
