@@ -82,6 +82,59 @@ fn a_malformed_scenario_names_file_line_and_field() {
 }
 
 #[test]
+fn a_user_scenario_from_a_directory_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("custom.toml"),
+        r#"
+id = "custom-health"
+title = "Health through the channel"
+category = "custom"
+level = "MUST"
+requirements = ["GATE-4"]
+
+[[step]]
+do = "handshake"
+
+[[step]]
+do = "call"
+path = "/health"
+expect = { status = 200, inner_status = 200, frames = 1, fin = true }
+"#,
+    )
+    .unwrap();
+    let out = harness(&[
+        "test",
+        "--target",
+        "self",
+        "--scenarios",
+        dir.path().to_str().unwrap(),
+        "--only",
+        "custom",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("pass custom-health"));
+
+    std::fs::write(
+        dir.path().join("custom.toml"),
+        "id = \"c\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"GATE-4\"]\n\n[[step]]\npath = \"/health\"\n",
+    )
+    .unwrap();
+    let out = harness(&[
+        "test",
+        "--list",
+        "--scenarios",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("custom.toml:7") && err.contains("`do`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_unreachable_target_exits_3() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
