@@ -270,3 +270,22 @@ async fn a_url_target_passes_fails_and_adopts_expectations() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("now passes"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_echoing_the_key_does_not_leak_it_into_reports() {
+    // Without the 426 gate the demo app executes the plaintext run and
+    // echoes its headers, Authorization included.
+    let broken = serve(&[Bug::No426Gate]).await;
+    let key = broken.access_key.clone();
+    let mut args = url_args(&broken);
+    args.extend(["--only", "gate-plain-run-426", "--format", "json"].map(String::from));
+    let out = tokio::task::spawn_blocking(move || {
+        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json = text(&out.stdout);
+    assert!(json.contains("\"verdict\": \"fail\""), "{json}");
+    assert!(!json.contains(&key), "the access key leaked: {json}");
+}

@@ -3,43 +3,160 @@
 
 /// `(file name, contents)` of every built-in scenario, in suite order.
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("expiry-announced.toml", include_str!("../../scenarios/expiry-announced.toml")),
-    ("expiry-really-expires.toml", include_str!("../../scenarios/expiry-really-expires.toml")),
-    ("expiry-session-not-tied.toml", include_str!("../../scenarios/expiry-session-not-tied.toml")),
-    ("expiry-unknown-sid.toml", include_str!("../../scenarios/expiry-unknown-sid.toml")),
-    ("gate-bearer-first.toml", include_str!("../../scenarios/gate-bearer-first.toml")),
-    ("gate-channel-executes.toml", include_str!("../../scenarios/gate-channel-executes.toml")),
-    ("gate-loopback-plaintext.toml", include_str!("../../scenarios/gate-loopback-plaintext.toml")),
-    ("gate-models-plaintext.toml", include_str!("../../scenarios/gate-models-plaintext.toml")),
-    ("gate-plain-run-426.toml", include_str!("../../scenarios/gate-plain-run-426.toml")),
-    ("gate-prefixes.toml", include_str!("../../scenarios/gate-prefixes.toml")),
-    ("gate-relay-marker-any-case.toml", include_str!("../../scenarios/gate-relay-marker-any-case.toml")),
-    ("inside-access-key.toml", include_str!("../../scenarios/inside-access-key.toml")),
-    ("inside-agent-ids.toml", include_str!("../../scenarios/inside-agent-ids.toml")),
-    ("inside-invalid-body.toml", include_str!("../../scenarios/inside-invalid-body.toml")),
-    ("inside-no-nesting.toml", include_str!("../../scenarios/inside-no-nesting.toml")),
-    ("inside-reserved-headers.toml", include_str!("../../scenarios/inside-reserved-headers.toml")),
-    ("inside-scope.toml", include_str!("../../scenarios/inside-scope.toml")),
-    ("mitm-bad-key-and-nonce.toml", include_str!("../../scenarios/mitm-bad-key-and-nonce.toml")),
-    ("mitm-freshness.toml", include_str!("../../scenarios/mitm-freshness.toml")),
-    ("mitm-garbage-hello.toml", include_str!("../../scenarios/mitm-garbage-hello.toml")),
-    ("mitm-handshake-verifies.toml", include_str!("../../scenarios/mitm-handshake-verifies.toml")),
-    ("mitm-low-order-key.toml", include_str!("../../scenarios/mitm-low-order-key.toml")),
-    ("mitm-session-store-bounded.toml", include_str!("../../scenarios/mitm-session-store-bounded.toml")),
-    ("mitm-transcript-bound.toml", include_str!("../../scenarios/mitm-transcript-bound.toml")),
-    ("mitm-unknown-agent.toml", include_str!("../../scenarios/mitm-unknown-agent.toml")),
-    ("mitm-version-2.toml", include_str!("../../scenarios/mitm-version-2.toml")),
-    ("relay-blind.toml", include_str!("../../scenarios/relay-blind.toml")),
-    ("replay-forged-does-not-burn.toml", include_str!("../../scenarios/replay-forged-does-not-burn.toml")),
-    ("replay-same-envelope.toml", include_str!("../../scenarios/replay-same-envelope.toml")),
-    ("replay-seq-zero.toml", include_str!("../../scenarios/replay-seq-zero.toml")),
-    ("replay-transplant.toml", include_str!("../../scenarios/replay-transplant.toml")),
-    ("replay-window.toml", include_str!("../../scenarios/replay-window.toml")),
-    ("resp-buffered-single-fin.toml", include_str!("../../scenarios/resp-buffered-single-fin.toml")),
-    ("resp-per-call-key.toml", include_str!("../../scenarios/resp-per-call-key.toml")),
-    ("resp-stream-fin.toml", include_str!("../../scenarios/resp-stream-fin.toml")),
-    ("resp-stream-order.toml", include_str!("../../scenarios/resp-stream-order.toml")),
-    ("tamper-aead.toml", include_str!("../../scenarios/tamper-aead.toml")),
-    ("tamper-check-order.toml", include_str!("../../scenarios/tamper-check-order.toml")),
-    ("tamper-envelope-shape.toml", include_str!("../../scenarios/tamper-envelope-shape.toml")),
+    (
+        "expiry-announced.toml",
+        include_str!("../../scenarios/expiry-announced.toml"),
+    ),
+    (
+        "expiry-really-expires.toml",
+        include_str!("../../scenarios/expiry-really-expires.toml"),
+    ),
+    (
+        "expiry-session-not-tied.toml",
+        include_str!("../../scenarios/expiry-session-not-tied.toml"),
+    ),
+    (
+        "expiry-unknown-sid.toml",
+        include_str!("../../scenarios/expiry-unknown-sid.toml"),
+    ),
+    (
+        "gate-bearer-first.toml",
+        include_str!("../../scenarios/gate-bearer-first.toml"),
+    ),
+    (
+        "gate-channel-executes.toml",
+        include_str!("../../scenarios/gate-channel-executes.toml"),
+    ),
+    (
+        "gate-loopback-plaintext.toml",
+        include_str!("../../scenarios/gate-loopback-plaintext.toml"),
+    ),
+    (
+        "gate-models-plaintext.toml",
+        include_str!("../../scenarios/gate-models-plaintext.toml"),
+    ),
+    (
+        "gate-plain-run-426.toml",
+        include_str!("../../scenarios/gate-plain-run-426.toml"),
+    ),
+    (
+        "gate-prefixes.toml",
+        include_str!("../../scenarios/gate-prefixes.toml"),
+    ),
+    (
+        "gate-relay-marker-any-case.toml",
+        include_str!("../../scenarios/gate-relay-marker-any-case.toml"),
+    ),
+    (
+        "inside-access-key.toml",
+        include_str!("../../scenarios/inside-access-key.toml"),
+    ),
+    (
+        "inside-agent-ids.toml",
+        include_str!("../../scenarios/inside-agent-ids.toml"),
+    ),
+    (
+        "inside-invalid-body.toml",
+        include_str!("../../scenarios/inside-invalid-body.toml"),
+    ),
+    (
+        "inside-no-nesting.toml",
+        include_str!("../../scenarios/inside-no-nesting.toml"),
+    ),
+    (
+        "inside-reserved-headers.toml",
+        include_str!("../../scenarios/inside-reserved-headers.toml"),
+    ),
+    (
+        "inside-scope.toml",
+        include_str!("../../scenarios/inside-scope.toml"),
+    ),
+    (
+        "mitm-bad-key-and-nonce.toml",
+        include_str!("../../scenarios/mitm-bad-key-and-nonce.toml"),
+    ),
+    (
+        "mitm-freshness.toml",
+        include_str!("../../scenarios/mitm-freshness.toml"),
+    ),
+    (
+        "mitm-garbage-hello.toml",
+        include_str!("../../scenarios/mitm-garbage-hello.toml"),
+    ),
+    (
+        "mitm-handshake-verifies.toml",
+        include_str!("../../scenarios/mitm-handshake-verifies.toml"),
+    ),
+    (
+        "mitm-low-order-key.toml",
+        include_str!("../../scenarios/mitm-low-order-key.toml"),
+    ),
+    (
+        "mitm-session-store-bounded.toml",
+        include_str!("../../scenarios/mitm-session-store-bounded.toml"),
+    ),
+    (
+        "mitm-transcript-bound.toml",
+        include_str!("../../scenarios/mitm-transcript-bound.toml"),
+    ),
+    (
+        "mitm-unknown-agent.toml",
+        include_str!("../../scenarios/mitm-unknown-agent.toml"),
+    ),
+    (
+        "mitm-version-2.toml",
+        include_str!("../../scenarios/mitm-version-2.toml"),
+    ),
+    (
+        "relay-blind.toml",
+        include_str!("../../scenarios/relay-blind.toml"),
+    ),
+    (
+        "replay-forged-does-not-burn.toml",
+        include_str!("../../scenarios/replay-forged-does-not-burn.toml"),
+    ),
+    (
+        "replay-same-envelope.toml",
+        include_str!("../../scenarios/replay-same-envelope.toml"),
+    ),
+    (
+        "replay-seq-zero.toml",
+        include_str!("../../scenarios/replay-seq-zero.toml"),
+    ),
+    (
+        "replay-transplant.toml",
+        include_str!("../../scenarios/replay-transplant.toml"),
+    ),
+    (
+        "replay-window.toml",
+        include_str!("../../scenarios/replay-window.toml"),
+    ),
+    (
+        "resp-buffered-single-fin.toml",
+        include_str!("../../scenarios/resp-buffered-single-fin.toml"),
+    ),
+    (
+        "resp-per-call-key.toml",
+        include_str!("../../scenarios/resp-per-call-key.toml"),
+    ),
+    (
+        "resp-stream-fin.toml",
+        include_str!("../../scenarios/resp-stream-fin.toml"),
+    ),
+    (
+        "resp-stream-order.toml",
+        include_str!("../../scenarios/resp-stream-order.toml"),
+    ),
+    (
+        "tamper-aead.toml",
+        include_str!("../../scenarios/tamper-aead.toml"),
+    ),
+    (
+        "tamper-check-order.toml",
+        include_str!("../../scenarios/tamper-check-order.toml"),
+    ),
+    (
+        "tamper-envelope-shape.toml",
+        include_str!("../../scenarios/tamper-envelope-shape.toml"),
+    ),
 ];

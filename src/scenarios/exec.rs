@@ -159,13 +159,7 @@ impl<'a> Context<'a> {
     }
 
     fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in std::iter::once(&self.cfg.access_key).chain(self.cfg.scoped_key.iter()) {
-            if !secret.is_empty() {
-                out = out.replace(secret.as_str(), "<redacted>");
-            }
-        }
-        out
+        self.cfg.redact(text)
     }
 
     fn record(

@@ -122,6 +122,17 @@ pub struct SharedSession {
 }
 
 impl RunConfig {
+    /// `text` with the access key and the scoped key replaced by `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in std::iter::once(&self.access_key).chain(self.scoped_key.iter()) {
+            if !secret.is_empty() {
+                out = out.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        out
+    }
+
     /// The command that reruns one scenario against this target.
     pub fn repro(&self, id: &str) -> String {
         if self.target_label == "self" {
@@ -278,6 +289,9 @@ pub async fn run_scenario(cfg: &RunConfig, s: &Scenario) -> ScenarioResult {
         }
     }
     result.transcript = std::mem::take(&mut ctx.transcript);
+    // Reasons quote what came back, and a broken target may echo the key.
+    result.reason = result.reason.map(|r| cfg.redact(&r));
+    result.expected = result.expected.map(|r| cfg.redact(&r));
     if !cfg.stable {
         result.duration_ms = started.elapsed().as_millis() as u64;
     }
