@@ -30,6 +30,8 @@ pub enum Command {
     Test(crate::scenarios::cli::TestArgs),
     /// Run the suite against every --bug knob of the reference server.
     Selftest(crate::scenarios::cli::SelftestArgs),
+    /// Relay between a real client and a real server, checking or attacking the traffic.
+    Mitm(crate::mitm::cli::MitmArgs),
 }
 
 impl Cli {
@@ -42,6 +44,7 @@ impl Cli {
             Command::Bench(a) => crate::client::bench::run(a),
             Command::Test(a) => crate::scenarios::cli::run(a),
             Command::Selftest(a) => crate::scenarios::cli::run_selftest(a),
+            Command::Mitm(a) => crate::mitm::cli::run(a),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod client;
 pub mod fuzz_targets;
+pub mod mitm;
 pub mod protocol;
 pub mod report;
 pub mod rng;

@@ -1,0 +1,116 @@
+//! What the relay does to the traffic besides carrying it.
+//!
+//! The first block are the MITM attacks of `osc-harness mitm --attack`; the
+//! second are the misbehaviours a client-role scenario needs from the
+//! network side (a refused call, a tampered hello, a hostile body). Both are
+//! one bent step of an otherwise faithful relay.
+
+use std::fmt;
+
+macro_rules! attacks {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $desc:literal; )*) => {
+        /// One deliberate edit of the relayed traffic.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Attack {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Attack {
+            /// Every attack, in `--list-attacks` order.
+            pub const ALL: &'static [Attack] = &[$(Attack::$variant),*];
+
+            /// The kebab-case name used by `--attack`.
+            pub fn name(self) -> &'static str {
+                match self { $(Attack::$variant => $name,)* }
+            }
+
+            /// What the relay does.
+            pub fn description(self) -> &'static str {
+                match self { $(Attack::$variant => $desc,)* }
+            }
+        }
+    };
+}
+
+attacks! {
+    /// Sends each captured call to the server a second time.
+    Replay = "replay", "after each call, send the captured envelope to the server again (it must answer 409)";
+    /// Removes the final fin frame.
+    DropFin = "drop-fin", "drop the frame marked fin (streams) or its fin flag (buffered responses)";
+    /// Ends the response in the middle of its last frame.
+    CutMidFrame = "cut-mid-frame", "end the response half-way through its last frame";
+    /// Swaps the first two stream frames.
+    Reorder = "reorder", "swap the first two frames of a stream";
+    /// Sends the first stream frame twice.
+    Duplicate = "duplicate", "send the first frame of a stream twice";
+    /// Replaces the server's ephemeral key in the ServerHello.
+    SwapServerKey = "swap-server-key", "replace eS in the ServerHello with the relay's own X25519 key";
+    /// Turns a sealed call into a plaintext agent-route request.
+    Plaintext = "plaintext", "send a plaintext POST /agents/{id}/run in place of the sealed call (the server must answer 426)";
+    /// Forwards without the relay marker.
+    StripMarker = "strip-marker", "forward without X-Osaurus-Relay-Origin, so the server sees a loopback caller";
+    /// Changes the sid of the ServerHello after signing.
+    EditSid = "edit-sid", "change sid in the ServerHello after it was signed";
+    /// Changes expiresAt of the ServerHello after signing.
+    EditExp = "edit-exp", "add an hour to expiresAt in the ServerHello after it was signed";
+    /// Announces version 2 in the ServerHello.
+    HelloV2 = "hello-v2", "set v to 2 in the ServerHello";
+    /// Refuses the first call with 401 secure_session_unknown.
+    Unknown401Once = "401-once", "answer the first call with 401 secure_session_unknown";
+    /// Refuses every call with 401 secure_session_unknown.
+    Unknown401Always = "401-always", "answer every call with 401 secure_session_unknown";
+    /// Refuses the first call with 409 secure_replay.
+    Replay409 = "409", "answer the first call with 409 secure_replay";
+    /// Refuses every handshake with 429.
+    RateLimit429 = "429", "answer every handshake with 429";
+    /// Answers the sealed call with a plaintext 426.
+    Upgrade426 = "426", "answer every call with the plaintext 426 upgrade_required body";
+    /// A frame appears after the fin frame.
+    FrameAfterFin = "frame-after-fin", "send the first frame again after the fin frame";
+    /// The response is plaintext where a sealed frame belongs.
+    PlaintextFrame = "plaintext-frame", "answer the call with a plaintext inner response instead of a sealed frame";
+    /// An event stream that never ends.
+    EndlessStream = "endless-stream", "answer the call with an event stream of keep-alive comments that never ends";
+    /// An event stream that drips one line every 200 ms.
+    SlowDrip = "slow-drip", "answer the call with an event stream that sends one short line every 200 ms";
+    /// One event far larger than any frame.
+    HugeFrame = "huge-frame", "answer the call with one 64 MiB event";
+}
+
+impl Attack {
+    /// The attack named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Attack> {
+        Attack::ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    /// The attacks of `osc-harness mitm` (the rest serve client scenarios).
+    pub fn is_mitm(self) -> bool {
+        matches!(
+            self,
+            Attack::Replay
+                | Attack::DropFin
+                | Attack::CutMidFrame
+                | Attack::Reorder
+                | Attack::Duplicate
+                | Attack::SwapServerKey
+                | Attack::Plaintext
+                | Attack::StripMarker
+        )
+    }
+}
+
+impl fmt::Display for Attack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Attack {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Attack::from_name(s).ok_or_else(|| {
+            format!("unknown attack {s:?}; `osc-harness mitm --list-attacks` lists them")
+        })
+    }
+}

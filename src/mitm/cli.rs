@@ -1,0 +1,160 @@
+//! The `mitm` subcommand: run the relay until interrupted (or for
+//! `--duration`), then print what it saw and whether the protocol held.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::transport::{Limits, Target};
+
+use super::{spawn, Attack, MitmConfig, Observed, Outcome};
+
+/// Relay between a real client and a real server, checking (and optionally
+/// attacking) the traffic.
+#[derive(Debug, clap::Args)]
+pub struct MitmArgs {
+    /// Where to listen, e.g. 127.0.0.1:9090.
+    #[arg(long, required_unless_present = "list_attacks")]
+    pub listen: Option<SocketAddr>,
+    /// The real server's base URL (http:// only).
+    #[arg(long, required_unless_present = "list_attacks")]
+    pub upstream: Option<String>,
+    /// An active attack (repeatable; one at a time is the intended use).
+    #[arg(long = "attack", value_name = "NAME")]
+    pub attacks: Vec<Attack>,
+    /// A string that must never cross the relay in plaintext (repeatable):
+    /// the access key, a prompt.
+    #[arg(long = "canary", value_name = "TEXT")]
+    pub canaries: Vec<String>,
+    /// Append one JSON object per exchange (sizes and timing only) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// The agent id the `plaintext` attack puts in its agent route.
+    #[arg(long, default_value = "default")]
+    pub agent_id: String,
+    /// The access key the `plaintext` attack presents (so the server's
+    /// answer is its 426 gate rather than its access-key check).
+    #[arg(long, value_name = "KEY")]
+    pub plaintext_key: Option<String>,
+    /// Stop after this many seconds instead of waiting for Ctrl-C.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<u64>,
+    /// List the attacks and exit.
+    #[arg(long)]
+    pub list_attacks: bool,
+}
+
+/// Runs the command: 0 when the protocol held (or only the client can
+/// tell), 1 when a check failed or an attack got through, 2 on a bad
+/// command line.
+pub fn run(args: MitmArgs) -> ExitCode {
+    if args.list_attacks {
+        for a in Attack::ALL {
+            let scope = if a.is_mitm() {
+                "mitm"
+            } else {
+                "client scenarios"
+            };
+            println!("{:<16} {:<17} {}", a.name(), scope, a.description());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let (Some(listen), Some(upstream)) = (args.listen, args.upstream.as_deref()) else {
+        eprintln!("error: --listen and --upstream are required");
+        return ExitCode::from(2);
+    };
+    let upstream = match Target::parse(upstream) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --upstream: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = MitmConfig {
+        listen,
+        upstream,
+        attacks: args.attacks.iter().copied().collect::<BTreeSet<_>>(),
+        canaries: args.canaries.clone(),
+        agent_id: args.agent_id.clone(),
+        plaintext_key: args.plaintext_key.clone(),
+        limits: Limits::default(),
+        log: args.log.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let relay = match spawn(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!(
+            "{}",
+            serde_json::json!({"url": relay.url, "attacks": relay.attacks().iter().map(|a| a.name()).collect::<Vec<_>>()})
+        );
+        match args.duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        let observed = relay.observed();
+        let outcome = relay.outcome();
+        let attacks = relay.attacks();
+        relay.shutdown().await;
+        print!("{}", summary(&attacks, &observed, &outcome));
+        ExitCode::from(u8::from(outcome.held == Some(false)))
+    })
+}
+
+/// The end-of-run summary.
+pub fn summary(attacks: &[Attack], o: &Observed, outcome: &Outcome) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let names: Vec<_> = attacks.iter().map(|a| a.name()).collect();
+    let mode = if names.is_empty() {
+        "passive".to_string()
+    } else {
+        names.join(", ")
+    };
+    let _ = writeln!(s, "mitm summary ({mode})");
+    let _ = writeln!(s, "  client: {}", outcome.client);
+    let _ = writeln!(s, "  server: {}", outcome.server);
+    let _ = writeln!(s, "  bytes: {} up, {} down", o.bytes_up, o.bytes_down);
+    if o.tampered_hellos > 0 {
+        let _ = writeln!(
+            s,
+            "  tampered hellos: {}, calls made on them: {}",
+            o.tampered_hellos, o.calls_on_tampered_sessions
+        );
+    }
+    if o.canary_hits.is_empty() {
+        let _ = writeln!(s, "  canaries: none crossed in plaintext");
+    }
+    for hit in &o.canary_hits {
+        let _ = writeln!(s, "  CANARY: {hit}");
+    }
+    for p in &o.problems {
+        let _ = writeln!(s, "  check: {p}");
+    }
+    let verdict = match outcome.held {
+        Some(true) => "the protocol held",
+        Some(false) => "the protocol did NOT hold",
+        None => "only the client can tell: it must have reported an error",
+    };
+    let _ = writeln!(s, "  verdict: {verdict}");
+    s
+}

@@ -1,0 +1,459 @@
+//! `osc-harness mitm`: a relay between a real client and a real server
+//! that carries bytes as the Osaurus relay would, checks what a relay can
+//! check, and optionally attacks the traffic (one [`Attack`] bends one
+//! step of the faithful relay).
+//!
+//! The same relay, put in front of the reference server, is the network
+//! side of the client-role scenarios (`crate::clientrole`).
+
+mod attack;
+mod body;
+pub mod cli;
+mod relay;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::protocol::wire::CallRequest;
+use crate::transport::{Limits, Target};
+
+pub use attack::Attack;
+pub use body::CanaryScan;
+pub use relay::{MAX_REQUEST_BYTES, RELAY_MARKER};
+
+/// How many connections the relay serves at once; more wait in the backlog.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// What the relay is told to do.
+#[derive(Debug, Clone)]
+pub struct MitmConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The real server.
+    pub upstream: Target,
+    /// Active attacks (empty: a passive, checking relay).
+    pub attacks: BTreeSet<Attack>,
+    /// Strings that must never cross the relay in plaintext.
+    pub canaries: Vec<String>,
+    /// The agent id used by the `plaintext` attack's agent route.
+    pub agent_id: String,
+    /// The access key the `plaintext` attack presents, as a relay that
+    /// somehow learnt it would; without it the server's access-key check
+    /// (which runs before the 426 gate, GATE-6) answers first.
+    pub plaintext_key: Option<String>,
+    /// Limits of each upstream exchange.
+    pub limits: Limits,
+    /// Where to append the JSON log (one object per exchange), if anywhere.
+    pub log: Option<PathBuf>,
+}
+
+/// What the relay saw. Counts only; no plaintext and no ciphertext.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    /// `POST /secure/session` requests from the client.
+    pub handshakes: u64,
+    /// `POST /secure/call` requests from the client.
+    pub calls: u64,
+    /// Requests to any other route.
+    pub plaintext_requests: u64,
+    /// ServerHellos the relay changed.
+    pub tampered_hellos: u64,
+    /// Calls made on a session whose hello the relay changed (a client that
+    /// checked the hello makes none).
+    pub calls_on_tampered_sessions: u64,
+    /// Call envelopes the client sent byte for byte again.
+    pub resent_envelopes: u64,
+    /// The server's status for each replayed call.
+    pub replay_statuses: Vec<u16>,
+    /// The server's status for each plaintext request made in place of a call.
+    pub plaintext_statuses: Vec<u16>,
+    /// Responses that ended without a frame marked fin (as the server sent them).
+    pub responses_without_fin: u64,
+    /// Response bodies carried to the client to their end.
+    pub responses_delivered: u64,
+    /// Responses the client stopped reading before their end.
+    pub client_hung_up: u64,
+    /// Bytes from client to server (bodies).
+    pub bytes_up: u64,
+    /// Bytes from server to client (bodies).
+    pub bytes_down: u64,
+    /// Failed passive checks, each a sentence.
+    pub problems: Vec<String>,
+    /// Canary sightings: which canary (by index) in which direction.
+    pub canary_hits: Vec<String>,
+}
+
+/// One line of the JSON log: sizes and timing only.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    /// Milliseconds since the relay started.
+    pub at_ms: u64,
+    /// The request method.
+    pub method: String,
+    /// `/secure/session`, `/secure/call` or `(plaintext route)`.
+    pub route: String,
+    /// The status sent to the client.
+    pub status: u16,
+    /// Request body bytes.
+    pub request_bytes: usize,
+    /// Response body bytes received from the server (or made up).
+    pub response_bytes: usize,
+    /// Milliseconds until the response ended.
+    pub duration_ms: u64,
+    /// Whether the response was an event stream.
+    pub streamed: bool,
+}
+
+/// Shared state of a running relay.
+pub struct State {
+    config: MitmConfig,
+    started: Instant,
+    observed: Mutex<Observed>,
+    tampered_sids: Mutex<BTreeSet<String>>,
+    highest_seq: Mutex<BTreeMap<String, u64>>,
+    seen_envelopes: Mutex<Vec<Vec<u8>>>,
+    log: Mutex<Option<std::fs::File>>,
+}
+
+/// How many recent envelopes are remembered to spot a resent one.
+const REMEMBERED_ENVELOPES: usize = 256;
+
+/// How many problems are kept (the count of the rest is still right).
+const MAX_PROBLEMS: usize = 100;
+
+impl State {
+    fn has(&self, attack: Attack) -> bool {
+        self.config.attacks.contains(&attack)
+    }
+
+    fn observe<T>(&self, f: impl FnOnce(&mut Observed) -> T) -> T {
+        let mut o = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut o)
+    }
+
+    fn problem(&self, text: String) {
+        self.observe(|o| {
+            if o.problems.len() < MAX_PROBLEMS {
+                o.problems.push(text)
+            }
+        });
+    }
+
+    fn canary_hits(&self, found: Vec<usize>, direction: &str) {
+        for i in found {
+            self.observe(|o| {
+                if o.canary_hits.len() < MAX_PROBLEMS {
+                    o.canary_hits
+                        .push(format!("canary #{} seen {direction}", i + 1))
+                }
+            });
+        }
+    }
+
+    fn add_bytes_up(&self, n: usize) {
+        self.observe(|o| o.bytes_up += n as u64);
+    }
+
+    fn add_bytes_down(&self, n: usize) {
+        self.observe(|o| o.bytes_down += n as u64);
+    }
+
+    fn tampered_sids_insert(&self, sid: String) {
+        let mut s = self.tampered_sids.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() < REMEMBERED_ENVELOPES {
+            s.insert(sid);
+        }
+    }
+
+    /// The passive checks of a call envelope: well formed, seq rising per
+    /// session, not a copy of an earlier one.
+    fn check_envelope(&self, body: &[u8]) {
+        {
+            let mut seen = self
+                .seen_envelopes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if seen.iter().any(|b| b == body) {
+                drop(seen);
+                self.observe(|o| o.resent_envelopes += 1);
+                self.problem("the client sent a call envelope again, byte for byte".into());
+                return;
+            }
+            if seen.len() >= REMEMBERED_ENVELOPES {
+                seen.remove(0);
+            }
+            seen.push(body.to_vec());
+        }
+        let call = match CallRequest::parse(body) {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem(format!("a call envelope is malformed: {e}"));
+                return;
+            }
+        };
+        if self
+            .tampered_sids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&call.sid)
+        {
+            self.observe(|o| o.calls_on_tampered_sessions += 1);
+        }
+        let mut highest = self.highest_seq.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = highest.get(&call.sid).copied();
+        if prev.is_some_and(|p| call.seq <= p) {
+            self.problem(format!(
+                "call seq {} of a session does not rise above {}",
+                call.seq,
+                prev.unwrap_or(0)
+            ));
+        }
+        if prev.is_none() && highest.len() >= REMEMBERED_ENVELOPES {
+            // Forget the oldest-named session rather than grow without bound.
+            if let Some(k) = highest.keys().next().cloned() {
+                highest.remove(&k);
+            }
+        }
+        let top = prev.map_or(call.seq, |p| p.max(call.seq));
+        highest.insert(call.sid, top);
+    }
+
+    fn log(&self, entry: LogEntry) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = log.as_mut() {
+            if let Ok(line) = serde_json::to_string(&entry) {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    }
+
+    fn finish_full(
+        &self,
+        mut entry: LogEntry,
+        started: Instant,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> hyper::Response<body::RelayBody> {
+        let mut scan = CanaryScan::new(&self.config.canaries);
+        self.canary_hits(scan.feed(&body), "server to client");
+        self.add_bytes_down(body.len());
+        entry.status = status;
+        entry.response_bytes = body.len();
+        entry.duration_ms = started.elapsed().as_millis() as u64;
+        self.log(entry);
+        self.observe(|o| o.responses_delivered += 1);
+        relay::build(status, &headers, body::RelayBody::full(body))
+    }
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MitmError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The log file could not be opened.
+    #[error("cannot open the log file {path}: {source}")]
+    Log {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+}
+
+/// A relay running in this process. Dropping it stops the relay.
+pub struct RunningMitm {
+    /// The relay's base URL, e.g. `http://127.0.0.1:41235`.
+    pub url: String,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningMitm {
+    /// A copy of what the relay has seen so far.
+    pub fn observed(&self) -> Observed {
+        self.state.observe(|o| o.clone())
+    }
+
+    /// The attacks in force.
+    pub fn attacks(&self) -> Vec<Attack> {
+        self.state.config.attacks.iter().copied().collect()
+    }
+
+    /// Judges the run so far; see [`judge`].
+    pub fn outcome(&self) -> Outcome {
+        judge(&self.state.config.attacks, &self.observed())
+    }
+
+    /// Stops accepting and waits for the accept loop.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningMitm {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Whether the protocol held, as far as the relay can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// `Some(true)`: held; `Some(false)`: broken; `None`: only the client
+    /// can tell (it must report an error for this attack).
+    pub held: Option<bool>,
+    /// What the server did, in a sentence.
+    pub server: String,
+    /// What the client did, as far as the relay saw.
+    pub client: String,
+}
+
+/// Judges the attacks in force against what the relay saw.
+pub fn judge(attacks: &BTreeSet<Attack>, o: &Observed) -> Outcome {
+    let clean = o.canary_hits.is_empty();
+    let client = format!(
+        "{} handshake(s), {} call(s), {} plaintext request(s), {} response(s) read to the end, {} abandoned",
+        o.handshakes, o.calls, o.plaintext_requests, o.responses_delivered, o.client_hung_up
+    );
+    let mut held = Some(clean && (attacks.iter().any(|a| a.is_mitm()) || o.problems.is_empty()));
+    let mut server = "answered every request it was sent".to_string();
+    for a in attacks {
+        match a {
+            Attack::Replay => {
+                let all_409 =
+                    !o.replay_statuses.is_empty() && o.replay_statuses.iter().all(|s| *s == 409);
+                server = format!("answered the replayed call(s) with {:?}", o.replay_statuses);
+                held = held.map(|h| h && all_409);
+            }
+            Attack::Plaintext => {
+                // 426 is the gate; 401 is the access-key check that runs
+                // before it (GATE-6). Either way nothing executed.
+                let all_426 = !o.plaintext_statuses.is_empty()
+                    && o.plaintext_statuses.iter().all(|s| matches!(*s, 401 | 426));
+                server = format!(
+                    "answered the plaintext agent request(s) with {:?}",
+                    o.plaintext_statuses
+                );
+                held = held.map(|h| h && all_426);
+            }
+            Attack::SwapServerKey | Attack::EditSid | Attack::EditExp | Attack::HelloV2 => {
+                held =
+                    held.map(|h| h && o.tampered_hellos > 0 && o.calls_on_tampered_sessions == 0);
+            }
+            Attack::DropFin | Attack::CutMidFrame | Attack::Reorder | Attack::Duplicate => {
+                held = if clean { None } else { Some(false) };
+            }
+            _ => {}
+        }
+    }
+    Outcome {
+        held,
+        server,
+        client,
+    }
+}
+
+/// Starts the relay on `config.listen`. Must be called inside a tokio runtime.
+pub async fn spawn(config: MitmConfig) -> Result<RunningMitm, MitmError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| MitmError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| MitmError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let log = match &config.log {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|source| MitmError::Log {
+                    path: path.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let shown = if local.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    };
+    let state = Arc::new(State {
+        config,
+        started: Instant::now(),
+        observed: Mutex::new(Observed::default()),
+        tampered_sids: Mutex::new(BTreeSet::new()),
+        highest_seq: Mutex::new(BTreeMap::new()),
+        seen_envelopes: Mutex::new(Vec::new()),
+        log: Mutex::new(log),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, state.clone(), stop_rx));
+    Ok(RunningMitm {
+        url: format!("http://{shown}"),
+        state,
+        stop,
+        task: Some(task),
+    })
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(relay::handle(state, req).await) }
+            });
+            let _ = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .keep_alive(false)
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            drop(permit);
+        });
+    }
+}
