@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Independent Osaurus Secure Channel v1 peer: serve, call, vectors.
+
+  osc_peer.py serve [--port 0] [--agent-key-hex HEX] [--access-key KEY]
+                    [--session-ttl SECS] [--trust-loopback true|false] [--break NAME]...
+  osc_peer.py call --target URL --agent-address 0x… [--access-key KEY]
+                   [--method M] [--path P] [--data TEXT] [--stream] [--relay-origin]
+  osc_peer.py vectors --out FILE
+  osc_peer.py verify-vectors FILE...
+  osc_peer.py selfcheck            (reproduces the upstream fixture)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import secrets
+import sys
+import uuid
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import osc_crypto as c  # noqa: E402
+import osc_vectors  # noqa: E402
+
+UPSTREAM_FIXTURE = (pathlib.Path(__file__).resolve().parents[2]
+                    / "vectors" / "upstream" / "secure-channel-v1-vectors.json")
+
+
+def cmd_serve(args) -> int:
+    import osc_server
+
+    unknown = [b for b in args.breaks if b not in osc_server.BREAKS]
+    if unknown:
+        print(f"unknown --break {unknown}; known: {sorted(osc_server.BREAKS)}", file=sys.stderr)
+        return 2
+    secret = bytes.fromhex(args.agent_key_hex) if args.agent_key_hex else secrets.token_bytes(32)
+    cfg = osc_server.Config(
+        agent_secret=secret,
+        agent_id=args.agent_id or str(uuid.uuid4()),
+        access_key=args.access_key or "osk-v1." + secrets.token_urlsafe(24),
+        session_ttl=args.session_ttl,
+        trust_loopback=args.trust_loopback == "true",
+        breaks=set(args.breaks),
+    )
+    server = osc_server.serve(cfg, args.host, args.port)
+    host, port = server.server_address[:2]
+    print(json.dumps({
+        "url": f"http://{host}:{port}",
+        "agentAddress": cfg.address,
+        "agentId": cfg.agent_id,
+        "accessKey": cfg.access_key,
+        "sessionTtl": cfg.session_ttl,
+        "breaks": sorted(cfg.breaks),
+    }), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_call(args) -> int:
+    import osc_client
+
+    inner = {"method": args.method or ("POST" if args.data is not None else "GET"), "path": args.path}
+    if args.access_key:
+        inner["authorization"] = f"Bearer {args.access_key}"
+    inner["accept"] = "text/event-stream" if args.stream else "application/json"
+    if args.data is not None:
+        data = args.data
+        if data.startswith("@"):
+            data = pathlib.Path(data[1:]).read_text()
+        inner["contentType"] = "application/json"
+        inner["body"] = c.b64u(data.encode())
+    try:
+        client = osc_client.Client(args.target, args.agent_address, args.relay_origin)
+        return client.call(inner, args.stream, sys.stdout.buffer)
+    except osc_client.ClientFailure as failure:
+        print(f"osc_peer call: {failure}", file=sys.stderr)
+        return failure.code
+
+
+def cmd_vectors(args) -> int:
+    text = osc_vectors.dump(osc_vectors.own_vectors())
+    if args.out:
+        pathlib.Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def verify_files(files) -> int:
+    bad = 0
+    for name in files:
+        try:
+            doc = json.loads(pathlib.Path(name).read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{name}: unreadable: {exc}")
+            bad += 1
+            continue
+        errors = osc_vectors.verify(doc)
+        for err in errors:
+            print(f"{name}: {err}")
+        print(f"{name}: {'FAIL' if errors else 'ok'} ({len(errors)} mismatches)")
+        bad += bool(errors)
+    return 1 if bad else 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--agent-key-hex")
+    s.add_argument("--agent-id")
+    s.add_argument("--access-key")
+    s.add_argument("--session-ttl", type=int, default=3600)
+    s.add_argument("--trust-loopback", choices=["true", "false"], default="true")
+    s.add_argument("--break", dest="breaks", action="append", default=[])
+
+    k = sub.add_parser("call")
+    k.add_argument("--target", required=True)
+    k.add_argument("--agent-address", required=True)
+    k.add_argument("--access-key")
+    k.add_argument("--method")
+    k.add_argument("--path", default="/health")
+    k.add_argument("--data")
+    k.add_argument("--stream", action="store_true")
+    k.add_argument("--relay-origin", action="store_true")
+
+    v = sub.add_parser("vectors")
+    v.add_argument("--out")
+    w = sub.add_parser("verify-vectors")
+    w.add_argument("files", nargs="+")
+    sub.add_parser("selfcheck")
+
+    args = p.parse_args(argv)
+    if args.cmd == "serve":
+        return cmd_serve(args)
+    if args.cmd == "call":
+        return cmd_call(args)
+    if args.cmd == "vectors":
+        return cmd_vectors(args)
+    if args.cmd == "verify-vectors":
+        return verify_files(args.files)
+    return verify_files([os.fspath(UPSTREAM_FIXTURE)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
