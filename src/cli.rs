@@ -32,6 +32,10 @@ pub enum Command {
     Selftest(crate::scenarios::cli::SelftestArgs),
     /// Relay between a real client and a real server, checking or attacking the traffic.
     Mitm(crate::mitm::cli::MitmArgs),
+    /// Run the client-role conformance suite against a client through a shim command.
+    TestClient(crate::clientrole::cli::TestClientArgs),
+    /// Serve one client scenario's adversary and report what the client did.
+    Adversary(crate::clientrole::cli::AdversaryArgs),
 }
 
 impl Cli {
@@ -45,6 +49,8 @@ impl Cli {
             Command::Test(a) => crate::scenarios::cli::run(a),
             Command::Selftest(a) => crate::scenarios::cli::run_selftest(a),
             Command::Mitm(a) => crate::mitm::cli::run(a),
+            Command::TestClient(a) => crate::clientrole::cli::run(a),
+            Command::Adversary(a) => crate::clientrole::cli::run_adversary(a),
         }
     }
 }

@@ -1,0 +1,279 @@
+//! The `test-client` and `adversary` subcommands.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions};
+use crate::scenarios::cli::Format;
+use crate::scenarios::expect::{apply_expectations, write_expectations};
+
+use super::model::{builtin, ClientScenario};
+use super::runner::{run_all, start_adversary};
+use super::selftest;
+
+const SHIM_HELP: &str = "\
+The shim contract (docs/CLIENT-SHIM.md): the command is run with `sh -c`
+after {url} {address} {access_key} {agent_id} {path} {mode} are filled in
+(shell-quoted). It performs one call ({mode} is buffered: GET {path}, or
+stream: POST {path} with body {} and Accept: text/event-stream) through the
+channel to {url} pinned to {address}; on success it prints the inner
+response body and exits 0; on a detected protocol violation it exits
+non-zero; exit 89 means \"not implemented\" (skip). A client still running
+at --timeout fails the scenario and its process group is killed.";
+
+/// Run the client-role conformance suite against a client driven by a shim.
+#[derive(Debug, clap::Args)]
+#[command(after_help = SHIM_HELP)]
+pub struct TestClientArgs {
+    /// The shim command with placeholders (see below).
+    #[arg(long, required_unless_present_any = ["list", "selftest"])]
+    pub client_cmd: Option<String>,
+    /// Seconds a client may run per scenario.
+    #[arg(long, default_value_t = 10)]
+    pub timeout: u64,
+    /// Run only these scenario IDs (repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Leave out these scenario IDs (repeatable).
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write the report to FILE (.json, .xml or text), repeatable.
+    #[arg(long)]
+    pub report: Vec<PathBuf>,
+    /// Known failures of this client (TOML, as for `test --expect`).
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Write every failure of this run as an expectations file.
+    #[arg(long)]
+    pub write_expect: Option<PathBuf>,
+    /// Count warnings and information as failures in the exit code.
+    #[arg(long)]
+    pub strict: bool,
+    /// Verbose text report.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Scenarios run at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// List the client scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Run the matrix of the reference client and its --bug knobs instead.
+    #[arg(long)]
+    pub selftest: bool,
+}
+
+fn usage(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Runs `test-client`.
+pub fn run(args: TestClientArgs) -> ExitCode {
+    let all = match builtin() {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    if args.list {
+        for s in &all {
+            println!(
+                "{:<32} {:<7} {:<10} {:<20} {}",
+                s.id,
+                s.level.name(),
+                s.category,
+                s.requirements.join(","),
+                s.title
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    for id in args.only.iter().chain(&args.skip) {
+        if !all.iter().any(|s| &s.id == id) {
+            return usage(format!("no client scenario is called {id:?} (see --list)"));
+        }
+    }
+    let chosen: Vec<ClientScenario> = all
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.contains(&s.id))
+        .filter(|s| !args.skip.contains(&s.id))
+        .collect();
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(e) => return usage(format!("cannot start the async runtime: {e}")),
+    };
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    if args.selftest {
+        let exe = match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => return usage(format!("cannot find this program: {e}")),
+        };
+        let rows = rt.block_on(selftest::run_matrix(&exe, &chosen, timeout));
+        print!("{}", selftest::render(&rows));
+        return ExitCode::from(u8::from(!rows.iter().all(selftest::Row::ok)));
+    }
+    let Some(command) = args.client_cmd.clone() else {
+        return usage("--client-cmd is required");
+    };
+    let started = Instant::now();
+    let scenarios = rt.block_on(run_all(&chosen, &command, timeout, args.concurrency));
+    let mut report = RunReport {
+        target: format!("client: {command}"),
+        duration_ms: started.elapsed().as_millis() as u64,
+        scenarios,
+        not_exercised: Vec::new(),
+        run_problems: Vec::new(),
+    };
+    if let Some(path) = &args.expect {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Err(e) = apply_expectations(&mut report, &text) {
+                    return usage(format!("{}: {e}", path.display()));
+                }
+            }
+            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+    if let Some(path) = &args.write_expect {
+        if let Err(e) = std::fs::write(path, write_expectations(&report)) {
+            return usage(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let out = match args.format {
+        Format::Text => render_text(
+            &report,
+            TextOptions {
+                color,
+                verbose: args.verbose,
+            },
+        ),
+        Format::Json => render_json(&report),
+        Format::Junit => render_junit(&report),
+    };
+    print!("{out}");
+    for path in &args.report {
+        let body = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => render_json(&report),
+            Some("xml") => render_junit(&report),
+            _ => render_text(
+                &report,
+                TextOptions {
+                    color: false,
+                    verbose: true,
+                },
+            ),
+        };
+        if let Err(e) = std::fs::write(path, body) {
+            return usage(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    ExitCode::from(report.exit_code(args.strict))
+}
+
+/// Serve one client scenario's adversary for a client that cannot be
+/// spawned by a command (a mobile app, a browser extension).
+#[derive(Debug, clap::Args)]
+pub struct AdversaryArgs {
+    /// The client scenario ID (see `test-client --list`).
+    #[arg(long)]
+    pub scenario: String,
+    /// Where the relay listens (the URL the client uses).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: SocketAddr,
+    /// Seconds of quiet after the client's last request that mean it is done.
+    #[arg(long, default_value_t = 5)]
+    pub idle: u64,
+}
+
+/// Runs `adversary`: prints the connection details as one JSON line, waits
+/// for the client to be done (quiet for `--idle` seconds after its first
+/// request, or Ctrl-C), then prints what it did.
+pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
+    let all = match builtin() {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let Some(scenario) = all.into_iter().find(|s| s.id == args.scenario) else {
+        return usage(format!(
+            "no client scenario is called {:?} (see test-client --list)",
+            args.scenario
+        ));
+    };
+    let rt = match runtime() {
+        Ok(r) => r,
+        Err(e) => return usage(format!("cannot start the async runtime: {e}")),
+    };
+    rt.block_on(async move {
+        let adversary = match start_adversary(&scenario, args.listen).await {
+            Ok(a) => a,
+            Err(e) => return usage(e),
+        };
+        let fields: serde_json::Map<String, serde_json::Value> = adversary
+            .placeholders(scenario.mode)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+            .collect();
+        println!("{}", serde_json::Value::Object(fields));
+        println!("scenario {}: {}", scenario.id, scenario.title);
+        let idle = Duration::from_secs(args.idle.max(1));
+        let mut last = (0u64, Instant::now());
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => break,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            let o = adversary.relay.observed();
+            let activity = o.handshakes
+                + o.calls
+                + o.plaintext_requests
+                + o.responses_delivered
+                + o.client_hung_up;
+            if activity != last.0 {
+                last = (activity, Instant::now());
+            } else if activity > 0 && last.1.elapsed() >= idle {
+                break;
+            }
+        }
+        let o = adversary.relay.observed();
+        println!(
+            "the client made {} handshake(s) and {} call(s)",
+            o.handshakes, o.calls
+        );
+        if o.calls > 1 {
+            println!("it retried: {} call(s) after the first", o.calls - 1);
+        }
+        if o.plaintext_requests > 0 {
+            println!("it sent {} plaintext request(s)", o.plaintext_requests);
+        }
+        if o.calls_on_tampered_sessions > 0 {
+            println!("it called on a session whose ServerHello was tampered with");
+        }
+        println!(
+            "it read {} response(s) to the end and abandoned {}",
+            o.responses_delivered, o.client_hung_up
+        );
+        println!(
+            "expected: {}",
+            match scenario.expect.outcome {
+                super::model::Outcome::Complete => "the call completes",
+                super::model::Outcome::Refuse => "the client reports an error and stops",
+            }
+        );
+        ExitCode::SUCCESS
+    })
+}

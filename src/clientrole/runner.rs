@@ -1,0 +1,395 @@
+//! Runs client scenarios: starts the adversary (reference server with its
+//! knobs, relay with its attacks), runs the shim command, judges it.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+
+use crate::mitm::{self, MitmConfig, Observed};
+use crate::report::{ScenarioResult, Verdict};
+use crate::scenarios::model::Level;
+use crate::server::{self, RunningServer, ServerConfig};
+use crate::transport::{Limits, Target};
+
+use super::model::{ClientScenario, Mode, Outcome};
+
+/// The exit status by which a shim says "not implemented".
+pub const EXIT_NOT_IMPLEMENTED: i32 = 89;
+
+/// The most shim output kept (the rest is read and dropped, so a chatty
+/// client cannot block on a full pipe).
+const MAX_OUTPUT: usize = 64 * 1024;
+
+/// Why an adversary could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum AdversaryError {
+    /// The reference server did not start.
+    #[error("cannot start the adversarial server: {0}")]
+    Server(#[from] server::ServerError),
+    /// The relay did not start.
+    #[error("cannot start the relay: {0}")]
+    Relay(#[from] mitm::MitmError),
+    /// The server's URL did not parse (a bug).
+    #[error("bad server url: {0}")]
+    Url(String),
+}
+
+/// A running adversary: the bent server behind the bent relay.
+pub struct Adversary {
+    /// The server (kept alive with the adversary).
+    pub server: RunningServer,
+    /// The relay the client talks to.
+    pub relay: mitm::RunningMitm,
+}
+
+impl Adversary {
+    /// The placeholder values for a shim.
+    pub fn placeholders(&self, mode: Mode) -> Vec<(&'static str, String)> {
+        let path = match mode {
+            Mode::Buffered => "/health".to_string(),
+            Mode::Stream => format!("/agents/{}/dispatch", self.server.agent_id),
+        };
+        vec![
+            ("url", self.relay.url.clone()),
+            ("address", self.server.agent_address.to_checksum()),
+            ("access_key", self.server.access_key.clone()),
+            ("agent_id", self.server.agent_id.clone()),
+            ("path", path),
+            ("mode", mode.name().to_string()),
+        ]
+    }
+}
+
+/// Starts the adversary of `scenario`, the relay on `listen`.
+pub async fn start_adversary(
+    scenario: &ClientScenario,
+    listen: std::net::SocketAddr,
+) -> Result<Adversary, AdversaryError> {
+    let mut config = ServerConfig::generated();
+    config.handshake_rate = None;
+    config.bugs = scenario.bugs().into_iter().collect();
+    let server = server::spawn(config).await?;
+    let upstream = Target::parse(&server.url).map_err(|e| AdversaryError::Url(e.to_string()))?;
+    let relay = mitm::spawn(MitmConfig {
+        listen,
+        upstream,
+        attacks: scenario.attack_set(),
+        canaries: vec![server.access_key.clone()],
+        agent_id: server.agent_id.clone(),
+        plaintext_key: None,
+        limits: Limits::default(),
+        log: None,
+    })
+    .await?;
+    Ok(Adversary { server, relay })
+}
+
+/// Fills `{name}` placeholders, each value shell-quoted.
+pub fn fill(command: &str, values: &[(&str, String)]) -> String {
+    let mut out = command.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{name}}}"), &shell_quote(value));
+    }
+    out
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,+".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// How the shim ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShimEnd {
+    /// It exited with this status (`None`: killed by a signal).
+    Exited(Option<i32>),
+    /// It ran past the timeout and was killed with its process group.
+    TimedOut,
+    /// It could not be started.
+    NotStarted(String),
+}
+
+/// What the shim did.
+#[derive(Debug, Clone)]
+pub struct ShimRun {
+    /// How it ended.
+    pub end: ShimEnd,
+    /// Its stdout (truncated).
+    pub stdout: String,
+    /// Its stderr (truncated).
+    pub stderr: String,
+}
+
+/// Runs `command` with `sh -c` in its own process group; on timeout the
+/// whole group is killed, so a shim's grandchildren do not linger.
+pub async fn run_shim(command: &str, timeout: Duration) -> ShimRun {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return ShimRun {
+                end: ShimEnd::NotStarted(e.to_string()),
+                stdout: String::new(),
+                stderr: String::new(),
+            }
+        }
+    };
+    let out = tokio::spawn(read_bounded(child.stdout.take()));
+    let err = tokio::spawn(read_bounded(child.stderr.take()));
+    let end = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => ShimEnd::Exited(status.code()),
+        Ok(Err(e)) => ShimEnd::NotStarted(e.to_string()),
+        Err(_) => {
+            if let Some(pid) = child.id() {
+                // The group id is the child's pid (process_group(0)).
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let _ = child.kill().await;
+            ShimEnd::TimedOut
+        }
+    };
+    let grace = Duration::from_secs(2);
+    let stdout = tokio::time::timeout(grace, out)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let stderr = tokio::time::timeout(grace, err)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    ShimRun {
+        end,
+        stdout,
+        stderr,
+    }
+}
+
+async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> String {
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = MAX_OUTPUT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// Judges one run: `None` when the client did what the scenario wants,
+/// else the reason; `Err(reason)` means skip.
+pub fn judge(
+    scenario: &ClientScenario,
+    run: &ShimRun,
+    seen: &Observed,
+) -> Result<Option<String>, String> {
+    let e = &scenario.expect;
+    let said = || {
+        let line = run
+            .stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        if line.is_empty() {
+            String::new()
+        } else {
+            format!(" (it said: {line})")
+        }
+    };
+    let code = match &run.end {
+        ShimEnd::NotStarted(why) => {
+            return Ok(Some(format!("the client command could not run: {why}")))
+        }
+        ShimEnd::TimedOut => {
+            return Ok(Some("the client hung past --timeout and was killed".into()))
+        }
+        ShimEnd::Exited(Some(EXIT_NOT_IMPLEMENTED)) => {
+            return Err("the client says it does not implement this (exit 89)".into())
+        }
+        ShimEnd::Exited(code) => *code,
+    };
+    if seen.plaintext_requests > 0 {
+        return Ok(Some(format!(
+            "the client fell back to {} plaintext request(s)",
+            seen.plaintext_requests
+        )));
+    }
+    if seen.resent_envelopes > 0 {
+        return Ok(Some(
+            "the client sent a call envelope again, byte for byte".into(),
+        ));
+    }
+    if seen.calls_on_tampered_sessions > 0 {
+        return Ok(Some(format!(
+            "the client made {} call(s) on a session whose ServerHello was tampered with",
+            seen.calls_on_tampered_sessions
+        )));
+    }
+    if let Some(max) = e.max_calls {
+        if seen.calls > max {
+            return Ok(Some(format!(
+                "the client made {} call(s); at most {max} allowed",
+                seen.calls
+            )));
+        }
+    }
+    if let Some(max) = e.max_handshakes {
+        if seen.handshakes > max {
+            return Ok(Some(format!(
+                "the client made {} handshake(s); at most {max} allowed",
+                seen.handshakes
+            )));
+        }
+    }
+    if let Some(min) = e.min_handshakes {
+        if seen.handshakes < min {
+            return Ok(Some(format!(
+                "the client made {} handshake(s); at least {min} expected",
+                seen.handshakes
+            )));
+        }
+    }
+    match (e.outcome, code) {
+        (Outcome::Complete, Some(0)) | (Outcome::Refuse, Some(1..)) => Ok(None),
+        (Outcome::Complete, c) => Ok(Some(format!(
+            "the call should have completed, but the client exited with {}{}",
+            show(c),
+            said()
+        ))),
+        (Outcome::Refuse, c) => Ok(Some(format!(
+            "the client exited with {} (accepted the response) where it had to refuse",
+            show(c)
+        ))),
+    }
+}
+
+fn show(code: Option<i32>) -> String {
+    code.map_or_else(|| "a signal".into(), |c| c.to_string())
+}
+
+/// Runs one scenario with `command` (placeholders unfilled).
+pub async fn run_scenario(
+    scenario: &ClientScenario,
+    command: &str,
+    timeout: Duration,
+) -> ScenarioResult {
+    let started = Instant::now();
+    let mut result = ScenarioResult {
+        id: scenario.id.clone(),
+        title: scenario.title.clone(),
+        category: scenario.category.clone(),
+        level: scenario.level.name().to_string(),
+        requirements: scenario.requirements.clone(),
+        verdict: Verdict::Pass,
+        reason: None,
+        expected: None,
+        repro: Some(format!(
+            "osc-harness test-client --client-cmd {} --only {}",
+            shell_quote(command),
+            scenario.id
+        )),
+        precondition: false,
+        known: false,
+        duration_ms: 0,
+        transcript: Vec::new(),
+    };
+    let adversary = match start_adversary(scenario, ([127, 0, 0, 1], 0).into()).await {
+        Ok(a) => a,
+        Err(e) => {
+            result.verdict = Verdict::Skip;
+            result.reason = Some(e.to_string());
+            return result;
+        }
+    };
+    let filled = fill(command, &adversary.placeholders(scenario.mode));
+    let run = run_shim(&filled, timeout).await;
+    let seen = adversary.relay.observed();
+    match judge(scenario, &run, &seen) {
+        Ok(None) => {}
+        Ok(Some(reason)) => {
+            result.verdict = match scenario.level {
+                Level::Must => Verdict::Fail,
+                Level::Should => Verdict::Warn,
+                Level::Upstream => Verdict::Info,
+            };
+            result.reason = Some(reason);
+            result.expected = Some(expected_text(scenario));
+        }
+        Err(skip) => {
+            result.verdict = Verdict::Skip;
+            result.reason = Some(skip);
+        }
+    }
+    adversary.relay.shutdown().await;
+    adversary.server.shutdown().await;
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
+fn expected_text(s: &ClientScenario) -> String {
+    let mut parts = vec![match s.expect.outcome {
+        Outcome::Complete => "the call completes (exit 0)".to_string(),
+        Outcome::Refuse => "the client refuses (non-zero exit, not 89)".to_string(),
+    }];
+    if let Some(n) = s.expect.max_calls {
+        parts.push(format!("at most {n} call(s)"));
+    }
+    if let Some(n) = s.expect.min_handshakes {
+        parts.push(format!("at least {n} handshake(s)"));
+    }
+    if let Some(n) = s.expect.max_handshakes {
+        parts.push(format!("at most {n} handshake(s)"));
+    }
+    parts.push("no plaintext fallback, no resent envelope".into());
+    parts.join("; ")
+}
+
+/// Runs `scenarios`, `concurrency` at a time, results in input order.
+pub async fn run_all(
+    scenarios: &[ClientScenario],
+    command: &str,
+    timeout: Duration,
+    concurrency: usize,
+) -> Vec<ScenarioResult> {
+    let mut results = Vec::with_capacity(scenarios.len());
+    for chunk in scenarios.chunks(concurrency.max(1)) {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, s) in chunk.iter().enumerate() {
+            let (s, command) = (s.clone(), command.to_string());
+            set.spawn(async move { (i, run_scenario(&s, &command, timeout).await) });
+        }
+        let mut got = Vec::new();
+        while let Some(Ok(r)) = set.join_next().await {
+            got.push(r);
+        }
+        got.sort_by_key(|(i, _)| *i);
+        results.extend(got.into_iter().map(|(_, r)| r));
+    }
+    results
+}
