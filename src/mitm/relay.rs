@@ -307,11 +307,9 @@ async fn pump(
                 break;
             }
         };
-        if edit.passive {
-            if tx.send(chunk).await.is_err() {
-                delivered = false;
-                break;
-            }
+        if edit.passive && tx.send(chunk).await.is_err() {
+            delivered = false;
+            break;
         }
         for event in events {
             edit.check(&state, &event);

@@ -1,0 +1,232 @@
+//! Reference client → `mitm` relay → reference server, over loopback:
+//! the passive checks on a buffered and a streamed call, and every active
+//! attack with its verdict asserted on both ends.
+
+use std::collections::BTreeSet;
+
+use osc_harness::client::{exit, CallOutcome, Channel, ClientError};
+use osc_harness::mitm::{self, Attack, MitmConfig, RunningMitm};
+use osc_harness::protocol::encoding::b64url_encode;
+use osc_harness::protocol::wire::InnerRequest;
+use osc_harness::server::{self, RunningServer, ServerConfig};
+use osc_harness::transport::{self, Limits, OuterRequest, Target};
+
+async fn server() -> RunningServer {
+    let mut config = ServerConfig::generated();
+    config.handshake_rate = None;
+    server::spawn(config).await.expect("server starts")
+}
+
+async fn relay(server: &RunningServer, attacks: &[Attack], key: bool) -> RunningMitm {
+    mitm::spawn(MitmConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        upstream: Target::parse(&server.url).unwrap(),
+        attacks: attacks.iter().copied().collect::<BTreeSet<_>>(),
+        canaries: vec![server.access_key.clone(), "a secret prompt".into()],
+        agent_id: server.agent_id.clone(),
+        plaintext_key: key.then(|| server.access_key.clone()),
+        limits: Limits::default(),
+        log: None,
+    })
+    .await
+    .expect("relay starts")
+}
+
+fn inner(server: &RunningServer, stream: bool) -> InnerRequest {
+    if stream {
+        InnerRequest {
+            method: "POST".into(),
+            path: format!("/agents/{}/dispatch", server.agent_id),
+            authorization: Some(format!("Bearer {}", server.access_key)),
+            accept: Some("text/event-stream".into()),
+            content_type: Some("application/json".into()),
+            body: Some(b64url_encode(br#"{"events":3,"note":"a secret prompt"}"#)),
+            ..Default::default()
+        }
+    } else {
+        InnerRequest {
+            method: "GET".into(),
+            path: "/health".into(),
+            authorization: Some(format!("Bearer {}", server.access_key)),
+            ..Default::default()
+        }
+    }
+}
+
+async fn call_through(
+    server: &RunningServer,
+    relay: &RunningMitm,
+    stream: bool,
+) -> Result<CallOutcome, ClientError> {
+    let target = Target::parse(&relay.url).unwrap();
+    let mut channel = Channel::new(target, server.agent_address, Limits::default());
+    channel.call(inner(server, stream)).await
+}
+
+#[tokio::test]
+async fn passive_buffered_and_streamed_calls_hold_and_no_canary_crosses() {
+    let server = server().await;
+    for stream in [false, true] {
+        let relay = relay(&server, &[], false).await;
+        let outcome = call_through(&server, &relay, stream)
+            .await
+            .expect("call completes");
+        assert_eq!(outcome.inner_status, 200);
+        assert_eq!(outcome.streamed, stream);
+        let seen = relay.observed();
+        assert_eq!((seen.handshakes, seen.calls), (1, 1));
+        assert!(seen.problems.is_empty(), "{:?}", seen.problems);
+        assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
+        assert!(seen.bytes_down > 0 && seen.bytes_up > 0);
+        assert_eq!(relay.outcome().held, Some(true));
+    }
+}
+
+#[tokio::test]
+async fn canary_in_plaintext_traffic_is_reported() {
+    let server = server().await;
+    let relay = relay(&server, &[], false).await;
+    let target = Target::parse(&relay.url).unwrap();
+    let request = OuterRequest::get("/health")
+        .with_header("Authorization", format!("Bearer {}", server.access_key));
+    let response = transport::send(&target, &request, &Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(response.status, 200);
+    let seen = relay.observed();
+    assert_eq!(seen.plaintext_requests, 1);
+    assert_eq!(
+        seen.canary_hits,
+        vec!["canary #1 seen client to server".to_string()]
+    );
+    assert_eq!(relay.outcome().held, Some(false));
+}
+
+#[tokio::test]
+async fn log_file_holds_sizes_and_timing_only() {
+    let server = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("mitm.jsonl");
+    let relay = mitm::spawn(MitmConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        upstream: Target::parse(&server.url).unwrap(),
+        attacks: BTreeSet::new(),
+        canaries: vec![],
+        agent_id: server.agent_id.clone(),
+        plaintext_key: None,
+        limits: Limits::default(),
+        log: Some(log.clone()),
+    })
+    .await
+    .unwrap();
+    call_through(&server, &relay, true)
+        .await
+        .expect("call completes");
+    relay.shutdown().await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["route"], "/secure/session");
+    assert_eq!(lines[1]["route"], "/secure/call");
+    assert_eq!(lines[1]["streamed"], true);
+    assert!(lines[1]["response_bytes"].as_u64().unwrap() > 0);
+    assert!(!text.contains(&server.access_key) && !text.contains("\"ct\""));
+}
+
+#[tokio::test]
+async fn replay_is_refused_with_409_and_the_client_sees_one_execution() {
+    let server = server().await;
+    let relay = relay(&server, &[Attack::Replay], false).await;
+    let outcome = call_through(&server, &relay, false)
+        .await
+        .expect("the client's call completes");
+    assert_eq!(outcome.inner_status, 200);
+    // The replay is sent after the response is pumped; wait for it.
+    for _ in 0..50 {
+        if !relay.observed().replay_statuses.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(relay.observed().replay_statuses, vec![409]);
+    assert_eq!(relay.outcome().held, Some(true));
+}
+
+#[tokio::test]
+async fn stream_attacks_are_detected_by_the_client() {
+    let server = server().await;
+    let cases = [
+        (Attack::DropFin, exit::TRUNCATED),
+        (Attack::CutMidFrame, exit::TRUNCATED),
+        (Attack::Reorder, exit::PROTOCOL),
+        (Attack::Duplicate, exit::PROTOCOL),
+    ];
+    for (attack, code) in cases {
+        let relay = relay(&server, &[attack], false).await;
+        let err = call_through(&server, &relay, true)
+            .await
+            .expect_err(&format!("{attack}: the client must refuse"));
+        assert_eq!(err.exit_code(), code, "{attack}: {err}");
+        assert_eq!(
+            relay.outcome().held,
+            None,
+            "{attack}: only the client can tell"
+        );
+    }
+}
+
+#[tokio::test]
+async fn buffered_drop_fin_and_cut_are_detected_by_the_client() {
+    let server = server().await;
+    for attack in [Attack::DropFin, Attack::CutMidFrame] {
+        let relay = relay(&server, &[attack], false).await;
+        let err = call_through(&server, &relay, false)
+            .await
+            .expect_err(&format!("{attack}: the client must refuse"));
+        assert_ne!(err.exit_code(), exit::OK, "{attack}");
+        assert_ne!(err.exit_code(), exit::TRANSPORT, "{attack}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn swapped_server_key_is_refused_before_any_call() {
+    let server = server().await;
+    let relay = relay(&server, &[Attack::SwapServerKey], false).await;
+    let err = call_through(&server, &relay, false)
+        .await
+        .expect_err("identity mismatch");
+    assert_eq!(err.exit_code(), exit::IDENTITY_MISMATCH, "{err}");
+    let seen = relay.observed();
+    assert_eq!((seen.tampered_hellos, seen.calls), (1, 0));
+    assert_eq!(relay.outcome().held, Some(true));
+}
+
+#[tokio::test]
+async fn plaintext_downgrade_gets_426_and_nothing_executes() {
+    let server = server().await;
+    let relay = relay(&server, &[Attack::Plaintext], true).await;
+    let before = server.executions();
+    let err = call_through(&server, &relay, false)
+        .await
+        .expect_err("the client gets no sealed answer");
+    assert_ne!(err.exit_code(), exit::OK);
+    assert_eq!(relay.observed().plaintext_statuses, vec![426]);
+    assert_eq!(server.executions(), before);
+    assert_eq!(relay.outcome().held, Some(true));
+}
+
+#[tokio::test]
+async fn stripped_relay_marker_leaves_the_channel_intact() {
+    let server = server().await;
+    let relay = relay(&server, &[Attack::StripMarker], false).await;
+    let outcome = call_through(&server, &relay, true)
+        .await
+        .expect("sealed call still works");
+    assert_eq!(outcome.inner_status, 200);
+    let seen = relay.observed();
+    assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
+    assert_eq!(relay.outcome().held, Some(true));
+}
