@@ -442,3 +442,72 @@ fn vectors_agree_both_ways() {
         }
     }
 }
+
+/// The shim command that makes the Python client the client under test.
+fn python_shim(extra: &str) -> String {
+    format!(
+        "python3 {} call --target {{url}} --agent-address {{address}} \
+         --access-key {{access_key}} --path {{path}} --mode {{mode}} --max-secs 5{extra}",
+        peer_script().display()
+    )
+}
+
+fn client_suite(shim: &str, only: &[&str]) -> (Option<i32>, Value) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("client.json");
+    let mut cmd = harness();
+    cmd.args(["test-client", "--client-cmd", shim, "--format", "json"])
+        .arg("--report")
+        .arg(&report);
+    for id in only {
+        cmd.args(["--only", id]);
+    }
+    let out = run(cmd);
+    let body = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", describe(&out)));
+    (
+        out.status.code(),
+        serde_json::from_str(&body).expect("report JSON"),
+    )
+}
+
+#[test]
+fn python_client_through_the_client_role_suite() {
+    if !python_ready() {
+        return;
+    }
+    // The honest Python client checks everything the client role asks for.
+    let (code, report) = client_suite(&python_shim(""), &[]);
+    let not_passed: Vec<&Value> = scenarios(&report)
+        .iter()
+        .filter(|s| s["verdict"] != "pass")
+        .collect();
+    assert!(not_passed.is_empty(), "{not_passed:#?}");
+    assert_eq!(code, Some(0));
+    assert!(scenarios(&report).len() >= 20);
+
+    // With its identity and fin checks switched off, the report blames
+    // exactly those requirements and still passes the honest baselines.
+    let only = [
+        "client-honest-buffered",
+        "client-honest-stream",
+        "client-id-wrong-key",
+        "client-trunc-stream-no-fin",
+        "client-frames-reordered",
+    ];
+    let shim = python_shim(" --break identity-unchecked --break missing-fin-ignored");
+    let (code, report) = client_suite(&shim, &only);
+    let verdict = |id: &str| {
+        scenarios(&report)
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["verdict"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("{id} missing from {report:#}"))
+    };
+    assert_eq!(verdict("client-honest-buffered"), "pass");
+    assert_eq!(verdict("client-honest-stream"), "pass");
+    assert_eq!(verdict("client-frames-reordered"), "pass");
+    assert_eq!(verdict("client-id-wrong-key"), "fail");
+    assert_eq!(verdict("client-trunc-stream-no-fin"), "fail");
+    assert_eq!(code, Some(1));
+}

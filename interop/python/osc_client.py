@@ -15,6 +15,9 @@ import osc_crypto as c
 MAX_RESPONSE = 16 * 1024 * 1024
 TIMEOUT = 30
 
+# Client breakages for `call --break`, each with the requirement it violates.
+CLIENT_BREAKS = {"identity-unchecked": "HS-2", "missing-fin-ignored": "RESP-5"}
+
 # Exit codes, chosen to match `osc-harness call` so both clients read alike.
 EXIT_INNER_NOT_2XX = 3
 EXIT_IDENTITY = 4
@@ -42,7 +45,12 @@ class ClientSession:
 
 
 class Client:
-    def __init__(self, target: str, pinned: str, relay_origin: bool) -> None:
+    def __init__(self, target: str, pinned: str, relay_origin: bool, total_secs: float = 600,
+                 breaks: frozenset[str] = frozenset()) -> None:
+        self.breaks = breaks
+        # One deadline for the whole call: a server that drips bytes must not
+        # keep the client busy forever even though every single read is quick.
+        self.deadline = time.monotonic() + total_secs
         url = urllib.parse.urlsplit(target)
         if url.scheme != "http" or not url.hostname:
             raise ClientFailure(2, f"target must be http://host:port, got {target!r}")
@@ -108,7 +116,7 @@ class Client:
             signer = c.recover_address(bytes.fromhex(sig.removeprefix("0x")), tr)
         except (ValueError, c.ProtocolError) as exc:
             raise ClientFailure(EXIT_IDENTITY, f"ServerHello signature unusable: {exc}") from exc
-        if signer.lower() != address:
+        if signer.lower() != address and "identity-unchecked" not in self.breaks:
             raise ClientFailure(EXIT_IDENTITY, f"identity mismatch: signed by {signer}, pinned {self.pinned}")
         if exp <= time.time():
             raise ClientFailure(EXIT_PROTOCOL, "ServerHello is already expired")
@@ -203,6 +211,8 @@ class Client:
                 raise ClientFailure(EXIT_TRUNCATED, f"stream broke before fin: {exc}") from exc
             if not chunk:
                 break
+            if time.monotonic() > self.deadline:
+                raise ClientFailure(EXIT_TRANSPORT, "the response took longer than the call's time limit")
             total += len(chunk)
             if total > MAX_RESPONSE:
                 raise ClientFailure(EXIT_TRANSPORT, "stream larger than the limit")
@@ -225,7 +235,7 @@ class Client:
                     finished = True
                 out.write(plain)
                 out.flush()
-        if not finished:
+        if not finished and "missing-fin-ignored" not in self.breaks:
             raise ClientFailure(EXIT_TRUNCATED, "stream ended without an authenticated fin frame")
         status = resp.status
         return 0 if 200 <= status < 300 else EXIT_INNER_NOT_2XX

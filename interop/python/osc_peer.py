@@ -5,6 +5,7 @@
                     [--session-ttl SECS] [--trust-loopback true|false] [--break NAME]...
   osc_peer.py call --target URL --agent-address 0x… [--access-key KEY]
                    [--method M] [--path P] [--data TEXT] [--stream] [--relay-origin]
+                   [--mode buffered|stream] [--max-secs S] [--break NAME]
   osc_peer.py vectors --out FILE
   osc_peer.py verify-vectors FILE...
   osc_peer.py selfcheck            (reproduces the upstream fixture)
@@ -65,6 +66,11 @@ def cmd_serve(args) -> int:
 def cmd_call(args) -> int:
     import osc_client
 
+    if args.mode == "stream":
+        # The client-shim contract: stream mode is POST {path} with body {}.
+        args.stream, args.data = True, args.data if args.data is not None else "{}"
+    elif args.mode == "buffered":
+        args.method = args.method or "GET"
     inner = {"method": args.method or ("POST" if args.data is not None else "GET"), "path": args.path}
     if args.access_key:
         inner["authorization"] = f"Bearer {args.access_key}"
@@ -76,7 +82,13 @@ def cmd_call(args) -> int:
         inner["contentType"] = "application/json"
         inner["body"] = c.b64u(data.encode())
     try:
-        client = osc_client.Client(args.target, args.agent_address, args.relay_origin)
+        unknown = set(args.breaks) - set(osc_client.CLIENT_BREAKS)
+        if unknown:
+            print(f"unknown --break {sorted(unknown)}; known: {sorted(osc_client.CLIENT_BREAKS)}",
+                  file=sys.stderr)
+            return 2
+        client = osc_client.Client(args.target, args.agent_address, args.relay_origin,
+                                   args.max_secs, frozenset(args.breaks))
         return client.call(inner, args.stream, sys.stdout.buffer)
     except osc_client.ClientFailure as failure:
         print(f"osc_peer call: {failure}", file=sys.stderr)
@@ -132,6 +144,12 @@ def main(argv=None) -> int:
     k.add_argument("--data")
     k.add_argument("--stream", action="store_true")
     k.add_argument("--relay-origin", action="store_true")
+    k.add_argument("--break", dest="breaks", action="append", default=[],
+                   help="misbehave on purpose: identity-unchecked, missing-fin-ignored")
+    k.add_argument("--max-secs", type=float, default=600,
+                   help="seconds the whole call may take, streams included")
+    k.add_argument("--mode", choices=["buffered", "stream"],
+                   help="the client-shim modes of osc-harness test-client")
 
     v = sub.add_parser("vectors")
     v.add_argument("--out")
