@@ -99,3 +99,26 @@ pub fn render(rows: &[Row]) -> String {
     }
     out
 }
+
+/// Runs the client matrix with this program as the reference client,
+/// prints it, and says whether every row is right (for `osc-harness
+/// selftest`, where it follows the server matrix).
+pub fn run_and_print(rt: &tokio::runtime::Runtime) -> bool {
+    let scenarios = match super::model::builtin() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("client-role selftest: cannot load the scenarios: {e}");
+            return false;
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            println!("client-role selftest: cannot find this program: {e}");
+            return false;
+        }
+    };
+    let rows = rt.block_on(run_matrix(&exe, &scenarios, Duration::from_secs(20)));
+    print!("{}", render(&rows));
+    rows.iter().all(Row::ok)
+}

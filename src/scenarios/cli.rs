@@ -541,7 +541,8 @@ pub fn run_selftest(args: SelftestArgs) -> ExitCode {
                 .join(", ")
         );
     }
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() {
+    let client_ok = crate::clientrole::selftest::run_and_print(&rt);
+    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
         println!("selftest: ok");
         ExitCode::SUCCESS
     } else {
