@@ -273,6 +273,8 @@ fn suite(server: &Running, only: Option<&str>) -> (Option<i32>, Value) {
             "--agent-id",
             "interop-agent",
         ])
+        .args(["--scoped-key", &server.field("scopedKey")])
+        .args(["--scoped-agent-id", &server.field("scopedAgentId")])
         .args(["--relay-origin", "on", "--session-ttl", "3"])
         .args(["--max-sessions", "256", "--handshake-budget", "none"])
         .args(["--format", "json", "--report"])
@@ -310,8 +312,12 @@ fn suite_passes_every_must_against_the_python_server() {
         .iter()
         .filter(|s| s["verdict"] == "pass")
         .count();
-    // The suite has ~39 scenarios; only the scope one needs inputs we lack.
     assert!(passed >= 30, "only {passed} scenarios passed");
+    let scope = scenarios(&report)
+        .iter()
+        .find(|s| s["id"] == "inside-scope")
+        .expect("the scope scenario ran");
+    assert_eq!(scope["verdict"], "pass", "{scope:#}");
 }
 
 #[test]

@@ -101,7 +101,7 @@ class Client:
             if not (type(v) is int and type(exp) is int and isinstance(e_s, str)
                     and isinstance(sid, str) and isinstance(sig, str)):
                 raise ValueError("wrong field types")
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, UnicodeDecodeError, RecursionError) as exc:
             raise ClientFailure(EXIT_PROTOCOL, f"malformed ServerHello: {exc}") from exc
         if v != 1:
             raise ClientFailure(EXIT_PROTOCOL, f"ServerHello v={v} is not 1")
@@ -163,7 +163,7 @@ class Client:
         try:
             frame = json.loads(body)
             self._check_frame(frame, 0)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ClientFailure(EXIT_PROTOCOL, f"malformed frame: {exc}") from exc
         if frame.get("fin") is not True:
             raise ClientFailure(EXIT_TRUNCATED, "buffered response has no fin frame")
@@ -174,7 +174,7 @@ class Client:
             if type(status) is not int:
                 raise ValueError("status is not an integer")
             inner_body = c.b64u_decode(ir["body"]) if ir.get("body") is not None else b""
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError, c.ProtocolError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError, c.ProtocolError) as exc:
             raise ClientFailure(EXIT_PROTOCOL, f"malformed inner response: {exc}") from exc
         out.write(inner_body)
         out.flush()
@@ -226,7 +226,7 @@ class Client:
                     raise ClientFailure(EXIT_PROTOCOL, "frame after fin")
                 try:
                     frame = json.loads(b"\n".join(data))
-                except (ValueError, UnicodeDecodeError) as exc:
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                     raise ClientFailure(EXIT_PROTOCOL, f"malformed stream frame: {exc}") from exc
                 self._check_frame(frame, expected)
                 plain = self._open(key, sid, rseq, frame)

@@ -45,6 +45,8 @@ def cmd_serve(args) -> int:
         session_ttl=args.session_ttl,
         trust_loopback=args.trust_loopback == "true",
         breaks=set(args.breaks),
+        scoped_key=args.scoped_key or "osk-v1.scoped-" + secrets.token_urlsafe(16),
+        scoped_agent_id=args.scoped_agent_id or str(uuid.uuid4()),
     )
     server = osc_server.serve(cfg, args.host, args.port)
     host, port = server.server_address[:2]
@@ -54,6 +56,8 @@ def cmd_serve(args) -> int:
         "agentId": cfg.agent_id,
         "accessKey": cfg.access_key,
         "sessionTtl": cfg.session_ttl,
+        "scopedKey": cfg.scoped_key,
+        "scopedAgentId": cfg.scoped_agent_id,
         "breaks": sorted(cfg.breaks),
     }), flush=True)
     try:
@@ -131,6 +135,8 @@ def main(argv=None) -> int:
     s.add_argument("--agent-key-hex")
     s.add_argument("--agent-id")
     s.add_argument("--access-key")
+    s.add_argument("--scoped-key", help="a key that reaches only --scoped-agent-id's agent routes")
+    s.add_argument("--scoped-agent-id")
     s.add_argument("--session-ttl", type=int, default=3600)
     s.add_argument("--trust-loopback", choices=["true", "false"], default="true")
     s.add_argument("--break", dest="breaks", action="append", default=[])

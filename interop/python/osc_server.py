@@ -97,6 +97,8 @@ class Config:
     session_ttl: int
     trust_loopback: bool
     breaks: set[str]
+    scoped_key: str | None = None
+    scoped_agent_id: str | None = None
 
     @property
     def address(self) -> str:
@@ -181,12 +183,18 @@ def route(state: State, req: Inner) -> Reply:
     public = path in ("/", "/health")
     trusted_loopback = req.loopback_peer and not req.remote and cfg.trust_loopback
     skip_auth = public or trusted_loopback or (req.secure and "no-inner-auth" in cfg.breaks)
+    parts = path.strip("/").split("/")
     if not skip_auth:
         auth = req.headers.get("authorization", "")
-        if not auth.startswith("Bearer ") or auth[7:] != cfg.access_key:
+        key = auth[7:] if auth.startswith("Bearer ") else None
+        scoped = key is not None and cfg.scoped_key is not None and key == cfg.scoped_key
+        if key != cfg.access_key and not scoped:
             return json_reply(401, {"error": {"message": "Invalid access key: not recognised",
                                               "type": "authentication_error"}})
-    parts = path.strip("/").split("/")
+        if scoped and len(parts) >= 2 and parts[0] == "agents" and parts[1] != cfg.scoped_agent_id:
+            return json_reply(403, {"error": {"code": "agent_scope_denied",
+                                              "message": "This access key is not scoped to the requested agent.",
+                                              "type": "permission_error"}})
     is_exec = (len(parts) == 3 and parts[0] == "agents" and parts[2] in ("run", "dispatch")
                and req.method == "POST")
     if is_exec and not req.secure and not trusted_loopback and "no-426" not in cfg.breaks:
@@ -197,7 +205,8 @@ def route(state: State, req: Inner) -> Reply:
         return json_reply(200, {"object": "list", "data": [{"id": "echo", "object": "model"}]})
     if len(parts) >= 2 and parts[0] == "agents":
         agent = parts[1]
-        known = agent == cfg.agent_id or agent.lower() == state.address.lower()
+        known = (agent in (cfg.agent_id, cfg.scoped_agent_id)
+                 or agent.lower() == state.address.lower())
         if len(parts) == 2 and req.method == "GET" and known:
             return json_reply(200, {"id": cfg.agent_id, "address": state.address})
         if is_exec and (known or (agent == "default" and parts[2] == "run")):
@@ -210,7 +219,7 @@ def run(state: State, req: Inner, kind: str, path: str) -> Reply:
     if kind == "run":
         try:
             parsed = json.loads(req.body) if req.body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = req.body.decode("utf-8", "replace")
         return json_reply(200, {"agentId": state.cfg.agent_id, "path": path, "input": parsed,
                                 "secure": req.secure, "headers": req.headers,
@@ -219,7 +228,7 @@ def run(state: State, req: Inner, kind: str, path: str) -> Reply:
         spec = json.loads(req.body) if req.body else {}
         events = int(spec.get("events", 3)) if isinstance(spec, dict) else 3
         size = int(spec.get("size", 16)) if isinstance(spec, dict) else 16
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return Reply(400, "text/plain; charset=utf-8", b"Invalid request format")
     events = max(0, min(events, 1000))
     size = max(0, min(size, 64 * 1024))
@@ -327,7 +336,7 @@ def make_handler(state: State):
                 hello = json.loads(body)
                 ok = (isinstance(hello, dict) and type(hello.get("v")) is int
                       and all(isinstance(hello.get(k), str) for k in ("agentAddress", "encPub", "nonce")))
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 ok = False
             if not ok:
                 return self.send_json(400, {"error": "Invalid handshake request"})
@@ -365,7 +374,7 @@ def make_handler(state: State):
                 return
             try:
                 env = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 env = None
             if not (isinstance(env, dict) and type(env.get("v")) is int and type(env.get("seq")) is int
                     and isinstance(env.get("sid"), str) and isinstance(env.get("ct"), str)
@@ -403,7 +412,7 @@ def make_handler(state: State):
         def parse_inner(self, plain: bytes) -> Inner | None:
             try:
                 req = json.loads(plain)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return None
             if not (isinstance(req, dict) and isinstance(req.get("method"), str)
                     and isinstance(req.get("path"), str) and req["path"].startswith("/")):
