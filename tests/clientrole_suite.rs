@@ -69,14 +69,16 @@ fn a_client_that_accepts_everything_fails_the_refusals_only() {
     for s in report["scenarios"].as_array().unwrap() {
         let id = s["id"].as_str().unwrap();
         let v = s["verdict"].as_str().unwrap();
-        let must_complete = id.starts_with("client-honest") || id == "client-session-401-once";
+        let must_complete = id.starts_with("client-honest")
+            || id == "client-session-401-once"
+            || id == "client-sig-high-s";
         if id == "client-session-401-once" {
             // It never re-handshakes, so the retry rule fails it anyway.
             assert_eq!(v, "fail", "{id}");
         } else if must_complete {
             assert_eq!(v, "pass", "{id}");
         } else {
-            assert!(v == "fail" || v == "warn", "{id}: {v}");
+            assert!(matches!(v, "fail" | "warn" | "info"), "{id}: {v}");
         }
     }
 }

@@ -230,3 +230,39 @@ async fn stripped_relay_marker_leaves_the_channel_intact() {
     assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
     assert_eq!(relay.outcome().held, Some(true));
 }
+
+#[tokio::test]
+async fn signature_reencodings_reach_the_client_and_are_judged_by_it() {
+    use osc_harness::protocol::handshake::ClientHandshake;
+    use osc_harness::protocol::wire::ServerHello;
+    let server = server().await;
+    for (attack, v_bytes) in [
+        (Attack::SigV01, ["00", "01"]),
+        (Attack::SigHighS, ["1b", "1c"]),
+    ] {
+        let relay = relay(&server, &[attack], false).await;
+        let hello = ClientHandshake::new(server.agent_address, [7; 32], [9; 16])
+            .hello()
+            .to_json();
+        let target = Target::parse(&relay.url).unwrap();
+        let response = transport::send(
+            &target,
+            &OuterRequest::post_json("/secure/session", hello),
+            &Limits::default(),
+        )
+        .await
+        .unwrap();
+        let sig = ServerHello::parse(&response.body).unwrap().signature;
+        assert!(v_bytes.contains(&&sig[sig.len() - 2..]), "{attack}: {sig}");
+        if attack == Attack::SigHighS {
+            // s is above n/2, so its first byte is at least 0x7f.
+            let s_first = u8::from_str_radix(&sig[66..68], 16).unwrap();
+            assert!(s_first >= 0x7f, "{sig}");
+        }
+    }
+    // The reference client accepts the high-S twin, as the upstream client does.
+    let relay = relay(&server, &[Attack::SigHighS], false).await;
+    call_through(&server, &relay, false)
+        .await
+        .expect("high-S is accepted");
+}

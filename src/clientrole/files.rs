@@ -97,6 +97,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../scenarios/client/client-session-key-response.toml"),
     ),
     (
+        "client-sig-high-s.toml",
+        include_str!("../../scenarios/client/client-sig-high-s.toml"),
+    ),
+    (
+        "client-sig-v-01.toml",
+        include_str!("../../scenarios/client/client-sig-v-01.toml"),
+    ),
+    (
         "client-trunc-buffered-no-fin.toml",
         include_str!("../../scenarios/client/client-trunc-buffered-no-fin.toml"),
     ),

@@ -55,6 +55,10 @@ attacks! {
     EditExp = "edit-exp", "add an hour to expiresAt in the ServerHello after it was signed";
     /// Announces version 2 in the ServerHello.
     HelloV2 = "hello-v2", "set v to 2 in the ServerHello";
+    /// Rewrites the signature's v byte from 27/28 to 0/1.
+    SigV01 = "sig-v-01", "rewrite the ServerHello signature's v byte from 27/28 to 0/1 (same signature, other encoding)";
+    /// Rewrites the signature as its high-S twin.
+    SigHighS = "sig-high-s", "rewrite the ServerHello signature as its high-S twin (valid, not canonical)";
     /// Refuses the first call with 401 secure_session_unknown.
     Unknown401Once = "401-once", "answer the first call with 401 secure_session_unknown";
     /// Refuses every call with 401 secure_session_unknown.

@@ -155,6 +155,12 @@ async fn handshake(
                     hello.v = 2;
                 } else {
                     tampered = false;
+                    // Re-encodings of the same signature: the hello still
+                    // proves the agent, so calls on it are not counted.
+                    if let Some(sig) = reencode_signature(&state, &hello.signature) {
+                        hello.signature = sig;
+                        body = hello.to_json().into_bytes();
+                    }
                 }
                 if tampered {
                     body = hello.to_json().into_bytes();
@@ -361,6 +367,24 @@ async fn pump(
             };
         state.observe(|o| o.replay_statuses.push(status));
     }
+}
+
+/// The signature of a ServerHello in another encoding, under the
+/// `sig-v-01` and `sig-high-s` attacks.
+fn reencode_signature(state: &State, signature: &str) -> Option<String> {
+    let raw = hex::decode(signature.strip_prefix("0x")?).ok()?;
+    let mut sig: [u8; 65] = raw.try_into().ok()?;
+    if !matches!(sig[64], 27 | 28) {
+        return None;
+    }
+    if state.has(Attack::SigV01) {
+        sig[64] -= 27;
+    } else if state.has(Attack::SigHighS) {
+        sig = crate::protocol::identity::to_high_s(&sig);
+    } else {
+        return None;
+    }
+    Some(format!("0x{}", hex::encode(sig)))
 }
 
 /// The buffered (one-frame) response after checks and edits.
