@@ -35,6 +35,7 @@ MAX_SESSION_BODY = 64 * 1024
 MAX_CALL_BODY = 32 * 1024 * 1024
 MAX_PLAIN_BODY = 1024 * 1024
 MAX_SESSIONS = 256
+BODY_DEADLINE = 15.0
 RELAY_MARKER = "x-osaurus-relay-origin"
 RESERVED_INNER = {
     "host", "content-length", "connection", "authorization", "accept",
@@ -280,11 +281,21 @@ def make_handler(state: State):
                 self.send_json(413, {"error": {"message": f"Request body too large ({n} > {limit} bytes)",
                                                "type": "payload_too_large"}})
                 return None
-            data = self.rfile.read(n)
-            if len(data) != n:
-                self.close_connection = True
-                return None
-            return data
+            # A total deadline, not just a per-recv timeout: a sender that
+            # drips one byte at a time must not hold the thread forever.
+            deadline = time.monotonic() + BODY_DEADLINE
+            parts, got = [], 0
+            while got < n:
+                if time.monotonic() > deadline:
+                    self.close_connection = True
+                    return None
+                chunk = self.rfile.read1(min(n - got, 65536))
+                if not chunk:
+                    self.close_connection = True
+                    return None
+                parts.append(chunk)
+                got += len(chunk)
+            return b"".join(parts)
 
         def loopback_peer(self) -> bool:
             try:
