@@ -266,3 +266,53 @@ async fn signature_reencodings_reach_the_client_and_are_judged_by_it() {
         .await
         .expect("high-S is accepted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mitm_command_between_real_processes_prints_a_summary() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+    const EXE: &str = env!("CARGO_BIN_EXE_osc-harness");
+    let server = server().await;
+    let mut mitm = Command::new(EXE)
+        .args(["mitm", "--listen", "127.0.0.1:0", "--upstream", &server.url])
+        .args(["--canary", &server.access_key, "--duration", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(mitm.stdout.take().unwrap());
+    let mut ready = String::new();
+    out.read_line(&mut ready).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let url = ready["url"].as_str().unwrap().to_string();
+    let (address, key) = (
+        server.agent_address.to_checksum(),
+        server.access_key.clone(),
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(EXE)
+            .args([
+                "call",
+                "--target",
+                &url,
+                "--agent-address",
+                &address,
+                "--access-key",
+                &key,
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+    let mut summary = String::new();
+    out.read_to_string(&mut summary).unwrap();
+    assert!(mitm.wait().unwrap().success(), "{summary}");
+    assert!(summary.contains("1 handshake(s), 1 call(s)"), "{summary}");
+    assert!(
+        summary.contains("canaries: none crossed in plaintext"),
+        "{summary}"
+    );
+    assert!(summary.contains("verdict: the protocol held"), "{summary}");
+}

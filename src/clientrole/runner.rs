@@ -393,3 +393,20 @@ pub async fn run_all(
     }
     results
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_shell_quoted() {
+        let values = vec![
+            ("url", "http://127.0.0.1:1".to_string()),
+            ("access_key", "it's $(rm -rf /)".to_string()),
+        ];
+        assert_eq!(
+            fill("c {url} {access_key} {other} {}", &values),
+            r"c http://127.0.0.1:1 'it'\''s $(rm -rf /)' {other} {}"
+        );
+    }
+}

@@ -118,3 +118,19 @@ impl std::str::FromStr for Attack {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_are_unique() {
+        let mut seen = std::collections::BTreeSet::new();
+        for a in Attack::ALL {
+            assert_eq!(a.name().parse::<Attack>(), Ok(*a));
+            assert!(seen.insert(a.name()), "duplicate {a}");
+        }
+        assert!("nope".parse::<Attack>().is_err());
+        assert_eq!(Attack::ALL.iter().filter(|a| a.is_mitm()).count(), 8);
+    }
+}
