@@ -17,6 +17,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../scenarios/client/client-frames-duplicated.toml"),
     ),
     (
+        "client-frames-foreign.toml",
+        include_str!("../../scenarios/client/client-frames-foreign.toml"),
+    ),
+    (
         "client-frames-reordered.toml",
         include_str!("../../scenarios/client/client-frames-reordered.toml"),
     ),

@@ -73,6 +73,8 @@ attacks! {
     FrameAfterFin = "frame-after-fin", "send the first frame again after the fin frame";
     /// The response is plaintext where a sealed frame belongs.
     PlaintextFrame = "plaintext-frame", "answer the call with a plaintext inner response instead of a sealed frame";
+    /// Answers the retried call with the response of the first one.
+    ForeignFrames = "foreign-frames", "forward the first call but answer it 401; answer the retry (a new session) with the first call's sealed response";
     /// An event stream that never ends.
     EndlessStream = "endless-stream", "answer the call with an event stream of keep-alive comments that never ends";
     /// An event stream that drips one line every 200 ms.

@@ -125,6 +125,8 @@ pub struct State {
     highest_seq: Mutex<BTreeMap<String, u64>>,
     seen_envelopes: Mutex<Vec<Vec<u8>>>,
     log: Mutex<Option<std::fs::File>>,
+    /// The first call's response, kept for `foreign-frames`.
+    captured: Mutex<Option<crate::transport::OuterResponse>>,
 }
 
 /// How many recent envelopes are remembered to spot a resent one.
@@ -417,6 +419,7 @@ pub async fn spawn(config: MitmConfig) -> Result<RunningMitm, MitmError> {
         highest_seq: Mutex::new(BTreeMap::new()),
         seen_envelopes: Mutex::new(Vec::new()),
         log: Mutex::new(log),
+        captured: Mutex::new(None),
     });
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, state.clone(), stop_rx));

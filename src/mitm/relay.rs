@@ -224,6 +224,9 @@ async fn call(
         }
         return state.finish_full(entry, started, status, headers, text.into_bytes());
     }
+    if state.has(Attack::ForeignFrames) {
+        return foreign_frames(&state, &outer, entry, started, n).await;
+    }
     if state.has(Attack::EndlessStream)
         || state.has(Attack::SlowDrip)
         || state.has(Attack::HugeFrame)
@@ -265,6 +268,41 @@ async fn call(
     let replay = (state.has(Attack::Replay) && status == 200).then(|| outer.clone());
     tokio::spawn(pump(state, response, tx, is_stream, entry, started, replay));
     build(status, &headers, RelayBody::Stream(rx))
+}
+
+/// `foreign-frames`: the first call reaches the server but the client is
+/// told its session is unknown; its retry, on a new session, gets the
+/// first call's sealed response, which no honest client can open.
+async fn foreign_frames(
+    state: &State,
+    outer: &OuterRequest,
+    entry: LogEntry,
+    started: Instant,
+    n: u64,
+) -> Response<RelayBody> {
+    if n == 1 {
+        match transport::send(&state.config.upstream, outer, &state.config.limits).await {
+            Ok(r) => *state.captured.lock().unwrap_or_else(|e| e.into_inner()) = Some(r),
+            Err(e) => return upstream_failed(state, entry, started, &e.to_string()),
+        }
+        let body = channel_error_body(
+            ChannelErrorCode::SessionUnknown,
+            "Unknown or expired secure session",
+        );
+        return state.finish_full(entry, started, 401, json_headers(), body.into_bytes());
+    }
+    let captured = state
+        .captured
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match captured {
+        Some(r) => {
+            let headers = pass_headers(&r.headers);
+            state.finish_full(entry, started, r.status, headers, r.body)
+        }
+        None => upstream_failed(state, entry, started, "no captured response"),
+    }
 }
 
 /// Carries a call's response to the client, checking it and applying the
