@@ -518,3 +518,72 @@ fn python_client_through_the_client_role_suite() {
     assert_eq!(verdict("client-trunc-stream-no-fin"), "fail");
     assert_eq!(code, Some(1));
 }
+
+fn mitm(upstream: &Running, extra: &[&str]) -> Running {
+    let mut cmd = harness();
+    cmd.args(["mitm", "--listen", "127.0.0.1:0", "--upstream"])
+        .arg(upstream.field("url"))
+        .args(extra);
+    start(cmd)
+}
+
+#[test]
+fn harness_relay_between_python_client_and_python_server() {
+    if !python_ready() {
+        return;
+    }
+    let server = python_server(&[]);
+
+    // Passive: both ends are Python, the harness only watches the bytes.
+    let mut relay = mitm(
+        &server,
+        &[
+            "--canary",
+            "osk-v1.interop",
+            "--canary",
+            "interop-canary-prompt",
+            "--duration",
+            "6",
+        ],
+    );
+    let mut args = call_args(&server, "/agents/interop-agent/run");
+    args[2] = relay.field("url");
+    let out = run({
+        let mut cmd = peer();
+        cmd.args(&args)
+            .args(["--data", r#"{"prompt":"interop-canary-prompt"}"#]);
+        cmd
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(text(&out.stdout).contains("interop-canary-prompt"));
+    let status = relay.child.wait().expect("relay exits after --duration");
+    assert!(
+        status.success(),
+        "the passive relay saw a violation: {status:?}"
+    );
+
+    // Active: the Python client notices what the relay does to it.
+    for (attack, path, stream, code) in [
+        ("swap-server-key", "/health", false, 4),
+        ("drop-fin", "/agents/interop-agent/dispatch", true, 5),
+        ("reorder", "/agents/interop-agent/dispatch", true, 6),
+    ] {
+        let relay = mitm(&server, &["--attack", attack, "--duration", "30"]);
+        let mut args = call_args(&server, path);
+        args[2] = relay.field("url");
+        let out = run({
+            let mut cmd = peer();
+            cmd.args(&args);
+            if stream {
+                cmd.args(["--data", r#"{"events":3}"#, "--stream"]);
+            }
+            cmd
+        });
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{attack}: {}",
+            describe(&out)
+        );
+    }
+}
