@@ -36,6 +36,10 @@ pub enum Command {
     TestClient(crate::clientrole::cli::TestClientArgs),
     /// Serve one client scenario's adversary and report what the client did.
     Adversary(crate::clientrole::cli::AdversaryArgs),
+    /// Fuzz a server's channel endpoints by URL (or `self`).
+    Fuzz(crate::fuzz::cli::FuzzArgs),
+    /// Re-run a saved fuzzer finding: FIXED or STILL FAILING.
+    Replay(crate::fuzz::cli::ReplayArgs),
 }
 
 impl Cli {
@@ -51,6 +55,8 @@ impl Cli {
             Command::Mitm(a) => crate::mitm::cli::run(a),
             Command::TestClient(a) => crate::clientrole::cli::run(a),
             Command::Adversary(a) => crate::clientrole::cli::run_adversary(a),
+            Command::Fuzz(a) => crate::fuzz::cli::run(a),
+            Command::Replay(a) => crate::fuzz::cli::run_replay(a),
         }
     }
 }

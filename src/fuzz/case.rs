@@ -1,0 +1,279 @@
+//! What one fuzz input is: a short list of steps, each an honest action
+//! with named mutations. Steps describe the input, not its bytes, so a
+//! case replays on any fresh session (new sid, new keys).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One step of a case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case")]
+pub enum Step {
+    /// `POST /secure/call`, sealed honestly and then mutated.
+    Call(CallStep),
+    /// Send the previous call's body again, byte for byte (a replay).
+    Resend,
+    /// `POST /secure/session` with this body, as is.
+    Handshake {
+        /// The ClientHello text sent (usually a mutated honest hello).
+        body: String,
+    },
+    /// A plaintext request that bypasses the channel.
+    Plain {
+        /// The method.
+        method: String,
+        /// The path; `{agent}` expands to the agent id.
+        path: String,
+        /// Whether the access key is sent as a bearer token.
+        with_key: bool,
+        /// The body text.
+        body: String,
+    },
+}
+
+/// How a call is built: the inner request, the seq, then mutations applied
+/// in order (envelope fields, raw bytes, HTTP framing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStep {
+    /// What is sealed.
+    pub inner: Inner,
+    /// The seq sealed with; `None` takes the session's next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Envelope edits after sealing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub envelope: Vec<EnvelopeEdit>,
+    /// Byte-level edits of the whole body, after the envelope edits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bytes: Vec<ByteEdit>,
+    /// How the body is framed on the wire.
+    #[serde(default, skip_serializing_if = "Framing::is_normal")]
+    pub framing: Framing,
+}
+
+/// The plaintext sealed into a call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Inner {
+    /// A well-formed InnerRequest.
+    Request {
+        /// Inner method.
+        method: String,
+        /// Inner path; `{agent}` expands to the agent id.
+        path: String,
+        /// Inner authorization.
+        auth: Auth,
+        /// Raw text of the inner `body` field (normally base64url).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+    },
+    /// Arbitrary text sealed instead of an InnerRequest.
+    Plaintext {
+        /// The text.
+        text: String,
+    },
+}
+
+/// The inner `authorization` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Auth {
+    /// `Bearer <access key>`.
+    Key,
+    /// Left out.
+    None,
+    /// This text.
+    Text(String),
+}
+
+/// One edit of the sealed envelope's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "edit", rename_all = "kebab-case")]
+pub enum EnvelopeEdit {
+    /// Flip one bit of the first ciphertext byte.
+    FlipCt,
+    /// Flip one bit of the last tag byte.
+    FlipTag,
+    /// Replace a field's value with raw JSON text.
+    Set {
+        /// The field.
+        field: String,
+        /// Raw JSON.
+        json: String,
+        /// Whether the new value can never be honestly accepted.
+        invalid: bool,
+    },
+    /// Remove a field.
+    Remove {
+        /// The field.
+        field: String,
+    },
+    /// Append a second copy of a field with this raw JSON value.
+    Duplicate {
+        /// The field.
+        field: String,
+        /// Raw JSON.
+        json: String,
+    },
+}
+
+impl EnvelopeEdit {
+    /// The envelope field this edit touches.
+    pub fn field(&self) -> &str {
+        match self {
+            EnvelopeEdit::FlipCt => "ct",
+            EnvelopeEdit::FlipTag => "tag",
+            EnvelopeEdit::Set { field, .. }
+            | EnvelopeEdit::Remove { field }
+            | EnvelopeEdit::Duplicate { field, .. } => field,
+        }
+    }
+
+    /// Whether, after this edit, an honest target must refuse the call.
+    pub fn must_refuse(&self) -> bool {
+        match self {
+            EnvelopeEdit::FlipCt | EnvelopeEdit::FlipTag => true,
+            EnvelopeEdit::Set { invalid, .. } => *invalid,
+            EnvelopeEdit::Remove { field } => field != "v",
+            EnvelopeEdit::Duplicate { .. } => false,
+        }
+    }
+}
+
+/// One edit of the raw body bytes; positions wrap around the body length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "edit", rename_all = "kebab-case")]
+pub enum ByteEdit {
+    /// Keep only the first `keep` bytes.
+    Truncate {
+        /// Bytes kept.
+        keep: usize,
+    },
+    /// XOR one byte.
+    Xor {
+        /// Position.
+        at: usize,
+        /// Mask (never 0).
+        mask: u8,
+    },
+    /// Insert text.
+    Insert {
+        /// Position.
+        at: usize,
+        /// The text.
+        text: String,
+    },
+}
+
+/// How the HTTP request carrying a call is framed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "framing", rename_all = "kebab-case")]
+pub enum Framing {
+    /// Content-Length equal to the body, through the HTTP client.
+    #[default]
+    Normal,
+    /// Content-Length larger than the bytes sent (the body never ends).
+    LengthLie {
+        /// Bytes promised but never sent.
+        extra: usize,
+    },
+    /// Content-Length smaller than the body; the rest trails.
+    LengthShort {
+        /// Bytes left out of the count.
+        short: usize,
+    },
+    /// Chunked transfer coding with chunks of this size.
+    Chunked {
+        /// Chunk size.
+        size: usize,
+    },
+    /// Chunked, with a chunk size line that is not hex.
+    ChunkedBadSize,
+    /// Chunked without the final zero-length chunk.
+    ChunkedUnterminated,
+    /// Both Content-Length and chunked.
+    LengthAndChunked,
+}
+
+impl Framing {
+    /// Whether this is the ordinary framing.
+    pub fn is_normal(&self) -> bool {
+        *self == Framing::Normal
+    }
+
+    /// A short name for signatures.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Framing::Normal => "normal",
+            Framing::LengthLie { .. } => "content-length-lie",
+            Framing::LengthShort { .. } => "content-length-short",
+            Framing::Chunked { .. } => "chunked",
+            Framing::ChunkedBadSize => "chunked-bad-size",
+            Framing::ChunkedUnterminated => "chunked-unterminated",
+            Framing::LengthAndChunked => "length-and-chunked",
+        }
+    }
+}
+
+/// A finding's stable bucket: which oracle fired, at which layer, on which
+/// field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Signature {
+    /// The oracle (e.g. `accepted-invalid`, `dropped-connection`).
+    pub oracle: String,
+    /// The layer mutated (`envelope`, `inner`, `bytes`, `framing`, `stateful`, `handshake`, `plaintext`, `valid`).
+    pub layer: String,
+    /// The field mutated.
+    pub field: String,
+}
+
+impl std::fmt::Display for Signature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.oracle, self.layer, self.field)
+    }
+}
+
+/// One request as sent and what came back, kept in a finding for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// The endpoint.
+    pub endpoint: String,
+    /// The body sent (lossy UTF-8, cut at 4 KiB).
+    pub sent: String,
+    /// What came back: `HTTP <status>: <body>` or the transport error.
+    pub received: String,
+}
+
+/// A saved finding: self-contained, replayable with `osc-harness replay`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The bucket.
+    pub signature: Signature,
+    /// What the oracle saw.
+    pub detail: String,
+    /// The run's `--seed`.
+    pub seed: u64,
+    /// The case number in that run.
+    pub case: u64,
+    /// How many times this bucket fired in the run.
+    pub count: u64,
+    /// The steps (minimised), run on a fresh session.
+    pub steps: Vec<Step>,
+    /// The bytes of the confirming run and the answers.
+    pub exchanges: Vec<Exchange>,
+    /// The target's URL (or `self`).
+    pub target: String,
+    /// Extra headers of the confirming run, for the record.
+    #[serde(default)]
+    pub notes: BTreeMap<String, String>,
+}
+
+/// A corpus entry: an input that reached a new response shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorpusEntry {
+    /// The response shape it reached first.
+    pub shape: String,
+    /// The steps.
+    pub steps: Vec<Step>,
+}

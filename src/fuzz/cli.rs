@@ -1,0 +1,400 @@
+//! `osc-harness fuzz` and `osc-harness replay`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::protocol::identity::Address;
+use crate::server::{self, Bug, RunningServer, ServerConfig};
+use crate::transport::{Limits, Target};
+
+use super::exec::{HandshakeBudget, TargetInfo};
+use super::gen::{Endpoints, Generator};
+use super::runner::{self, FuzzConfig};
+
+/// Where the target is and how to reach it (shared by `fuzz` and `replay`).
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// The server's base URL, or `self` for the in-process reference server.
+    #[arg(long)]
+    pub target: String,
+    /// The agent's address (0x…), pinned during the handshake.
+    #[arg(long)]
+    pub agent_address: Option<String>,
+    /// The access key sent inside the channel.
+    #[arg(long)]
+    pub access_key: Option<String>,
+    /// The agent id used in inner paths (default: the agent address).
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    /// With `--target self`: break the reference server with this knob (repeatable).
+    #[arg(long = "bug")]
+    pub bugs: Vec<String>,
+    /// Send the relay marker on outer requests (default: on for self, off for a URL).
+    #[arg(long)]
+    pub relay_origin: Option<bool>,
+    /// Seconds to wait for any one answer (default: 3 for self, 15 for a URL).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+}
+
+/// `osc-harness fuzz`.
+#[derive(Debug, Clone, Args)]
+pub struct FuzzArgs {
+    /// The target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How long to run (`90s`, `30m`, `8h`).
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Stop after this many executions (seeded, bounded runs).
+    #[arg(long)]
+    pub max_execs: Option<u64>,
+    /// The seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Corpus folder: loaded at start, new response shapes saved into it.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Where findings are saved.
+    #[arg(long, default_value = "fuzz-findings")]
+    pub findings: PathBuf,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Handshakes allowed, as N/SECS (default: 5/60 for a URL, unlimited for self).
+    #[arg(long)]
+    pub handshake_budget: Option<String>,
+    /// Endpoints to fuzz.
+    #[arg(long, default_value = "session,call,plaintext")]
+    pub endpoints: String,
+    /// A liveness probe every this many executions.
+    #[arg(long, default_value_t = 200)]
+    pub liveness_every: u64,
+    /// No progress display.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Instead of fuzzing: run N fuzz executions and N plain valid calls
+    /// against the target and print both rates and their ratio.
+    #[arg(long, value_name = "N")]
+    pub measure: Option<u64>,
+}
+
+/// `osc-harness replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The saved finding (JSON).
+    pub finding: PathBuf,
+    /// The target.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Write the finding as a scenario TOML file here (for `test --scenarios DIR`)
+    /// instead of replaying it.
+    #[arg(long)]
+    pub to_scenario: Option<PathBuf>,
+}
+
+/// A resolved target; holds the in-process server alive for `self`.
+pub struct Resolved {
+    /// How to reach it.
+    pub info: TargetInfo,
+    /// The reference server for `--target self`.
+    pub server: Option<RunningServer>,
+}
+
+/// Session TTL of the fuzzer's own server: long, so sessions last a run.
+const SELF_TTL_SECS: i64 = 3600;
+
+/// Resolves `--target` (spawning the reference server for `self`).
+pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
+    let is_self = args.target == "self";
+    let timeout = Duration::from_secs(args.timeout.unwrap_or(if is_self { 3 } else { 15 }));
+    let limits = Limits {
+        connect_timeout: timeout.min(Duration::from_secs(5)),
+        response_timeout: timeout,
+        idle_timeout: timeout,
+        max_body_bytes: 4 * 1024 * 1024,
+    };
+    let relay_origin = args.relay_origin.unwrap_or(is_self);
+    if is_self {
+        let mut config = ServerConfig::generated();
+        config.session_ttl_secs = SELF_TTL_SECS;
+        config.handshake_rate = None;
+        // The honest server must give up on a lying body well before the
+        // fuzzer's own timeout, so only a hang knob trips the oracle.
+        config.body_read_timeout = timeout / 10;
+        config.header_read_timeout = timeout / 10;
+        for name in &args.bugs {
+            let bug = Bug::from_name(name).ok_or_else(|| format!("unknown --bug {name:?}"))?;
+            config.bugs.insert(bug);
+        }
+        let server = server::spawn(config)
+            .await
+            .map_err(|e| format!("cannot start the reference server: {e}"))?;
+        let info = TargetInfo {
+            target: Target::parse(&server.url).map_err(|e| e.to_string())?,
+            label: "self".into(),
+            address: server.agent_address,
+            agent_id: server.agent_id.clone(),
+            access_key: server.access_key.clone(),
+            relay_origin,
+            limits,
+        };
+        return Ok(Resolved {
+            info,
+            server: Some(server),
+        });
+    }
+    if !args.bugs.is_empty() {
+        return Err("--bug only applies to --target self".into());
+    }
+    let address_text = args
+        .agent_address
+        .as_deref()
+        .ok_or("--agent-address is required with a URL target")?;
+    let address = Address::parse(address_text)?;
+    let access_key = args
+        .access_key
+        .clone()
+        .ok_or("--access-key is required with a URL target")?;
+    Ok(Resolved {
+        info: TargetInfo {
+            target: Target::parse(&args.target).map_err(|e| e.to_string())?,
+            label: args.target.clone(),
+            address,
+            agent_id: args.agent_id.clone().unwrap_or_else(|| address.to_string()),
+            access_key,
+            relay_origin,
+            limits,
+        },
+        server: None,
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Runs `osc-harness fuzz`: exit 0 without findings, 1 with, 2 on bad
+/// usage, 3 when the target died.
+pub fn run(args: FuzzArgs) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: FuzzArgs) -> ExitCode {
+    let resolved = match resolve(&args.target).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let endpoints = match Endpoints::parse(&args.endpoints) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: --endpoints: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let duration = match args
+        .duration
+        .as_deref()
+        .map(crate::server::parse_duration_secs)
+    {
+        Some(Ok(s)) if s > 0 => Some(Duration::from_secs(s as u64)),
+        Some(Ok(_)) => None,
+        Some(Err(e)) => {
+            eprintln!("error: --duration: {e}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
+    let is_self = resolved.server.is_some();
+    let budget = match args.handshake_budget.as_deref() {
+        Some(t) => match crate::server::parse_rate(t) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: --handshake-budget: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None if is_self => None,
+        None => Some((5, 60)),
+    };
+    if duration.is_none() && args.max_execs.is_none() && args.measure.is_none() {
+        eprintln!("note: no --duration or --max-execs: fuzzing until interrupted");
+    }
+    let cfg = FuzzConfig {
+        info: resolved.info.clone(),
+        seed: args.seed,
+        duration,
+        max_execs: args.max_execs,
+        corpus: args.corpus.clone(),
+        findings: Some(args.findings.clone()),
+        concurrency: args.concurrency.max(1),
+        handshake_budget: budget,
+        endpoints,
+        liveness_every: args.liveness_every,
+        progress: !args.quiet,
+    };
+    let code = if let Some(n) = args.measure {
+        measure(cfg, n).await
+    } else {
+        let summary = runner::run(cfg).await;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+        if let (Some(case), Some(why)) = (summary.target_died_at, &summary.died_reason) {
+            eprintln!("target died at case {case}: {why}");
+            ExitCode::from(3)
+        } else if summary.findings.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    };
+    if let Some(server) = resolved.server {
+        server.shutdown().await;
+    }
+    code
+}
+
+/// N fuzz executions, then N plain valid calls on one session, in the same
+/// run; prints both rates and the ratio.
+async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
+    cfg.max_execs = Some(n);
+    cfg.duration = None;
+    cfg.progress = false;
+    cfg.findings = None;
+    cfg.corpus = None;
+    let info = cfg.info.clone();
+    let summary = runner::run(cfg.clone()).await;
+    let mut budget = HandshakeBudget::new(cfg.handshake_budget);
+    let mut rng = super::exec::handshake_rng(cfg.seed, 999);
+    let start = tokio::time::Instant::now();
+    let mut done = 0u64;
+    let mut failed = 0u64;
+    let mut session = None;
+    while done < n {
+        if !session
+            .as_ref()
+            .is_some_and(|s: &super::exec::Session| s.usable(now()))
+        {
+            match super::exec::Session::open(&info, &mut rng, &mut budget).await {
+                Ok(s) => session = Some(s),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(3);
+                }
+            }
+        }
+        let Some(s) = session.as_mut() else { break };
+        let mut last = None;
+        let step = super::case::Step::Call(Generator::valid_call());
+        let outcome = super::exec::run_step(&info, s, &step, &mut last).await;
+        if super::oracle::judge(&info, s, &step, &outcome, &[]).is_some() {
+            failed += 1;
+        }
+        done += 1;
+    }
+    let valid_secs = start.elapsed().as_secs_f64().max(1e-9);
+    let valid_rate = n as f64 / valid_secs;
+    let ratio = summary.execs_per_sec / valid_rate;
+    let out = serde_json::json!({
+        "target": info.label,
+        "n": n,
+        "fuzz_execs_per_sec": summary.execs_per_sec,
+        "valid_calls_per_sec": valid_rate,
+        "ratio": ratio,
+        "fuzz_findings": summary.findings.len(),
+        "valid_calls_failed": failed,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    ExitCode::SUCCESS
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Runs `osc-harness replay`: FIXED (exit 0), STILL FAILING (exit 1),
+/// error (exit 2), target unreachable (exit 3).
+pub fn run_replay(args: ReplayArgs) -> ExitCode {
+    let finding = match runner::load_finding(&args.finding) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = &args.to_scenario {
+        return match super::scenario::write(&finding, path) {
+            Ok(()) => {
+                println!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    rt.block_on(async move {
+        let resolved = match resolve(&args.target).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let budget = tokio::sync::Mutex::new(HandshakeBudget::new(None));
+        let mut rng = super::exec::handshake_rng(finding.seed, 0);
+        let result = runner::reproduce(&resolved.info, &finding.steps, &mut rng, &budget).await;
+        let code = match result {
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(3)
+            }
+            Ok((Some(v), _)) if v.signature == finding.signature => {
+                println!("STILL FAILING: {} ({})", finding.signature, v.detail);
+                ExitCode::from(1)
+            }
+            Ok((other, _)) => {
+                match other {
+                    Some(v) => println!(
+                        "FIXED: {} no longer fires (another oracle did: {}: {})",
+                        finding.signature, v.signature, v.detail
+                    ),
+                    None => println!("FIXED: {} no longer fires", finding.signature),
+                }
+                ExitCode::SUCCESS
+            }
+        };
+        if let Some(server) = resolved.server {
+            server.shutdown().await;
+        }
+        code
+    })
+}

@@ -1,0 +1,599 @@
+//! Runs a case's steps against a target: the session the steps share, the
+//! bytes each step puts on the wire and what came back.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::protocol::encoding::b64url_encode;
+use crate::protocol::handshake::ClientHandshake;
+use crate::protocol::identity::Address;
+use crate::protocol::session::ClientSession;
+use crate::protocol::wire::{InnerRequest, ServerHello};
+use crate::rng::{RandomSource, SeededRandom};
+use crate::transport::{self, Limits, OuterRequest, Target, TransportError};
+
+use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, Step};
+
+const RELAY_HEADER: &str = "X-Osaurus-Relay-Origin";
+
+/// Where and how to reach the target.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    /// The base URL.
+    pub target: Target,
+    /// The label used in reports (`self` or the URL).
+    pub label: String,
+    /// The pinned agent address.
+    pub address: Address,
+    /// The agent id used in inner paths.
+    pub agent_id: String,
+    /// The access key.
+    pub access_key: String,
+    /// Whether outer requests carry the relay marker.
+    pub relay_origin: bool,
+    /// Per-request limits.
+    pub limits: Limits,
+}
+
+impl TargetInfo {
+    fn expand(&self, path: &str) -> String {
+        path.replace("{agent}", &self.agent_id)
+            .replace("{address}", &self.address.to_string())
+    }
+
+    fn outer(&self, mut request: OuterRequest) -> OuterRequest {
+        if self.relay_origin {
+            request.headers.push((RELAY_HEADER.into(), "1".into()));
+        }
+        request
+    }
+}
+
+/// Why a run cannot go on (as opposed to a finding).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The target refused or failed the honest handshake.
+    #[error("the honest handshake failed: {0}")]
+    Handshake(String),
+    /// The target could not be reached.
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+}
+
+/// Spends at most `count` handshakes per `window`, waiting when spent.
+#[derive(Debug)]
+pub struct HandshakeBudget {
+    count: usize,
+    window: Duration,
+    spent: VecDeque<Instant>,
+    /// Handshakes made so far.
+    pub total: u64,
+}
+
+impl HandshakeBudget {
+    /// A budget; `None` is unlimited.
+    pub fn new(limit: Option<(u32, u64)>) -> Self {
+        let (count, secs) = limit.map_or((usize::MAX, 1), |(n, s)| (n.max(1) as usize, s));
+        HandshakeBudget {
+            count,
+            window: Duration::from_secs(secs.max(1)),
+            spent: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    /// Waits until one more handshake fits, then books it.
+    pub async fn acquire(&mut self) {
+        if self.count != usize::MAX {
+            while self.spent.len() >= self.count {
+                let oldest = self.spent[0];
+                let free_at = oldest + self.window;
+                if Instant::now() >= free_at {
+                    self.spent.pop_front();
+                } else {
+                    tokio::time::sleep_until(free_at).await;
+                }
+            }
+            self.spent.push_back(Instant::now());
+        }
+        self.total += 1;
+    }
+
+    /// How long to back off after a 429.
+    pub fn backoff(&self) -> Duration {
+        if self.count == usize::MAX {
+            Duration::from_millis(500)
+        } else {
+            self.window / self.count as u32
+        }
+    }
+}
+
+/// An open session and the seqs it has used.
+#[derive(Debug)]
+pub struct Session {
+    session: ClientSession,
+    next: u64,
+    /// Whether a step may have moved the target's window unpredictably.
+    pub burned: bool,
+}
+
+impl Session {
+    /// Performs an honest handshake, waiting on the budget and on 429.
+    pub async fn open(
+        info: &TargetInfo,
+        rng: &mut SeededRandom,
+        budget: &mut HandshakeBudget,
+    ) -> Result<Session, ExecError> {
+        for _ in 0..6 {
+            budget.acquire().await;
+            let mut secret = [0u8; 32];
+            let mut nonce = [0u8; 16];
+            rng.fill(&mut secret);
+            rng.fill(&mut nonce);
+            let hs = ClientHandshake::new(info.address, secret, nonce);
+            let request = info.outer(OuterRequest::post_json(
+                "/secure/session",
+                hs.hello().to_json(),
+            ));
+            let response = transport::send(&info.target, &request, &info.limits).await?;
+            if response.status == 429 {
+                let wait = response
+                    .header("retry-after")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs)
+                    .unwrap_or_else(|| budget.backoff());
+                tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
+                continue;
+            }
+            if response.status != 200 {
+                return Err(ExecError::Handshake(format!(
+                    "HTTP {}: {}",
+                    response.status,
+                    lossy(&response.body, 300)
+                )));
+            }
+            let hello = ServerHello::parse(&response.body)
+                .map_err(|e| ExecError::Handshake(format!("bad ServerHello: {e}")))?;
+            let session = hs
+                .finish(&hello)
+                .map_err(|e| ExecError::Handshake(e.to_string()))?;
+            return Ok(Session {
+                session,
+                next: 1,
+                burned: false,
+            });
+        }
+        Err(ExecError::Handshake(
+            "still rate limited (429) after six tries".into(),
+        ))
+    }
+
+    /// Whether the session can take another call at `now`.
+    pub fn usable(&self, now: i64) -> bool {
+        !self.burned && self.session.usable_at(now, 5) && self.next < (1 << 52)
+    }
+}
+
+/// What came back for one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A complete HTTP response.
+    Http {
+        /// Status.
+        status: u16,
+        /// Content type.
+        content_type: Option<String>,
+        /// Body.
+        body: Vec<u8>,
+    },
+    /// The connection closed without any answer (raw framing only).
+    Closed,
+    /// The connection dropped or broke HTTP.
+    Dropped(String),
+    /// No answer in time.
+    Timeout(String),
+}
+
+impl Reply {
+    fn from_error(e: TransportError) -> Reply {
+        match e {
+            TransportError::Timeout { .. } => Reply::Timeout(e.to_string()),
+            other => Reply::Dropped(other.to_string()),
+        }
+    }
+
+    /// A one-line account for findings.
+    pub fn describe(&self) -> String {
+        match self {
+            Reply::Http { status, body, .. } => format!("HTTP {status}: {}", lossy(body, 4096)),
+            Reply::Closed => "connection closed without an answer".into(),
+            Reply::Dropped(e) => format!("dropped: {e}"),
+            Reply::Timeout(e) => format!("timeout: {e}"),
+        }
+    }
+}
+
+/// One executed step: what was sent and what came back.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The endpoint hit.
+    pub endpoint: &'static str,
+    /// The body sent.
+    pub sent: Vec<u8>,
+    /// The answer.
+    pub reply: Reply,
+    /// The seq sealed with (calls only), for opening the response.
+    pub seq: Option<u64>,
+}
+
+/// Text for people, cut at `max` bytes.
+pub fn lossy(bytes: &[u8], max: usize) -> String {
+    let cut = &bytes[..bytes.len().min(max)];
+    let mut s = String::from_utf8_lossy(cut).into_owned();
+    if bytes.len() > max {
+        s.push_str(&format!("… ({} bytes)", bytes.len()));
+    }
+    s
+}
+
+/// Runs one step on `session`.
+pub async fn run_step(
+    info: &TargetInfo,
+    session: &mut Session,
+    step: &Step,
+    last_call: &mut Option<Vec<u8>>,
+) -> Outcome {
+    match step {
+        Step::Call(call) => run_call(info, session, call, last_call).await,
+        Step::Resend => {
+            let body = last_call.clone().unwrap_or_default();
+            let reply = post(info, "/secure/call", body.clone()).await;
+            Outcome {
+                endpoint: "/secure/call",
+                sent: body,
+                reply,
+                seq: None,
+            }
+        }
+        Step::Handshake { body } => {
+            let body = info.expand(body).into_bytes();
+            let reply = post(info, "/secure/session", body.clone()).await;
+            Outcome {
+                endpoint: "/secure/session",
+                sent: body,
+                reply,
+                seq: None,
+            }
+        }
+        Step::Plain {
+            method,
+            path,
+            with_key,
+            body,
+        } => {
+            let mut request = OuterRequest::post_json(info.expand(path), body.clone());
+            request.method = method.clone();
+            if *with_key {
+                request.headers.push((
+                    "Authorization".into(),
+                    format!("Bearer {}", info.access_key),
+                ));
+            }
+            let request = info.outer(request);
+            let reply = match transport::send(&info.target, &request, &info.limits).await {
+                Ok(r) => Reply::Http {
+                    status: r.status,
+                    content_type: r.header("content-type").map(str::to_string),
+                    body: r.body,
+                },
+                Err(e) => Reply::from_error(e),
+            };
+            Outcome {
+                endpoint: "plaintext",
+                sent: body.as_bytes().to_vec(),
+                reply,
+                seq: None,
+            }
+        }
+    }
+}
+
+async fn post(info: &TargetInfo, path: &str, body: Vec<u8>) -> Reply {
+    let request = info.outer(OuterRequest::post_json(path, body));
+    match transport::send(&info.target, &request, &info.limits).await {
+        Ok(r) => Reply::Http {
+            status: r.status,
+            content_type: r.header("content-type").map(str::to_string),
+            body: r.body,
+        },
+        Err(e) => Reply::from_error(e),
+    }
+}
+
+/// The plaintext a call step seals.
+pub fn inner_plaintext(info: &TargetInfo, inner: &Inner) -> Vec<u8> {
+    match inner {
+        Inner::Plaintext { text } => text.as_bytes().to_vec(),
+        Inner::Request {
+            method,
+            path,
+            auth,
+            body,
+        } => InnerRequest {
+            method: method.clone(),
+            path: info.expand(path),
+            authorization: match auth {
+                Auth::Key => Some(format!("Bearer {}", info.access_key)),
+                Auth::None => None,
+                Auth::Text(t) => Some(t.clone()),
+            },
+            accept: None,
+            content_type: body.as_ref().map(|_| "application/json".to_string()),
+            headers: None,
+            body: body.clone(),
+        }
+        .to_json()
+        .into_bytes(),
+    }
+}
+
+async fn run_call(
+    info: &TargetInfo,
+    session: &mut Session,
+    call: &CallStep,
+    last_call: &mut Option<Vec<u8>>,
+) -> Outcome {
+    let seq = match call.seq {
+        Some(s) => {
+            if s >= session.next {
+                session.burned = true;
+            }
+            s
+        }
+        None => {
+            let s = session.next;
+            session.next += 1;
+            s
+        }
+    };
+    let plaintext = inner_plaintext(info, &call.inner);
+    let envelope = session.session.seal_at(seq, &plaintext);
+    let mut body = edit_envelope(&envelope.to_json(), &call.envelope);
+    for edit in &call.bytes {
+        apply_byte_edit(&mut body, edit);
+    }
+    *last_call = Some(body.clone());
+    let reply = if call.framing.is_normal() {
+        post(info, "/secure/call", body.clone()).await
+    } else {
+        let raw = frame_request(info, &body, &call.framing);
+        // Only the status line matters here; a keep-alive peer would
+        // otherwise hold the reply open for the whole idle timeout.
+        let limits = Limits {
+            idle_timeout: info.limits.idle_timeout.min(Duration::from_millis(250)),
+            ..info.limits
+        };
+        match transport::send_raw(&info.target, &raw, &limits).await {
+            Ok(bytes) => parse_raw_reply(&bytes),
+            Err(e) => Reply::from_error(e),
+        }
+    };
+    Outcome {
+        endpoint: "/secure/call",
+        sent: body,
+        reply,
+        seq: Some(seq),
+    }
+}
+
+/// Applies envelope edits to the sealed JSON text.
+pub fn edit_envelope(json: &str, edits: &[EnvelopeEdit]) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(json)
+    else {
+        return json.as_bytes().to_vec();
+    };
+    let mut duplicates = Vec::new();
+    for edit in edits {
+        match edit {
+            EnvelopeEdit::FlipCt | EnvelopeEdit::FlipTag => {
+                let ct = obj.get("ct").and_then(|v| v.as_str()).unwrap_or("");
+                if let Ok(mut raw) = crate::protocol::encoding::b64url_decode(
+                    ct,
+                    crate::protocol::encoding::B64Strictness::Upstream,
+                ) {
+                    if !raw.is_empty() {
+                        let i = if matches!(edit, EnvelopeEdit::FlipCt) {
+                            0
+                        } else {
+                            raw.len() - 1
+                        };
+                        raw[i] ^= 0x01;
+                        obj.insert("ct".into(), b64url_encode(&raw).into());
+                    }
+                }
+            }
+            EnvelopeEdit::Set { field, json, .. } => {
+                // Raw JSON that serde cannot hold (a lone surrogate) is
+                // spliced in as text below.
+                match serde_json::from_str::<serde_json::Value>(json) {
+                    Ok(v) if !json.contains("\\ud8") => {
+                        obj.insert(field.clone(), v);
+                    }
+                    _ => {
+                        obj.remove(field);
+                        duplicates.push((field.clone(), json.clone()));
+                    }
+                }
+            }
+            EnvelopeEdit::Remove { field } => {
+                obj.remove(field);
+            }
+            EnvelopeEdit::Duplicate { field, json } => {
+                duplicates.push((field.clone(), json.clone()));
+            }
+        }
+    }
+    let mut text = serde_json::Value::Object(obj).to_string();
+    for (field, json) in duplicates {
+        text.pop();
+        if !text.ends_with('{') {
+            text.push(',');
+        }
+        text.push_str(&format!("{}:{}}}", serde_json::Value::from(field), json));
+    }
+    text.into_bytes()
+}
+
+/// Applies one byte edit; positions wrap around the body length.
+pub fn apply_byte_edit(body: &mut Vec<u8>, edit: &ByteEdit) {
+    let len = body.len();
+    match edit {
+        ByteEdit::Truncate { keep } => {
+            if len > 0 {
+                body.truncate(keep % len);
+            }
+        }
+        ByteEdit::Xor { at, mask } => {
+            if len > 0 {
+                body[at % len] ^= mask.max(&1);
+            }
+        }
+        ByteEdit::Insert { at, text } => {
+            let at = at % (len + 1);
+            body.splice(at..at, text.bytes());
+        }
+    }
+}
+
+fn frame_request(info: &TargetInfo, body: &[u8], framing: &Framing) -> Vec<u8> {
+    let mut head = format!(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nConnection: close\r\n",
+        info.target.join("/secure/call"),
+        info.target.authority()
+    );
+    if info.relay_origin {
+        head.push_str(&format!("{RELAY_HEADER}: 1\r\n"));
+    }
+    let mut payload = Vec::new();
+    if matches!(
+        framing,
+        Framing::Chunked { .. } | Framing::ChunkedBadSize | Framing::ChunkedUnterminated
+    ) {
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    }
+    match framing {
+        Framing::Normal => {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+            payload.extend_from_slice(body);
+        }
+        Framing::LengthLie { extra } => {
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len() + extra));
+            payload.extend_from_slice(body);
+        }
+        Framing::LengthShort { short } => {
+            head.push_str(&format!(
+                "Content-Length: {}\r\n\r\n",
+                body.len().saturating_sub(*short)
+            ));
+            payload.extend_from_slice(body);
+        }
+        Framing::Chunked { size } => chunked(&mut payload, body, (*size).max(1)),
+        Framing::LengthAndChunked => {
+            head.push_str(&format!(
+                "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                body.len()
+            ));
+            chunked(&mut payload, body, 16);
+        }
+        Framing::ChunkedBadSize => {
+            payload.extend_from_slice(b"zz\r\n");
+            payload.extend_from_slice(body);
+            payload.extend_from_slice(b"\r\n0\r\n\r\n");
+        }
+        Framing::ChunkedUnterminated => {
+            payload.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+            payload.extend_from_slice(body);
+            payload.extend_from_slice(b"\r\n");
+        }
+    }
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(&payload);
+    raw
+}
+
+fn chunked(payload: &mut Vec<u8>, body: &[u8], size: usize) {
+    for chunk in body.chunks(size) {
+        payload.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        payload.extend_from_slice(chunk);
+        payload.extend_from_slice(b"\r\n");
+    }
+    payload.extend_from_slice(b"0\r\n\r\n");
+}
+
+/// Reads the status and body of a raw reply (enough for the oracles that
+/// apply to framing cases).
+pub fn parse_raw_reply(bytes: &[u8]) -> Reply {
+    if bytes.is_empty() {
+        return Reply::Closed;
+    }
+    let head_end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(bytes.len());
+    let head = String::from_utf8_lossy(&bytes[..head_end]);
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok());
+    match status {
+        Some(status) => Reply::Http {
+            status,
+            content_type: head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("content-type")
+                    .then(|| v.trim().to_string())
+            }),
+            body: bytes[(head_end + 4).min(bytes.len())..].to_vec(),
+        },
+        None => Reply::Dropped(format!("not an HTTP reply: {}", lossy(bytes, 200))),
+    }
+}
+
+/// A fresh seeded source for handshake keys.
+pub fn handshake_rng(seed: u64, worker: u64) -> SeededRandom {
+    SeededRandom::new(seed, &format!("netfuzz-handshake-{worker}"))
+}
+
+/// A plain valid call on `session`: the liveness probe.
+pub async fn probe(info: &TargetInfo, session: &mut Session) -> Result<(), String> {
+    let mut last = None;
+    let step = Step::Call(super::gen::Generator::valid_call());
+    let outcome = run_step(info, session, &step, &mut last).await;
+    match super::oracle::judge(info, session, &step, &outcome, &[]) {
+        None => Ok(()),
+        Some(v) => Err(v.detail),
+    }
+}
+
+impl Session {
+    /// A copy that owns the next seq, for a case run in the background.
+    pub fn fork(&mut self) -> Session {
+        let fork = Session {
+            session: self.session.clone(),
+            next: self.next,
+            burned: false,
+        };
+        self.next += 1;
+        fork
+    }
+
+    /// The underlying core session.
+    pub fn core(&self) -> &ClientSession {
+        &self.session
+    }
+}

@@ -1,0 +1,423 @@
+//! The input generator: structure-aware mutations drawn from a seeded
+//! stream, so one `--seed` always yields the same cases in the same order.
+
+use crate::rng::{RandomSource, SeededRandom};
+
+use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, Step};
+
+/// Which endpoints the generator may aim at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `POST /secure/session`.
+    pub session: bool,
+    /// `POST /secure/call`.
+    pub call: bool,
+    /// Plaintext agent routes.
+    pub plaintext: bool,
+}
+
+impl Endpoints {
+    /// Parses `session,call,plaintext` (any subset).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut e = Endpoints {
+            session: false,
+            call: false,
+            plaintext: false,
+        };
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match part {
+                "session" => e.session = true,
+                "call" => e.call = true,
+                "plaintext" => e.plaintext = true,
+                other => {
+                    return Err(format!(
+                        "unknown endpoint {other:?} (session, call, plaintext)"
+                    ))
+                }
+            }
+        }
+        if !(e.session || e.call || e.plaintext) {
+            return Err("no endpoint selected".into());
+        }
+        Ok(e)
+    }
+}
+
+/// Generates cases.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    rng: SeededRandom,
+    endpoints: Endpoints,
+}
+
+const RUN: &str = "/agents/{agent}/run";
+
+/// Honest inner JSON bodies (base64url of `{"input":"fuzz"}`).
+const RUN_BODY: &str = "eyJpbnB1dCI6ImZ1enoifQ";
+
+/// Paths that reach the channel endpoints under some spelling (CALL-8).
+const NESTED: &[&str] = &[
+    "/secure/session",
+    "/secure/call",
+    "/v1/secure/session",
+    "/api/secure/call",
+    "/v1/api/secure/session",
+    "/secure",
+];
+
+/// JSON values of every shape, for wrong types and edges.
+const ODD_JSON: &[&str] = &[
+    "null",
+    "true",
+    "[]",
+    "{}",
+    "\"\"",
+    "\"1\"",
+    "-1",
+    "1.5",
+    "1e3",
+    "18446744073709551616",
+    "9007199254740993",
+    "-0",
+    "\"\\u0000\"",
+    "\"\\ud800\"",
+    "\"é☃\"",
+];
+
+impl Generator {
+    /// A generator for `seed`; `worker` separates concurrent streams.
+    pub fn new(seed: u64, worker: u64, endpoints: Endpoints) -> Self {
+        Generator {
+            rng: SeededRandom::new(seed, &format!("netfuzz-worker-{worker}")),
+            endpoints,
+        }
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.rng.below(n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &'a [&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
+    /// Seeded random bytes.
+    pub fn bytes(&mut self, out: &mut [u8]) {
+        self.rng.fill(out);
+    }
+
+    /// A valid call to the run route.
+    pub fn valid_call() -> CallStep {
+        CallStep {
+            inner: Inner::Request {
+                method: "POST".into(),
+                path: RUN.into(),
+                auth: Auth::Key,
+                body: Some(RUN_BODY.into()),
+            },
+            seq: None,
+            envelope: Vec::new(),
+            bytes: Vec::new(),
+            framing: Framing::Normal,
+        }
+    }
+
+    /// The next case.
+    pub fn case(&mut self) -> Vec<Step> {
+        loop {
+            let roll = self.below(100);
+            let case = match roll {
+                0..=7 if self.endpoints.call => vec![Step::Call(Self::valid_call())],
+                8..=32 if self.endpoints.call => vec![Step::Call(self.envelope_case())],
+                33..=54 if self.endpoints.call => vec![Step::Call(self.inner_case())],
+                55..=64 if self.endpoints.call => vec![Step::Call(self.byte_case())],
+                65..=72 if self.endpoints.call && std::env::var("NF_NOFRAME").is_err() => {
+                    vec![Step::Call(self.framing_case())]
+                }
+                73..=86 if self.endpoints.call => self.stateful_case(),
+                87..=92 if self.endpoints.session => vec![self.handshake_case()],
+                93..=99 if self.endpoints.plaintext => vec![self.plain_case()],
+                _ => continue,
+            };
+            return case;
+        }
+    }
+
+    /// A further mutation of a corpus case: one more edit on its last call.
+    pub fn mutate(&mut self, mut steps: Vec<Step>) -> Vec<Step> {
+        if let Some(Step::Call(call)) = steps.last_mut() {
+            if call.framing.is_normal() && self.below(2) == 0 {
+                let extra = self.envelope_case();
+                call.envelope.extend(extra.envelope);
+            } else {
+                let extra = self.byte_case();
+                call.bytes.extend(extra.bytes);
+            }
+            call.envelope.truncate(4);
+            call.bytes.truncate(4);
+            return steps;
+        }
+        self.case()
+    }
+
+    fn envelope_case(&mut self) -> CallStep {
+        let mut call = Self::valid_call();
+        let edits = 1 + self.below(2);
+        for _ in 0..edits {
+            let edit = self.envelope_edit();
+            call.envelope.push(edit);
+        }
+        call
+    }
+
+    fn envelope_edit(&mut self) -> EnvelopeEdit {
+        let field = self.pick(&["v", "sid", "seq", "ct"]).to_string();
+        match self.below(8) {
+            0 => EnvelopeEdit::FlipCt,
+            1 => EnvelopeEdit::FlipTag,
+            2 => EnvelopeEdit::Remove { field },
+            3 => {
+                let json = self.pick(ODD_JSON).to_string();
+                EnvelopeEdit::Duplicate { field, json }
+            }
+            4 => {
+                // A wrong type or edge value: the target may read some of
+                // these leniently, so none of them is required to fail.
+                let json = self.pick(ODD_JSON).to_string();
+                EnvelopeEdit::Set {
+                    field,
+                    json,
+                    invalid: false,
+                }
+            }
+            _ => self.invalid_value(&field),
+        }
+    }
+
+    /// A value of the right type that no honest target can accept.
+    fn invalid_value(&mut self, field: &str) -> EnvelopeEdit {
+        let json = match field {
+            "v" => self.pick(&["0", "2", "-1", "100"]).to_string(),
+            "sid" => {
+                let len = [0usize, 1, 8, 64, 4096][self.below(5)];
+                format!("\"{}\"", "A".repeat(len))
+            }
+            "seq" => {
+                // Another seq under a valid tag: the AAD no longer matches.
+                format!("{}", 1_000_000 + self.below(1000))
+            }
+            _ => {
+                let kind = self.below(5);
+                match kind {
+                    0 => "\"\"".to_string(),
+                    1 => "\"AAAA\"".to_string(),
+                    2 => "\"====\"".to_string(),
+                    3 => "\"!!!!!!!!!!!!!!!!!!!!!!!!\"".to_string(),
+                    _ => format!("\"{}\"", "A".repeat(64 * 1024)),
+                }
+            }
+        };
+        EnvelopeEdit::Set {
+            field: field.to_string(),
+            json,
+            invalid: true,
+        }
+    }
+
+    fn inner_case(&mut self) -> CallStep {
+        let mut call = Self::valid_call();
+        call.inner = match self.below(7) {
+            0 => Inner::Request {
+                method: "POST".into(),
+                path: self.pick(NESTED).to_string(),
+                auth: Auth::Key,
+                body: None,
+            },
+            1 => Inner::Request {
+                method: "POST".into(),
+                path: RUN.into(),
+                auth: if self.below(2) == 0 {
+                    Auth::None
+                } else {
+                    Auth::Text(
+                        self.pick(&["Bearer wrong", "Bearer ", "Basic abc", "bearer x"])
+                            .into(),
+                    )
+                },
+                body: Some(RUN_BODY.into()),
+            },
+            2 => Inner::Request {
+                method: self.pick(&["GET", "POST", "DELETE"]).into(),
+                path: self
+                    .pick(&["/agents/no-such-agent/run", "/nope", "/agents/{agent}/nope"])
+                    .into(),
+                auth: Auth::Key,
+                body: None,
+            },
+            3 => Inner::Request {
+                method: "POST".into(),
+                path: RUN.into(),
+                auth: Auth::Key,
+                body: Some(self.pick(&["!!!", "a b", "eyJ+", "eyJ/"]).into()),
+            },
+            4 => Inner::Plaintext {
+                text: self
+                    .pick(&[
+                        "",
+                        "null",
+                        "[]",
+                        "{}",
+                        "{\"method\":\"GET\"}",
+                        "{\"method\":1,\"path\":\"/\"}",
+                        "{\"method\":\"GET\",\"path\":2}",
+                        "{\"method\":\"GET\",\"path\":\"relative\"}",
+                        "not json at all",
+                    ])
+                    .into(),
+            },
+            5 => {
+                let mut noise = vec![0u8; 1 + self.below(64)];
+                self.bytes(&mut noise);
+                // Garbage that is certainly not an InnerRequest.
+                Inner::Plaintext {
+                    text: format!("\u{1}{}", crate::protocol::encoding::b64url_encode(&noise)),
+                }
+            }
+            _ => Inner::Request {
+                method: "GET".into(),
+                path: "/agents/{agent}".into(),
+                auth: Auth::Key,
+                body: None,
+            },
+        };
+        call
+    }
+
+    fn byte_case(&mut self) -> CallStep {
+        let mut call = Self::valid_call();
+        let edits = 1 + self.below(3);
+        for _ in 0..edits {
+            let at = self.below(512);
+            let edit = match self.below(3) {
+                0 => ByteEdit::Truncate { keep: at },
+                1 => ByteEdit::Xor {
+                    at,
+                    mask: 1 + self.below(255) as u8,
+                },
+                _ => ByteEdit::Insert {
+                    at,
+                    text: self
+                        .pick(&[
+                            "\"",
+                            "{",
+                            "}",
+                            ",",
+                            "\\",
+                            "\u{0}",
+                            " ",
+                            "\u{feff}",
+                            "999999999999",
+                        ])
+                        .into(),
+                },
+            };
+            call.bytes.push(edit);
+        }
+        call
+    }
+
+    fn framing_case(&mut self) -> CallStep {
+        let mut call = Self::valid_call();
+        call.framing = match self.below(6) {
+            0 => Framing::LengthLie {
+                extra: 1 + self.below(100),
+            },
+            1 => Framing::LengthShort {
+                short: 1 + self.below(20),
+            },
+            2 => Framing::Chunked {
+                size: 1 + self.below(64),
+            },
+            3 => Framing::ChunkedBadSize,
+            4 => Framing::ChunkedUnterminated,
+            _ => Framing::LengthAndChunked,
+        };
+        call
+    }
+
+    fn stateful_case(&mut self) -> Vec<Step> {
+        match self.below(4) {
+            0 | 1 => vec![Step::Call(Self::valid_call()), Step::Resend],
+            2 => {
+                let mut call = Self::valid_call();
+                call.seq = Some(0);
+                vec![Step::Call(call)]
+            }
+            _ => {
+                // Edges of the seq space under a valid tag.
+                let mut call = Self::valid_call();
+                call.seq = Some([(1u64 << 53) + 1, u64::MAX, u64::MAX - 1, 1 << 63][self.below(4)]);
+                if self.below(2) == 0 {
+                    call.envelope.push(EnvelopeEdit::Set {
+                        field: "ct".into(),
+                        json: "\"\"".into(),
+                        invalid: true,
+                    });
+                }
+                vec![Step::Call(call)]
+            }
+        }
+    }
+
+    fn handshake_case(&mut self) -> Step {
+        let fields = ["v", "agentAddress", "encPub", "nonce"];
+        let mut obj = serde_json::Map::new();
+        obj.insert("v".into(), 1.into());
+        obj.insert("agentAddress".into(), "{address}".into());
+        let mut key = [0u8; 32];
+        self.bytes(&mut key);
+        obj.insert(
+            "encPub".into(),
+            crate::protocol::encoding::b64url_encode(&key).into(),
+        );
+        let mut nonce = [0u8; 16];
+        self.bytes(&mut nonce);
+        obj.insert(
+            "nonce".into(),
+            crate::protocol::encoding::b64url_encode(&nonce).into(),
+        );
+        let field = fields[self.below(fields.len())];
+        match self.below(3) {
+            0 => {
+                obj.remove(field);
+            }
+            _ => {
+                let odd: serde_json::Value =
+                    serde_json::from_str(self.pick(ODD_JSON)).unwrap_or_default();
+                obj.insert(field.into(), odd);
+            }
+        }
+        let mut body = serde_json::Value::Object(obj).to_string();
+        if self.below(5) == 0 {
+            let keep = self.below(body.len());
+            body.truncate(keep);
+        }
+        Step::Handshake { body }
+    }
+
+    fn plain_case(&mut self) -> Step {
+        Step::Plain {
+            method: self.pick(&["POST", "GET"]).into(),
+            path: self
+                .pick(&[
+                    "/agents/{agent}/run",
+                    "/v1/agents/{agent}/run",
+                    "/api/agents/{agent}/run",
+                    "/agents/{agent}/dispatch",
+                ])
+                .into(),
+            with_key: self.below(3) != 0,
+            body: self.pick(&["{\"input\":\"x\"}", "", "{", "[]"]).into(),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The network fuzzer: structure-aware inputs against any endpoint by URL,
+//! oracles that know what the protocol allows, and findings that replay
+//! with one command.
+//!
+//! A case is a few [`case::Step`]s (an honest action plus named
+//! mutations: JSON, base64url, crypto-level over a valid tag, raw bytes,
+//! HTTP framing, stateful sequences). [`exec`] puts them on the wire,
+//! [`oracle`] judges the answers, [`runner`] confirms each hit on a fresh
+//! session, buckets it by [`case::Signature`], minimises and saves it.
+//! Everything random comes from `--seed`.
+
+pub mod case;
+pub mod cli;
+pub mod exec;
+pub mod gen;
+pub mod oracle;
+pub mod runner;
+pub mod scenario;

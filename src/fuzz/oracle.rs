@@ -1,0 +1,429 @@
+//! The oracles: what the protocol allows as an answer to each input, and
+//! the verdict when the target's answer falls outside it.
+
+use crate::protocol::encoding::{b64url_decode, B64Strictness};
+use crate::protocol::error::ChannelErrorCode;
+use crate::protocol::sse::SseDecoder;
+use crate::protocol::wire::{CodedErrorBody, Frame, InnerResponse, PlainErrorBody, ServerHello};
+
+use super::case::{Auth, CallStep, EnvelopeEdit, Inner, Signature, Step};
+use super::exec::{Outcome, Reply, Session, TargetInfo};
+
+/// A fired oracle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The bucket.
+    pub signature: Signature,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// What an honest target may answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// A sealed 200.
+    Accept,
+    /// A documented refusal; a 200 contradicts the input.
+    Refuse,
+    /// Either, as long as it is well formed.
+    Either,
+}
+
+#[derive(Debug, Clone)]
+struct Expected {
+    class: Class,
+    /// The exact refusal status, when the protocol fixes it.
+    status: Option<u16>,
+    /// Inner status must be 2xx (true), must not be (false), or is free.
+    inner_ok: Option<bool>,
+    layer: &'static str,
+    field: String,
+}
+
+impl Expected {
+    fn new(class: Class, layer: &'static str, field: impl Into<String>) -> Self {
+        Expected {
+            class,
+            status: None,
+            inner_ok: None,
+            layer,
+            field: field.into(),
+        }
+    }
+
+    fn status(mut self, s: u16) -> Self {
+        self.status = Some(s);
+        self
+    }
+
+    fn inner_ok(mut self, ok: bool) -> Self {
+        self.inner_ok = Some(ok);
+        self
+    }
+}
+
+/// The inner path after the routing prefixes are stripped (GATE-2).
+fn routed(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    for prefix in ["/v1/api", "/api", "/v1"] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            if rest.is_empty() {
+                return "/".into();
+            }
+            if rest.starts_with('/') {
+                return rest.into();
+            }
+        }
+    }
+    path.into()
+}
+
+/// The first edit that still makes the call unacceptable once every later
+/// edit has been applied: a flip counts only an odd number of times, and a
+/// later edit of the same field supersedes an earlier one.
+fn refusing_edit(edits: &[EnvelopeEdit]) -> Option<&EnvelopeEdit> {
+    let rewrites_ct = |e: &EnvelopeEdit| {
+        matches!(
+            e,
+            EnvelopeEdit::Set { .. } | EnvelopeEdit::Remove { .. } | EnvelopeEdit::Duplicate { .. }
+        ) && e.field() == "ct"
+    };
+    edits.iter().enumerate().find_map(|(i, e)| {
+        if !e.must_refuse() {
+            return None;
+        }
+        let later = &edits[i + 1..];
+        let kept = match e {
+            EnvelopeEdit::FlipCt | EnvelopeEdit::FlipTag => {
+                let same = edits.iter().filter(|x| *x == e).count();
+                same % 2 == 1 && !later.iter().any(rewrites_ct)
+            }
+            _ => !later.iter().any(|x| {
+                x.field() == e.field() && !matches!(x, EnvelopeEdit::FlipCt | EnvelopeEdit::FlipTag)
+            }),
+        };
+        kept.then_some(e)
+    })
+}
+
+fn expect_call(call: &CallStep) -> Expected {
+    if !call.framing.is_normal() {
+        return Expected::new(Class::Either, "framing", call.framing.name());
+    }
+    if !call.bytes.is_empty() {
+        return Expected::new(Class::Either, "bytes", "body");
+    }
+    if let Some(edit) = refusing_edit(&call.envelope) {
+        let e = Expected::new(Class::Refuse, "envelope", edit.field());
+        return if call.envelope.len() == 1 && *edit == EnvelopeEdit::FlipTag && call.seq.is_none() {
+            e.status(400)
+        } else {
+            e
+        };
+    }
+    if let Some(edit) = call.envelope.first() {
+        return Expected::new(Class::Either, "envelope", edit.field());
+    }
+    match call.seq {
+        Some(0) => return Expected::new(Class::Refuse, "stateful", "seq-zero").status(409),
+        Some(_) => return Expected::new(Class::Either, "stateful", "seq-edge"),
+        None => {}
+    }
+    match &call.inner {
+        Inner::Plaintext { .. } => Expected::new(Class::Refuse, "inner", "plaintext").status(400),
+        Inner::Request {
+            path, auth, body, ..
+        } => {
+            let r = routed(path);
+            if r == "/secure" || r.starts_with("/secure/") {
+                return Expected::new(Class::Refuse, "inner", "path-nesting").status(400);
+            }
+            if let Some(b) = body {
+                if b64url_decode(b, B64Strictness::Upstream).is_err() {
+                    return Expected::new(Class::Refuse, "inner", "body").status(400);
+                }
+            }
+            let run = path == "/agents/{agent}/run";
+            if *auth != Auth::Key {
+                return Expected::new(Class::Accept, "inner", "authorization").inner_ok(false);
+            }
+            if run {
+                Expected::new(Class::Accept, "valid", "call").inner_ok(true)
+            } else {
+                Expected::new(Class::Accept, "inner", "path")
+            }
+        }
+    }
+}
+
+fn verdict(e: &Expected, oracle: &str, detail: String) -> Option<Verdict> {
+    Some(Verdict {
+        signature: Signature {
+            oracle: oracle.into(),
+            layer: e.layer.into(),
+            field: e.field.clone(),
+        },
+        detail,
+    })
+}
+
+/// Whether `body` is one of the documented channel error shapes with a
+/// status that matches its code.
+fn documented_call_error(status: u16, body: &[u8]) -> Result<(), String> {
+    let coded = CodedErrorBody::parse(body)
+        .map_err(|e| format!("HTTP {status} body is not a channel error: {e}"))?;
+    let code = coded.code.as_deref().unwrap_or("");
+    match ChannelErrorCode::from_code(code) {
+        Some(c) if c.status() == status => Ok(()),
+        Some(c) => Err(format!(
+            "code {code} belongs with HTTP {}, came with HTTP {status}",
+            c.status()
+        )),
+        None => Err(format!("HTTP {status} with undocumented code {code:?}")),
+    }
+}
+
+/// Judges one step's outcome; `prev` holds the case's earlier outcomes.
+pub fn judge(
+    info: &TargetInfo,
+    session: &Session,
+    step: &Step,
+    outcome: &Outcome,
+    prev: &[Outcome],
+) -> Option<Verdict> {
+    let e = match step {
+        Step::Call(call) => expect_call(call),
+        Step::Resend => {
+            let first_ok = matches!(
+                prev.last().map(|o| &o.reply),
+                Some(Reply::Http { status: 200, .. })
+            );
+            let e = Expected::new(Class::Refuse, "stateful", "replay");
+            if first_ok {
+                e.status(409)
+            } else {
+                e
+            }
+        }
+        Step::Handshake { .. } => Expected::new(Class::Either, "handshake", "hello"),
+        Step::Plain { .. } => Expected::new(Class::Refuse, "plaintext", "route"),
+    };
+    let framing = matches!(step, Step::Call(c) if !c.framing.is_normal());
+    let (status, content_type, body) = match &outcome.reply {
+        Reply::Timeout(d) => return verdict(&e, "timeout", d.clone()),
+        Reply::Dropped(d) if !framing => return verdict(&e, "dropped-connection", d.clone()),
+        Reply::Dropped(_) | Reply::Closed => return None,
+        Reply::Http {
+            status,
+            content_type,
+            body,
+        } => (*status, content_type.as_deref(), body.as_slice()),
+    };
+    if status >= 500 {
+        return verdict(
+            &e,
+            "server-error",
+            format!("HTTP {status}: {}", super::exec::lossy(body, 300)),
+        );
+    }
+    match step {
+        Step::Handshake { .. } => return judge_handshake(&e, status, body),
+        Step::Plain { path, .. } => {
+            if info.relay_origin && (200..300).contains(&status) && path.contains("{agent}") {
+                return verdict(
+                    &e,
+                    "plaintext-accepted",
+                    format!("a remote plaintext agent request got HTTP {status}"),
+                );
+            }
+            return None;
+        }
+        _ => {}
+    }
+    if framing {
+        return None;
+    }
+    if status != 200 {
+        if let Err(why) = documented_call_error(status, body) {
+            return verdict(&e, "undocumented-body", why);
+        }
+        if e.class == Class::Accept {
+            return verdict(
+                &e,
+                "refused-valid",
+                format!("HTTP {status}: {}", super::exec::lossy(body, 300)),
+            );
+        }
+        if let Some(want) = e.status {
+            if want != status {
+                return verdict(
+                    &e,
+                    "wrong-status",
+                    format!(
+                        "expected HTTP {want}, got HTTP {status}: {}",
+                        super::exec::lossy(body, 300)
+                    ),
+                );
+            }
+        }
+        return None;
+    }
+    if e.class == Class::Refuse {
+        return verdict(
+            &e,
+            "accepted-invalid",
+            format!(
+                "HTTP 200 for an input the protocol refuses: {}",
+                super::exec::lossy(body, 300)
+            ),
+        );
+    }
+    let Some(seq) = outcome.seq else {
+        return None;
+    };
+    match open_response(session, seq, content_type, body) {
+        Err((oracle, why)) => verdict(&e, oracle, why),
+        Ok(inner_status) => {
+            let ok = (200..300).contains(&inner_status);
+            match e.inner_ok {
+                Some(false) if ok => verdict(
+                    &e,
+                    "inner-auth-bypass",
+                    format!(
+                        "inner status {inner_status} for an inner request without the access key"
+                    ),
+                ),
+                Some(true) if !ok => verdict(
+                    &e,
+                    "refused-valid",
+                    format!("inner status {inner_status} for a valid call"),
+                ),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Verdict> {
+    if status == 200 {
+        return match ServerHello::parse(body) {
+            Ok(_) => None,
+            Err(err) => verdict(
+                e,
+                "undocumented-body",
+                format!("HTTP 200 without a ServerHello: {err}"),
+            ),
+        };
+    }
+    let plain = PlainErrorBody::parse(body).is_ok();
+    let coded = CodedErrorBody::parse(body).is_ok_and(|c| c.code.is_some() || c.message.is_some());
+    if plain || coded {
+        None
+    } else {
+        verdict(
+            e,
+            "undocumented-body",
+            format!(
+                "HTTP {status} refusal body is not a documented shape: {}",
+                super::exec::lossy(body, 300)
+            ),
+        )
+    }
+}
+
+/// Opens a 200 answer: a buffered frame or an event stream; returns the
+/// inner status (0 for a stream, which carries none).
+fn open_response(
+    session: &Session,
+    seq: u64,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<u16, (&'static str, String)> {
+    let mut opener = session.core().response_opener(seq);
+    let is_stream = content_type.is_some_and(|c| {
+        c.trim()
+            .to_ascii_lowercase()
+            .starts_with("text/event-stream")
+    });
+    if is_stream {
+        let mut decoder = SseDecoder::new(body.len() + 1);
+        let events = decoder
+            .feed(body)
+            .map_err(|e| ("frame-not-opening", e.to_string()))?;
+        for event in events {
+            let frame = Frame::parse(&event).map_err(|e| ("plaintext-response", e.to_string()))?;
+            opener
+                .open(&frame)
+                .map_err(|e| ("frame-not-opening", e.to_string()))?;
+        }
+        opener
+            .finish()
+            .map_err(|e| ("missing-fin", e.to_string()))?;
+        return Ok(200);
+    }
+    let frame = Frame::parse(body).map_err(|e| {
+        (
+            "plaintext-response",
+            format!(
+                "HTTP 200 body is not a sealed frame ({e}): {}",
+                super::exec::lossy(body, 300)
+            ),
+        )
+    })?;
+    let plaintext = opener
+        .open(&frame)
+        .map_err(|e| ("frame-not-opening", e.to_string()))?;
+    opener
+        .finish()
+        .map_err(|e| ("missing-fin", e.to_string()))?;
+    let inner = InnerResponse::parse(&plaintext).map_err(|e| {
+        (
+            "frame-not-opening",
+            format!("inner response unreadable: {e}"),
+        )
+    })?;
+    u16::try_from(inner.status)
+        .ok()
+        .filter(|s| (100..=999).contains(s))
+        .ok_or((
+            "frame-not-opening",
+            format!("inner status {} is not HTTP", inner.status),
+        ))
+}
+
+/// A short description of the answer's shape, for the corpus.
+pub fn shape(outcome: &Outcome) -> String {
+    match &outcome.reply {
+        Reply::Http { status, body, .. } => {
+            let code = CodedErrorBody::parse(body)
+                .ok()
+                .and_then(|c| c.code)
+                .unwrap_or_default();
+            format!("{} {status} {code}", outcome.endpoint)
+        }
+        Reply::Closed => format!("{} closed", outcome.endpoint),
+        Reply::Dropped(_) => format!("{} dropped", outcome.endpoint),
+        Reply::Timeout(_) => format!("{} timeout", outcome.endpoint),
+    }
+}
+
+/// The answer the protocol fixes for `step`, as (outer status, inner
+/// status), for turning a finding into a regression scenario; `None` when
+/// the protocol only asks for a well-formed answer.
+pub fn fixed_answer(step: &Step, prev_accepted: bool) -> Option<(u16, Option<u16>)> {
+    let e = match step {
+        Step::Call(call) => expect_call(call),
+        Step::Resend if prev_accepted => return Some((409, None)),
+        Step::Plain { .. } => return None,
+        _ => return None,
+    };
+    match e.class {
+        Class::Accept => Some((200, e.inner_ok.map(|ok| if ok { 200 } else { 401 }))),
+        Class::Refuse => Some((
+            e.status.unwrap_or(if e.field == "sid" { 401 } else { 400 }),
+            None,
+        )),
+        Class::Either if e.field == "seq-edge" => Some((200, Some(200))),
+        Class::Either => None,
+    }
+}

@@ -1,0 +1,675 @@
+//! The fuzzing loop: generate, run, judge, confirm on a fresh session,
+//! bucket, minimise, save; with liveness probes, a corpus and progress.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::rng::SeededRandom;
+
+use super::case::{CorpusEntry, Exchange, Finding, Signature, Step};
+use super::exec::{self, ExecError, HandshakeBudget, Outcome, Session, TargetInfo};
+use super::gen::{Endpoints, Generator};
+use super::oracle::{self, Verdict};
+
+/// Everything one fuzzing run needs.
+#[derive(Debug, Clone)]
+pub struct FuzzConfig {
+    /// The target.
+    pub info: TargetInfo,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many executions.
+    pub max_execs: Option<u64>,
+    /// Where inputs that reached new response shapes are kept between runs.
+    pub corpus: Option<PathBuf>,
+    /// Where findings are written.
+    pub findings: Option<PathBuf>,
+    /// Concurrent workers, each with its own session and input stream.
+    pub concurrency: usize,
+    /// Handshakes allowed per window (`None`: unlimited).
+    pub handshake_budget: Option<(u32, u64)>,
+    /// The endpoints aimed at.
+    pub endpoints: Endpoints,
+    /// A liveness probe after every this many executions.
+    pub liveness_every: u64,
+    /// Draw the progress display on stderr.
+    pub progress: bool,
+}
+
+/// One bucket in the summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketSummary {
+    /// `oracle/layer/field`.
+    pub signature: String,
+    /// The oracle.
+    pub oracle: String,
+    /// The layer.
+    pub layer: String,
+    /// The field.
+    pub field: String,
+    /// Confirmed occurrences.
+    pub count: u64,
+    /// The saved finding.
+    pub file: Option<String>,
+    /// What the oracle saw the first time.
+    pub detail: String,
+}
+
+/// The JSON summary printed at the end of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The target label.
+    pub target: String,
+    /// The seed.
+    pub seed: u64,
+    /// Executions (cases) run.
+    pub execs: u64,
+    /// Wall-clock seconds.
+    pub elapsed_secs: f64,
+    /// Executions per second.
+    pub execs_per_sec: f64,
+    /// Honest handshakes spent.
+    pub handshakes: u64,
+    /// Corpus entries at the end.
+    pub corpus_size: usize,
+    /// Oracle hits that did not reproduce on a fresh session.
+    pub unconfirmed: u64,
+    /// The findings, one per bucket.
+    pub findings: Vec<BucketSummary>,
+    /// Set when the target stopped answering: the case number.
+    pub target_died_at: Option<u64>,
+    /// Why the run decided the target died.
+    pub died_reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    buckets: BTreeMap<Signature, BucketSummary>,
+    shapes: BTreeSet<String>,
+    corpus: Vec<Vec<Step>>,
+    unconfirmed: u64,
+    died: Option<(u64, String)>,
+}
+
+/// Runs one step list on `session`, stopping at the first oracle hit.
+pub async fn run_case(
+    info: &TargetInfo,
+    session: &mut Session,
+    steps: &[Step],
+) -> (Option<Verdict>, Vec<Outcome>) {
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(steps.len());
+    let mut last_call = None;
+    for step in steps {
+        let outcome = exec::run_step(info, session, step, &mut last_call).await;
+        let verdict = oracle::judge(info, session, step, &outcome, &outcomes);
+        outcomes.push(outcome);
+        if verdict.is_some() {
+            return (verdict, outcomes);
+        }
+    }
+    (None, outcomes)
+}
+
+/// Runs `steps` on a fresh session; the verdict, if any, and the exchanges.
+pub async fn reproduce(
+    info: &TargetInfo,
+    steps: &[Step],
+    rng: &mut SeededRandom,
+    budget: &Mutex<HandshakeBudget>,
+) -> Result<(Option<Verdict>, Vec<Outcome>), ExecError> {
+    let mut session = {
+        let mut b = budget.lock().await;
+        Session::open(info, rng, &mut b).await?
+    };
+    Ok(run_case(info, &mut session, steps).await)
+}
+
+/// Tries smaller versions of `steps` that still fire `sig`.
+async fn minimise(
+    info: &TargetInfo,
+    steps: Vec<Step>,
+    sig: &Signature,
+    rng: &mut SeededRandom,
+    budget: &Mutex<HandshakeBudget>,
+) -> Vec<Step> {
+    if sig.oracle == "timeout" {
+        // Each try would cost a full timeout; the input is small anyway.
+        return steps;
+    }
+    let mut best = steps;
+    let mut tries = 0;
+    let candidates = |best: &Vec<Step>| -> Vec<Vec<Step>> {
+        let mut out = Vec::new();
+        for i in 0..best.len().saturating_sub(1) {
+            let mut c = best.clone();
+            c.remove(i);
+            out.push(c);
+        }
+        if let Some(Step::Call(call)) = best.last() {
+            for i in 0..call.envelope.len() {
+                let mut c = best.clone();
+                if let Some(Step::Call(last)) = c.last_mut() {
+                    last.envelope.remove(i);
+                }
+                out.push(c);
+            }
+            for i in 0..call.bytes.len() {
+                let mut c = best.clone();
+                if let Some(Step::Call(last)) = c.last_mut() {
+                    last.bytes.remove(i);
+                }
+                out.push(c);
+            }
+        }
+        out
+    };
+    'outer: loop {
+        for candidate in candidates(&best) {
+            tries += 1;
+            if tries > 12 {
+                break 'outer;
+            }
+            if let Ok((Some(v), _)) = reproduce(info, &candidate, rng, budget).await {
+                if v.signature == *sig {
+                    best = candidate;
+                    continue 'outer;
+                }
+            }
+        }
+        break;
+    }
+    best
+}
+
+fn file_name(sig: &Signature) -> String {
+    let raw = format!("{}-{}-{}", sig.oracle, sig.layer, sig.field);
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{clean}.json")
+}
+
+fn exchanges(outcomes: &[Outcome]) -> Vec<Exchange> {
+    outcomes
+        .iter()
+        .map(|o| Exchange {
+            endpoint: o.endpoint.to_string(),
+            sent: exec::lossy(&o.sent, 4096),
+            received: o.reply.describe(),
+        })
+        .collect()
+}
+
+/// Errors reading or writing the run's files.
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file did not hold what it should.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The path.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), FilesError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| FilesError::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| FilesError::Io {
+            path: dir.into(),
+            source,
+        })?;
+    }
+    std::fs::write(path, text + "\n").map_err(|source| FilesError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Loads a saved finding.
+pub fn load_finding(path: &Path) -> Result<Finding, FilesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FilesError::Io {
+        path: path.into(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| FilesError::Format {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Loads every corpus entry in `dir` (missing dir: none), sorted by name so
+/// runs are repeatable.
+pub fn load_corpus(dir: &Path) -> Vec<CorpusEntry> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect()
+}
+
+fn shape_file(shape: &str) -> String {
+    // FNV-1a: a stable name for a shape across runs and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in shape.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}.json")
+}
+
+struct Ctx {
+    cfg: FuzzConfig,
+    shared: Mutex<Shared>,
+    budget: Mutex<HandshakeBudget>,
+    execs: AtomicU64,
+    stop: AtomicBool,
+    deadline: Option<Instant>,
+    preload: Vec<Vec<Step>>,
+}
+
+impl Ctx {
+    fn next_case(&self) -> Option<u64> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let n = self.execs.fetch_add(1, Ordering::Relaxed);
+        if self.cfg.max_execs.is_some_and(|m| n >= m) {
+            self.execs.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(n)
+    }
+
+    async fn died(&self, case: u64, why: String) {
+        let mut s = self.shared.lock().await;
+        if s.died.is_none() {
+            s.died = Some((case, why));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+async fn worker(ctx: Arc<Ctx>, id: u64) {
+    let info = &ctx.cfg.info;
+    let mut gen = Generator::new(ctx.cfg.seed, id, ctx.cfg.endpoints);
+    let mut rng = exec::handshake_rng(ctx.cfg.seed, id);
+    let mut session: Option<Session> = None;
+    let mut preload = if id == 0 {
+        ctx.preload.clone()
+    } else {
+        Vec::new()
+    };
+    preload.reverse();
+    let mut pick = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-corpus-{id}"));
+    let mut slow = tokio::task::JoinSet::new();
+    while let Some(case) = ctx.next_case() {
+        let steps = match preload.pop() {
+            Some(s) => s,
+            None => {
+                let corpus_pick = {
+                    let s = ctx.shared.lock().await;
+                    if !s.corpus.is_empty() && pick.below(4) == 0 {
+                        Some(s.corpus[pick.below(s.corpus.len() as u64) as usize].clone())
+                    } else {
+                        None
+                    }
+                };
+                match corpus_pick {
+                    Some(base) => gen.mutate(base),
+                    None => gen.case(),
+                }
+            }
+        };
+        if !session.as_ref().is_some_and(|s| s.usable(now_secs())) {
+            let opened = {
+                let mut b = ctx.budget.lock().await;
+                Session::open(info, &mut rng, &mut b).await
+            };
+            match opened {
+                Ok(s) => session = Some(s),
+                Err(e) => {
+                    ctx.died(case, format!("the honest handshake failed: {e}"))
+                        .await;
+                    return;
+                }
+            }
+        }
+        let Some(current) = session.as_mut() else {
+            return;
+        };
+        if waits_for_server(&steps) {
+            // These inputs wait out the target's body timeout; run them
+            // beside the stream so the wait is not the fuzzer's rate.
+            let mut fork = current.fork();
+            while slow.len() >= MAX_SLOW_IN_FLIGHT {
+                let _ = slow.join_next().await;
+            }
+            let ctx = ctx.clone();
+            slow.spawn(async move {
+                let info = &ctx.cfg.info;
+                let (verdict, outcomes) = run_case(info, &mut fork, &steps).await;
+                record_shapes(&ctx, &steps, &outcomes).await;
+                if let Some(v) = verdict {
+                    let mut rng = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-slow-{case}"));
+                    confirm(&ctx, case, steps, v, &mut rng).await;
+                    probe(&ctx, case, &mut rng).await;
+                }
+            });
+            continue;
+        }
+        let (verdict, outcomes) = run_case(info, current, &steps).await;
+        if current.burned {
+            session = None;
+        }
+        record_shapes(&ctx, &steps, &outcomes).await;
+        if let Some(v) = verdict {
+            // The input may have left state behind: start clean.
+            session = None;
+            confirm(&ctx, case, steps, v, &mut rng).await;
+            if !probe(&ctx, case, &mut rng).await {
+                return;
+            }
+        } else if ctx.cfg.liveness_every > 0 && case % ctx.cfg.liveness_every == 0 && case > 0 {
+            if let Some(s) = session.as_mut() {
+                if exec::probe(info, s).await.is_err() && !probe(&ctx, case, &mut rng).await {
+                    return;
+                }
+            }
+        }
+    }
+    while slow.join_next().await.is_some() {}
+}
+
+/// Most background cases in flight per worker.
+const MAX_SLOW_IN_FLIGHT: usize = 64;
+
+/// Whether a case's answer may wait on a timeout: raw-framed requests end
+/// when the target gives up on the body or the connection goes quiet.
+fn waits_for_server(steps: &[Step]) -> bool {
+    matches!(steps, [Step::Call(c)] if !c.framing.is_normal())
+}
+
+/// A valid call on a fresh session; on failure, once more after a pause,
+/// then the run stops with "target died".
+async fn probe(ctx: &Ctx, case: u64, rng: &mut SeededRandom) -> bool {
+    let mut last = String::new();
+    for attempt in 0..2 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let opened = {
+            let mut b = ctx.budget.lock().await;
+            Session::open(&ctx.cfg.info, rng, &mut b).await
+        };
+        match opened {
+            Ok(mut s) => match exec::probe(&ctx.cfg.info, &mut s).await {
+                Ok(()) => return true,
+                Err(e) => last = e,
+            },
+            Err(e) => last = e.to_string(),
+        }
+    }
+    ctx.died(case, format!("liveness probe failed: {last}"))
+        .await;
+    false
+}
+
+async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
+    let Some(last) = outcomes.last() else {
+        return;
+    };
+    let shape = oracle::shape(last);
+    let mut s = ctx.shared.lock().await;
+    if s.shapes.insert(shape.clone()) {
+        s.corpus.push(steps.to_vec());
+        if let Some(dir) = &ctx.cfg.corpus {
+            let entry = CorpusEntry {
+                shape: shape.clone(),
+                steps: steps.to_vec(),
+            };
+            let path = dir.join(shape_file(&shape));
+            if !path.exists() {
+                if let Err(e) = write_json(&path, &entry) {
+                    tracing::warn!("cannot save a corpus entry: {e}");
+                }
+            }
+        }
+    }
+}
+
+async fn confirm(ctx: &Ctx, case: u64, steps: Vec<Step>, first: Verdict, rng: &mut SeededRandom) {
+    let info = &ctx.cfg.info;
+    let again = reproduce(info, &steps, rng, &ctx.budget).await;
+    let confirmed = matches!(&again, Ok((Some(v), _)) if v.signature == first.signature);
+    if !confirmed {
+        ctx.shared.lock().await.unconfirmed += 1;
+        return;
+    }
+    let known = {
+        let mut s = ctx.shared.lock().await;
+        match s.buckets.get_mut(&first.signature) {
+            Some(b) => {
+                b.count += 1;
+                true
+            }
+            None => false,
+        }
+    };
+    if known {
+        return;
+    }
+    let small = minimise(info, steps, &first.signature, rng, &ctx.budget).await;
+    let outcomes = match reproduce(info, &small, rng, &ctx.budget).await {
+        Ok((_, o)) => o,
+        Err(_) => again.map(|(_, o)| o).unwrap_or_default(),
+    };
+    let mut file = None;
+    if let Some(dir) = &ctx.cfg.findings {
+        let finding = Finding {
+            signature: first.signature.clone(),
+            detail: first.detail.clone(),
+            seed: ctx.cfg.seed,
+            case,
+            count: 1,
+            steps: small,
+            exchanges: exchanges(&outcomes),
+            target: info.label.clone(),
+            notes: BTreeMap::new(),
+        };
+        let path = dir.join(file_name(&first.signature));
+        match write_json(&path, &finding) {
+            Ok(()) => file = Some(path.display().to_string()),
+            Err(e) => tracing::warn!("cannot save a finding: {e}"),
+        }
+    }
+    let mut s = ctx.shared.lock().await;
+    let entry = s
+        .buckets
+        .entry(first.signature.clone())
+        .or_insert_with(|| BucketSummary {
+            signature: first.signature.to_string(),
+            oracle: first.signature.oracle.clone(),
+            layer: first.signature.layer.clone(),
+            field: first.signature.field.clone(),
+            count: 0,
+            file: None,
+            detail: first.detail.clone(),
+        });
+    entry.count += 1;
+    entry.file = file;
+}
+
+/// Rewrites each saved finding's `count` with the run's final tally.
+fn update_counts(cfg: &FuzzConfig, buckets: &[BucketSummary]) {
+    for b in buckets {
+        let Some(path) = &b.file else { continue };
+        let path = Path::new(path);
+        if let Ok(mut f) = load_finding(path) {
+            f.count = b.count;
+            let _ = write_json(path, &f);
+        }
+    }
+    let _ = cfg;
+}
+
+/// Runs the fuzzer and returns its summary.
+pub async fn run(cfg: FuzzConfig) -> Summary {
+    let start = Instant::now();
+    let preload: Vec<Vec<Step>> = cfg
+        .corpus
+        .as_deref()
+        .map(load_corpus)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.steps)
+        .collect();
+    let ctx = Arc::new(Ctx {
+        budget: Mutex::new(HandshakeBudget::new(cfg.handshake_budget)),
+        shared: Mutex::new(Shared::default()),
+        execs: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        deadline: cfg.duration.map(|d| start + d),
+        preload,
+        cfg,
+    });
+    let bar = progress_bar(&ctx);
+    let ticker = bar.clone().map(|bar| {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                update_bar(&ctx, &bar, start).await;
+            }
+        })
+    });
+    let workers: Vec<_> = (0..ctx.cfg.concurrency.max(1) as u64)
+        .map(|id| tokio::spawn(worker(ctx.clone(), id)))
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(bar) = &bar {
+        update_bar(&ctx, bar, start).await;
+        bar.finish();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let execs = ctx.execs.load(Ordering::Relaxed);
+    let handshakes = ctx.budget.lock().await.total;
+    let s = ctx.shared.lock().await;
+    let findings: Vec<BucketSummary> = s.buckets.values().cloned().collect();
+    update_counts(&ctx.cfg, &findings);
+    Summary {
+        target: ctx.cfg.info.label.clone(),
+        seed: ctx.cfg.seed,
+        execs,
+        elapsed_secs: elapsed,
+        execs_per_sec: if elapsed > 0.0 {
+            execs as f64 / elapsed
+        } else {
+            0.0
+        },
+        handshakes,
+        corpus_size: s.corpus.len(),
+        unconfirmed: s.unconfirmed,
+        findings,
+        target_died_at: s.died.as_ref().map(|d| d.0),
+        died_reason: s.died.as_ref().map(|d| d.1.clone()),
+    }
+}
+
+fn progress_bar(ctx: &Ctx) -> Option<indicatif::ProgressBar> {
+    if !ctx.cfg.progress {
+        return None;
+    }
+    let bar = match ctx.cfg.max_execs {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    bar.set_style(style);
+    Some(bar)
+}
+
+async fn update_bar(ctx: &Ctx, bar: &indicatif::ProgressBar, start: Instant) {
+    let execs = ctx.execs.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64().max(0.001);
+    let s = ctx.shared.lock().await;
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for (sig, b) in &s.buckets {
+        *kinds.entry(sig.oracle.as_str()).or_default() += b.count;
+    }
+    let kinds = if kinds.is_empty() {
+        "none".to_string()
+    } else {
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let left = match (ctx.deadline, ctx.cfg.max_execs) {
+        (Some(d), _) => format!(
+            "{}s left",
+            d.saturating_duration_since(Instant::now()).as_secs()
+        ),
+        (None, Some(m)) => format!("{} execs left", m.saturating_sub(execs)),
+        (None, None) => "no limit".into(),
+    };
+    bar.set_position(execs);
+    bar.set_message(format!(
+        "{execs} execs ({:.0}/s) | findings: {kinds} | corpus {} | {left}",
+        execs as f64 / elapsed,
+        s.corpus.len()
+    ));
+}
