@@ -587,3 +587,65 @@ fn harness_relay_between_python_client_and_python_server() {
         );
     }
 }
+
+/// Whether the built harness has a subcommand (some land later than others).
+fn harness_has(subcommand: &str) -> bool {
+    let out = run({
+        let mut cmd = harness();
+        cmd.arg("--help");
+        cmd
+    });
+    text(&out.stdout)
+        .lines()
+        .any(|line| line.split_whitespace().next() == Some(subcommand))
+}
+
+#[test]
+fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
+    if !python_ready() {
+        return;
+    }
+    if !harness_has("fuzz") {
+        eprintln!("skipping: this build of osc-harness has no fuzz subcommand");
+        return;
+    }
+    let server = python_server(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run({
+        let mut cmd = harness();
+        cmd.args(["fuzz", "--target", &server.field("url")])
+            .args(["--agent-address", &server.field("agentAddress")])
+            .args([
+                "--access-key",
+                "osk-v1.interop",
+                "--agent-id",
+                "interop-agent",
+            ])
+            .args(["--relay-origin", "true", "--handshake-budget", "0"])
+            .args([
+                "--max-execs",
+                "400",
+                "--seed",
+                "5",
+                "--timeout",
+                "10",
+                "--quiet",
+            ])
+            .arg("--findings")
+            .arg(dir.path().join("findings"));
+        cmd
+    });
+    let stdout = text(&out.stdout);
+    let summary: Value = stdout
+        .find('{')
+        .and_then(|at| serde_json::from_str(&stdout[at..]).ok())
+        .unwrap_or_else(|| panic!("no JSON summary: {}", describe(&out)));
+    assert_eq!(summary["execs"], 400, "{summary:#}");
+    assert_eq!(
+        summary["findings"].as_array().map(Vec::len),
+        Some(0),
+        "{summary:#}"
+    );
+    assert!(summary["target_died_at"].is_null(), "{summary:#}");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}

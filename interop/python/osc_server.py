@@ -35,7 +35,7 @@ MAX_SESSION_BODY = 64 * 1024
 MAX_CALL_BODY = 32 * 1024 * 1024
 MAX_PLAIN_BODY = 1024 * 1024
 MAX_SESSIONS = 256
-BODY_DEADLINE = 15.0
+BODY_DEADLINE = 5.0
 RELAY_MARKER = "x-osaurus-relay-origin"
 RESERVED_INNER = {
     "host", "content-length", "connection", "authorization", "accept",
@@ -247,7 +247,7 @@ def make_handler(state: State):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        timeout = 15  # bounds every read from the socket
+        timeout = BODY_DEADLINE  # bounds every read from the socket
 
         def log_message(self, *args) -> None:  # quiet: stdout carries the ready line
             pass
@@ -286,10 +286,13 @@ def make_handler(state: State):
             deadline = time.monotonic() + BODY_DEADLINE
             parts, got = [], 0
             while got < n:
-                if time.monotonic() > deadline:
-                    self.close_connection = True
+                try:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("body deadline passed")
+                    chunk = self.rfile.read1(min(n - got, 65536))
+                except OSError:  # includes the socket's own timeout
+                    self.send_body(408, "text/plain", b"Request Timeout")
                     return None
-                chunk = self.rfile.read1(min(n - got, 65536))
                 if not chunk:
                     self.close_connection = True
                     return None
