@@ -543,7 +543,7 @@ fn harness_relay_between_python_client_and_python_server() {
             "--canary",
             "interop-canary-prompt",
             "--duration",
-            "6",
+            "10",
         ],
     );
     let mut args = call_args(&server, "/agents/interop-agent/run");
