@@ -18,7 +18,7 @@ use super::runner::{self, FuzzConfig};
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// The server's base URL, or `self` for the in-process reference server.
-    #[arg(long)]
+    #[arg(long, default_value = "self")]
     pub target: String,
     /// The agent's address (0x…), pinned during the handshake.
     #[arg(long)]

@@ -1,0 +1,262 @@
+//! The network fuzzer against the reference server: silent on the honest
+//! one, and each fuzzer-findable knob found, saved, replayed and turned
+//! into a scenario. Runs are bounded by execution count, never by time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn harness() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_osc-harness"));
+    c.env("RUST_BACKTRACE", "0");
+    c
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("the harness binary runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn fuzz(dir: &Path, bugs: &[&str], execs: u64, seed: u64, extra: &[&str]) -> (i32, Value) {
+    let mut cmd = harness();
+    cmd.args(["fuzz", "--target", "self", "--quiet", "--seed"])
+        .arg(seed.to_string())
+        .arg("--max-execs")
+        .arg(execs.to_string())
+        .arg("--findings")
+        .arg(dir.join("findings"));
+    for b in bugs {
+        cmd.args(["--bug", b]);
+    }
+    cmd.args(extra);
+    let (code, out, err) = run(&mut cmd);
+    let summary: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("summary is JSON ({e}): {out}\nstderr: {err}"));
+    (code, summary)
+}
+
+fn findings(summary: &Value) -> Vec<(String, String)> {
+    summary["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .map(|f| {
+            (
+                f["signature"].as_str().unwrap_or_default().to_string(),
+                f["file"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn honest_self_has_no_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    // A generous timeout: a slow shared machine must not look like a hang.
+    let (code, summary) = fuzz(dir.path(), &[], 400, 7, &["--timeout", "10"]);
+    assert_eq!(summary["execs"], 400, "{summary}");
+    assert_eq!(findings(&summary), vec![], "false alarms: {summary}");
+    assert_eq!(summary["target_died_at"], Value::Null);
+    assert_eq!(code, 0);
+    assert!(summary["corpus_size"].as_u64().unwrap() > 3, "{summary}");
+}
+
+/// Fuzzes `bug`, expects a finding whose signature starts with `expected`,
+/// and checks `replay` on its file: STILL FAILING with the knob, FIXED
+/// without. Returns the finding's path.
+fn knob_found(bug: &str, expected: &str, dir: &Path) -> PathBuf {
+    let (code, summary) = fuzz(dir, &[bug], 300, 1, &[]);
+    assert_eq!(code, 1, "{bug}: findings mean exit 1: {summary}");
+    let all = findings(&summary);
+    let (sig, file) = all
+        .iter()
+        .find(|(s, _)| s.starts_with(expected))
+        .unwrap_or_else(|| panic!("{bug}: no {expected} finding in {all:?}"))
+        .clone();
+    let path = PathBuf::from(&file);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(saved["seed"], 1);
+    assert!(!saved["steps"].as_array().unwrap().is_empty());
+    assert!(!saved["exchanges"].as_array().unwrap().is_empty());
+
+    let (code, out, err) = run(harness()
+        .arg("replay")
+        .arg(&path)
+        .args(["--target", "self", "--bug", bug]));
+    assert_eq!(code, 1, "{bug}: replay against the knob: {out} {err}");
+    assert!(out.starts_with("STILL FAILING"), "{out}");
+    assert!(out.contains(&sig), "{out}");
+
+    let (code, out, err) = run(harness()
+        .arg("replay")
+        .arg(&path)
+        .args(["--target", "self"]));
+    assert_eq!(code, 0, "{bug}: replay against honest self: {out} {err}");
+    assert!(out.starts_with("FIXED"), "{out}");
+    path
+}
+
+macro_rules! knob_tests {
+    ($($name:ident: $bug:literal => $expected:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            let dir = tempfile::tempdir().unwrap();
+            knob_found($bug, $expected, dir.path());
+        }
+    )*};
+}
+
+knob_tests! {
+    finds_replay_check_off: "replay-check-off" => "accepted-invalid/stateful/replay";
+    finds_seq_zero_accepted: "seq-zero-accepted" => "accepted-invalid/stateful/seq-zero";
+    finds_nested_secure_allowed: "nested-secure-allowed" => "accepted-invalid/inner/path-nesting";
+    finds_inner_auth_unchecked: "inner-auth-unchecked" => "inner-auth-bypass/inner/authorization";
+    finds_status_outside: "status-outside" => "undocumented-body/";
+    finds_panic_on_empty_ct: "panic-on-empty-ct" => "dropped-connection/envelope/";
+    finds_panic_on_huge_seq: "panic-on-huge-seq" => "dropped-connection/";
+    finds_hang_on_length_lie: "hang-on-length-lie" => "timeout/framing/";
+}
+
+#[test]
+fn a_finding_becomes_a_scenario_the_suite_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let finding = knob_found(
+        "replay-check-off",
+        "accepted-invalid/stateful/replay",
+        dir.path(),
+    );
+    let scenarios = dir.path().join("scenarios");
+    let toml = scenarios.join("fuzz-replay.toml");
+    let (code, out, err) = run(harness()
+        .arg("replay")
+        .arg(&finding)
+        .arg("--to-scenario")
+        .arg(&toml));
+    assert_eq!(code, 0, "{out} {err}");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(text.contains("do = \"resend\""), "{text}");
+    assert!(text.contains("status = 409"), "{text}");
+
+    // The honest server passes it ...
+    let (code, out, err) = run(harness()
+        .args([
+            "test",
+            "--target",
+            "self",
+            "--only",
+            "fuzz-*",
+            "--scenarios",
+        ])
+        .arg(&scenarios));
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("1 pass"), "{out}");
+
+    // ... and a server with the knob fails it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let mut config = osc_harness::server::ServerConfig::generated();
+        config.handshake_rate = None;
+        config.bugs.insert(osc_harness::server::Bug::ReplayCheckOff);
+        osc_harness::server::spawn(config).await.unwrap()
+    });
+    let (code, out, err) = run(harness()
+        .args([
+            "test",
+            "--target",
+            &server.url,
+            "--only",
+            "fuzz-*",
+            "--handshake-budget",
+            "none",
+        ])
+        .args(["--agent-address", &server.agent_address.to_string()])
+        .args(["--access-key", &server.access_key])
+        .args(["--agent-id", &server.agent_id])
+        .arg("--scenarios")
+        .arg(&scenarios));
+    assert_ne!(
+        code, 0,
+        "the knobbed server must fail the regression scenario: {out} {err}"
+    );
+    assert!(out.contains("1 fail"), "{out}");
+    rt.block_on(server.shutdown());
+}
+
+#[test]
+fn framing_findings_have_no_scenario_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let finding = knob_found("hang-on-length-lie", "timeout/framing/", dir.path());
+    let (code, _, err) = run(harness()
+        .arg("replay")
+        .arg(&finding)
+        .arg("--to-scenario")
+        .arg(dir.path().join("x.toml")));
+    assert_eq!(code, 2);
+    assert!(err.contains("no scenario form"), "{err}");
+}
+
+#[test]
+fn the_corpus_carries_over_between_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    let corpus_arg = corpus.to_str().unwrap();
+    let (code, first) = fuzz(
+        dir.path(),
+        &[],
+        150,
+        3,
+        &["--corpus", corpus_arg, "--timeout", "10"],
+    );
+    assert_eq!(code, 0, "{first}");
+    let saved = std::fs::read_dir(&corpus).unwrap().count();
+    assert!(saved > 3, "new response shapes are saved: {saved}");
+    assert_eq!(saved as u64, first["corpus_size"].as_u64().unwrap());
+    // The second run starts from the saved inputs: nothing new is saved
+    // for shapes it already knows, and nothing is lost.
+    let (code, second) = fuzz(
+        dir.path(),
+        &[],
+        150,
+        4,
+        &["--corpus", corpus_arg, "--timeout", "10"],
+    );
+    assert_eq!(code, 0, "{second}");
+    assert!(std::fs::read_dir(&corpus).unwrap().count() >= saved);
+    assert!(
+        second["corpus_size"].as_u64().unwrap() >= saved as u64,
+        "{second}"
+    );
+}
+
+#[test]
+fn same_seed_same_findings() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (_, x) = fuzz(a.path(), &["inner-auth-unchecked"], 120, 9, &[]);
+    let (_, y) = fuzz(b.path(), &["inner-auth-unchecked"], 120, 9, &[]);
+    let sigs = |v: &Value| findings(v).into_iter().map(|f| f.0).collect::<Vec<_>>();
+    assert_eq!(sigs(&x), sigs(&y));
+    assert!(!sigs(&x).is_empty());
+}
+
+#[test]
+fn measure_prints_both_rates() {
+    let (code, out, err) =
+        run(harness().args(["fuzz", "--target", "self", "--measure", "200", "--quiet"]));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["n"], 200);
+    assert_eq!(v["valid_calls_failed"], 0);
+    assert!(v["fuzz_execs_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["valid_calls_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["ratio"].as_f64().unwrap() > 0.0);
+}
