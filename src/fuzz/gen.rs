@@ -131,7 +131,7 @@ impl Generator {
                 8..=32 if self.endpoints.call => vec![Step::Call(self.envelope_case())],
                 33..=54 if self.endpoints.call => vec![Step::Call(self.inner_case())],
                 55..=64 if self.endpoints.call => vec![Step::Call(self.byte_case())],
-                65..=72 if self.endpoints.call && std::env::var("NF_NOFRAME").is_err() => {
+                65..=72 if self.endpoints.call => {
                     vec![Step::Call(self.framing_case())]
                 }
                 73..=86 if self.endpoints.call => self.stateful_case(),

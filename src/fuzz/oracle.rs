@@ -278,9 +278,7 @@ pub fn judge(
             ),
         );
     }
-    let Some(seq) = outcome.seq else {
-        return None;
-    };
+    let seq = outcome.seq?;
     match open_response(session, seq, content_type, body) {
         Err((oracle, why)) => verdict(&e, oracle, why),
         Ok(inner_status) => {
