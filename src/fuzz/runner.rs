@@ -592,7 +592,14 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         .map(|id| tokio::spawn(worker(ctx.clone(), id)))
         .collect();
     for w in workers {
-        let _ = w.await;
+        if let Err(e) = w.await {
+            // A worker that died must not look like a clean, quiet run.
+            ctx.died(
+                ctx.execs.load(Ordering::Relaxed),
+                format!("fuzzer worker failed: {e}"),
+            )
+            .await;
+        }
     }
     if let Some(t) = ticker {
         t.abort();
