@@ -260,3 +260,38 @@ fn measure_prints_both_rates() {
     assert!(v["valid_calls_per_sec"].as_f64().unwrap() > 0.0);
     assert!(v["ratio"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_rate_limited_target_is_waited_for_not_reported() {
+    // A URL target that allows 4 handshakes per 2 s, and a budget that
+    // ignores that: the fuzzer must back off on 429, never report it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let mut config = osc_harness::server::ServerConfig::generated();
+        config.handshake_rate = Some((4, 2));
+        // Shorter than the fuzzer's --timeout, as the docs ask: a target
+        // that gives up on a lying body later than that looks hung.
+        config.body_read_timeout = std::time::Duration::from_secs(1);
+        osc_harness::server::spawn(config).await.unwrap()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(harness()
+        .args(["fuzz", "--target", &server.url, "--quiet", "--seed", "2"])
+        .args(["--agent-address", &server.agent_address.to_string()])
+        .args(["--access-key", &server.access_key])
+        .args(["--agent-id", &server.agent_id])
+        .args(["--relay-origin", "true", "--handshake-budget", "0"])
+        .args(["--max-execs", "60", "--timeout", "10"])
+        .arg("--findings")
+        .arg(dir.path().join("findings")));
+    let summary: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    assert_eq!(findings(&summary), vec![], "{summary}");
+    assert_eq!(summary["execs"], 60, "{summary}");
+    assert!(
+        summary["handshakes"].as_u64().unwrap() > 4,
+        "the limit was hit: {summary}"
+    );
+    assert_eq!(summary["target_died_at"], Value::Null, "{summary}");
+    assert_eq!(code, 0);
+    rt.block_on(server.shutdown());
+}

@@ -127,7 +127,7 @@ impl Session {
         rng: &mut SeededRandom,
         budget: &mut HandshakeBudget,
     ) -> Result<Session, ExecError> {
-        for _ in 0..6 {
+        for attempt in 0..8u32 {
             budget.acquire().await;
             let mut secret = [0u8; 32];
             let mut nonce = [0u8; 16];
@@ -144,7 +144,7 @@ impl Session {
                     .header("retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map(Duration::from_secs)
-                    .unwrap_or_else(|| budget.backoff());
+                    .unwrap_or_else(|| budget.backoff().max(Duration::from_millis(500 << attempt)));
                 tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
                 continue;
             }
@@ -167,7 +167,7 @@ impl Session {
             });
         }
         Err(ExecError::Handshake(
-            "still rate limited (429) after six tries".into(),
+            "still rate limited (429) after eight tries".into(),
         ))
     }
 

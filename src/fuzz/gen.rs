@@ -48,6 +48,7 @@ impl Endpoints {
 pub struct Generator {
     rng: SeededRandom,
     endpoints: Endpoints,
+    thrifty: bool,
 }
 
 const RUN: &str = "/agents/{agent}/run";
@@ -90,7 +91,15 @@ impl Generator {
         Generator {
             rng: SeededRandom::new(seed, &format!("netfuzz-worker-{worker}")),
             endpoints,
+            thrifty: false,
         }
+    }
+
+    /// Spare handshakes (a budgeted target): no inputs that use up a
+    /// session's seq space, and hello mutations one time in four.
+    pub fn thrifty(mut self, on: bool) -> Self {
+        self.thrifty = on;
+        self
     }
 
     fn below(&mut self, n: usize) -> usize {
@@ -135,7 +144,9 @@ impl Generator {
                     vec![Step::Call(self.framing_case())]
                 }
                 73..=86 if self.endpoints.call => self.stateful_case(),
-                87..=92 if self.endpoints.session => vec![self.handshake_case()],
+                87..=92 if self.endpoints.session && (!self.thrifty || self.below(4) == 0) => {
+                    vec![self.handshake_case()]
+                }
                 93..=99 if self.endpoints.plaintext => vec![self.plain_case()],
                 _ => continue,
             };
@@ -348,7 +359,7 @@ impl Generator {
     fn stateful_case(&mut self) -> Vec<Step> {
         match self.below(4) {
             0 | 1 => vec![Step::Call(Self::valid_call()), Step::Resend],
-            2 => {
+            n if n == 2 || self.thrifty => {
                 let mut call = Self::valid_call();
                 call.seq = Some(0);
                 vec![Step::Call(call)]

@@ -337,7 +337,8 @@ fn now_secs() -> i64 {
 
 async fn worker(ctx: Arc<Ctx>, id: u64) {
     let info = &ctx.cfg.info;
-    let mut gen = Generator::new(ctx.cfg.seed, id, ctx.cfg.endpoints);
+    let mut gen = Generator::new(ctx.cfg.seed, id, ctx.cfg.endpoints)
+        .thrifty(ctx.cfg.handshake_budget.is_some());
     let mut rng = exec::handshake_rng(ctx.cfg.seed, id);
     let mut session: Option<Session> = None;
     let mut preload = if id == 0 {
@@ -383,6 +384,10 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
         let Some(current) = session.as_mut() else {
             return;
         };
+        // A mutated hello counts against the target's rate limit too.
+        for _ in steps.iter().filter(|s| matches!(s, Step::Handshake { .. })) {
+            ctx.budget.lock().await.acquire().await;
+        }
         if waits_for_server(&steps) {
             // These inputs wait out the target's body timeout; run them
             // beside the stream so the wait is not the fuzzer's rate.
