@@ -597,3 +597,73 @@ impl Session {
         &self.session
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_edits_reach_the_wire() {
+        let json = r#"{"v":1,"sid":"s","seq":1,"ct":"AAAA"}"#;
+        let dup = edit_envelope(
+            json,
+            &[EnvelopeEdit::Duplicate {
+                field: "seq".into(),
+                json: "2".into(),
+            }],
+        );
+        let text = String::from_utf8(dup).unwrap();
+        assert!(text.ends_with(r#","seq":2}"#), "{text}");
+        let lone = edit_envelope(
+            json,
+            &[EnvelopeEdit::Set {
+                field: "sid".into(),
+                json: "\"\\ud800\"".into(),
+                invalid: false,
+            }],
+        );
+        assert!(String::from_utf8(lone)
+            .unwrap()
+            .contains(r#""sid":"\ud800""#));
+        let gone = edit_envelope(json, &[EnvelopeEdit::Remove { field: "ct".into() }]);
+        assert!(!String::from_utf8(gone).unwrap().contains("ct"));
+    }
+
+    #[test]
+    fn byte_edits_wrap_and_never_panic() {
+        let mut b = b"abc".to_vec();
+        apply_byte_edit(&mut b, &ByteEdit::Xor { at: 4, mask: 1 });
+        assert_eq!(b, b"acc");
+        apply_byte_edit(&mut b, &ByteEdit::Truncate { keep: 5 });
+        assert_eq!(b, b"ac");
+        let mut empty = Vec::new();
+        apply_byte_edit(&mut empty, &ByteEdit::Truncate { keep: 3 });
+        apply_byte_edit(&mut empty, &ByteEdit::Xor { at: 3, mask: 9 });
+        apply_byte_edit(
+            &mut empty,
+            &ByteEdit::Insert {
+                at: 7,
+                text: "x".into(),
+            },
+        );
+        assert_eq!(empty, b"x");
+    }
+
+    #[test]
+    fn raw_replies_are_read_leniently() {
+        assert_eq!(parse_raw_reply(b""), Reply::Closed);
+        match parse_raw_reply(b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\r\nno") {
+            Reply::Http {
+                status,
+                content_type,
+                body,
+            } => {
+                assert_eq!(status, 400);
+                assert_eq!(content_type.as_deref(), Some("text/plain"));
+                assert_eq!(body, b"no");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_raw_reply(b"garbage"), Reply::Dropped(_)));
+    }
+}

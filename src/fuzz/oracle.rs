@@ -425,3 +425,77 @@ pub fn fixed_answer(step: &Step, prev_accepted: bool) -> Option<(u16, Option<u16
         Class::Either => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzz::gen::Generator;
+
+    fn call_with(edits: Vec<EnvelopeEdit>) -> CallStep {
+        let mut c = Generator::valid_call();
+        c.envelope = edits;
+        c
+    }
+
+    #[test]
+    fn flips_cancel_in_pairs() {
+        let twice = call_with(vec![EnvelopeEdit::FlipTag, EnvelopeEdit::FlipTag]);
+        assert_eq!(expect_call(&twice).class, Class::Either);
+        let once = call_with(vec![EnvelopeEdit::FlipTag]);
+        let e = expect_call(&once);
+        assert_eq!((e.class, e.status), (Class::Refuse, Some(400)));
+    }
+
+    #[test]
+    fn a_later_edit_of_the_same_field_supersedes() {
+        let c = call_with(vec![
+            EnvelopeEdit::Set {
+                field: "seq".into(),
+                json: "1000001".into(),
+                invalid: true,
+            },
+            EnvelopeEdit::Duplicate {
+                field: "seq".into(),
+                json: "\"1\"".into(),
+            },
+        ]);
+        assert_eq!(expect_call(&c).class, Class::Either);
+        let c = call_with(vec![
+            EnvelopeEdit::Set {
+                field: "ct".into(),
+                json: "\"\"".into(),
+                invalid: true,
+            },
+            EnvelopeEdit::FlipCt,
+        ]);
+        assert_eq!(expect_call(&c).class, Class::Refuse);
+    }
+
+    #[test]
+    fn nesting_is_judged_after_the_routing_prefixes() {
+        for path in ["/v1/secure/session", "/api/secure/call", "/secure"] {
+            let mut c = Generator::valid_call();
+            c.inner = Inner::Request {
+                method: "POST".into(),
+                path: path.into(),
+                auth: Auth::Key,
+                body: None,
+            };
+            let e = expect_call(&c);
+            assert_eq!(
+                (e.class, e.field.as_str()),
+                (Class::Refuse, "path-nesting"),
+                "{path}"
+            );
+        }
+        assert_eq!(routed("/v1secure/x"), "/v1secure/x");
+    }
+
+    #[test]
+    fn documented_errors_need_a_matching_status() {
+        let body = crate::protocol::error::channel_error_body(ChannelErrorCode::Replay, "x");
+        assert!(documented_call_error(409, body.as_bytes()).is_ok());
+        assert!(documented_call_error(400, body.as_bytes()).is_err());
+        assert!(documented_call_error(404, b"{\"seq\":0,\"ct\":\"\",\"fin\":true}").is_err());
+    }
+}
