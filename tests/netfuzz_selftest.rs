@@ -122,7 +122,7 @@ knob_tests! {
     finds_inner_auth_unchecked: "inner-auth-unchecked" => "inner-auth-bypass/inner/authorization";
     finds_status_outside: "status-outside" => "undocumented-body/";
     finds_panic_on_empty_ct: "panic-on-empty-ct" => "dropped-connection/envelope/";
-    finds_panic_on_huge_seq: "panic-on-huge-seq" => "dropped-connection/";
+    finds_panic_on_huge_seq: "panic-on-huge-seq" => "dropped-connection/stateful/seq-edge";
     finds_hang_on_length_lie: "hang-on-length-lie" => "timeout/framing/";
 }
 
