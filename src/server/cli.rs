@@ -104,11 +104,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
+        let stopped = stop_signal();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", server.ready_line());
         let _ = out.flush();
         drop(out);
-        wait_for_signal().await;
+        stopped.await;
         tracing::info!("stopping");
         server.shutdown().await;
         ExitCode::SUCCESS
@@ -159,24 +160,34 @@ fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
     Ok(config)
 }
 
-async fn wait_for_signal() {
+/// Installs the stop signals now and returns a future that ends on the
+/// first of them. They must be in place before the ready line goes out: a
+/// supervisor may signal the moment it reads that line.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            async fn next(stream: Option<tokio::signal::unix::Signal>) {
+                match stream {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = next(term) => {}
+                _ = next(interrupt) => {}
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
