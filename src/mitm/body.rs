@@ -1,56 +1,9 @@
 //! The relay's response body, and the canary scan shared by both
 //! directions.
 
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::mpsc;
-
-/// A response body: one buffer, or chunks from the pump task.
-#[derive(Debug)]
-pub enum RelayBody {
-    /// The whole body (taken when sent).
-    Full(Option<Bytes>),
-    /// Chunks as the pump produces them; ends when it drops its sender.
-    Stream(mpsc::Receiver<Bytes>),
-}
-
-impl RelayBody {
-    /// A whole body.
-    pub fn full(bytes: impl Into<Bytes>) -> Self {
-        RelayBody::Full(Some(bytes.into()))
-    }
-}
-
-impl Body for RelayBody {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        match self.get_mut() {
-            RelayBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            RelayBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self, RelayBody::Full(None))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RelayBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            RelayBody::Full(None) => SizeHint::with_exact(0),
-            RelayBody::Stream(_) => SizeHint::default(),
-        }
-    }
-}
+/// The relay's response body: the reference server's body type (one
+/// buffer, or chunks from the pump task).
+pub use crate::server::OutBody as RelayBody;
 
 /// Looks for canary strings in a byte stream that arrives in pieces; a
 /// canary split across two pieces is still found, because the scan keeps

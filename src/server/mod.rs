@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 use crate::protocol::identity::Address;
 use crate::rng::{RandomSource, SystemRandom};
 
+pub use body::OutBody;
 pub use bugs::Bug;
 pub use config::{
     generate_access_key, generate_identity, parse_duration_secs, parse_rate, ServerConfig,
