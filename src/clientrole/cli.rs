@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions};
-use crate::scenarios::cli::Format;
+use crate::report::{RunReport, TextOptions};
+use crate::scenarios::cli::{write_reports, Format};
 use crate::scenarios::expect::{apply_expectations, write_expectations};
 
 use super::model::{builtin, ClientScenario};
@@ -152,33 +152,12 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         }
     }
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let out = match args.format {
-        Format::Text => render_text(
-            &report,
-            TextOptions {
-                color,
-                verbose: args.verbose,
-            },
-        ),
-        Format::Json => render_json(&report),
-        Format::Junit => render_junit(&report),
+    let text_opts = TextOptions {
+        color,
+        verbose: args.verbose,
     };
-    print!("{out}");
-    for path in &args.report {
-        let body = match path.extension().and_then(|e| e.to_str()) {
-            Some("json") => render_json(&report),
-            Some("xml") => render_junit(&report),
-            _ => render_text(
-                &report,
-                TextOptions {
-                    color: false,
-                    verbose: true,
-                },
-            ),
-        };
-        if let Err(e) = std::fs::write(path, body) {
-            return usage(format!("cannot write {}: {e}", path.display()));
-        }
+    if let Err(e) = write_reports(&report, args.format, text_opts, &args.report) {
+        return usage(e);
     }
     ExitCode::from(report.exit_code(args.strict))
 }

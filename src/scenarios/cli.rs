@@ -9,7 +9,7 @@ use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::identity::Address;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
-use crate::report::{render_json, render_junit, render_text, TextOptions};
+use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions};
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{self, Limits, OuterRequest, Target};
 
@@ -29,6 +29,37 @@ pub enum Format {
     Json,
     /// JUnit XML.
     Junit,
+}
+
+/// Prints `report` on stdout in `format`, then writes each `--report`
+/// file in the format its extension names (`.json`, `.xml`, else text).
+pub fn write_reports(
+    report: &RunReport,
+    format: Format,
+    text_opts: TextOptions,
+    files: &[PathBuf],
+) -> Result<(), String> {
+    let out = match format {
+        Format::Text => render_text(report, text_opts),
+        Format::Json => render_json(report),
+        Format::Junit => render_junit(report),
+    };
+    print!("{out}");
+    for path in files {
+        let body = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => render_json(report),
+            Some("xml") => render_junit(report),
+            _ => render_text(
+                report,
+                TextOptions {
+                    color: false,
+                    verbose: true,
+                },
+            ),
+        };
+        std::fs::write(path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// On or off.
@@ -275,27 +306,8 @@ async fn run_test(
         color,
         verbose: args.verbose,
     };
-    let out = match args.format {
-        Format::Text => render_text(&report, text_opts),
-        Format::Json => render_json(&report),
-        Format::Junit => render_junit(&report),
-    };
-    print!("{out}");
-    for path in &args.report {
-        let body = match path.extension().and_then(|e| e.to_str()) {
-            Some("json") => render_json(&report),
-            Some("xml") => render_junit(&report),
-            _ => render_text(
-                &report,
-                TextOptions {
-                    color: false,
-                    verbose: true,
-                },
-            ),
-        };
-        if let Err(e) = std::fs::write(path, body) {
-            return usage(format!("cannot write {}: {e}", path.display()));
-        }
+    if let Err(e) = write_reports(&report, args.format, text_opts, &args.report) {
+        return usage(e);
     }
     ExitCode::from(report.exit_code(args.strict))
 }
