@@ -6,13 +6,16 @@
 //! mutations: JSON, base64url, crypto-level over a valid tag, raw bytes,
 //! HTTP framing, stateful sequences). [`exec`] puts them on the wire,
 //! [`oracle`] judges the answers, [`runner`] confirms each hit on a fresh
-//! session, buckets it by [`case::Signature`], minimises and saves it.
+//! session, buckets it by [`case::Signature`] and response shape
+//! ([`dedup`]), minimises it ([`shrink`]) and saves it.
 //! Everything random comes from `--seed`.
 
 pub mod case;
 pub mod cli;
+pub mod dedup;
 pub mod exec;
 pub mod gen;
 pub mod oracle;
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
