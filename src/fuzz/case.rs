@@ -256,7 +256,7 @@ pub struct Finding {
     pub seed: u64,
     /// The case number in that run.
     pub case: u64,
-    /// How many times this bucket fired in the run.
+    /// How many times this bucket fired in the run with this shape.
     pub count: u64,
     /// The steps (minimised), run on a fresh session.
     pub steps: Vec<Step>,
@@ -267,6 +267,10 @@ pub struct Finding {
     /// Extra headers of the confirming run, for the record.
     #[serde(default)]
     pub notes: BTreeMap<String, String>,
+    /// The firing step's response shape (`oracle::shape`); `None` in
+    /// files saved before findings were kept per shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<String>,
 }
 
 /// A corpus entry: an input that reached a new response shape.

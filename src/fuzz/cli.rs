@@ -377,8 +377,17 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
                 eprintln!("error: {e}");
                 ExitCode::from(3)
             }
-            Ok((Some(v), _)) if v.signature == finding.signature => {
-                println!("STILL FAILING: {} ({})", finding.signature, v.detail);
+            Ok((Some(v), outcomes)) if v.signature == finding.signature => {
+                // The bug class still fires; a different answer is worth
+                // telling, not a reason to call it fixed.
+                let now = runner::firing_shape(&outcomes);
+                let moved = match &finding.shape {
+                    Some(was) if *was != now => {
+                        format!(" [the answer is now `{now}`, it was `{was}`]")
+                    }
+                    _ => String::new(),
+                };
+                println!("STILL FAILING: {} ({}){moved}", finding.signature, v.detail);
                 ExitCode::from(1)
             }
             Ok((other, _)) => {

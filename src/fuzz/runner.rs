@@ -1,5 +1,6 @@
 //! The fuzzing loop: generate, run, judge, confirm on a fresh session,
-//! bucket, minimise, save; with liveness probes, a corpus and progress.
+//! bucket by signature and response shape, minimise, save; with liveness
+//! probes, a corpus and progress.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -14,9 +15,12 @@ use tokio::time::Instant;
 use crate::rng::SeededRandom;
 
 use super::case::{CorpusEntry, Exchange, Finding, Signature, Step};
+use super::dedup::{self, Admission};
+pub use super::dedup::{BucketSummary, ShapeSummary};
 use super::exec::{self, ExecError, HandshakeBudget, Outcome, Session, TargetInfo};
 use super::gen::{Endpoints, Generator};
 use super::oracle::{self, Verdict};
+use super::shrink::{self, Shrinker};
 
 /// Everything one fuzzing run needs.
 #[derive(Debug, Clone)]
@@ -45,25 +49,6 @@ pub struct FuzzConfig {
     pub progress: bool,
 }
 
-/// One bucket in the summary.
-#[derive(Debug, Clone, Serialize)]
-pub struct BucketSummary {
-    /// `oracle/layer/field`.
-    pub signature: String,
-    /// The oracle.
-    pub oracle: String,
-    /// The layer.
-    pub layer: String,
-    /// The field.
-    pub field: String,
-    /// Confirmed occurrences.
-    pub count: u64,
-    /// The saved finding.
-    pub file: Option<String>,
-    /// What the oracle saw the first time.
-    pub detail: String,
-}
-
 /// The JSON summary printed at the end of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -83,7 +68,7 @@ pub struct Summary {
     pub corpus_size: usize,
     /// Oracle hits that did not reproduce on a fresh session.
     pub unconfirmed: u64,
-    /// The findings, one per bucket.
+    /// The findings, one entry per bucket, each listing its shapes.
     pub findings: Vec<BucketSummary>,
     /// Set when the target stopped answering: the case number.
     pub target_died_at: Option<u64>,
@@ -133,11 +118,18 @@ pub async fn reproduce(
     Ok(run_case(info, &mut session, steps).await)
 }
 
-/// Tries smaller versions of `steps` that still fire `sig`.
+/// The response shape of the step that fired: the last one run.
+pub fn firing_shape(outcomes: &[Outcome]) -> String {
+    outcomes.last().map(oracle::shape).unwrap_or_default()
+}
+
+/// Tries smaller versions of `steps` (see [`super::shrink`]) and keeps
+/// those that still fire `sig` with `shape`, one fresh session per try.
 async fn minimise(
     info: &TargetInfo,
     steps: Vec<Step>,
     sig: &Signature,
+    shape: &str,
     rng: &mut SeededRandom,
     budget: &Mutex<HandshakeBudget>,
 ) -> Vec<Step> {
@@ -145,64 +137,15 @@ async fn minimise(
         // Each try would cost a full timeout; the input is small anyway.
         return steps;
     }
-    let mut best = steps;
-    let mut tries = 0;
-    let candidates = |best: &Vec<Step>| -> Vec<Vec<Step>> {
-        let mut out = Vec::new();
-        for i in 0..best.len().saturating_sub(1) {
-            let mut c = best.clone();
-            c.remove(i);
-            out.push(c);
-        }
-        if let Some(Step::Call(call)) = best.last() {
-            for i in 0..call.envelope.len() {
-                let mut c = best.clone();
-                if let Some(Step::Call(last)) = c.last_mut() {
-                    last.envelope.remove(i);
-                }
-                out.push(c);
-            }
-            for i in 0..call.bytes.len() {
-                let mut c = best.clone();
-                if let Some(Step::Call(last)) = c.last_mut() {
-                    last.bytes.remove(i);
-                }
-                out.push(c);
-            }
-        }
-        out
-    };
-    'outer: loop {
-        for candidate in candidates(&best) {
-            tries += 1;
-            if tries > 12 {
-                break 'outer;
-            }
-            if let Ok((Some(v), _)) = reproduce(info, &candidate, rng, budget).await {
-                if v.signature == *sig {
-                    best = candidate;
-                    continue 'outer;
-                }
-            }
-        }
-        break;
+    let mut shrinker = Shrinker::new(steps, shrink::MAX_TRIES);
+    while let Some(candidate) = shrinker.next_candidate() {
+        let fired = match reproduce(info, &candidate, rng, budget).await {
+            Ok((Some(v), outcomes)) => v.signature == *sig && firing_shape(&outcomes) == shape,
+            _ => false,
+        };
+        shrinker.verdict(fired);
     }
-    best
-}
-
-fn file_name(sig: &Signature) -> String {
-    let raw = format!("{}-{}-{}", sig.oracle, sig.layer, sig.field);
-    let clean: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{clean}.json")
+    shrinker.into_best()
 }
 
 fn exchanges(outcomes: &[Outcome]) -> Vec<Exchange> {
@@ -285,13 +228,7 @@ pub fn load_corpus(dir: &Path) -> Vec<CorpusEntry> {
 }
 
 fn shape_file(shape: &str) -> String {
-    // FNV-1a: a stable name for a shape across runs and platforms.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in shape.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    format!("{h:016x}.json")
+    format!("{:016x}.json", dedup::stable_hash(shape))
 }
 
 struct Ctx {
@@ -402,7 +339,7 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
                 record_shapes(&ctx, &steps, &outcomes).await;
                 if let Some(v) = verdict {
                     let mut rng = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-slow-{case}"));
-                    confirm(&ctx, case, steps, v, &mut rng).await;
+                    confirm(&ctx, case, steps, v, &outcomes, &mut rng).await;
                     probe(&ctx, case, &mut rng).await;
                 }
             });
@@ -416,7 +353,7 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
         if let Some(v) = verdict {
             // The input may have left state behind: start clean.
             session = None;
-            confirm(&ctx, case, steps, v, &mut rng).await;
+            confirm(&ctx, case, steps, v, &outcomes, &mut rng).await;
             if !probe(&ctx, case, &mut rng).await {
                 return;
             }
@@ -488,79 +425,81 @@ async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
     }
 }
 
-async fn confirm(ctx: &Ctx, case: u64, steps: Vec<Step>, first: Verdict, rng: &mut SeededRandom) {
+/// Runs a hit again on a fresh session; when it fires with the same
+/// signature and shape it is booked, and a new shape in its bucket is
+/// minimised and saved.
+async fn confirm(
+    ctx: &Ctx,
+    case: u64,
+    steps: Vec<Step>,
+    first: Verdict,
+    first_outcomes: &[Outcome],
+    rng: &mut SeededRandom,
+) {
     let info = &ctx.cfg.info;
+    let shape = firing_shape(first_outcomes);
     let again = reproduce(info, &steps, rng, &ctx.budget).await;
-    let confirmed = matches!(&again, Ok((Some(v), _)) if v.signature == first.signature);
+    let confirmed = matches!(&again, Ok((Some(v), o))
+        if v.signature == first.signature && firing_shape(o) == shape);
     if !confirmed {
         ctx.shared.lock().await.unconfirmed += 1;
         return;
     }
-    let known = {
+    // Booked before minimising, so a second worker with the same shape
+    // only counts it.
+    let admission = {
         let mut s = ctx.shared.lock().await;
-        match s.buckets.get_mut(&first.signature) {
-            Some(b) => {
-                b.count += 1;
-                true
-            }
-            None => false,
-        }
+        dedup::admit(&mut s.buckets, &first.signature, &shape, &first.detail)
     };
-    if known {
+    let Admission::New { file_name } = admission else {
         return;
-    }
-    let small = minimise(info, steps, &first.signature, rng, &ctx.budget).await;
+    };
+    let Some(dir) = &ctx.cfg.findings else {
+        return;
+    };
+    let small = minimise(info, steps, &first.signature, &shape, rng, &ctx.budget).await;
     let outcomes = match reproduce(info, &small, rng, &ctx.budget).await {
         Ok((_, o)) => o,
         Err(_) => again.map(|(_, o)| o).unwrap_or_default(),
     };
-    let mut file = None;
-    if let Some(dir) = &ctx.cfg.findings {
-        let finding = Finding {
-            signature: first.signature.clone(),
-            detail: first.detail.clone(),
-            seed: ctx.cfg.seed,
-            case,
-            count: 1,
-            steps: small,
-            exchanges: exchanges(&outcomes),
-            target: info.label.clone(),
-            notes: BTreeMap::new(),
-        };
-        let path = dir.join(file_name(&first.signature));
-        match write_json(&path, &finding) {
-            Ok(()) => file = Some(path.display().to_string()),
-            Err(e) => tracing::warn!("cannot save a finding: {e}"),
+    let finding = Finding {
+        signature: first.signature.clone(),
+        detail: first.detail.clone(),
+        seed: ctx.cfg.seed,
+        case,
+        count: 1,
+        steps: small,
+        exchanges: exchanges(&outcomes),
+        target: info.label.clone(),
+        notes: BTreeMap::new(),
+        shape: Some(shape.clone()),
+    };
+    let path = dir.join(file_name);
+    match write_json(&path, &finding) {
+        Ok(()) => {
+            let mut s = ctx.shared.lock().await;
+            dedup::saved(
+                &mut s.buckets,
+                &first.signature,
+                &shape,
+                path.display().to_string(),
+            );
         }
+        Err(e) => tracing::warn!("cannot save a finding: {e}"),
     }
-    let mut s = ctx.shared.lock().await;
-    let entry = s
-        .buckets
-        .entry(first.signature.clone())
-        .or_insert_with(|| BucketSummary {
-            signature: first.signature.to_string(),
-            oracle: first.signature.oracle.clone(),
-            layer: first.signature.layer.clone(),
-            field: first.signature.field.clone(),
-            count: 0,
-            file: None,
-            detail: first.detail.clone(),
-        });
-    entry.count += 1;
-    entry.file = file;
 }
 
-/// Rewrites each saved finding's `count` with the run's final tally.
-fn update_counts(cfg: &FuzzConfig, buckets: &[BucketSummary]) {
-    for b in buckets {
-        let Some(path) = &b.file else { continue };
+/// Rewrites each saved finding's `count` with the run's final tally for
+/// its shape.
+fn update_counts(buckets: &[BucketSummary]) {
+    for shape in buckets.iter().flat_map(|b| &b.shapes) {
+        let Some(path) = &shape.file else { continue };
         let path = Path::new(path);
         if let Ok(mut f) = load_finding(path) {
-            f.count = b.count;
+            f.count = shape.count;
             let _ = write_json(path, &f);
         }
     }
-    let _ = cfg;
 }
 
 /// Runs the fuzzer and returns its summary.
@@ -618,7 +557,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     let handshakes = ctx.budget.lock().await.total;
     let s = ctx.shared.lock().await;
     let findings: Vec<BucketSummary> = s.buckets.values().cloned().collect();
-    update_counts(&ctx.cfg, &findings);
+    update_counts(&findings);
     Summary {
         target: ctx.cfg.info.label.clone(),
         seed: ctx.cfg.seed,
