@@ -325,3 +325,35 @@ pub struct CorpusEntry {
     /// The steps.
     pub steps: Vec<Step>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_steps_still_load() {
+        // Written before relative seqs and fixed-byte edits existed.
+        let old = r#"[{"do":"call","inner":{"kind":"request","method":"POST",
+            "path":"/agents/{agent}/run","auth":"key"},"seq":5,
+            "bytes":[{"edit":"xor","at":3,"mask":1}]},{"do":"resend"}]"#;
+        let steps: Vec<Step> = serde_json::from_str(old).unwrap();
+        let Step::Call(call) = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!((call.seq, call.at), (Some(5), None));
+        assert_eq!(call.bytes, vec![ByteEdit::Xor { at: 3, mask: 1 }]);
+    }
+
+    #[test]
+    fn new_steps_round_trip() {
+        let mut call = crate::fuzz::gen::Generator::dispatch_call(2, 8);
+        call.at = Some(SeqAt::Behind { by: 64 });
+        call.bytes.push(ByteEdit::Set { at: 9, byte: b'"' });
+        let steps = vec![Step::Call(call), Step::CallAfterExpiry];
+        let text = serde_json::to_string(&steps).unwrap();
+        assert!(text.contains(r#""at":{"seq":"behind","by":64}"#), "{text}");
+        assert_eq!(serde_json::from_str::<Vec<Step>>(&text).unwrap(), steps);
+        assert_eq!(SeqAt::Behind { by: 64 }.name(), "seq-too-old");
+        assert_eq!(SeqAt::Behind { by: 63 }.name(), "seq-in-window");
+    }
+}

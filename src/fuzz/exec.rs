@@ -724,6 +724,49 @@ mod tests {
         assert_eq!(empty, b"x");
     }
 
+    fn sealed_body(secret: u8, edits: &[ByteEdit]) -> Vec<u8> {
+        let keys = crate::protocol::keys::derive_session_keys(&[secret; 32], b"fuzz-test");
+        let session = ClientSession::new("sid-fixed".into(), keys, i64::MAX);
+        let plaintext = b"{\"method\":\"GET\",\"path\":\"/\"}";
+        let mut body = session.seal_at(7, plaintext).to_json().into_bytes();
+        for e in edits {
+            apply_byte_edit(&mut body, e);
+        }
+        body
+    }
+
+    #[test]
+    fn a_set_byte_is_the_same_on_any_session() {
+        let a = sealed_body(1, &[]);
+        let b = sealed_body(2, &[]);
+        assert_eq!(a.len(), b.len());
+        // A position inside the ciphertext, where the two sessions differ.
+        let at = (0..a.len()).rev().find(|&i| a[i] != b[i]).unwrap();
+        let set = [ByteEdit::Set { at, byte: b'=' }];
+        let (a, b) = (sealed_body(1, &set), sealed_body(2, &set));
+        assert_eq!((a[at], b[at]), (b'=', b'='));
+        // A XOR there gives different bytes (the reason Set exists).
+        let xor = [ByteEdit::Xor { at, mask: 0x20 }];
+        assert_ne!(sealed_body(1, &xor)[at], sealed_body(2, &xor)[at]);
+    }
+
+    #[test]
+    fn relative_seqs_follow_the_session() {
+        let keys = crate::protocol::keys::derive_session_keys(&[3; 32], b"fuzz-test");
+        let mut s = Session::new(ClientSession::new("s".into(), keys, i64::MAX));
+        let plain = super::super::gen::Generator::valid_call();
+        let with = |at| CallStep {
+            at: Some(at),
+            ..plain.clone()
+        };
+        assert_eq!(s.seq_for(&plain), 1);
+        assert_eq!(s.seq_for(&with(SeqAt::Ahead { by: 70 })), 71);
+        assert_eq!(s.seq_for(&with(SeqAt::Behind { by: 64 })), 7);
+        assert_eq!(s.seq_for(&with(SeqAt::Same)), 7);
+        assert_eq!(s.seq_for(&plain), 72);
+        assert!(!s.burned);
+    }
+
     #[test]
     fn raw_replies_are_read_leniently() {
         assert_eq!(parse_raw_reply(b""), Reply::Closed);

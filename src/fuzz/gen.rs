@@ -527,3 +527,30 @@ impl Generator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_sets_bytes_and_streams_but_never_xors() {
+        let all = Endpoints::parse("session,call,plaintext").unwrap();
+        let mut gen = Generator::new(7, 0, all);
+        let calls: Vec<CallStep> = (0..3000)
+            .flat_map(|_| gen.case())
+            .filter_map(|s| match s {
+                Step::Call(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let edits = || calls.iter().flat_map(|c| c.bytes.iter());
+        assert!(!edits().any(|e| matches!(e, ByteEdit::Xor { .. })));
+        assert!(edits().any(|e| matches!(e, ByteEdit::Set { .. })));
+        let dispatch = calls
+            .iter()
+            .filter(|c| matches!(&c.inner, Inner::Request { path, .. } if path == DISPATCH))
+            .count();
+        assert!(dispatch > calls.len() / 10, "{dispatch} of {}", calls.len());
+        assert!(calls.iter().any(|c| c.at == Some(SeqAt::Same)));
+    }
+}

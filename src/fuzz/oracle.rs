@@ -526,6 +526,21 @@ mod tests {
     }
 
     #[test]
+    fn relative_seqs_are_judged_by_the_window_they_meet() {
+        let mut c = Generator::dispatch_call(3, 4);
+        c.at = Some(crate::fuzz::case::SeqAt::Same);
+        let e = expect_call_in(&c, Some(false));
+        assert_eq!((e.class, e.status), (Class::Refuse, Some(409)));
+        let e = expect_call_in(&c, Some(true));
+        assert_eq!((e.class, e.inner_ok), (Class::Accept, Some(true)));
+        assert_eq!((e.layer, e.field.as_str()), ("stateful", "seq-reuse"));
+        // A refusing edit decides, whatever the window.
+        c.envelope.push(EnvelopeEdit::FlipTag);
+        assert_eq!(expect_call_in(&c, Some(true)).class, Class::Refuse);
+        assert_eq!(fixed_answer(&Step::Call(c), false), None);
+    }
+
+    #[test]
     fn documented_errors_need_a_matching_status() {
         let body = crate::protocol::error::channel_error_body(ChannelErrorCode::Replay, "x");
         assert!(documented_call_error(409, body.as_bytes()).is_ok());
