@@ -648,8 +648,17 @@ pub fn handshake_rng(seed: u64, worker: u64) -> SeededRandom {
 
 /// A plain valid call on `session`: the liveness probe.
 pub async fn probe(info: &TargetInfo, session: &mut Session) -> Result<(), String> {
+    probe_with(info, session, super::gen::Generator::valid_call()).await
+}
+
+/// A liveness probe with this honest `call` (a run or a small dispatch).
+pub async fn probe_with(
+    info: &TargetInfo,
+    session: &mut Session,
+    call: CallStep,
+) -> Result<(), String> {
     let mut last = None;
-    let step = Step::Call(super::gen::Generator::valid_call());
+    let step = Step::Call(call);
     let outcome = run_step(info, session, &step, &mut last).await;
     match super::oracle::judge(info, session, &step, &outcome, &[]) {
         None => Ok(()),

@@ -438,7 +438,16 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         } else if ctx.cfg.liveness_every > 0 && case % ctx.cfg.liveness_every == 0 && case > 0 {
             if let Some(s) = session.as_mut() {
-                if exec::probe(info, s).await.is_err() && !probe(&ctx, case, &mut rng).await {
+                // Every other periodic probe is a one-event stream: as cheap
+                // as a run, and it checks the streaming path stays alive.
+                let call = if (case / ctx.cfg.liveness_every) % 2 == 1 {
+                    Generator::dispatch_call(1, 0)
+                } else {
+                    Generator::valid_call()
+                };
+                if exec::probe_with(info, s, call).await.is_err()
+                    && !probe(&ctx, case, &mut rng).await
+                {
                     return;
                 }
             }
