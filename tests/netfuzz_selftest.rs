@@ -74,7 +74,7 @@ fn honest_self_has_no_findings() {
 /// and checks `replay` on its file: STILL FAILING with the knob, FIXED
 /// without. Returns the finding's path.
 fn knob_found(bug: &str, expected: &str, dir: &Path) -> PathBuf {
-    let (code, summary) = fuzz(dir, &[bug], 300, 1, &[]);
+    let (code, summary) = fuzz(dir, &[bug], 500, 1, &[]);
     assert_eq!(code, 1, "{bug}: findings mean exit 1: {summary}");
     let all = findings(&summary);
     let (sig, file) = all
@@ -124,6 +124,78 @@ knob_tests! {
     finds_panic_on_empty_ct: "panic-on-empty-ct" => "dropped-connection/envelope/";
     finds_panic_on_huge_seq: "panic-on-huge-seq" => "dropped-connection/stateful/seq-edge";
     finds_hang_on_length_lie: "hang-on-length-lie" => "timeout/framing/";
+    finds_window_off_by_one: "window-off-by-one" => "accepted-invalid/stateful/seq-too-old";
+    finds_mark_before_open: "mark-before-open" => "refused-valid/stateful/seq-reuse";
+    finds_stream_drops_fin: "stream-drops-fin" => "missing-fin/valid/dispatch";
+    finds_stream_cut_mid_frame: "stream-cut-mid-frame" => "missing-fin/valid/dispatch";
+    finds_frames_reordered: "frames-reordered" => "frame-not-opening/valid/dispatch";
+    finds_fin_on_every_frame: "fin-on-every-frame" => "frame-not-opening/valid/dispatch";
+}
+
+#[test]
+fn replay_check_off_is_found_on_a_reused_seq_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, summary) = fuzz(dir.path(), &["replay-check-off"], 300, 1, &[]);
+    assert_eq!(code, 1, "{summary}");
+    let sigs: Vec<String> = findings(&summary).into_iter().map(|f| f.0).collect();
+    for want in [
+        "accepted-invalid/stateful/seq-reuse",
+        "accepted-invalid/stateful/seq-too-old",
+    ] {
+        assert!(sigs.iter().any(|s| s == want), "no {want} in {sigs:?}");
+    }
+}
+
+/// The call after expiry: found with a short TTL and the knob, replayed
+/// only where the session expires within `--expiry-wait`.
+#[test]
+fn an_expired_session_that_still_serves_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = ["--self-session-ttl", "3"];
+    let (code, summary) = fuzz(dir.path(), &["sessions-never-expire"], 150, 1, &ttl);
+    assert_eq!(code, 1, "{summary}");
+    let all = findings(&summary);
+    let (_, file) = all
+        .iter()
+        .find(|(s, _)| s == "accepted-invalid/stateful/expired")
+        .unwrap_or_else(|| panic!("no expiry finding in {all:?}"));
+    let replay = |extra: &[&str]| {
+        let mut cmd = harness();
+        cmd.arg("replay").arg(file).args(["--target", "self"]);
+        cmd.args(extra);
+        run(&mut cmd)
+    };
+    let (code, out, _) = replay(&["--self-session-ttl", "3", "--bug", "sessions-never-expire"]);
+    assert_eq!((code, out.starts_with("STILL FAILING")), (1, true), "{out}");
+    let (code, out, _) = replay(&["--self-session-ttl", "3"]);
+    assert_eq!((code, out.starts_with("FIXED")), (0, true), "{out}");
+
+    let honest = tempfile::tempdir().unwrap();
+    let (code, summary) = fuzz(honest.path(), &[], 150, 1, &ttl);
+    assert_eq!(findings(&summary), vec![], "false alarms: {summary}");
+    assert_eq!(summary["skipped"], 0, "{summary}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_session_expiring_beyond_the_wait_is_skipped_not_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    // The knob would make every judged call after expiry a finding.
+    let (code, summary) = fuzz(
+        dir.path(),
+        &["sessions-never-expire"],
+        300,
+        1,
+        &["--expiry-wait", "1"],
+    );
+    assert!(summary["skipped"].as_u64().unwrap() > 0, "{summary}");
+    assert!(
+        findings(&summary)
+            .iter()
+            .all(|(s, _)| !s.ends_with("/expired")),
+        "{summary}"
+    );
+    assert_eq!(code, 0, "{summary}");
 }
 
 #[test]

@@ -14,6 +14,10 @@ pub enum Step {
     Call(CallStep),
     /// Send the previous call's body again, byte for byte (a replay).
     Resend,
+    /// Wait until the session's `expiresAt` has passed, then make an honest
+    /// call on it (SES-1). Skipped, never judged, when the session expires
+    /// later than the run's `--expiry-wait`.
+    CallAfterExpiry,
     /// `POST /secure/session` with this body, as is.
     Handshake {
         /// The ClientHello text sent (usually a mutated honest hello).
@@ -41,6 +45,10 @@ pub struct CallStep {
     /// The seq sealed with; `None` takes the session's next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
+    /// A seq chosen relative to the session's calls so far (wins over
+    /// `seq`), so the case replays on any fresh session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<SeqAt>,
     /// Envelope edits after sealing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub envelope: Vec<EnvelopeEdit>,
@@ -50,6 +58,37 @@ pub struct CallStep {
     /// How the body is framed on the wire.
     #[serde(default, skip_serializing_if = "Framing::is_normal")]
     pub framing: Framing,
+}
+
+/// A seq relative to the calls already made on the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "seq", rename_all = "kebab-case")]
+pub enum SeqAt {
+    /// `by` above the highest seq used so far; later calls continue above it.
+    Ahead {
+        /// Distance above the highest used seq (at least 1).
+        by: u64,
+    },
+    /// `by` below the highest seq used so far (0 when that would underflow).
+    Behind {
+        /// Distance below the highest used seq.
+        by: u64,
+    },
+    /// The seq of the case's previous call, sealed again over this step's
+    /// inner request (not a byte-for-byte resend).
+    Same,
+}
+
+impl SeqAt {
+    /// A short name for signatures.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SeqAt::Ahead { .. } => "seq-ahead",
+            SeqAt::Behind { by } if *by < crate::protocol::REPLAY_WINDOW => "seq-in-window",
+            SeqAt::Behind { .. } => "seq-too-old",
+            SeqAt::Same => "seq-reuse",
+        }
+    }
 }
 
 /// The plaintext sealed into a call.
@@ -150,12 +189,21 @@ pub enum ByteEdit {
         /// Bytes kept.
         keep: usize,
     },
-    /// XOR one byte.
+    /// XOR one byte. Kept so old findings load; the generator emits `Set`,
+    /// because a XOR's result depends on the session's random ciphertext.
     Xor {
         /// Position.
         at: usize,
         /// Mask (never 0).
         mask: u8,
+    },
+    /// Overwrite one byte with a fixed value: the same case yields the
+    /// same byte at the position on any session.
+    Set {
+        /// Position.
+        at: usize,
+        /// The byte written.
+        byte: u8,
     },
     /// Insert text.
     Insert {
@@ -280,4 +328,36 @@ pub struct CorpusEntry {
     pub shape: String,
     /// The steps.
     pub steps: Vec<Step>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_steps_still_load() {
+        // Written before relative seqs and fixed-byte edits existed.
+        let old = r#"[{"do":"call","inner":{"kind":"request","method":"POST",
+            "path":"/agents/{agent}/run","auth":"key"},"seq":5,
+            "bytes":[{"edit":"xor","at":3,"mask":1}]},{"do":"resend"}]"#;
+        let steps: Vec<Step> = serde_json::from_str(old).unwrap();
+        let Step::Call(call) = &steps[0] else {
+            panic!("{steps:?}")
+        };
+        assert_eq!((call.seq, call.at), (Some(5), None));
+        assert_eq!(call.bytes, vec![ByteEdit::Xor { at: 3, mask: 1 }]);
+    }
+
+    #[test]
+    fn new_steps_round_trip() {
+        let mut call = crate::fuzz::gen::Generator::dispatch_call(2, 8);
+        call.at = Some(SeqAt::Behind { by: 64 });
+        call.bytes.push(ByteEdit::Set { at: 9, byte: b'"' });
+        let steps = vec![Step::Call(call), Step::CallAfterExpiry];
+        let text = serde_json::to_string(&steps).unwrap();
+        assert!(text.contains(r#""at":{"seq":"behind","by":64}"#), "{text}");
+        assert_eq!(serde_json::from_str::<Vec<Step>>(&text).unwrap(), steps);
+        assert_eq!(SeqAt::Behind { by: 64 }.name(), "seq-too-old");
+        assert_eq!(SeqAt::Behind { by: 63 }.name(), "seq-in-window");
+    }
 }

@@ -38,6 +38,13 @@ pub struct TargetArgs {
     /// Seconds to wait for any one answer (default: 3 for self, 15 for a URL).
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// With `--target self`: the reference server's session lifetime.
+    #[arg(long, default_value_t = SELF_TTL_SECS)]
+    pub self_session_ttl: i64,
+    /// Longest wait, in seconds, for a session to expire before a call after
+    /// its expiry; sessions that expire later skip that step.
+    #[arg(long, default_value_t = 120)]
+    pub expiry_wait: u64,
 }
 
 /// `osc-harness fuzz`.
@@ -120,7 +127,7 @@ pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
     let relay_origin = args.relay_origin.unwrap_or(is_self);
     if is_self {
         let mut config = ServerConfig::generated();
-        config.session_ttl_secs = SELF_TTL_SECS;
+        config.session_ttl_secs = args.self_session_ttl.max(1);
         config.handshake_rate = None;
         // The honest server must give up on a lying body well before the
         // fuzzer's own timeout, so only a hang knob trips the oracle.
@@ -141,6 +148,7 @@ pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
             access_key: server.access_key.clone(),
             relay_origin,
             limits,
+            expiry_wait: Duration::from_secs(args.expiry_wait),
         };
         return Ok(Resolved {
             info,
@@ -168,6 +176,7 @@ pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
             access_key,
             relay_origin,
             limits,
+            expiry_wait: Duration::from_secs(args.expiry_wait),
         },
         server: None,
     })

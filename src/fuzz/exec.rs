@@ -9,12 +9,12 @@ use tokio::time::Instant;
 use crate::protocol::encoding::b64url_encode;
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::identity::Address;
-use crate::protocol::session::ClientSession;
+use crate::protocol::session::{ClientSession, ReplayWindow};
 use crate::protocol::wire::{InnerRequest, ServerHello};
 use crate::rng::{RandomSource, SeededRandom};
 use crate::transport::{self, Limits, OuterRequest, Target, TransportError};
 
-use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, Step};
+use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, SeqAt, Step};
 
 const RELAY_HEADER: &str = "X-Osaurus-Relay-Origin";
 
@@ -35,6 +35,8 @@ pub struct TargetInfo {
     pub relay_origin: bool,
     /// Per-request limits.
     pub limits: Limits,
+    /// Longest wait for a session to expire; a later expiry skips the step.
+    pub expiry_wait: Duration,
 }
 
 impl TargetInfo {
@@ -116,6 +118,11 @@ impl HandshakeBudget {
 pub struct Session {
     session: ClientSession,
     next: u64,
+    /// The seq of the latest call made on it.
+    last_seq: u64,
+    /// The window an honest target holds after the answers seen so far: a
+    /// seq is marked exactly when its call was answered 200 (CALL-4).
+    window: ReplayWindow,
     /// Whether a step may have moved the target's window unpredictably.
     pub burned: bool,
 }
@@ -160,20 +167,59 @@ impl Session {
             let session = hs
                 .finish(&hello)
                 .map_err(|e| ExecError::Handshake(e.to_string()))?;
-            return Ok(Session {
-                session,
-                next: 1,
-                burned: false,
-            });
+            return Ok(Session::new(session));
         }
         Err(ExecError::Handshake(
             "still rate limited (429) after eight tries".into(),
         ))
     }
 
+    fn new(session: ClientSession) -> Session {
+        Session {
+            session,
+            next: 1,
+            last_seq: 0,
+            window: ReplayWindow::new(),
+            burned: false,
+        }
+    }
+
     /// Whether the session can take another call at `now`.
     pub fn usable(&self, now: i64) -> bool {
         !self.burned && self.session.usable_at(now, 5) && self.next < (1 << 52)
+    }
+
+    /// Whether the session is retired only because its expiry is near
+    /// (so one call after expiry can still be judged on it).
+    pub fn retired_by_expiry(&self, now: i64) -> bool {
+        !self.burned && self.next < (1 << 52) && !self.session.usable_at(now, 5)
+    }
+
+    /// The seq a call step is sealed with; moves the session's counter.
+    fn seq_for(&mut self, call: &CallStep) -> u64 {
+        let highest = self.next - 1;
+        let seq = match (call.at, call.seq) {
+            (Some(SeqAt::Ahead { by }), _) => {
+                let s = highest.saturating_add(by.max(1));
+                self.next = s.saturating_add(1);
+                s
+            }
+            (Some(SeqAt::Behind { by }), _) => highest.saturating_sub(by),
+            (Some(SeqAt::Same), _) => self.last_seq,
+            (None, Some(s)) => {
+                if s >= self.next {
+                    self.burned = true;
+                }
+                s
+            }
+            (None, None) => {
+                let s = self.next;
+                self.next += 1;
+                s
+            }
+        };
+        self.last_seq = seq;
+        seq
     }
 }
 
@@ -195,6 +241,8 @@ pub enum Reply {
     Dropped(String),
     /// No answer in time.
     Timeout(String),
+    /// The step was not run (why); never judged.
+    Skipped(String),
 }
 
 impl Reply {
@@ -212,6 +260,7 @@ impl Reply {
             Reply::Closed => "connection closed without an answer".into(),
             Reply::Dropped(e) => format!("dropped: {e}"),
             Reply::Timeout(e) => format!("timeout: {e}"),
+            Reply::Skipped(why) => format!("skipped: {why}"),
         }
     }
 }
@@ -227,6 +276,8 @@ pub struct Outcome {
     pub reply: Reply,
     /// The seq sealed with (calls only), for opening the response.
     pub seq: Option<u64>,
+    /// Whether an honest target's window would take that seq (calls only).
+    pub fresh: Option<bool>,
 }
 
 /// Text for people, cut at `max` bytes.
@@ -248,6 +299,31 @@ pub async fn run_step(
 ) -> Outcome {
     match step {
         Step::Call(call) => run_call(info, session, call, last_call).await,
+        Step::CallAfterExpiry => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            // Whole seconds past expiresAt: the target compares `now >=
+            // expiresAt` on its own clock.
+            let expired_at = Duration::from_secs(session.core().expires_at().max(0) as u64 + 1);
+            let wait = expired_at.saturating_sub(now);
+            if wait > info.expiry_wait {
+                return Outcome {
+                    endpoint: "/secure/call",
+                    sent: Vec::new(),
+                    reply: Reply::Skipped(format!(
+                        "the session expires in {}s, beyond --expiry-wait {}s",
+                        wait.as_secs(),
+                        info.expiry_wait.as_secs()
+                    )),
+                    seq: None,
+                    fresh: None,
+                };
+            }
+            tokio::time::sleep(wait).await;
+            let call = super::gen::Generator::valid_call();
+            run_call(info, session, &call, last_call).await
+        }
         Step::Resend => {
             let body = last_call.clone().unwrap_or_default();
             let reply = post(info, "/secure/call", body.clone()).await;
@@ -256,6 +332,7 @@ pub async fn run_step(
                 sent: body,
                 reply,
                 seq: None,
+                fresh: None,
             }
         }
         Step::Handshake { body } => {
@@ -266,6 +343,7 @@ pub async fn run_step(
                 sent: body,
                 reply,
                 seq: None,
+                fresh: None,
             }
         }
         Step::Plain {
@@ -296,6 +374,7 @@ pub async fn run_step(
                 sent: body.as_bytes().to_vec(),
                 reply,
                 seq: None,
+                fresh: None,
             }
         }
     }
@@ -346,19 +425,8 @@ async fn run_call(
     call: &CallStep,
     last_call: &mut Option<Vec<u8>>,
 ) -> Outcome {
-    let seq = match call.seq {
-        Some(s) => {
-            if s >= session.next {
-                session.burned = true;
-            }
-            s
-        }
-        None => {
-            let s = session.next;
-            session.next += 1;
-            s
-        }
-    };
+    let seq = session.seq_for(call);
+    let fresh = session.window.would_accept(seq);
     let plaintext = inner_plaintext(info, &call.inner);
     let envelope = session.session.seal_at(seq, &plaintext);
     let mut body = edit_envelope(&envelope.to_json(), &call.envelope);
@@ -381,11 +449,15 @@ async fn run_call(
             Err(e) => Reply::from_error(e),
         }
     };
+    if matches!(reply, Reply::Http { status: 200, .. }) {
+        session.window.mark(seq);
+    }
     Outcome {
         endpoint: "/secure/call",
         sent: body,
         reply,
         seq: Some(seq),
+        fresh: Some(fresh),
     }
 }
 
@@ -459,6 +531,11 @@ pub fn apply_byte_edit(body: &mut Vec<u8>, edit: &ByteEdit) {
         ByteEdit::Xor { at, mask } => {
             if len > 0 {
                 body[at % len] ^= mask.max(&1);
+            }
+        }
+        ByteEdit::Set { at, byte } => {
+            if len > 0 {
+                body[at % len] = *byte;
             }
         }
         ByteEdit::Insert { at, text } => {
@@ -571,8 +648,17 @@ pub fn handshake_rng(seed: u64, worker: u64) -> SeededRandom {
 
 /// A plain valid call on `session`: the liveness probe.
 pub async fn probe(info: &TargetInfo, session: &mut Session) -> Result<(), String> {
+    probe_with(info, session, super::gen::Generator::valid_call()).await
+}
+
+/// A liveness probe with this honest `call` (a run or a small dispatch).
+pub async fn probe_with(
+    info: &TargetInfo,
+    session: &mut Session,
+    call: CallStep,
+) -> Result<(), String> {
     let mut last = None;
-    let step = Step::Call(super::gen::Generator::valid_call());
+    let step = Step::Call(call);
     let outcome = run_step(info, session, &step, &mut last).await;
     match super::oracle::judge(info, session, &step, &outcome, &[]) {
         None => Ok(()),
@@ -583,11 +669,9 @@ pub async fn probe(info: &TargetInfo, session: &mut Session) -> Result<(), Strin
 impl Session {
     /// A copy that owns the next seq, for a case run in the background.
     pub fn fork(&mut self) -> Session {
-        let fork = Session {
-            session: self.session.clone(),
-            next: self.next,
-            burned: false,
-        };
+        let mut fork = Session::new(self.session.clone());
+        fork.next = self.next;
+        fork.window = self.window.clone();
         self.next += 1;
         fork
     }
@@ -647,6 +731,49 @@ mod tests {
             },
         );
         assert_eq!(empty, b"x");
+    }
+
+    fn sealed_body(secret: u8, edits: &[ByteEdit]) -> Vec<u8> {
+        let keys = crate::protocol::keys::derive_session_keys(&[secret; 32], b"fuzz-test");
+        let session = ClientSession::new("sid-fixed".into(), keys, i64::MAX);
+        let plaintext = b"{\"method\":\"GET\",\"path\":\"/\"}";
+        let mut body = session.seal_at(7, plaintext).to_json().into_bytes();
+        for e in edits {
+            apply_byte_edit(&mut body, e);
+        }
+        body
+    }
+
+    #[test]
+    fn a_set_byte_is_the_same_on_any_session() {
+        let a = sealed_body(1, &[]);
+        let b = sealed_body(2, &[]);
+        assert_eq!(a.len(), b.len());
+        // A position inside the ciphertext, where the two sessions differ.
+        let at = (0..a.len()).rev().find(|&i| a[i] != b[i]).unwrap();
+        let set = [ByteEdit::Set { at, byte: b'=' }];
+        let (a, b) = (sealed_body(1, &set), sealed_body(2, &set));
+        assert_eq!((a[at], b[at]), (b'=', b'='));
+        // A XOR there gives different bytes (the reason Set exists).
+        let xor = [ByteEdit::Xor { at, mask: 0x20 }];
+        assert_ne!(sealed_body(1, &xor)[at], sealed_body(2, &xor)[at]);
+    }
+
+    #[test]
+    fn relative_seqs_follow_the_session() {
+        let keys = crate::protocol::keys::derive_session_keys(&[3; 32], b"fuzz-test");
+        let mut s = Session::new(ClientSession::new("s".into(), keys, i64::MAX));
+        let plain = super::super::gen::Generator::valid_call();
+        let with = |at| CallStep {
+            at: Some(at),
+            ..plain.clone()
+        };
+        assert_eq!(s.seq_for(&plain), 1);
+        assert_eq!(s.seq_for(&with(SeqAt::Ahead { by: 70 })), 71);
+        assert_eq!(s.seq_for(&with(SeqAt::Behind { by: 64 })), 7);
+        assert_eq!(s.seq_for(&with(SeqAt::Same)), 7);
+        assert_eq!(s.seq_for(&plain), 72);
+        assert!(!s.burned);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::rng::{RandomSource, SeededRandom};
 
-use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, Step};
+use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, SeqAt, Step};
 
 /// Which endpoints the generator may aim at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,7 @@ pub struct Generator {
 }
 
 const RUN: &str = "/agents/{agent}/run";
+const DISPATCH: &str = "/agents/{agent}/dispatch";
 
 /// Honest inner JSON bodies (base64url of `{"input":"fuzz"}`).
 const RUN_BODY: &str = "eyJpbnB1dCI6ImZ1enoifQ";
@@ -125,9 +126,36 @@ impl Generator {
                 body: Some(RUN_BODY.into()),
             },
             seq: None,
+            at: None,
             envelope: Vec::new(),
             bytes: Vec::new(),
             framing: Framing::Normal,
+        }
+    }
+
+    /// A valid call to the streaming route: `events` events of `size`
+    /// bytes of padding, answered as sealed frames ending in `fin`.
+    pub fn dispatch_call(events: u64, size: u64) -> CallStep {
+        let body = format!("{{\"events\":{events},\"size\":{size}}}");
+        let mut call = Self::valid_call();
+        call.inner = Inner::Request {
+            method: "POST".into(),
+            path: DISPATCH.into(),
+            auth: Auth::Key,
+            body: Some(crate::protocol::encoding::b64url_encode(body.as_bytes())),
+        };
+        call
+    }
+
+    /// A valid call, to `/dispatch` one time in four (kept small so a
+    /// stream costs about as much as a buffered run).
+    fn base_call(&mut self) -> CallStep {
+        if self.below(4) == 0 {
+            let events = 1 + self.below(5) as u64;
+            let size = self.below(65) as u64;
+            Self::dispatch_call(events, size)
+        } else {
+            Self::valid_call()
         }
     }
 
@@ -136,7 +164,7 @@ impl Generator {
         loop {
             let roll = self.below(100);
             let case = match roll {
-                0..=7 if self.endpoints.call => vec![Step::Call(Self::valid_call())],
+                0..=7 if self.endpoints.call => vec![Step::Call(self.base_call())],
                 8..=32 if self.endpoints.call => vec![Step::Call(self.envelope_case())],
                 33..=54 if self.endpoints.call => vec![Step::Call(self.inner_case())],
                 55..=64 if self.endpoints.call => vec![Step::Call(self.byte_case())],
@@ -172,7 +200,7 @@ impl Generator {
     }
 
     fn envelope_case(&mut self) -> CallStep {
-        let mut call = Self::valid_call();
+        let mut call = self.base_call();
         let edits = 1 + self.below(2);
         for _ in 0..edits {
             let edit = self.envelope_edit();
@@ -236,8 +264,9 @@ impl Generator {
     }
 
     fn inner_case(&mut self) -> CallStep {
-        let mut call = Self::valid_call();
-        call.inner = match self.below(7) {
+        let mut call = self.base_call();
+        call.inner = match self.below(8) {
+            7 => return call,
             0 => Inner::Request {
                 method: "POST".into(),
                 path: self.pick(NESTED).to_string(),
@@ -305,15 +334,20 @@ impl Generator {
     }
 
     fn byte_case(&mut self) -> CallStep {
-        let mut call = Self::valid_call();
+        let mut call = self.base_call();
         let edits = 1 + self.below(3);
         for _ in 0..edits {
             let at = self.below(512);
             let edit = match self.below(3) {
                 0 => ByteEdit::Truncate { keep: at },
-                1 => ByteEdit::Xor {
+                // A fixed byte, not a XOR: the result must not depend on
+                // the session's random ciphertext, or a finding would not
+                // replay the same way.
+                1 => ByteEdit::Set {
                     at,
-                    mask: 1 + self.below(255) as u8,
+                    byte: self
+                        .pick(&["\"", "{", "}", ",", ":", "=", "A", "_", "-", "0"])
+                        .as_bytes()[0],
                 },
                 _ => ByteEdit::Insert {
                     at,
@@ -357,8 +391,65 @@ impl Generator {
     }
 
     fn stateful_case(&mut self) -> Vec<Step> {
-        match self.below(4) {
-            0 | 1 => vec![Step::Call(Self::valid_call()), Step::Resend],
+        let relative = |at: SeqAt| {
+            let mut call = Self::valid_call();
+            call.at = Some(at);
+            Step::Call(call)
+        };
+        let window = crate::protocol::REPLAY_WINDOW;
+        match self.below(11) {
+            0 | 1 => vec![Step::Call(self.base_call()), Step::Resend],
+            4 => {
+                // An unseen seq inside the window, after a jump (CALL-3).
+                let by = 2 + self.below(window as usize - 2) as u64;
+                let back = 1 + self.below(by as usize - 1) as u64;
+                vec![
+                    relative(SeqAt::Ahead { by }),
+                    relative(SeqAt::Behind { by: back }),
+                ]
+            }
+            5 => {
+                // At or past the window's lower edge, on a never-seen seq:
+                // the jump clears the whole old window first.
+                let by = window + 1 + self.below(30) as u64;
+                let back = if self.below(2) == 0 {
+                    window
+                } else {
+                    window + self.below((by - window) as usize) as u64
+                };
+                vec![
+                    relative(SeqAt::Ahead { by }),
+                    relative(SeqAt::Behind { by: back }),
+                ]
+            }
+            6 => {
+                // The seq of an accepted call, sealed over another body.
+                let mut again = self.base_call();
+                again.inner = Inner::Request {
+                    method: "POST".into(),
+                    path: RUN.into(),
+                    auth: Auth::Key,
+                    body: Some("eyJpbnB1dCI6ImFnYWluIn0".into()),
+                };
+                again.at = Some(SeqAt::Same);
+                vec![Step::Call(self.base_call()), Step::Call(again)]
+            }
+            7 => {
+                // A forged tag must not burn its seq (CALL-4).
+                let mut forged = Self::valid_call();
+                forged.envelope.push(EnvelopeEdit::FlipTag);
+                vec![Step::Call(forged), relative(SeqAt::Same)]
+            }
+            8 => {
+                // Back onto the first call's seq: a replay by seq alone.
+                let by = 1 + self.below(window as usize - 1) as u64;
+                vec![
+                    Step::Call(Self::valid_call()),
+                    relative(SeqAt::Ahead { by }),
+                    relative(SeqAt::Behind { by }),
+                ]
+            }
+            9 => vec![Step::CallAfterExpiry],
             n if n == 2 || self.thrifty => {
                 let mut call = Self::valid_call();
                 call.seq = Some(0);
@@ -434,5 +525,32 @@ impl Generator {
             with_key: self.below(3) != 0,
             body: self.pick(&["{\"input\":\"x\"}", "", "{", "[]"]).into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generator_sets_bytes_and_streams_but_never_xors() {
+        let all = Endpoints::parse("session,call,plaintext").unwrap();
+        let mut gen = Generator::new(7, 0, all);
+        let calls: Vec<CallStep> = (0..3000)
+            .flat_map(|_| gen.case())
+            .filter_map(|s| match s {
+                Step::Call(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let edits = || calls.iter().flat_map(|c| c.bytes.iter());
+        assert!(!edits().any(|e| matches!(e, ByteEdit::Xor { .. })));
+        assert!(edits().any(|e| matches!(e, ByteEdit::Set { .. })));
+        let dispatch = calls
+            .iter()
+            .filter(|c| matches!(&c.inner, Inner::Request { path, .. } if path == DISPATCH))
+            .count();
+        assert!(dispatch > calls.len() / 10, "{dispatch} of {}", calls.len());
+        assert!(calls.iter().any(|c| c.at == Some(SeqAt::Same)));
     }
 }

@@ -106,6 +106,28 @@ fn refusing_edit(edits: &[EnvelopeEdit]) -> Option<&EnvelopeEdit> {
     })
 }
 
+/// What an honest target answers to `call`, given whether its window
+/// would take the seq (`fresh`, known only once the call is on the wire).
+fn expect_call_in(call: &CallStep, fresh: Option<bool>) -> Expected {
+    // What the inner request alone asks for, as if sealed with the next seq.
+    let e = expect_call(&CallStep {
+        at: None,
+        ..call.clone()
+    });
+    let plain = call.framing.is_normal() && call.bytes.is_empty() && call.envelope.is_empty();
+    match (call.at, fresh) {
+        (Some(at), Some(false)) if plain => {
+            Expected::new(Class::Refuse, "stateful", at.name()).status(409)
+        }
+        (Some(at), Some(true)) if plain && e.layer == "valid" => Expected {
+            layer: "stateful",
+            field: at.name().into(),
+            ..e
+        },
+        _ => expect_call(call),
+    }
+}
+
 fn expect_call(call: &CallStep) -> Expected {
     if !call.framing.is_normal() {
         return Expected::new(Class::Either, "framing", call.framing.name());
@@ -115,7 +137,11 @@ fn expect_call(call: &CallStep) -> Expected {
     }
     if let Some(edit) = refusing_edit(&call.envelope) {
         let e = Expected::new(Class::Refuse, "envelope", edit.field());
-        return if call.envelope.len() == 1 && *edit == EnvelopeEdit::FlipTag && call.seq.is_none() {
+        return if call.envelope.len() == 1
+            && *edit == EnvelopeEdit::FlipTag
+            && call.seq.is_none()
+            && call.at.is_none()
+        {
             e.status(400)
         } else {
             e
@@ -123,6 +149,10 @@ fn expect_call(call: &CallStep) -> Expected {
     }
     if let Some(edit) = call.envelope.first() {
         return Expected::new(Class::Either, "envelope", edit.field());
+    }
+    if call.at.is_some() {
+        // Only the window the call meets decides (see expect_call_in).
+        return Expected::new(Class::Either, "stateful", "seq-relative");
     }
     match call.seq {
         Some(0) => return Expected::new(Class::Refuse, "stateful", "seq-zero").status(409),
@@ -143,12 +173,13 @@ fn expect_call(call: &CallStep) -> Expected {
                     return Expected::new(Class::Refuse, "inner", "body").status(400);
                 }
             }
-            let run = path == "/agents/{agent}/run";
             if *auth != Auth::Key {
                 return Expected::new(Class::Accept, "inner", "authorization").inner_ok(false);
             }
-            if run {
+            if path == "/agents/{agent}/run" {
                 Expected::new(Class::Accept, "valid", "call").inner_ok(true)
+            } else if path == "/agents/{agent}/dispatch" {
+                Expected::new(Class::Accept, "valid", "dispatch").inner_ok(true)
             } else {
                 Expected::new(Class::Accept, "inner", "path")
             }
@@ -192,7 +223,8 @@ pub fn judge(
     prev: &[Outcome],
 ) -> Option<Verdict> {
     let e = match step {
-        Step::Call(call) => expect_call(call),
+        Step::Call(call) => expect_call_in(call, outcome.fresh),
+        Step::CallAfterExpiry => Expected::new(Class::Refuse, "stateful", "expired").status(401),
         Step::Resend => {
             let first_ok = matches!(
                 prev.last().map(|o| &o.reply),
@@ -212,7 +244,7 @@ pub fn judge(
     let (status, content_type, body) = match &outcome.reply {
         Reply::Timeout(d) => return verdict(&e, "timeout", d.clone()),
         Reply::Dropped(d) if !framing => return verdict(&e, "dropped-connection", d.clone()),
-        Reply::Dropped(_) | Reply::Closed => return None,
+        Reply::Dropped(_) | Reply::Closed | Reply::Skipped(_) => return None,
         Reply::Http {
             status,
             content_type,
@@ -402,6 +434,7 @@ pub fn shape(outcome: &Outcome) -> String {
         Reply::Closed => format!("{} closed", outcome.endpoint),
         Reply::Dropped(_) => format!("{} dropped", outcome.endpoint),
         Reply::Timeout(_) => format!("{} timeout", outcome.endpoint),
+        Reply::Skipped(_) => format!("{} skipped", outcome.endpoint),
     }
 }
 
@@ -410,6 +443,7 @@ pub fn shape(outcome: &Outcome) -> String {
 /// the protocol only asks for a well-formed answer.
 pub fn fixed_answer(step: &Step, prev_accepted: bool) -> Option<(u16, Option<u16>)> {
     let e = match step {
+        Step::Call(call) if call.at.is_some() => return None,
         Step::Call(call) => expect_call(call),
         Step::Resend if prev_accepted => return Some((409, None)),
         Step::Plain { .. } => return None,
@@ -489,6 +523,21 @@ mod tests {
             );
         }
         assert_eq!(routed("/v1secure/x"), "/v1secure/x");
+    }
+
+    #[test]
+    fn relative_seqs_are_judged_by_the_window_they_meet() {
+        let mut c = Generator::dispatch_call(3, 4);
+        c.at = Some(crate::fuzz::case::SeqAt::Same);
+        let e = expect_call_in(&c, Some(false));
+        assert_eq!((e.class, e.status), (Class::Refuse, Some(409)));
+        let e = expect_call_in(&c, Some(true));
+        assert_eq!((e.class, e.inner_ok), (Class::Accept, Some(true)));
+        assert_eq!((e.layer, e.field.as_str()), ("stateful", "seq-reuse"));
+        // A refusing edit decides, whatever the window.
+        c.envelope.push(EnvelopeEdit::FlipTag);
+        assert_eq!(expect_call_in(&c, Some(true)).class, Class::Refuse);
+        assert_eq!(fixed_answer(&Step::Call(c), false), None);
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub struct Summary {
     pub corpus_size: usize,
     /// Oracle hits that did not reproduce on a fresh session.
     pub unconfirmed: u64,
+    /// Steps skipped, never judged (a session expiring beyond `--expiry-wait`).
+    pub skipped: u64,
     /// The findings, one entry per bucket, each listing its shapes.
     pub findings: Vec<BucketSummary>,
     /// Set when the target stopped answering: the case number.
@@ -82,6 +84,7 @@ struct Shared {
     shapes: BTreeSet<String>,
     corpus: Vec<Vec<Step>>,
     unconfirmed: u64,
+    skipped: u64,
     died: Option<(u64, String)>,
 }
 
@@ -286,6 +289,7 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
     preload.reverse();
     let mut pick = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-corpus-{id}"));
     let mut slow = tokio::task::JoinSet::new();
+    let mut expiry_check: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(case) = ctx.next_case() {
         let steps = match preload.pop() {
             Some(s) => s,
@@ -305,6 +309,15 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         };
         if !session.as_ref().is_some_and(|s| s.usable(now_secs())) {
+            let idle = expiry_check.as_ref().is_none_or(|h| h.is_finished());
+            if let Some(old) = session
+                .take()
+                .filter(|s| idle && s.retired_by_expiry(now_secs()))
+            {
+                // One look past expiry per retired session, beside the
+                // stream, one at a time so short TTLs do not pile them up.
+                expiry_check = Some(tokio::spawn(after_expiry(ctx.clone(), case, old)));
+            }
             let opened = {
                 let mut b = ctx.budget.lock().await;
                 Session::open(info, &mut rng, &mut b).await
@@ -336,6 +349,9 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             slow.spawn(async move {
                 let info = &ctx.cfg.info;
                 let (verdict, outcomes) = run_case(info, &mut fork, &steps).await;
+                if count_skipped(&ctx, &outcomes).await {
+                    return;
+                }
                 record_shapes(&ctx, &steps, &outcomes).await;
                 if let Some(v) = verdict {
                     let mut rng = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-slow-{case}"));
@@ -359,13 +375,51 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         } else if ctx.cfg.liveness_every > 0 && case % ctx.cfg.liveness_every == 0 && case > 0 {
             if let Some(s) = session.as_mut() {
-                if exec::probe(info, s).await.is_err() && !probe(&ctx, case, &mut rng).await {
+                // Every other periodic probe is a one-event stream: as cheap
+                // as a run, and it checks the streaming path stays alive.
+                let call = if (case / ctx.cfg.liveness_every) % 2 == 1 {
+                    Generator::dispatch_call(1, 0)
+                } else {
+                    Generator::valid_call()
+                };
+                if exec::probe_with(info, s, call).await.is_err()
+                    && !probe(&ctx, case, &mut rng).await
+                {
                     return;
                 }
             }
         }
     }
     while slow.join_next().await.is_some() {}
+    if let Some(h) = expiry_check {
+        let _ = h.await;
+    }
+}
+
+/// Counts a case whose step was skipped; true when one was (the case is
+/// then neither judged nor kept).
+async fn count_skipped(ctx: &Ctx, outcomes: &[Outcome]) -> bool {
+    let skipped = outcomes
+        .iter()
+        .any(|o| matches!(o.reply, exec::Reply::Skipped(_)));
+    if skipped {
+        ctx.shared.lock().await.skipped += 1;
+    }
+    skipped
+}
+
+/// Judges one honest call on a session retired near its expiry, made once
+/// it has expired (SES-1), within the `--expiry-wait` bound.
+async fn after_expiry(ctx: Arc<Ctx>, case: u64, mut old: Session) {
+    let steps = vec![Step::CallAfterExpiry];
+    let (verdict, outcomes) = run_case(&ctx.cfg.info, &mut old, &steps).await;
+    if count_skipped(&ctx, &outcomes).await {
+        return;
+    }
+    if let Some(v) = verdict {
+        let mut rng = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-expiry-{case}"));
+        confirm(&ctx, case, steps, v, &outcomes, &mut rng).await;
+    }
 }
 
 /// Most background cases in flight per worker.
@@ -375,6 +429,7 @@ const MAX_SLOW_IN_FLIGHT: usize = 64;
 /// when the target gives up on the body or the connection goes quiet.
 fn waits_for_server(steps: &[Step]) -> bool {
     matches!(steps, [Step::Call(c)] if !c.framing.is_normal())
+        || steps.iter().any(|s| matches!(s, Step::CallAfterExpiry))
 }
 
 /// A valid call on a fresh session; on failure, once more after a pause,
@@ -571,6 +626,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         handshakes,
         corpus_size: s.corpus.len(),
         unconfirmed: s.unconfirmed,
+        skipped: s.skipped,
         findings,
         target_died_at: s.died.as_ref().map(|d| d.0),
         died_reason: s.died.as_ref().map(|d| d.1.clone()),

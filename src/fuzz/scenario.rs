@@ -112,6 +112,11 @@ pub fn render(finding: &Finding) -> Result<String, ScenarioError> {
                         }
                     }
                 }
+                if call.at.is_some() {
+                    return Err(ScenarioError::Inexpressible(
+                        "seqs relative to the session's window have no scenario form".into(),
+                    ));
+                }
                 if let Some(seq) = call.seq {
                     let _ = writeln!(out, "seq = {seq}");
                 }
@@ -160,6 +165,11 @@ pub fn render(finding: &Finding) -> Result<String, ScenarioError> {
                     "do = \"handshake\"\nsession = \"probe\"\nraw_body = {}",
                     q(body)
                 );
+            }
+            Step::CallAfterExpiry => {
+                return Err(ScenarioError::Inexpressible(
+                    "waiting out a session's expiry has no scenario form".into(),
+                ))
             }
             Step::Plain { .. } => {
                 return Err(ScenarioError::Inexpressible(

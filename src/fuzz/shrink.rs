@@ -239,7 +239,7 @@ fn sites(step: &Step) -> Vec<Site> {
     match step {
         Step::Handshake { .. } => vec![Site::HandshakeBody],
         Step::Plain { .. } => vec![Site::PlainBody],
-        Step::Resend => Vec::new(),
+        Step::Resend | Step::CallAfterExpiry => Vec::new(),
         Step::Call(call) => {
             let mut out = match &call.inner {
                 Inner::Plaintext { .. } => vec![Site::InnerText],
