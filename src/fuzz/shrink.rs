@@ -467,6 +467,7 @@ mod tests {
                 text: "x".repeat(300),
             },
             seq: Some(u64::MAX - 1),
+            at: None,
             envelope: vec![
                 set("ct", format!("\"{}\"", "A".repeat(65536))),
                 EnvelopeEdit::Duplicate {
@@ -513,7 +514,7 @@ mod tests {
                         }
                     }
                 }
-                Step::Resend => {}
+                Step::Resend | Step::CallAfterExpiry => {}
             }
         }
         out
