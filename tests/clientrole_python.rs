@@ -44,7 +44,7 @@ fn python_client_passes_every_must_scenario() {
         return;
     }
     let got = verdicts(&["--skip", "client-hostile-drip"]);
-    assert_eq!(got.len(), 29);
+    assert_eq!(got.len(), 30);
     for (id, v) in got {
         assert_eq!(v, "pass", "{id}");
     }

@@ -28,7 +28,7 @@ fn test_client(args: &[&str]) -> (i32, String, String) {
 async fn reference_client_passes_and_each_knob_fails_exactly_its_scenarios() {
     let scenarios = builtin().expect("built-in scenarios load");
     let rows = selftest::run_matrix(Path::new(EXE), &scenarios, Duration::from_secs(20)).await;
-    assert_eq!(rows.len(), 7);
+    assert_eq!(rows.len(), 8);
     for row in &rows {
         assert!(row.ok(), "{}", selftest::render(&rows));
     }

@@ -63,6 +63,29 @@ fn every_knob_is_declared_and_names_exist() {
     }
 }
 
+#[test]
+fn client_only_knobs_are_left_to_client_scenarios() {
+    use osc_harness::scenarios::selftest::{suite_knobs, CLIENT_ONLY};
+    let registry = Registry::builtin();
+    let scenarios = loader::load(None, &registry).unwrap();
+    let clients = osc_harness::clientrole::builtin().unwrap();
+    for bug in CLIENT_ONLY {
+        assert!(!suite_knobs().contains(&bug), "{bug} is not a suite knob");
+        assert!(
+            !scenarios
+                .iter()
+                .any(|s| s.catches.iter().any(|c| c == bug.name())),
+            "no server scenario declares {bug}"
+        );
+        assert!(
+            clients
+                .iter()
+                .any(|s| s.server_bugs.iter().any(|b| b == bug.name())),
+            "a client scenario's adversary runs with {bug}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_self_passes_everything_with_transcripts() {
     let registry = Registry::builtin();

@@ -6,14 +6,14 @@ mod server_common;
 
 use std::time::Duration;
 
-use osc_harness::protocol::encoding::{b64url_encode, hex_decode_0x};
+use osc_harness::protocol::encoding::{b64url_decode, b64url_encode, hex_decode_0x, B64Strictness};
 use osc_harness::protocol::error::{FrameError, HandshakeError};
 use osc_harness::protocol::framing::ResponseOpener;
-use osc_harness::protocol::handshake::{Transcript, TranscriptField};
+use osc_harness::protocol::handshake::{low_order_points, Transcript, TranscriptField};
 use osc_harness::protocol::identity::{
     domain_digest, recover_address, recover_channel_signer, SignaturePolicy, OTHER_PREFIXES,
 };
-use osc_harness::protocol::keys::response_key;
+use osc_harness::protocol::keys::{derive_session_keys, response_key};
 use osc_harness::protocol::wire::{InnerRequest, ServerHello};
 use osc_harness::server::Bug;
 use osc_harness::transport::{self, Limits, OuterRequest, TransportError};
@@ -42,6 +42,7 @@ const COVERED: &[&str] = &[
     "inner-auth-unchecked",
     "nested-secure-allowed",
     "low-order-accepted",
+    "low-order-server-key",
     "session-store-unbounded",
     "expiry-in-past",
     "panic-on-empty-ct",
@@ -352,6 +353,48 @@ async fn low_order_accepted() {
     let mut hello = client_handshake(&s).hello().clone();
     hello.enc_pub = b64url_encode(&[0u8; 32]);
     assert_eq!(post_hello(&s, hello.to_json()).await.status, 200);
+}
+
+#[tokio::test]
+async fn low_order_server_key_is_signed_and_keys_a_public_session() {
+    let s = start_bug(Bug::LowOrderServerKey).await;
+    let hs = client_handshake(&s);
+    let hello = hs.hello().clone();
+    let sh = ServerHello::parse(&post_hello(&s, hello.to_json()).await.body).unwrap();
+    let announced = b64url_decode(&sh.enc_pub, B64Strictness::Canonical).unwrap();
+    assert!(
+        low_order_points()
+            .iter()
+            .any(|(_, p)| p[..] == announced[..]),
+        "eS {} is a low-order point",
+        sh.enc_pub
+    );
+    let transcript = Transcript::from_hellos(&hello, &sh).render();
+    let signer = recover_channel_signer(
+        transcript.as_bytes(),
+        &sh.signature,
+        SignaturePolicy::STRICT,
+    )
+    .unwrap();
+    assert_eq!(signer, s.agent_address, "the agent signed the low-order eS");
+    let Err(err) = hs.finish(&sh) else {
+        panic!("an honest client took the low-order eS");
+    };
+    assert!(matches!(err, HandshakeError::LowOrderKey), "{err}");
+
+    // A client without the HS-7 check gets a working session whose keys
+    // come from the all-zero secret and the public transcript.
+    let hs = client_handshake(&s).dangerous_accept_low_order();
+    let hello = hs.hello().clone();
+    let sh = ServerHello::parse(&post_hello(&s, hello.to_json()).await.body).unwrap();
+    let mut sess = hs.finish(&sh).expect("accepted without the check");
+    let public = derive_session_keys(
+        &[0u8; 32],
+        Transcript::from_hellos(&hello, &sh).render().as_bytes(),
+    );
+    assert!(sess.keys() == &public, "keys anyone can compute");
+    let resp = call_ok(&s, &mut sess, &authed(&s, "GET", "/health"), true).await;
+    assert_eq!(resp.status, 200);
 }
 
 #[tokio::test]

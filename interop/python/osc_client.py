@@ -200,7 +200,9 @@ class Client:
             raise ClientFailure(EXIT_PROTOCOL, f"frame {frame['seq']} does not open: {exc}") from exc
 
     def _stream(self, resp, key: bytes, sid: str, rseq: int, out) -> int:
-        expected, finished, total, buf = 0, False, 0, b""
+        # A bytearray grows in place and the search for the event end resumes
+        # where it stopped, so one huge event costs linear time, not quadratic.
+        expected, finished, total, buf, scan = 0, False, 0, bytearray(), 0
         while True:
             try:
                 chunk = resp.read1(65536)
@@ -217,8 +219,10 @@ class Client:
             if total > MAX_RESPONSE:
                 raise ClientFailure(EXIT_TRANSPORT, "stream larger than the limit")
             buf += chunk
-            while b"\n\n" in buf:
-                event, buf = buf.split(b"\n\n", 1)
+            while (cut := buf.find(b"\n\n", scan)) >= 0:
+                event = bytes(buf[:cut])
+                del buf[:cut + 2]
+                scan = 0
                 data = [ln[5:].removeprefix(b" ") for ln in event.split(b"\n") if ln.startswith(b"data:")]
                 if not data:
                     continue
@@ -235,6 +239,7 @@ class Client:
                     finished = True
                 out.write(plain)
                 out.flush()
+            scan = max(len(buf) - 1, 0)
         if not finished and "missing-fin-ignored" not in self.breaks:
             raise ClientFailure(EXIT_TRUNCATED, "stream ended without an authenticated fin frame")
         status = resp.status

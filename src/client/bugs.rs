@@ -17,17 +17,20 @@ pub enum ClientBug {
     ExpiredSessionUsed,
     /// Every call of a session is sealed with seq 1 (CALL-1).
     ReplaySameSeq,
+    /// A low-order server key in the ServerHello is accepted (HS-7).
+    LowOrderKeyAccepted,
 }
 
 impl ClientBug {
     /// Every knob.
-    pub const ALL: [ClientBug; 6] = [
+    pub const ALL: [ClientBug; 7] = [
         ClientBug::IdentityUnchecked,
         ClientBug::MissingFinIgnored,
         ClientBug::ReorderedFramesAccepted,
         ClientBug::RetryOn409,
         ClientBug::ExpiredSessionUsed,
         ClientBug::ReplaySameSeq,
+        ClientBug::LowOrderKeyAccepted,
     ];
 
     /// The kebab-case name used on the command line.
@@ -39,6 +42,7 @@ impl ClientBug {
             ClientBug::RetryOn409 => "retry-on-409",
             ClientBug::ExpiredSessionUsed => "expired-session-used",
             ClientBug::ReplaySameSeq => "replay-same-seq",
+            ClientBug::LowOrderKeyAccepted => "low-order-key-accepted",
         }
     }
 
@@ -51,6 +55,7 @@ impl ClientBug {
             ClientBug::RetryOn409 => "SES-2",
             ClientBug::ExpiredSessionUsed => "SES-3",
             ClientBug::ReplaySameSeq => "CALL-1",
+            ClientBug::LowOrderKeyAccepted => "HS-7",
         }
     }
 
@@ -63,6 +68,9 @@ impl ClientBug {
             ClientBug::RetryOn409 => "sends a call again after 409 secure_replay",
             ClientBug::ExpiredSessionUsed => "keeps sealing with a session past its expiry",
             ClientBug::ReplaySameSeq => "seals every call of a session with seq 1",
+            ClientBug::LowOrderKeyAccepted => {
+                "keys a session from a low-order server key (an all-zero shared secret)"
+            }
         }
     }
 

@@ -163,6 +163,9 @@ impl Channel {
         if self.has(ClientBug::IdentityUnchecked) {
             hs = hs.dangerous_skip_identity_check();
         }
+        if self.has(ClientBug::LowOrderKeyAccepted) {
+            hs = hs.dangerous_accept_low_order();
+        }
         let request = self.outer(OuterRequest::post_json(
             "/secure/session",
             hs.hello().to_json(),

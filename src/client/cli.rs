@@ -59,7 +59,7 @@ pub struct CallArgs {
     pub relay_origin: bool,
     /// Misbehave on purpose (repeatable): identity-unchecked,
     /// missing-fin-ignored, reordered-frames-accepted, retry-on-409,
-    /// expired-session-used, replay-same-seq.
+    /// expired-session-used, replay-same-seq, low-order-key-accepted.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<ClientBug>,
     /// Seconds allowed for the connection and for each response.

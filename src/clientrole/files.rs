@@ -57,6 +57,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../scenarios/client/client-id-hello-v2.toml"),
     ),
     (
+        "client-id-low-order-es.toml",
+        include_str!("../../scenarios/client/client-id-low-order-es.toml"),
+    ),
+    (
         "client-id-swap-es.toml",
         include_str!("../../scenarios/client/client-id-swap-es.toml"),
     ),

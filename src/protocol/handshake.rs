@@ -255,6 +255,28 @@ pub struct ServerHandshakeInputs {
     pub expires_at: i64,
 }
 
+/// An `eS` a server announces in place of its own ephemeral public key,
+/// with the shared secret it keys the session from (an adversary's choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnnouncedKey {
+    /// The 32 bytes sent as `encPub` and signed in the transcript.
+    pub public: [u8; 32],
+    /// The X25519 output a client that accepts `public` computes.
+    pub shared: [u8; 32],
+}
+
+impl AnnouncedKey {
+    /// A small-order point: every client secret multiplied by it gives the
+    /// all-zero output, so the session keys are the same for a client that
+    /// does not refuse it (HS-7) and for anyone who reads the transcript.
+    pub fn low_order(point: [u8; 32]) -> Self {
+        AnnouncedKey {
+            public: point,
+            shared: [0u8; 32],
+        }
+    }
+}
+
 /// The steps of the server handshake an adversary may bend. Each default
 /// is the honest protocol; the reference server's `--bug` knobs override
 /// one method each.
@@ -270,6 +292,11 @@ pub trait ServerHandshakeHooks {
     /// Whether a low-order client key is refused (honest: yes, HS-7).
     fn refuse_low_order(&self) -> bool {
         true
+    }
+    /// The key announced as `eS` instead of the server's own ephemeral
+    /// public key (honest: none, the real key).
+    fn announced_key(&self) -> Option<AnnouncedKey> {
+        None
     }
     /// The session keys (honest: KS-1).
     fn session_keys(&self, shared: &[u8; 32], transcript: &[u8]) -> SessionKeys {
@@ -308,11 +335,18 @@ pub fn respond(
     }
     let secret = StaticSecret::from(inputs.ephemeral_secret);
     let sid = b64url_encode(&inputs.sid);
-    let server_pub = public_b64(&secret);
+    let announced = hooks.announced_key();
+    let server_pub = match announced {
+        Some(key) => b64url_encode(&key.public),
+        None => public_b64(&secret),
+    };
     let transcript = Transcript::new(hello, &sid, &server_pub, inputs.expires_at);
     let rendered = transcript.render();
     let signature = hooks.sign(identity, hooks.signed_payload(&transcript).as_bytes());
-    let shared = agree(&secret, &client_pub, hooks.refuse_low_order())?;
+    // The agreement with the real secret still runs under an announced key,
+    // so the server's own refusal of a low-order client key is unchanged.
+    let real = agree(&secret, &client_pub, hooks.refuse_low_order())?;
+    let shared = announced.map_or(real, |key| key.shared);
     let keys = hooks.session_keys(&shared, rendered.as_bytes());
     Ok(ServerHandshake {
         hello: ServerHello {
@@ -363,4 +397,78 @@ pub fn low_order_points() -> Vec<(&'static str, [u8; 32])> {
             hex32("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::session::HonestCalls;
+
+    struct LowOrderServer([u8; 32]);
+    impl ServerHandshakeHooks for LowOrderServer {
+        fn announced_key(&self) -> Option<AnnouncedKey> {
+            Some(AnnouncedKey::low_order(self.0))
+        }
+    }
+
+    fn identity() -> AgentIdentity {
+        AgentIdentity::from_bytes(&[7u8; 32]).expect("a valid secp256k1 secret")
+    }
+
+    fn inputs() -> ServerHandshakeInputs {
+        ServerHandshakeInputs {
+            ephemeral_secret: [9u8; 32],
+            sid: [3u8; 16],
+            expires_at: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn announced_low_order_key_is_signed_and_refused_by_an_honest_client() {
+        let id = identity();
+        for (name, point) in low_order_points() {
+            let client = ClientHandshake::new(id.address(), [5u8; 32], [1u8; 16]);
+            let server = respond(client.hello(), &id, &inputs(), &LowOrderServer(point))
+                .expect("the adversary answers");
+            assert_eq!(server.hello.enc_pub, b64url_encode(&point), "{name}");
+            let err = match client.finish(&server.hello) {
+                Ok(_) => panic!("{name}: an honest client took a low-order eS"),
+                Err(e) => e,
+            };
+            assert!(matches!(err, HandshakeError::LowOrderKey), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_client_that_accepts_a_low_order_key_shares_the_adversarys_keys() {
+        let id = identity();
+        let (_, point) = low_order_points()[2];
+        let client =
+            ClientHandshake::new(id.address(), [5u8; 32], [1u8; 16]).dangerous_accept_low_order();
+        let mut server = respond(client.hello(), &id, &inputs(), &LowOrderServer(point))
+            .expect("the adversary answers");
+        let mut session = client
+            .finish(&server.hello)
+            .expect("the signature covers the announced key");
+        assert!(session.keys() == server.session.keys(), "the same keys");
+        assert!(
+            session.keys() == &derive_session_keys(&[0u8; 32], server.transcript.as_bytes()),
+            "keys anyone can derive from the transcript"
+        );
+        let call = session.seal_call_bytes(b"{}", 0).expect("seals");
+        let opened = server.session.open_call(&call, 0, &HonestCalls);
+        assert!(opened.is_ok(), "the server opens the client's call");
+    }
+
+    #[test]
+    fn announcing_a_key_keeps_the_refusal_of_a_low_order_client_key() {
+        let id = identity();
+        let mut hello = ClientHandshake::new(id.address(), [5u8; 32], [1u8; 16])
+            .hello()
+            .clone();
+        hello.enc_pub = b64url_encode(&[0u8; 32]);
+        let point = low_order_points()[2].1;
+        let err = respond(&hello, &id, &inputs(), &LowOrderServer(point)).err();
+        assert!(matches!(err, Some(HandshakeError::LowOrderKey)), "{err:?}");
+    }
 }

@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::protocol::handshake::{ServerHandshakeHooks, Transcript, TranscriptField};
+use crate::protocol::handshake::{
+    low_order_points, AnnouncedKey, ServerHandshakeHooks, Transcript, TranscriptField,
+};
 use crate::protocol::identity::{domain_digest, AgentIdentity, OTHER_PREFIXES};
 use crate::protocol::keys::{derive_session_keys, SessionKeys};
 use crate::protocol::session::{CallHooks, ReplayWindow};
@@ -88,6 +90,8 @@ bugs! {
     NestedSecureAllowed = "nested-secure-allowed", "CALL-8", "inner paths such as /v1/secure/session pass the nesting check (literal prefix only)";
     /// Low-order client keys are accepted.
     LowOrderAccepted = "low-order-accepted", "HS-7", "a low-order client encPub is accepted, giving an all-zero shared secret";
+    /// The hello announces a low-order eS (a client-role knob).
+    LowOrderServerKey = "low-order-server-key", "HS-7", "the ServerHello announces a signed low-order encPub, so a client that accepts it derives keys anyone can compute";
     /// The session store has no bound.
     SessionStoreUnbounded = "session-store-unbounded", "HS-9", "the session store never evicts, so a handshake flood grows it without limit";
     /// The hello announces an expiry in the past.
@@ -254,6 +258,9 @@ pub enum StreamEnd {
     CutMidFrame,
 }
 
+/// The `low_order_points()` entry announced under `low-order-server-key`.
+pub const LOW_ORDER_SERVER_POINT: &str = "order-8 point a";
+
 impl ServerHandshakeHooks for Knobs {
     fn signed_payload(&self, transcript: &Transcript) -> String {
         if self.on(Bug::TranscriptFieldUnsigned) {
@@ -275,6 +282,19 @@ impl ServerHandshakeHooks for Knobs {
 
     fn refuse_low_order(&self) -> bool {
         !self.on(Bug::LowOrderAccepted)
+    }
+
+    fn announced_key(&self) -> Option<AnnouncedKey> {
+        if !self.on(Bug::LowOrderServerKey) {
+            return None;
+        }
+        // An order-8 point rather than all zeros: a client that only looks
+        // for zero bytes in eS is caught too; only a check of the X25519
+        // output (or a full low-order list) refuses it.
+        low_order_points()
+            .into_iter()
+            .find(|(name, _)| *name == LOW_ORDER_SERVER_POINT)
+            .map(|(_, point)| AnnouncedKey::low_order(point))
     }
 
     fn session_keys(&self, shared: &[u8; 32], transcript: &[u8]) -> SessionKeys {
@@ -342,6 +362,12 @@ mod tests {
             assert!(seen.insert(bug.name()), "duplicate {}", bug.name());
             assert!(!bug.requirement().is_empty());
         }
-        assert_eq!(Bug::ALL.len(), 26);
+        assert!(
+            low_order_points()
+                .iter()
+                .any(|(name, _)| *name == LOW_ORDER_SERVER_POINT),
+            "low-order-server-key names a point that exists"
+        );
+        assert_eq!(Bug::ALL.len(), 27);
     }
 }
