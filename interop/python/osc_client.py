@@ -14,6 +14,9 @@ import osc_crypto as c
 
 MAX_RESPONSE = 16 * 1024 * 1024
 TIMEOUT = 30
+# A cached session is reused only while it has more than this many seconds
+# left (SES-3, as the upstream clients do).
+SESSION_REUSE_MARGIN = 60
 
 # Client breakages for `call --break`, each with the requirement it violates.
 CLIENT_BREAKS = {"identity-unchecked": "HS-2", "missing-fin-ignored": "RESP-5"}
@@ -58,6 +61,9 @@ class Client:
         self.base = url.path.rstrip("/")
         self.pinned = pinned
         self.relay_origin = relay_origin
+        # The session of the last handshake, reused by later calls (CALL-1:
+        # their seqs go on rising on it).
+        self.session: ClientSession | None = None
 
     def _post(self, path: str, body: bytes, accept: str):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
@@ -128,12 +134,17 @@ class Client:
         return ClientSession(sid, c2s, s2c, exp)
 
     def call(self, inner: dict, stream: bool, out) -> int:
-        """Sends one call; retries once on 401 secure_session_unknown (SES-2)."""
+        """Sends one call on the cached session (or a new one); on 401
+        secure_session_unknown handshakes again and retries once (SES-2)."""
         for attempt in (1, 2):
-            sess = self.handshake()
+            sess = self.session
+            if attempt == 2 or sess is None or sess.expires_at - SESSION_REUSE_MARGIN <= time.time():
+                self.session = None
+                sess = self.session = self.handshake()
             result = self._call_once(sess, inner, stream, out)
             if result is not None:
                 return result
+            self.session = None
             if attempt == 2:
                 raise ClientFailure(EXIT_REFUSED, "session unknown again after a fresh handshake")
         raise AssertionError("unreachable")
