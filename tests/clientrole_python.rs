@@ -7,7 +7,8 @@ use std::process::Command;
 const EXE: &str = env!("CARGO_BIN_EXE_osc-harness");
 const SHIM: &str =
     "python3 interop/python/osc_peer.py call --target {url} --agent-address {address} \
-    --access-key {access_key} --path {path} $([ {mode} = stream ] && echo \"--stream --data {}\")";
+    --access-key {access_key} --path {path} --repeat {calls} \
+    $([ {mode} = stream ] && echo \"--stream --data {}\")";
 
 fn python_ready() -> bool {
     Command::new("python3")
@@ -44,7 +45,11 @@ fn python_client_passes_every_must_scenario() {
         return;
     }
     let got = verdicts(&["--skip", "client-hostile-drip"]);
-    assert_eq!(got.len(), 30);
+    assert_eq!(got.len(), 31);
+    assert!(
+        got.iter().any(|(id, _)| id == "client-session-seq-rises"),
+        "the multi-call scenario ran"
+    );
     for (id, v) in got {
         assert_eq!(v, "pass", "{id}");
     }
@@ -62,4 +67,28 @@ fn python_client_drip_is_a_warning_not_a_failure() {
         got,
         vec![("client-hostile-drip".to_string(), "warn".to_string())]
     );
+}
+
+#[test]
+fn python_client_keeps_one_session_and_raises_its_seqs() {
+    if !python_ready() {
+        eprintln!("skipped: python3 with coincurve and cryptography is not available");
+        return;
+    }
+    let out = Command::new(EXE)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["test-client", "--client-cmd", SHIM, "--format", "json"])
+        .args(["--only", "client-session-seq-rises"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    let s = &report["scenarios"][0];
+    assert_eq!(s["verdict"], "pass", "{s:#}");
+    let actions: Vec<&str> = s["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["handshake", "call", "call", "call"], "{s:#}");
 }

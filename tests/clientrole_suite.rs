@@ -75,6 +75,10 @@ fn a_client_that_accepts_everything_fails_the_refusals_only() {
         if id == "client-session-401-once" {
             // It never re-handshakes, so the retry rule fails it anyway.
             assert_eq!(v, "fail", "{id}");
+        } else if id == "client-session-seq-rises" {
+            // The command has no {calls}: never judged, never passed.
+            assert_eq!(v, "skip", "{id}");
+            assert!(s["reason"].as_str().unwrap().contains("{calls}"), "{s:#}");
         } else if must_complete {
             assert_eq!(v, "pass", "{id}");
         } else {
@@ -160,7 +164,7 @@ fn placeholders_are_filled_and_reports_and_expectations_work() {
     let junit = dir.path().join("r.xml");
     let expect = dir.path().join("expect.toml");
     let cmd = format!(
-        "echo {{url}} {{address}} {{access_key}} {{agent_id}} {{path}} {{mode}} > '{}'; exit 0",
+        "echo {{url}} {{address}} {{access_key}} {{agent_id}} {{path}} {{mode}} {{calls}} > '{}'; exit 0",
         seen.display()
     );
     std::fs::write(
@@ -181,10 +185,10 @@ fn placeholders_are_filled_and_reports_and_expectations_work() {
     assert_eq!(code, 0, "the known failure does not fail the run");
     let line = std::fs::read_to_string(&seen).unwrap();
     let parts: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(parts.len(), 6, "{line}");
+    assert_eq!(parts.len(), 7, "{line}");
     assert!(parts[0].starts_with("http://127.0.0.1:"));
     assert!(parts[1].starts_with("0x") && parts[1].len() == 42);
-    assert_eq!((parts[4], parts[5]), ("/health", "buffered"));
+    assert_eq!((parts[4], parts[5], parts[6]), ("/health", "buffered", "1"));
     assert!(std::fs::read_to_string(&junit)
         .unwrap()
         .contains("client-id-wrong-key"));
@@ -229,4 +233,302 @@ fn adversary_reports_what_the_client_did() {
     let text = rest.join("\n");
     assert!(text.contains("1 handshake(s) and 1 call(s)"), "{text}");
     assert!(!text.contains("retried"), "{text}");
+    assert!(text.contains("> [call] POST /secure/call"), "{text}");
+    assert!(text.contains("< 409 "), "{text}");
+}
+
+#[test]
+fn adversary_counts_asked_for_calls_as_calls_not_retries() {
+    let mut child = Command::new(EXE)
+        .args([
+            "adversary",
+            "--scenario",
+            "client-session-seq-rises",
+            "--listen",
+            "127.0.0.1:0",
+            "--idle",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(ready["calls"], "3", "{ready}");
+    let out = Command::new(EXE)
+        .args([
+            "call",
+            "--target",
+            ready["url"].as_str().unwrap(),
+            "--agent-address",
+            ready["address"].as_str().unwrap(),
+            "--access-key",
+            ready["access_key"].as_str().unwrap(),
+            "--path",
+            ready["path"].as_str().unwrap(),
+            "--repeat",
+            ready["calls"].as_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let bodies = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(bodies.lines().count(), 3, "one body per line: {bodies}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    let text = rest.join("\n");
+    assert!(text.contains("1 handshake(s) and 3 call(s)"), "{text}");
+    assert!(!text.contains("retried"), "{text}");
+    assert!(!text.contains("reused a seq"), "{text}");
+    assert!(text.contains("seq 3 on session"), "{text}");
+}
+
+/// The reference client through the shim, with `{calls}` and extra flags.
+fn reference_shim(extra: &str) -> String {
+    format!(
+        "'{EXE}' call --target {{url}} --agent-address {{address}} --access-key {{access_key}} \
+         --path {{path}} --repeat {{calls}} --timeout 5 --max-stream-secs 2 \
+         $([ {{mode}} = stream ] && echo '--stream --data {{}}'){extra}"
+    )
+}
+
+fn json_report(args: &[&str]) -> serde_json::Value {
+    let (_, out, err) = test_client(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("json report ({e}): {out}\n{err}"))
+}
+
+fn only_scenario(report: &serde_json::Value) -> &serde_json::Value {
+    let all = report["scenarios"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "{report:#}");
+    &all[0]
+}
+
+fn exchanges<'a>(s: &'a serde_json::Value, action: &str) -> Vec<&'a serde_json::Value> {
+    s["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["action"] == action)
+        .collect()
+}
+
+#[test]
+fn seq_rises_needs_calls_and_catches_a_seq_reusing_client() {
+    let id = "client-session-seq-rises";
+    // Honest, with {calls}: three calls on one handshake, seqs 1, 2, 3.
+    let report = json_report(&[
+        "--client-cmd",
+        &reference_shim(""),
+        "--only",
+        id,
+        "--format",
+        "json",
+    ]);
+    let s = only_scenario(&report);
+    assert_eq!(s["verdict"], "pass", "{s:#}");
+    assert_eq!(exchanges(s, "handshake").len(), 1, "{s:#}");
+    let calls = exchanges(s, "call");
+    assert_eq!(calls.len(), 3, "{s:#}");
+    for (i, x) in calls.iter().enumerate() {
+        assert_eq!(x["status"], 200, "{x:#}");
+        let note = x["note"].as_str().unwrap();
+        assert!(
+            note.starts_with(&format!("seq {} on session ", i + 1)),
+            "{note}"
+        );
+    }
+
+    // The same client sealing every call with seq 1: the second call is
+    // the one the judge names, and the server's 409 is in the transcript.
+    let report = json_report(&[
+        "--client-cmd",
+        &reference_shim(" --bug replay-same-seq"),
+        "--only",
+        id,
+        "--format",
+        "json",
+    ]);
+    let s = only_scenario(&report);
+    assert_eq!(s["verdict"], "fail", "{s:#}");
+    assert!(
+        s["reason"].as_str().unwrap().contains("does not rise"),
+        "{s:#}"
+    );
+    let calls = exchanges(s, "call");
+    assert_eq!(calls.len(), 2, "it stops at the refused call: {s:#}");
+    assert_eq!(calls[1]["status"], 409, "{s:#}");
+    assert!(
+        calls[1]["note"]
+            .as_str()
+            .unwrap()
+            .contains("seq 1 on session"),
+        "{s:#}"
+    );
+
+    // Without {calls} in the command the scenario is skipped, whatever
+    // the client would have done.
+    for cmd in ["exit 0", "exit 6"] {
+        let report = json_report(&["--client-cmd", cmd, "--only", id, "--format", "json"]);
+        let s = only_scenario(&report);
+        assert_eq!(s["verdict"], "skip", "{cmd}: {s:#}");
+        assert!(
+            s["transcript"].as_array().unwrap().is_empty(),
+            "nothing ran: {s:#}"
+        );
+    }
+    // With {calls} but one call only, it fails: the client ignored it.
+    let one = reference_shim("").replace("--repeat {calls}", "--repeat 1 #{calls}");
+    let report = json_report(&["--client-cmd", &one, "--only", id, "--format", "json"]);
+    let s = only_scenario(&report);
+    assert_eq!(s["verdict"], "fail", "{s:#}");
+    assert!(
+        s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("1 call(s); at least 3"),
+        "{s:#}"
+    );
+}
+
+#[test]
+fn transcripts_show_each_exchange_and_never_the_key() {
+    // Passing: the 409 scenario's transcript holds exactly one call, the
+    // one the adversary refused, and says so.
+    let report = json_report(&[
+        "--client-cmd",
+        &reference_shim(""),
+        "--only",
+        "client-session-409",
+        "--format",
+        "json",
+    ]);
+    let s = only_scenario(&report);
+    assert_eq!(s["verdict"], "pass", "{s:#}");
+    let calls = exchanges(s, "call");
+    assert_eq!(calls.len(), 1, "{s:#}");
+    assert_eq!(calls[0]["request_line"], "POST /secure/call");
+    assert_eq!(calls[0]["status"], 409);
+    assert!(
+        calls[0]["response_body"]
+            .as_str()
+            .unwrap()
+            .contains("secure_replay"),
+        "{s:#}"
+    );
+    assert!(
+        calls[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("adversary (409)"),
+        "{s:#}"
+    );
+
+    // Failing: the retrying client's second call is there too, and the
+    // text report prints the transcript under the failure.
+    let retrying = reference_shim(" --bug retry-on-409");
+    let report = json_report(&[
+        "--client-cmd",
+        &retrying,
+        "--only",
+        "client-session-409",
+        "--format",
+        "json",
+    ]);
+    let s = only_scenario(&report);
+    assert_eq!(s["verdict"], "fail", "{s:#}");
+    let calls = exchanges(s, "call");
+    assert_eq!(calls.len(), 2, "{s:#}");
+    assert_eq!(calls[1]["status"], 200, "{s:#}");
+    let (_, text, _) = test_client(&["--client-cmd", &retrying, "--only", "client-session-409"]);
+    assert!(text.contains("> [call] POST /secure/call"), "{text}");
+    assert!(text.contains("< 409 "), "{text}");
+    assert!(text.contains("! seq 2 on session"), "{text}");
+
+    // A stream is summarised by its frames; a server knob is named.
+    let report = json_report(&[
+        "--client-cmd",
+        &reference_shim(""),
+        "--only",
+        "client-honest-stream",
+        "--only",
+        "client-fin-flipped",
+        "--format",
+        "json",
+    ]);
+    for s in report["scenarios"].as_array().unwrap() {
+        let calls = exchanges(s, "call");
+        assert_eq!(calls.len(), 1, "{s:#}");
+        if s["id"] == "client-honest-stream" {
+            let body = calls[0]["response_body"].as_str().unwrap();
+            assert!(body.starts_with("stream of "), "{body}");
+            assert!(!body.starts_with("stream of 0 "), "{body}");
+        }
+    }
+}
+
+#[test]
+fn the_access_key_never_reaches_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("key");
+    let junit = dir.path().join("r.xml");
+    let save_key = format!("echo {{access_key}} > '{}'", keyfile.display());
+    // A client that prints the key on stderr and fails: the reason quotes
+    // its last line, redacted.
+    let (code, out, _) = test_client(&[
+        "--client-cmd",
+        &format!("{save_key}; echo \"leaking {{access_key}}\" >&2; exit 3"),
+        "--only",
+        "client-honest-buffered",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let key = std::fs::read_to_string(&keyfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(key.len() >= 8, "{key:?}");
+    assert!(!out.contains(&key), "the key leaked into the reason");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = only_scenario(&report);
+    assert!(
+        s["reason"].as_str().unwrap().contains("leaking <redacted>"),
+        "{s:#}"
+    );
+    // A client that falls back to plaintext with the key in the body: the
+    // transcript shows the request, redacted, in JSON and JUnit alike.
+    let (code, out, _) = test_client(&[
+        "--client-cmd",
+        &format!(
+            "{save_key}; curl -s -X POST -d \"key={{access_key}}\" {{url}}/v1/chat >/dev/null; exit 0"
+        ),
+        "--only",
+        "client-honest-buffered",
+        "--format",
+        "json",
+        "--report",
+        junit.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let key = std::fs::read_to_string(&keyfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for (name, text) in [("json", &out), ("junit", &xml)] {
+        assert!(
+            !text.contains(&key),
+            "the key leaked into the {name} report"
+        );
+    }
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = only_scenario(&report);
+    assert_eq!(s["verdict"], "fail", "{s:#}");
+    let plain = exchanges(s, "plaintext");
+    assert_eq!(plain.len(), 1, "{s:#}");
+    assert_eq!(plain[0]["request_line"], "POST /v1/chat", "{s:#}");
+    assert_eq!(plain[0]["request_body"], "key=<redacted>", "{s:#}");
+    assert!(xml.contains("transcript:"), "{xml}");
+    assert!(xml.contains("key=&lt;redacted&gt;"), "{xml}");
 }

@@ -453,7 +453,7 @@ fn vectors_agree_both_ways() {
 fn python_shim(extra: &str) -> String {
     format!(
         "python3 {} call --target {{url}} --agent-address {{address}} \
-         --access-key {{access_key}} --path {{path}} --mode {{mode}} --max-secs 5{extra}",
+         --access-key {{access_key}} --path {{path}} --mode {{mode}} --repeat {{calls}} --max-secs 5{extra}",
         peer_script().display()
     )
 }

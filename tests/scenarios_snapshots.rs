@@ -37,6 +37,7 @@ fn result(
                 status: 200,
                 response_body: r#"{"seq":0,"ct":"BBBB","fin":true}"#.into(),
                 inner_response: Some(r#"200 application/json {"executions":2}"#.into()),
+                note: None,
             }]
         } else {
             Vec::new()

@@ -14,6 +14,9 @@ import osc_crypto as c
 
 MAX_RESPONSE = 16 * 1024 * 1024
 TIMEOUT = 30
+# A cached session is reused only while it has more than this many seconds
+# left (SES-3, as the upstream clients do).
+SESSION_REUSE_MARGIN = 60
 
 # Client breakages for `call --break`, each with the requirement it violates.
 CLIENT_BREAKS = {"identity-unchecked": "HS-2", "missing-fin-ignored": "RESP-5"}
@@ -58,6 +61,9 @@ class Client:
         self.base = url.path.rstrip("/")
         self.pinned = pinned
         self.relay_origin = relay_origin
+        # The session of the last handshake, reused by later calls (CALL-1:
+        # their seqs go on rising on it).
+        self.session: ClientSession | None = None
 
     def _post(self, path: str, body: bytes, accept: str):
         conn = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
@@ -128,12 +134,17 @@ class Client:
         return ClientSession(sid, c2s, s2c, exp)
 
     def call(self, inner: dict, stream: bool, out) -> int:
-        """Sends one call; retries once on 401 secure_session_unknown (SES-2)."""
+        """Sends one call on the cached session (or a new one); on 401
+        secure_session_unknown handshakes again and retries once (SES-2)."""
         for attempt in (1, 2):
-            sess = self.handshake()
+            sess = self.session
+            if attempt == 2 or sess is None or sess.expires_at - SESSION_REUSE_MARGIN <= time.time():
+                self.session = None
+                sess = self.session = self.handshake()
             result = self._call_once(sess, inner, stream, out)
             if result is not None:
                 return result
+            self.session = None
             if attempt == 2:
                 raise ClientFailure(EXIT_REFUSED, "session unknown again after a fresh handshake")
         raise AssertionError("unreachable")
@@ -200,9 +211,10 @@ class Client:
             raise ClientFailure(EXIT_PROTOCOL, f"frame {frame['seq']} does not open: {exc}") from exc
 
     def _stream(self, resp, key: bytes, sid: str, rseq: int, out) -> int:
-        # A bytearray grows in place and the search for the event end resumes
-        # where it stopped, so one huge event costs linear time, not quadratic.
-        expected, finished, total, buf, scan = 0, False, 0, bytearray(), 0
+        # A bytearray and a resumed search keep one huge event linear: the
+        # old bytes concatenation and full rescan made it quadratic, slow
+        # enough that a 64 MiB event outlasted test-client's timeout.
+        expected, finished, total, buf, scanned = 0, False, 0, bytearray(), 0
         while True:
             try:
                 chunk = resp.read1(65536)
@@ -219,10 +231,14 @@ class Client:
             if total > MAX_RESPONSE:
                 raise ClientFailure(EXIT_TRANSPORT, "stream larger than the limit")
             buf += chunk
-            while (cut := buf.find(b"\n\n", scan)) >= 0:
-                event = bytes(buf[:cut])
-                del buf[:cut + 2]
-                scan = 0
+            while True:
+                end = buf.find(b"\n\n", scanned)
+                if end < 0:
+                    scanned = max(0, len(buf) - 1)
+                    break
+                event = bytes(buf[:end])
+                del buf[:end + 2]
+                scanned = 0
                 data = [ln[5:].removeprefix(b" ") for ln in event.split(b"\n") if ln.startswith(b"data:")]
                 if not data:
                     continue
@@ -239,7 +255,6 @@ class Client:
                     finished = True
                 out.write(plain)
                 out.flush()
-            scan = max(len(buf) - 1, 0)
         if not finished and "missing-fin-ignored" not in self.breaks:
             raise ClientFailure(EXIT_TRUNCATED, "stream ended without an authenticated fin frame")
         status = resp.status

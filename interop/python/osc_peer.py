@@ -67,6 +67,21 @@ def cmd_serve(args) -> int:
     return 0
 
 
+class _LineTracker:
+    """A binary writer that remembers whether its output ends a line."""
+
+    def __init__(self, out) -> None:
+        self.out, self.at_line_start = out, True
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.at_line_start = data.endswith(b"\n")
+        self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def cmd_call(args) -> int:
     import osc_client
 
@@ -93,7 +108,16 @@ def cmd_call(args) -> int:
             return 2
         client = osc_client.Client(args.target, args.agent_address, args.relay_origin,
                                    args.max_secs, frozenset(args.breaks))
-        return client.call(inner, args.stream, sys.stdout.buffer)
+        out = _LineTracker(sys.stdout.buffer)
+        for _ in range(args.repeat):
+            code = client.call(inner, args.stream, out)
+            if code != 0:
+                return code
+            # Repeated bodies each get their own line, so a reader can count them.
+            if args.repeat > 1 and not out.at_line_start:
+                out.write(b"\n")
+                out.flush()
+        return 0
     except osc_client.ClientFailure as failure:
         print(f"osc_peer call: {failure}", file=sys.stderr)
         return failure.code
@@ -154,6 +178,8 @@ def main(argv=None) -> int:
                    help="misbehave on purpose: identity-unchecked, missing-fin-ignored")
     k.add_argument("--max-secs", type=float, default=600,
                    help="seconds the whole call may take, streams included")
+    k.add_argument("--repeat", type=int, default=1, choices=range(1, 1001), metavar="N",
+                   help="make the call N times over one session (the {calls} of test-client)")
     k.add_argument("--mode", choices=["buffered", "stream"],
                    help="the client-shim modes of osc-harness test-client")
 

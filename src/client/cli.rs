@@ -71,6 +71,11 @@ pub struct CallArgs {
     /// The most response bytes accepted.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body: usize,
+    /// Make the call this many times over the same channel (one handshake
+    /// while the session lasts), printing each inner body on its own line;
+    /// stops at the first call that fails.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub repeat: u64,
     /// Print the inner status and content type to stderr.
     #[arg(long, short = 'i')]
     pub include: bool,
@@ -104,7 +109,7 @@ pub fn run(args: CallArgs) -> ExitCode {
                     return ExitCode::from(exit::TRANSPORT);
                 }
             };
-            ExitCode::from(runtime.block_on(execute(channel, inner, args.include)))
+            ExitCode::from(runtime.block_on(execute(channel, inner, args.repeat, args.include)))
         }
         Err(message) => {
             eprintln!("error: {message}");
@@ -182,16 +187,43 @@ pub fn inner_request(args: &CallArgs) -> Result<InnerRequest, String> {
     Ok(inner)
 }
 
-async fn execute(mut channel: Channel, inner: InnerRequest, include: bool) -> u8 {
+/// Makes the call `repeat` times on one channel; the exit code is the first
+/// failure's, or success when every call succeeded.
+async fn execute(mut channel: Channel, inner: InnerRequest, repeat: u64, include: bool) -> u8 {
     let stdout = std::io::stdout();
+    // Whether the last byte printed ended a line (an atomic only because
+    // the printer must be `Send`).
+    let at_line_start = std::sync::atomic::AtomicBool::new(true);
     let mut print = |bytes: &[u8]| {
         let mut out = stdout.lock();
         // A closed stdout (e.g. piped into `head`) must not turn into a
         // protocol verdict; the call's outcome still decides the exit code.
         let _ = out.write_all(bytes);
         let _ = out.flush();
+        if let Some(b) = bytes.last() {
+            at_line_start.store(*b == b'\n', std::sync::atomic::Ordering::Relaxed);
+        }
     };
-    match channel.call_with(inner, &mut print).await {
+    for _ in 0..repeat {
+        let code = call_once(&mut channel, inner.clone(), include, &mut print).await;
+        if code != exit::OK {
+            return code;
+        }
+        // Repeated bodies each get their own line, so a reader can count them.
+        if repeat > 1 && !at_line_start.load(std::sync::atomic::Ordering::Relaxed) {
+            print(b"\n");
+        }
+    }
+    exit::OK
+}
+
+async fn call_once(
+    channel: &mut Channel,
+    inner: InnerRequest,
+    include: bool,
+    print: &mut (dyn FnMut(&[u8]) + Send),
+) -> u8 {
+    match channel.call_with(inner, print).await {
         Ok(outcome) => {
             if include {
                 eprintln!(

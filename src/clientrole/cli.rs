@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::report::{RunReport, TextOptions};
+use crate::report::{transcript_lines, RunReport, TextOptions};
 use crate::scenarios::cli::{write_reports, Format};
 use crate::scenarios::expect::{apply_expectations, write_expectations};
 
@@ -16,13 +16,15 @@ use super::selftest;
 
 const SHIM_HELP: &str = "\
 The shim contract (docs/CLIENT-SHIM.md): the command is run with `sh -c`
-after {url} {address} {access_key} {agent_id} {path} {mode} are filled in
-(shell-quoted). It performs one call ({mode} is buffered: GET {path}, or
-stream: POST {path} with body {} and Accept: text/event-stream) through the
-channel to {url} pinned to {address}; on success it prints the inner
-response body and exits 0; on a detected protocol violation it exits
-non-zero; exit 89 means \"not implemented\" (skip). A client still running
-at --timeout fails the scenario and its process group is killed.";
+after {url} {address} {access_key} {agent_id} {path} {mode} {calls} are
+filled in (shell-quoted). It performs the call ({mode} is buffered: GET
+{path}, or stream: POST {path} with body {} and Accept: text/event-stream)
+{calls} times over one channel to {url} pinned to {address}; on success
+it prints each inner response body and exits 0; on a detected protocol
+violation it exits non-zero; exit 89 means \"not implemented\" (skip).
+{calls} is optional: without it, scenarios that need several calls are
+skipped. A client still running at --timeout fails the scenario and its
+process group is killed.";
 
 /// Run the client-role conformance suite against a client driven by a shim.
 #[derive(Debug, clap::Args)]
@@ -201,12 +203,18 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
             Err(e) => return usage(e),
         };
         let fields: serde_json::Map<String, serde_json::Value> = adversary
-            .placeholders(scenario.mode)
+            .placeholders(scenario.mode, scenario.calls)
             .into_iter()
             .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
             .collect();
         println!("{}", serde_json::Value::Object(fields));
         println!("scenario {}: {}", scenario.id, scenario.title);
+        if scenario.calls > 1 {
+            println!(
+                "make the call {} times over one channel (one handshake)",
+                scenario.calls
+            );
+        }
         let idle = Duration::from_secs(args.idle.max(1));
         let mut last = (0u64, Instant::now());
         let ctrl_c = tokio::signal::ctrl_c();
@@ -233,8 +241,19 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
             "the client made {} handshake(s) and {} call(s)",
             o.handshakes, o.calls
         );
-        if o.calls > 1 {
-            println!("it retried: {} call(s) after the first", o.calls - 1);
+        // The calls the scenario asks for are not retries; only the rest are.
+        if o.calls > scenario.calls {
+            println!(
+                "it retried: {} call(s) beyond the {} asked for",
+                o.calls - scenario.calls,
+                scenario.calls
+            );
+        }
+        if o.seqs_not_rising > 0 {
+            println!(
+                "it reused a seq on a session {} time(s) (CALL-1)",
+                o.seqs_not_rising
+            );
         }
         if o.plaintext_requests > 0 {
             println!("it sent {} plaintext request(s)", o.plaintext_requests);
@@ -249,10 +268,17 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
         println!(
             "expected: {}",
             match scenario.expect.outcome {
+                super::model::Outcome::Complete if scenario.calls > 1 =>
+                    "every call completes, on one session, each seq above the last",
                 super::model::Outcome::Complete => "the call completes",
                 super::model::Outcome::Refuse => "the client reports an error and stops",
             }
         );
+        println!("transcript:");
+        for line in transcript_lines(&adversary.relay.transcript(Duration::from_millis(500)).await)
+        {
+            println!("  {line}");
+        }
         ExitCode::SUCCESS
     })
 }

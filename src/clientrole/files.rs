@@ -105,6 +105,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../scenarios/client/client-session-key-response.toml"),
     ),
     (
+        "client-session-seq-rises.toml",
+        include_str!("../../scenarios/client/client-session-seq-rises.toml"),
+    ),
+    (
         "client-sig-high-s.toml",
         include_str!("../../scenarios/client/client-sig-high-s.toml"),
     ),

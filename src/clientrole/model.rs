@@ -49,6 +49,9 @@ pub struct Expect {
     /// The most `/secure/call` requests allowed.
     #[serde(default)]
     pub max_calls: Option<u64>,
+    /// The fewest `/secure/call` requests required.
+    #[serde(default)]
+    pub min_calls: Option<u64>,
     /// The most handshakes allowed.
     #[serde(default)]
     pub max_handshakes: Option<u64>,
@@ -78,6 +81,10 @@ pub struct ClientScenario {
     pub catches: Vec<String>,
     /// Buffered or stream.
     pub mode: Mode,
+    /// How many calls the shim makes over one channel (`{calls}`). More
+    /// than one needs a shim that takes the `{calls}` placeholder.
+    #[serde(default = "one_call")]
+    pub calls: u64,
     /// Reference-server knobs of the adversary.
     #[serde(default)]
     pub server_bugs: Vec<String>,
@@ -87,6 +94,13 @@ pub struct ClientScenario {
     /// What the client must do.
     pub expect: Expect,
 }
+
+fn one_call() -> u64 {
+    1
+}
+
+/// The most calls a scenario may ask a shim for.
+pub const MAX_CALLS: u64 = 16;
 
 /// Why a scenario file is not usable.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +142,12 @@ impl ClientScenario {
         }
         for a in &s.attacks {
             Attack::from_name(a).ok_or_else(|| invalid(format!("unknown attack {a:?}")))?;
+        }
+        if !(1..=MAX_CALLS).contains(&s.calls) {
+            return Err(invalid(format!(
+                "calls is {}, not between 1 and {MAX_CALLS}",
+                s.calls
+            )));
         }
         for c in &s.catches {
             ClientBug::from_name(c).ok_or_else(|| invalid(format!("unknown client bug {c:?}")))?;

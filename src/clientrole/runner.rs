@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use crate::mitm::{self, MitmConfig, Observed};
-use crate::report::{ScenarioResult, Verdict};
+use crate::report::{Exchange, ScenarioResult, Verdict};
 use crate::scenarios::model::Level;
 use crate::server::{self, RunningServer, ServerConfig};
 use crate::transport::{Limits, Target};
@@ -44,8 +44,8 @@ pub struct Adversary {
 }
 
 impl Adversary {
-    /// The placeholder values for a shim.
-    pub fn placeholders(&self, mode: Mode) -> Vec<(&'static str, String)> {
+    /// The placeholder values for a shim making `calls` calls.
+    pub fn placeholders(&self, mode: Mode, calls: u64) -> Vec<(&'static str, String)> {
         let path = match mode {
             Mode::Buffered => "/health".to_string(),
             Mode::Stream => format!("/agents/{}/dispatch", self.server.agent_id),
@@ -57,6 +57,7 @@ impl Adversary {
             ("agent_id", self.server.agent_id.clone()),
             ("path", path),
             ("mode", mode.name().to_string()),
+            ("calls", calls.to_string()),
         ]
     }
 }
@@ -240,6 +241,13 @@ pub fn judge(
             seen.plaintext_requests
         )));
     }
+    if seen.seqs_not_rising > 0 {
+        return Ok(Some(format!(
+            "the client sealed {} call(s) with a seq that does not rise above an earlier \
+             call's on the same session (CALL-1)",
+            seen.seqs_not_rising
+        )));
+    }
     if seen.resent_envelopes > 0 {
         return Ok(Some(
             "the client sent a call envelope again, byte for byte".into(),
@@ -255,6 +263,14 @@ pub fn judge(
         if seen.calls > max {
             return Ok(Some(format!(
                 "the client made {} call(s); at most {max} allowed",
+                seen.calls
+            )));
+        }
+    }
+    if let Some(min) = e.min_calls {
+        if seen.calls < min {
+            return Ok(Some(format!(
+                "the client made {} call(s); at least {min} expected",
                 seen.calls
             )));
         }
@@ -319,6 +335,11 @@ pub async fn run_scenario(
         duration_ms: 0,
         transcript: Vec::new(),
     };
+    if let Some(why) = needs_calls_placeholder(scenario, command) {
+        result.verdict = Verdict::Skip;
+        result.reason = Some(why);
+        return result;
+    }
     let adversary = match start_adversary(scenario, ([127, 0, 0, 1], 0).into()).await {
         Ok(a) => a,
         Err(e) => {
@@ -327,9 +348,13 @@ pub async fn run_scenario(
             return result;
         }
     };
-    let filled = fill(command, &adversary.placeholders(scenario.mode));
+    let filled = fill(
+        command,
+        &adversary.placeholders(scenario.mode, scenario.calls),
+    );
     let run = run_shim(&filled, timeout).await;
     let seen = adversary.relay.observed();
+    result.transcript = transcript(scenario, &adversary).await;
     match judge(scenario, &run, &seen) {
         Ok(None) => {}
         Ok(Some(reason)) => {
@@ -346,10 +371,52 @@ pub async fn run_scenario(
             result.reason = Some(skip);
         }
     }
+    // The reason may quote the client's own stderr, which may quote the key.
+    let key = &adversary.server.access_key;
+    if !key.is_empty() {
+        result.reason = result.reason.map(|r| r.replace(key.as_str(), "<redacted>"));
+    }
     adversary.relay.shutdown().await;
     adversary.server.shutdown().await;
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
+}
+
+/// Why `scenario` cannot run with `command`: it needs several calls over
+/// one channel and the command has no `{calls}` to be told so. A shim
+/// that would make one call would neither prove nor disprove anything.
+pub fn needs_calls_placeholder(scenario: &ClientScenario, command: &str) -> Option<String> {
+    (scenario.calls > 1 && !command.contains("{calls}")).then(|| {
+        format!(
+            "needs {} calls over one channel; the --client-cmd has no {{calls}} placeholder \
+             (docs/CLIENT-SHIM.md)",
+            scenario.calls
+        )
+    })
+}
+
+/// How long the relay is given to finish the exchanges still running
+/// when the shim ends (their responses' ends belong in the transcript).
+const TRANSCRIPT_GRACE: Duration = Duration::from_millis(500);
+
+/// What the client did, exchange by exchange, as the relay recorded it;
+/// each exchange also names the server knobs in force, because what they
+/// change happens behind the relay.
+async fn transcript(scenario: &ClientScenario, adversary: &Adversary) -> Vec<Exchange> {
+    let mut exchanges = adversary.relay.transcript(TRANSCRIPT_GRACE).await;
+    if !scenario.server_bugs.is_empty() {
+        let knobs = format!(
+            "the server runs with --bug {}",
+            scenario.server_bugs.join(" --bug ")
+        );
+        for x in exchanges.iter_mut().filter(|x| x.action != "(more)") {
+            x.note = Some(match x.note.take() {
+                Some(n) => format!("{n}; {knobs}"),
+                None => knobs.clone(),
+            });
+        }
+    }
+    exchanges
 }
 
 fn expected_text(s: &ClientScenario) -> String {
@@ -357,6 +424,15 @@ fn expected_text(s: &ClientScenario) -> String {
         Outcome::Complete => "the call completes (exit 0)".to_string(),
         Outcome::Refuse => "the client refuses (non-zero exit, not 89)".to_string(),
     }];
+    if s.calls > 1 {
+        parts.push(format!(
+            "{} calls over one channel, each seq above the last",
+            s.calls
+        ));
+    }
+    if let Some(n) = s.expect.min_calls {
+        parts.push(format!("at least {n} call(s)"));
+    }
     if let Some(n) = s.expect.max_calls {
         parts.push(format!("at most {n} call(s)"));
     }
@@ -366,7 +442,7 @@ fn expected_text(s: &ClientScenario) -> String {
     if let Some(n) = s.expect.max_handshakes {
         parts.push(format!("at most {n} handshake(s)"));
     }
-    parts.push("no plaintext fallback, no resent envelope".into());
+    parts.push("no plaintext fallback, no resent envelope, no seq reused on a session".into());
     parts.join("; ")
 }
 

@@ -18,7 +18,8 @@ use super::runner::run_all;
 pub fn reference_command(exe: &Path, bug: Option<ClientBug>) -> String {
     let mut cmd = format!(
         "'{}' call --target {{url}} --agent-address {{address}} --access-key {{access_key}} \
-         --path {{path}} --timeout 5 --max-stream-secs 2 $([ {{mode}} = stream ] && echo '--stream --data {{}}')",
+         --path {{path}} --repeat {{calls}} --timeout 5 --max-stream-secs 2 \
+         $([ {{mode}} = stream ] && echo '--stream --data {{}}')",
         exe.display().to_string().replace('\'', r"'\''")
     );
     if let Some(b) = bug {
@@ -87,7 +88,7 @@ pub fn render(rows: &[Row]) -> String {
             row.failed.len()
         );
         if row.declared.is_empty() && row.bug.is_some() {
-            out.push_str("  (no client scenario can catch it with one call per run)");
+            out.push_str("  (no client scenario declares it)");
         }
         out.push('\n');
         for id in row.failed.difference(&row.declared) {

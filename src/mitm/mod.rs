@@ -10,6 +10,7 @@ mod attack;
 mod body;
 pub mod cli;
 mod relay;
+mod transcript;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -75,6 +76,9 @@ pub struct Observed {
     pub calls_on_tampered_sessions: u64,
     /// Call envelopes the client sent byte for byte again.
     pub resent_envelopes: u64,
+    /// Calls whose seq did not rise above an earlier call's on the same
+    /// session (CALL-1), resent envelopes included.
+    pub seqs_not_rising: u64,
     /// The server's status for each replayed call.
     pub replay_statuses: Vec<u16>,
     /// The server's status for each plaintext request made in place of a call.
@@ -114,6 +118,9 @@ pub struct LogEntry {
     pub duration_ms: u64,
     /// Whether the response was an event stream.
     pub streamed: bool,
+    /// The exchange's place in the relay's transcript (not logged).
+    #[serde(skip)]
+    pub(crate) slot: Option<usize>,
 }
 
 /// Shared state of a running relay.
@@ -127,6 +134,7 @@ pub struct State {
     log: Mutex<Option<std::fs::File>>,
     /// The first call's response, kept for `foreign-frames`.
     captured: Mutex<Option<crate::transport::OuterResponse>>,
+    transcript: Mutex<transcript::Transcript>,
 }
 
 /// How many recent envelopes are remembered to spot a resent one.
@@ -180,28 +188,36 @@ impl State {
     }
 
     /// The passive checks of a call envelope: well formed, seq rising per
-    /// session, not a copy of an earlier one.
-    fn check_envelope(&self, body: &[u8]) {
-        {
+    /// session, not a copy of an earlier one. What it finds is noted on
+    /// the exchange in `slot`.
+    fn check_envelope(&self, body: &[u8], slot: Option<usize>) {
+        let resent = {
             let mut seen = self
                 .seen_envelopes
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if seen.iter().any(|b| b == body) {
-                drop(seen);
-                self.observe(|o| o.resent_envelopes += 1);
-                self.problem("the client sent a call envelope again, byte for byte".into());
-                return;
+            let resent = seen.iter().any(|b| b == body);
+            if !resent {
+                if seen.len() >= REMEMBERED_ENVELOPES {
+                    seen.remove(0);
+                }
+                seen.push(body.to_vec());
             }
-            if seen.len() >= REMEMBERED_ENVELOPES {
-                seen.remove(0);
-            }
-            seen.push(body.to_vec());
+            resent
+        };
+        if resent {
+            self.observe(|o| o.resent_envelopes += 1);
+            self.problem("the client sent a call envelope again, byte for byte".into());
+            self.note(
+                slot,
+                "the client sent this envelope before, byte for byte".into(),
+            );
         }
         let call = match CallRequest::parse(body) {
             Ok(c) => c,
             Err(e) => {
                 self.problem(format!("a call envelope is malformed: {e}"));
+                self.note(slot, format!("malformed envelope: {e}"));
                 return;
             }
         };
@@ -212,15 +228,32 @@ impl State {
             .contains(&call.sid)
         {
             self.observe(|o| o.calls_on_tampered_sessions += 1);
+            self.note(
+                slot,
+                "a call on a session whose ServerHello was tampered with".into(),
+            );
         }
         let mut highest = self.highest_seq.lock().unwrap_or_else(|e| e.into_inner());
         let prev = highest.get(&call.sid).copied();
-        if prev.is_some_and(|p| call.seq <= p) {
-            self.problem(format!(
-                "call seq {} of a session does not rise above {}",
-                call.seq,
-                prev.unwrap_or(0)
-            ));
+        let session = transcript::short_sid(&call.sid);
+        match prev {
+            Some(p) if call.seq <= p => {
+                drop(highest);
+                self.observe(|o| o.seqs_not_rising += 1);
+                self.problem(format!(
+                    "call seq {} of a session does not rise above {p}",
+                    call.seq
+                ));
+                self.note(
+                    slot,
+                    format!(
+                        "seq {} on session {session} does not rise above {p} (CALL-1)",
+                        call.seq
+                    ),
+                );
+                return;
+            }
+            _ => self.note(slot, format!("seq {} on session {session}", call.seq)),
         }
         if prev.is_none() && highest.len() >= REMEMBERED_ENVELOPES {
             // Forget the oldest-named session rather than grow without bound.
@@ -228,8 +261,7 @@ impl State {
                 highest.remove(&k);
             }
         }
-        let top = prev.map_or(call.seq, |p| p.max(call.seq));
-        highest.insert(call.sid, top);
+        highest.insert(call.sid, call.seq);
     }
 
     fn log(&self, entry: LogEntry) {
@@ -255,6 +287,11 @@ impl State {
         entry.status = status;
         entry.response_bytes = body.len();
         entry.duration_ms = started.elapsed().as_millis() as u64;
+        self.close(
+            entry.slot,
+            status,
+            transcript::body_text(&body, &self.config.canaries),
+        );
         self.log(entry);
         self.observe(|o| o.responses_delivered += 1);
         relay::build(status, &headers, body::RelayBody::full(body))
@@ -295,6 +332,18 @@ impl RunningMitm {
     /// A copy of what the relay has seen so far.
     pub fn observed(&self) -> Observed {
         self.state.observe(|o| o.clone())
+    }
+
+    /// Every exchange the client made so far, in the order it made them
+    /// (bounded; bodies truncated, canaries redacted). Waits up to `grace`
+    /// for responses still being relayed, so a stream that ends just as
+    /// the client exits is shown with its end.
+    pub async fn transcript(&self, grace: std::time::Duration) -> Vec<crate::report::Exchange> {
+        let until = Instant::now() + grace;
+        while self.state.open_exchanges() > 0 && Instant::now() < until {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.state.transcript_snapshot()
     }
 
     /// The attacks in force.
@@ -420,6 +469,7 @@ pub async fn spawn(config: MitmConfig) -> Result<RunningMitm, MitmError> {
         seen_envelopes: Mutex::new(Vec::new()),
         log: Mutex::new(log),
         captured: Mutex::new(None),
+        transcript: Mutex::new(transcript::Transcript::default()),
     });
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, state.clone(), stop_rx));

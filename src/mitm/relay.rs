@@ -20,6 +20,7 @@ use crate::protocol::wire::{ClientHello, Frame, ServerHello};
 use crate::transport::{self, OuterRequest, StreamingResponse};
 
 use super::body::{CanaryScan, RelayBody};
+use super::transcript::body_text;
 use super::{Attack, LogEntry, State};
 
 /// The header the Osaurus relay adds to every request it carries (GATE-3).
@@ -85,6 +86,16 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Relay
         body: body.to_vec(),
     };
     let route = path.split('?').next().unwrap_or("");
+    let action = match route {
+        "/secure/session" => "handshake",
+        "/secure/call" => "call",
+        _ => "plaintext",
+    };
+    let request_line = body_text(
+        format!("{} {path}", outer.method).as_bytes(),
+        &state.config.canaries,
+    );
+    let slot = state.open_exchange(action, request_line, &body);
     let entry = LogEntry {
         at_ms: state.started.elapsed().as_millis() as u64,
         method: outer.method.clone(),
@@ -94,6 +105,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Relay
         response_bytes: 0,
         duration_ms: 0,
         streamed: false,
+        slot,
     };
     match route {
         "/secure/session" => handshake(state, outer, entry, started).await,
@@ -127,6 +139,7 @@ async fn handshake(
     }
     if state.has(Attack::RateLimit429) {
         let r = HandshakeRefusal::RateLimited;
+        state.note(entry.slot, adversary_note(Attack::RateLimit429));
         return state.finish_full(entry, started, r.status(), json_headers(), r.body().into());
     }
     let response = match transport::send(&state.config.upstream, &outer, &state.config.limits).await
@@ -157,12 +170,24 @@ async fn handshake(
                     tampered = false;
                     // Re-encodings of the same signature: the hello still
                     // proves the agent, so calls on it are not counted.
-                    if let Some(sig) = reencode_signature(&state, &hello.signature) {
+                    if let Some((attack, sig)) = reencode_signature(&state, &hello.signature) {
                         hello.signature = sig;
                         body = hello.to_json().into_bytes();
+                        state.note(entry.slot, adversary_note(attack));
                     }
                 }
                 if tampered {
+                    for a in [
+                        Attack::SwapServerKey,
+                        Attack::EditSid,
+                        Attack::EditExp,
+                        Attack::HelloV2,
+                    ] {
+                        if state.has(a) {
+                            state.note(entry.slot, adversary_note(a));
+                            break;
+                        }
+                    }
                     body = hello.to_json().into_bytes();
                     state.observe(|o| o.tampered_hellos += 1);
                     state.tampered_sids_insert(hello.sid.clone());
@@ -185,27 +210,38 @@ async fn call(
         o.calls += 1;
         o.calls
     });
-    state.check_envelope(&outer.body);
+    state.check_envelope(&outer.body, entry.slot);
     let refused = |status: u16, code: ChannelErrorCode, message: &str| {
         (status, channel_error_body(code, message))
     };
     let answer = if state.has(Attack::Unknown401Always)
         || (state.has(Attack::Unknown401Once) && n == 1)
     {
+        state.note(
+            entry.slot,
+            adversary_note(if state.has(Attack::Unknown401Always) {
+                Attack::Unknown401Always
+            } else {
+                Attack::Unknown401Once
+            }),
+        );
         Some(refused(
             401,
             ChannelErrorCode::SessionUnknown,
             "Unknown or expired secure session",
         ))
     } else if state.has(Attack::Replay409) && n == 1 {
+        state.note(entry.slot, adversary_note(Attack::Replay409));
         Some(refused(
             409,
             ChannelErrorCode::Replay,
             "Replayed secure call rejected",
         ))
     } else if state.has(Attack::Upgrade426) {
+        state.note(entry.slot, adversary_note(Attack::Upgrade426));
         Some((426, UPGRADE_REQUIRED_BODY.to_string()))
     } else if state.has(Attack::PlaintextFrame) {
+        state.note(entry.slot, adversary_note(Attack::PlaintextFrame));
         let inner = br#"{"status":"ok"}"#;
         Some((
             200,
@@ -234,6 +270,7 @@ async fn call(
         return hostile_stream(state, entry);
     }
     if state.has(Attack::Plaintext) {
+        state.note(entry.slot, adversary_note(Attack::Plaintext));
         let mut plain = OuterRequest::post_json(
             format!("/agents/{}/run", state.config.agent_id),
             r#"{"prompt":"relayed in plaintext by the mitm"}"#,
@@ -281,6 +318,12 @@ async fn foreign_frames(
     n: u64,
 ) -> Response<RelayBody> {
     if n == 1 {
+        state.note(
+            entry.slot,
+            "the adversary forwarded the call but answered 401 secure_session_unknown in the \
+             server's place, keeping the sealed response"
+                .into(),
+        );
         match transport::send(&state.config.upstream, outer, &state.config.limits).await {
             Ok(r) => *state.captured.lock().unwrap_or_else(|e| e.into_inner()) = Some(r),
             Err(e) => return upstream_failed(state, entry, started, &e.to_string()),
@@ -298,6 +341,11 @@ async fn foreign_frames(
         .clone();
     match captured {
         Some(r) => {
+            state.note(
+                entry.slot,
+                "the adversary answered with the first call's sealed response (another session's)"
+                    .into(),
+            );
             let headers = pass_headers(&r.headers);
             state.finish_full(entry, started, r.status, headers, r.body)
         }
@@ -324,6 +372,14 @@ async fn pump(
     let mut buffered = Vec::new();
     let mut delivered = true;
     let mut broken = None;
+    let mut frames = 0usize;
+    if !edit.passive {
+        for a in StreamEdit::ATTACKS {
+            if state.has(a) && is_stream {
+                state.note(entry.slot, adversary_note(a));
+            }
+        }
+    }
     loop {
         let chunk = match response.next_chunk().await {
             Ok(Some(c)) => c,
@@ -356,6 +412,7 @@ async fn pump(
             break;
         }
         for event in events {
+            frames += 1;
             edit.check(&state, &event);
             for out in edit.apply(event) {
                 if tx.send(out).await.is_err() {
@@ -379,12 +436,13 @@ async fn pump(
             state.problem("a streamed response ended without a frame marked fin".into());
         }
     } else if broken.is_none() {
-        let out = buffered_edit(&state, response.status, buffered);
-        if tx.send(out).await.is_err() {
+        let out = buffered_edit(&state, entry.slot, response.status, buffered);
+        if tx.send(out.clone()).await.is_err() {
             delivered = false;
         }
+        buffered = out.to_vec();
     }
-    if let Some(why) = broken {
+    if let Some(why) = &broken {
         state.problem(format!("the upstream response broke off: {why}"));
     }
     drop(tx);
@@ -395,8 +453,21 @@ async fn pump(
             o.client_hung_up += 1
         }
     });
+    let mut shown = if is_stream {
+        format!(
+            "stream of {frames} frame(s) from the server, {} bytes",
+            entry.response_bytes
+        )
+    } else {
+        body_text(&buffered, &state.config.canaries)
+    };
+    if let Some(why) = &broken {
+        shown.push_str(&format!(" (broke off: {why})"));
+    }
+    if !delivered {
+        shown.push_str(" (the client stopped reading)");
+    }
     entry.duration_ms = started.elapsed().as_millis() as u64;
-    state.log(entry);
     if let Some(call) = replay {
         let status =
             match transport::send(&state.config.upstream, &call, &state.config.limits).await {
@@ -404,29 +475,45 @@ async fn pump(
                 Err(_) => 0,
             };
         state.observe(|o| o.replay_statuses.push(status));
+        state.note(
+            entry.slot,
+            format!(
+                "{}; the server answered the copy with {status}",
+                adversary_note(Attack::Replay)
+            ),
+        );
     }
+    state.close(entry.slot, entry.status, shown);
+    state.log(entry);
 }
 
 /// The signature of a ServerHello in another encoding, under the
 /// `sig-v-01` and `sig-high-s` attacks.
-fn reencode_signature(state: &State, signature: &str) -> Option<String> {
+fn reencode_signature(state: &State, signature: &str) -> Option<(Attack, String)> {
     let raw = hex::decode(signature.strip_prefix("0x")?).ok()?;
     let mut sig: [u8; 65] = raw.try_into().ok()?;
     if !matches!(sig[64], 27 | 28) {
         return None;
     }
-    if state.has(Attack::SigV01) {
+    let attack = if state.has(Attack::SigV01) {
         sig[64] -= 27;
+        Attack::SigV01
     } else if state.has(Attack::SigHighS) {
         sig = crate::protocol::identity::to_high_s(&sig);
+        Attack::SigHighS
     } else {
         return None;
-    }
-    Some(format!("0x{}", hex::encode(sig)))
+    };
+    Some((attack, format!("0x{}", hex::encode(sig))))
+}
+
+/// The transcript note for an exchange that `attack` bent.
+fn adversary_note(attack: Attack) -> String {
+    format!("adversary ({attack}): {}", attack.description())
 }
 
 /// The buffered (one-frame) response after checks and edits.
-fn buffered_edit(state: &State, status: u16, body: Vec<u8>) -> Bytes {
+fn buffered_edit(state: &State, slot: Option<usize>, status: u16, body: Vec<u8>) -> Bytes {
     if status != 200 {
         return Bytes::from(body);
     }
@@ -437,6 +524,7 @@ fn buffered_edit(state: &State, status: u16, body: Vec<u8>) -> Bytes {
                 state.problem("a buffered response frame is not marked fin".into());
             }
             if state.has(Attack::DropFin) {
+                state.note(slot, adversary_note(Attack::DropFin));
                 frame.fin = None;
                 return Bytes::from(frame.to_json());
             }
@@ -444,6 +532,7 @@ fn buffered_edit(state: &State, status: u16, body: Vec<u8>) -> Bytes {
         Err(e) => state.problem(format!("a buffered response is not a frame: {e}")),
     }
     if state.has(Attack::CutMidFrame) {
+        state.note(slot, adversary_note(Attack::CutMidFrame));
         return Bytes::from(body[..body.len() / 2].to_vec());
     }
     Bytes::from(body)
@@ -466,6 +555,15 @@ struct StreamEdit {
 }
 
 impl StreamEdit {
+    /// The attacks that edit a stream on its way to the client.
+    const ATTACKS: [Attack; 5] = [
+        Attack::DropFin,
+        Attack::CutMidFrame,
+        Attack::Reorder,
+        Attack::Duplicate,
+        Attack::FrameAfterFin,
+    ];
+
     fn new(state: &State) -> Self {
         let drop_fin = state.has(Attack::DropFin);
         let cut = state.has(Attack::CutMidFrame);
@@ -566,6 +664,14 @@ fn hostile_stream(state: Arc<State>, mut entry: LogEntry) -> Response<RelayBody>
     entry.streamed = true;
     let endless = state.has(Attack::EndlessStream);
     let drip = state.has(Attack::SlowDrip);
+    let attack = if endless {
+        Attack::EndlessStream
+    } else if drip {
+        Attack::SlowDrip
+    } else {
+        Attack::HugeFrame
+    };
+    state.note(entry.slot, adversary_note(attack));
     tokio::spawn(async move {
         let started = Instant::now();
         // Each hostile body ends on its own after a bound, so a client that
@@ -601,6 +707,17 @@ fn hostile_stream(state: Arc<State>, mut entry: LogEntry) -> Response<RelayBody>
             }
         });
         entry.duration_ms = started.elapsed().as_millis() as u64;
+        let shown = format!(
+            "made-up stream, {} bytes in {} ms{}",
+            entry.response_bytes,
+            entry.duration_ms,
+            if hung_up {
+                " until the client hung up"
+            } else {
+                " to its end"
+            }
+        );
+        state.close(entry.slot, 200, shown);
         state.log(entry);
     });
     let headers = vec![

@@ -10,7 +10,7 @@ mod text;
 
 pub use json::{render_json, JSON_SCHEMA_ID};
 pub use junit::render_junit;
-pub use text::{render_text, TextOptions};
+pub use text::{render_text, transcript_lines, TextOptions};
 
 use serde::Serialize;
 
@@ -65,6 +65,10 @@ pub struct Exchange {
     /// The decrypted inner response, if one opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inner_response: Option<String>,
+    /// What an adversary changed in this exchange, or other context the
+    /// bytes alone do not show (client-role transcripts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The result of one scenario.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{RunReport, Verdict};
+use super::{Exchange, RunReport, Verdict};
 
 /// How to render text.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,6 +31,30 @@ fn verdict_code(v: Verdict) -> &'static str {
         Verdict::Info => "36",
         Verdict::Skip => "2",
     }
+}
+
+/// The transcript as indented lines (no trailing newlines): `>` the
+/// request, `<` the response, `!` the note; shared by the text and JUnit
+/// reports so both show the same thing.
+pub fn transcript_lines(transcript: &[Exchange]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for x in transcript {
+        lines.push(format!(
+            "> [{}] {} {}",
+            x.action, x.request_line, x.request_body
+        ));
+        if let Some(inner) = &x.inner_request {
+            lines.push(format!("  inner: {inner}"));
+        }
+        lines.push(format!("< {} {}", x.status, x.response_body));
+        if let Some(inner) = &x.inner_response {
+            lines.push(format!("  inner: {inner}"));
+        }
+        if let Some(note) = &x.note {
+            lines.push(format!("! {note}"));
+        }
+    }
+    lines
 }
 
 /// Renders the text report.
@@ -82,19 +106,8 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
                 }
             }
             if (failed && s.verdict == Verdict::Fail) || opts.verbose {
-                for x in &s.transcript {
-                    let _ = writeln!(
-                        out,
-                        "       > [{}] {} {}",
-                        x.action, x.request_line, x.request_body
-                    );
-                    if let Some(inner) = &x.inner_request {
-                        let _ = writeln!(out, "         inner: {inner}");
-                    }
-                    let _ = writeln!(out, "       < {} {}", x.status, x.response_body);
-                    if let Some(inner) = &x.inner_response {
-                        let _ = writeln!(out, "         inner: {inner}");
-                    }
+                for line in transcript_lines(&s.transcript) {
+                    let _ = writeln!(out, "       {line}");
                 }
             }
         }

@@ -187,6 +187,7 @@ impl<'a> Context<'a> {
             status,
             response_body: truncate(&self.redact(&String::from_utf8_lossy(body)), 1000),
             inner_response: inner_resp.map(|i| truncate(&self.redact(&i), 1000)),
+            note: None,
         };
         self.transcript.push(x);
     }
