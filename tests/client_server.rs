@@ -3,7 +3,9 @@
 //! binary, and each server knob the client must notice gives the documented
 //! exit code.
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
 use std::time::Duration;
 
 use osc_harness::client::{exit, Channel, ClientBug};
@@ -126,7 +128,7 @@ async fn restart_forgets_sessions_and_the_client_recovers() {
 }
 
 fn binary(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_osc-harness"))
+    support::harness()
         .args(args)
         .output()
         .expect("the binary runs")
