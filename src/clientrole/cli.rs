@@ -1,14 +1,12 @@
 //! The `test-client` and `adversary` subcommands.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::report::{RunReport, TextOptions};
-use crate::scenarios::cli::{write_reports, Format};
-use crate::scenarios::expect::{apply_expectations, write_expectations};
+use crate::report::RunReport;
+use crate::scenarios::cli::{Finish, Format};
 
 use super::model::{builtin, ClientScenario};
 use super::runner::{run_all, start_adversary};
@@ -74,13 +72,6 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-}
-
 /// Runs `test-client`.
 pub fn run(args: TestClientArgs) -> ExitCode {
     let all = match builtin() {
@@ -110,9 +101,9 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         .filter(|s| args.only.is_empty() || args.only.contains(&s.id))
         .filter(|s| !args.skip.contains(&s.id))
         .collect();
-    let rt = match runtime() {
+    let rt = match crate::cli::runtime() {
         Ok(r) => r,
-        Err(e) => return usage(format!("cannot start the async runtime: {e}")),
+        Err(e) => return usage(e),
     };
     let timeout = Duration::from_secs(args.timeout.max(1));
     if args.selftest {
@@ -136,30 +127,18 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         not_exercised: Vec::new(),
         run_problems: Vec::new(),
     };
-    if let Some(path) = &args.expect {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                if let Err(e) = apply_expectations(&mut report, &text) {
-                    return usage(format!("{}: {e}", path.display()));
-                }
-            }
-            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
-        }
-    }
-    if let Some(path) = &args.write_expect {
-        if let Err(e) = std::fs::write(path, write_expectations(&report)) {
-            return usage(format!("cannot write {}: {e}", path.display()));
-        }
-    }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let text_opts = TextOptions {
-        color,
+    let finish = Finish {
+        expect: args.expect.as_deref(),
+        write_expect: args.write_expect.as_deref(),
+        format: args.format,
         verbose: args.verbose,
+        files: &args.report,
+        strict: args.strict,
     };
-    if let Err(e) = write_reports(&report, args.format, text_opts, &args.report) {
-        return usage(e);
+    match finish.apply(&mut report) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => usage(e),
     }
-    ExitCode::from(report.exit_code(args.strict))
 }
 
 /// Serve one client scenario's adversary for a client that cannot be
@@ -191,9 +170,9 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
             args.scenario
         ));
     };
-    let rt = match runtime() {
+    let rt = match crate::cli::runtime() {
         Ok(r) => r,
-        Err(e) => return usage(format!("cannot start the async runtime: {e}")),
+        Err(e) => return usage(e),
     };
     rt.block_on(async move {
         let adversary = match start_adversary(&scenario, args.listen).await {

@@ -1,17 +1,17 @@
 //! The `test` and `selftest` subcommands.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::cli::target::{RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy};
 use crate::protocol::handshake::ClientHandshake;
-use crate::protocol::identity::Address;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
 use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions};
 use crate::rng::{RandomSource, SystemRandom};
-use crate::transport::{self, Limits, OuterRequest, Target};
+use crate::transport::{self, Limits, OuterRequest};
 
 use super::expect::{apply_expectations, write_expectations};
 use super::loader;
@@ -29,6 +29,47 @@ pub enum Format {
     Json,
     /// JUnit XML.
     Junit,
+}
+
+/// What happens to a finished run: the reporting flags `test` and
+/// `test-client` share.
+pub struct Finish<'a> {
+    /// `--expect`: known failures to mark.
+    pub expect: Option<&'a Path>,
+    /// `--write-expect`: where to write this run's failures.
+    pub write_expect: Option<&'a Path>,
+    /// `--format` on stdout.
+    pub format: Format,
+    /// `--verbose` text.
+    pub verbose: bool,
+    /// `--report` files.
+    pub files: &'a [PathBuf],
+    /// `--strict` exit code.
+    pub strict: bool,
+}
+
+impl Finish<'_> {
+    /// Marks the expected failures, writes the expectations file, prints
+    /// and writes the reports, and returns the exit code; an unreadable or
+    /// unwritable file is an error message for the command's usage exit.
+    pub fn apply(&self, report: &mut RunReport) -> Result<u8, String> {
+        if let Some(path) = self.expect {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            apply_expectations(report, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(path) = self.write_expect {
+            std::fs::write(path, write_expectations(report))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let text_opts = TextOptions {
+            color,
+            verbose: self.verbose,
+        };
+        write_reports(report, self.format, text_opts, self.files)?;
+        Ok(report.exit_code(self.strict))
+    }
 }
 
 /// Prints `report` on stdout in `format`, then writes each `--report`
@@ -62,30 +103,19 @@ pub fn write_reports(
     Ok(())
 }
 
-/// On or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
-    /// On.
-    On,
-    /// Off.
-    Off,
-}
-
 /// Arguments of `test`.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
-    /// Target base URL (http://host:port[/base]) or `self` for the built-in reference server.
+    /// The target (required unless --list or --coverage). With a URL: the
+    /// relay marker defaults to on for a loopback host, off otherwise;
+    /// --timeout defaults to 10 seconds (the longest one response, or the
+    /// silence inside a stream, may take).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The URL target trusts loopback callers without the relay marker (as
+    /// `serve` does by default), which enables the GATE-2 scenario.
     #[arg(long)]
-    pub target: Option<String>,
-    /// The agent's pinned address (0x…).
-    #[arg(long)]
-    pub agent_address: Option<String>,
-    /// An access key for the agent.
-    #[arg(long)]
-    pub access_key: Option<String>,
-    /// The agent id used in routes (default: the address).
-    #[arg(long)]
-    pub agent_id: Option<String>,
+    pub trusts_loopback: bool,
     /// A key scoped to another agent (enables the scope scenario).
     #[arg(long)]
     pub scoped_key: Option<String>,
@@ -98,9 +128,6 @@ pub struct TestArgs {
     /// The longest a scenario may wait, in seconds (expiry is tested only if the TTL fits).
     #[arg(long, default_value_t = 10)]
     pub max_wait: u64,
-    /// Send the relay marker header on outer requests (default on).
-    #[arg(long, value_enum)]
-    pub relay_origin: Option<Switch>,
     /// Handshakes allowed per window, as N/SECS (default 5/60 for URLs, none for self); `none` = unlimited.
     #[arg(long)]
     pub handshake_budget: Option<String>,
@@ -143,9 +170,6 @@ pub struct TestArgs {
     /// Scenarios run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Seconds any one response may take (and the longest silence inside a stream).
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
     /// Stable output for snapshots: durations are zeroed.
     #[arg(long, hide = true)]
     pub stable: bool,
@@ -168,11 +192,19 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| usage(format!("cannot start the async runtime: {e}")))
+    crate::cli::runtime().map_err(usage)
 }
+
+/// What `test` assumes: a target must be named; a URL needs a key and gets
+/// the relay marker when it is on loopback.
+const POLICY: TargetPolicy = TargetPolicy {
+    default_target: None,
+    allows_self: true,
+    key_required: true,
+    relay: RelayDefault::OnForLoopback,
+    self_timeout_secs: 10,
+    url_timeout_secs: 10,
+};
 
 /// Runs `test`.
 pub fn run(args: TestArgs) -> ExitCode {
@@ -204,50 +236,39 @@ pub fn run(args: TestArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let Some(target) = args.target.clone() else {
+    if args.target.target.is_none() {
         return usage("--target URL (or --target self) is required");
-    };
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(run_test(args, target, selected, registry))
+    rt.block_on(run_test(args, selected, registry))
 }
 
-async fn run_test(
-    args: TestArgs,
-    target: String,
-    scenarios: Vec<Scenario>,
-    registry: Registry,
-) -> ExitCode {
-    let mut _server = None;
-    let mut cfg = if target == "self" {
-        let server = match selftest::spawn_self(&[]).await {
-            Ok(s) => s,
-            Err(e) => return usage(format!("cannot start the reference server: {e}")),
-        };
-        let cfg = match selftest::self_config(&server, args.stable) {
+async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) -> ExitCode {
+    let resolved = match args
+        .target
+        .resolve(POLICY, |_| selftest::self_server_config(&[]))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return usage(e),
+    };
+    let mut cfg = match &resolved.server {
+        Some(server) => match selftest::self_config(server, args.stable) {
             Ok(c) => c,
             Err(e) => return usage(e),
-        };
-        _server = Some(server);
-        cfg
-    } else {
-        match url_config(&args, &target) {
-            Ok(c) => c,
-            Err(code) => return code,
-        }
+        },
+        None => url_config(&args, &resolved),
     };
     cfg.concurrency = args.concurrency.max(1);
-    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    cfg.limits.response_timeout = timeout;
-    cfg.limits.idle_timeout = timeout;
-    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(timeout);
+    cfg.limits.response_timeout = resolved.timeout;
+    cfg.limits.idle_timeout = resolved.timeout;
+    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(resolved.timeout);
     cfg.max_wait = args.max_wait;
     cfg.stable = args.stable;
-    if let Some(s) = args.relay_origin {
-        cfg.relay_origin = s == Switch::On;
-    }
+    cfg.relay_origin = resolved.relay_origin;
     if let Some(b) = &args.handshake_budget {
         match parse_budget(b) {
             Ok(b) => cfg.pacer = Pacer::new(b),
@@ -286,30 +307,18 @@ async fn run_test(
         );
         return ExitCode::from(3);
     }
-    if let Some(path) = &args.expect {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                if let Err(e) = apply_expectations(&mut report, &text) {
-                    return usage(format!("{}: {e}", path.display()));
-                }
-            }
-            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
-        }
-    }
-    if let Some(path) = &args.write_expect {
-        if let Err(e) = std::fs::write(path, write_expectations(&report)) {
-            return usage(format!("cannot write {}: {e}", path.display()));
-        }
-    }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let text_opts = TextOptions {
-        color,
+    let finish = Finish {
+        expect: args.expect.as_deref(),
+        write_expect: args.write_expect.as_deref(),
+        format: args.format,
         verbose: args.verbose,
+        files: &args.report,
+        strict: args.strict,
     };
-    if let Err(e) = write_reports(&report, args.format, text_opts, &args.report) {
-        return usage(e);
+    match finish.apply(&mut report) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => usage(e),
     }
-    ExitCode::from(report.exit_code(args.strict))
 }
 
 fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
@@ -342,39 +351,28 @@ fn parse_budget(text: &str) -> Result<Option<(u32, u64)>, String> {
     Ok(Some((n, secs)))
 }
 
-fn url_config(args: &TestArgs, url: &str) -> Result<RunConfig, ExitCode> {
-    let target = Target::parse(url).map_err(usage)?;
-    let address = args
-        .agent_address
-        .as_deref()
-        .ok_or_else(|| usage("--agent-address is required with a URL target"))?;
-    let agent_address =
-        Address::parse(address).map_err(|e| usage(format!("--agent-address: {e}")))?;
-    let access_key = args
-        .access_key
-        .clone()
-        .ok_or_else(|| usage("--access-key is required with a URL target"))?;
-    let loopback =
-        target.socket_addr().is_some_and(|a| a.ip().is_loopback()) || target.host() == "localhost";
-    Ok(RunConfig {
-        target,
-        target_label: url.to_owned(),
-        agent_address,
-        agent_id: args.agent_id.clone(),
-        access_key,
+/// The run configuration for a URL target; the resolver has already
+/// checked the address and the key.
+fn url_config(args: &TestArgs, resolved: &ResolvedTarget) -> RunConfig {
+    RunConfig {
+        target: resolved.target.clone(),
+        target_label: resolved.label.clone(),
+        agent_address: resolved.address,
+        agent_id: resolved.agent_id.clone(),
+        access_key: resolved.access_key.clone().unwrap_or_default(),
         scoped_key: args.scoped_key.clone(),
         scoped_agent_id: args.scoped_agent_id.clone(),
         session_ttl: args.session_ttl,
         max_wait: args.max_wait,
-        relay_origin: loopback,
+        relay_origin: resolved.relay_origin,
         max_sessions: args.max_sessions,
         limits: Limits::default(),
         pacer: Pacer::new(Some((5, 60))),
         concurrency: args.concurrency,
         stable: args.stable,
-        loopback_trusted: false,
+        loopback_trusted: args.trusts_loopback,
         pool: Default::default(),
-    })
+    }
 }
 
 /// Checks, before any scenario, that the target is reachable, speaks the
