@@ -135,19 +135,9 @@ fn binary(args: &[&str]) -> Output {
 }
 
 fn call_args(s: &RunningServer, path: &str) -> Vec<String> {
-    vec![
-        "call".into(),
-        "--target".into(),
-        s.url.clone(),
-        "--agent-address".into(),
-        s.agent_address.to_checksum(),
-        "--access-key".into(),
-        s.access_key.clone(),
-        "--path".into(),
-        path.into(),
-        "--timeout".into(),
-        "10".into(),
-    ]
+    let mut args = support::target_args("call", s);
+    args.extend(["--path", path, "--timeout", "10"].map(String::from));
+    args
 }
 
 async fn run_binary(args: Vec<String>) -> Output {

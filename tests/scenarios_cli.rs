@@ -184,19 +184,9 @@ async fn serve(bugs: &[Bug]) -> server::RunningServer {
 }
 
 fn url_args(s: &server::RunningServer) -> Vec<String> {
-    vec![
-        "test".into(),
-        "--target".into(),
-        s.url.clone(),
-        "--agent-address".into(),
-        s.agent_address.to_checksum(),
-        "--access-key".into(),
-        s.access_key.clone(),
-        "--agent-id".into(),
-        s.agent_id.clone(),
-        "--handshake-budget".into(),
-        "none".into(),
-    ]
+    let mut args = support::target_args("test", s);
+    args.extend(["--agent-id", &s.agent_id, "--handshake-budget", "none"].map(String::from));
+    args
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,23 +18,27 @@ use crate::transport::{Target, TransportError};
 #[derive(Debug, Clone, Default, Args)]
 pub struct TargetArgs {
     /// The server's base URL (http://host:port[/base]), or `self` for the
-    /// reference server started inside this process (not for `call`).
+    /// reference server started inside this process [default: self for
+    /// bench, fuzz and replay; test and call need it; call takes no `self`].
     #[arg(long, value_name = "URL|self")]
     pub target: Option<String>,
     /// The agent address to pin (0x + 40 hex digits); the handshake fails
     /// unless the server proves it holds this identity. Required with a URL.
     #[arg(long, value_name = "0x…")]
     pub agent_address: Option<String>,
-    /// The access key, sent inside the channel as `Authorization: Bearer KEY`.
+    /// The access key, sent inside the channel as `Authorization: Bearer
+    /// KEY` (with a URL: required by test, fuzz and replay).
     #[arg(long, value_name = "KEY")]
     pub access_key: Option<String>,
     /// The agent id in `/agents/{id}/…` routes [default: the agent address;
-    /// with `self`, the reference server's id].
+    /// with `self`, the reference server's id] (call takes its whole path
+    /// from --path).
     #[arg(long, value_name = "ID")]
     pub agent_id: Option<String>,
     /// Send `X-Osaurus-Relay-Origin: 1` on outer requests, so a loopback
     /// server treats the caller as remote: on/off (or true/false); the bare
-    /// flag means on [default: per command, see its help].
+    /// flag means on [default: off for call and bench; on for `self` with
+    /// fuzz and replay; with test, on for `self` and loopback URLs].
     #[arg(
         long,
         value_name = "on|off",
@@ -43,8 +47,9 @@ pub struct TargetArgs {
         value_parser = BoolishValueParser::new()
     )]
     pub relay_origin: Option<bool>,
-    /// Seconds allowed for the connection and for each answer [default: per
-    /// command, see its help].
+    /// Seconds allowed for the connection and for each answer [default: 30
+    /// for call and bench, 10 for test; fuzz and replay: 3 for `self`, 15
+    /// for a URL].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
 }

@@ -31,8 +31,7 @@ const MAX_SAMPLES: usize = 1_000_000;
 /// `GET /health` ceiling; progress on stderr, a JSON summary on stdout.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// The target [default: self, with its handshake rate limit off]. No
-    /// relay marker unless --relay-origin; --timeout defaults to 30 seconds.
+    /// The target (`self` runs with its handshake rate limit off).
     #[command(flatten)]
     pub target: TargetArgs,
     /// Requests in flight at once [default: the number of CPUs].

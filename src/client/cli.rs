@@ -28,10 +28,7 @@ Exit codes:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct CallArgs {
-    /// The server (a URL and --agent-address are required unless
-    /// --list-bugs; `self` is not available). No relay marker unless
-    /// --relay-origin; --timeout defaults to 30 seconds. --agent-id is not
-    /// used: the inner path is given whole with --path.
+    /// The server (a URL and --agent-address, unless --list-bugs).
     #[command(flatten)]
     pub target: TargetArgs,
     /// The inner HTTP method [default: GET, or POST with --data].

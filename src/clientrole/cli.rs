@@ -1,12 +1,11 @@
 //! The `test-client` and `adversary` subcommands.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::report::RunReport;
-use crate::scenarios::cli::{Finish, Format};
+use crate::scenarios::cli::ReportArgs;
 
 use super::model::{builtin, ClientScenario};
 use super::runner::{run_all, start_adversary};
@@ -38,24 +37,9 @@ pub struct TestClientArgs {
     /// Leave out these scenario IDs (repeatable).
     #[arg(long)]
     pub skip: Vec<String>,
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write the report to FILE (.json, .xml or text), repeatable.
-    #[arg(long)]
-    pub report: Vec<PathBuf>,
-    /// Known failures of this client (TOML, as for `test --expect`).
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Write every failure of this run as an expectations file.
-    #[arg(long)]
-    pub write_expect: Option<PathBuf>,
-    /// Count warnings and information as failures in the exit code.
-    #[arg(long)]
-    pub strict: bool,
-    /// Verbose text report.
-    #[arg(long)]
-    pub verbose: bool,
+    /// Reporting (`--expect` holds this client's known failures).
+    #[command(flatten)]
+    pub output: ReportArgs,
     /// Scenarios run at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -127,15 +111,7 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         not_exercised: Vec::new(),
         run_problems: Vec::new(),
     };
-    let finish = Finish {
-        expect: args.expect.as_deref(),
-        write_expect: args.write_expect.as_deref(),
-        format: args.format,
-        verbose: args.verbose,
-        files: &args.report,
-        strict: args.strict,
-    };
-    match finish.apply(&mut report) {
+    match args.output.finish(&mut report) {
         Ok(code) => ExitCode::from(code),
         Err(e) => usage(e),
     }

@@ -1,7 +1,7 @@
 //! The `test` and `selftest` subcommands.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -31,34 +31,41 @@ pub enum Format {
     Junit,
 }
 
-/// What happens to a finished run: the reporting flags `test` and
-/// `test-client` share.
-pub struct Finish<'a> {
-    /// `--expect`: known failures to mark.
-    pub expect: Option<&'a Path>,
-    /// `--write-expect`: where to write this run's failures.
-    pub write_expect: Option<&'a Path>,
-    /// `--format` on stdout.
+/// The reporting flags `test` and `test-client` share: what happens to a
+/// finished run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// `--verbose` text.
+    /// Also write a report file (format from the extension: .json, .xml, else text; repeatable).
+    #[arg(long)]
+    pub report: Vec<PathBuf>,
+    /// Print every scenario's transcript.
+    #[arg(long)]
     pub verbose: bool,
-    /// `--report` files.
-    pub files: &'a [PathBuf],
-    /// `--strict` exit code.
+    /// Warnings and information fail the run too.
+    #[arg(long)]
     pub strict: bool,
+    /// Known failures of this target (TOML; see --write-expect).
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Write this run's failures as an expectations file.
+    #[arg(long)]
+    pub write_expect: Option<PathBuf>,
 }
 
-impl Finish<'_> {
+impl ReportArgs {
     /// Marks the expected failures, writes the expectations file, prints
     /// and writes the reports, and returns the exit code; an unreadable or
     /// unwritable file is an error message for the command's usage exit.
-    pub fn apply(&self, report: &mut RunReport) -> Result<u8, String> {
-        if let Some(path) = self.expect {
+    pub fn finish(&self, report: &mut RunReport) -> Result<u8, String> {
+        if let Some(path) = &self.expect {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             apply_expectations(report, &text).map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        if let Some(path) = self.write_expect {
+        if let Some(path) = &self.write_expect {
             std::fs::write(path, write_expectations(report))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         }
@@ -67,7 +74,7 @@ impl Finish<'_> {
             color,
             verbose: self.verbose,
         };
-        write_reports(report, self.format, text_opts, self.files)?;
+        write_reports(report, self.format, text_opts, &self.report)?;
         Ok(report.exit_code(self.strict))
     }
 }
@@ -106,10 +113,8 @@ pub fn write_reports(
 /// Arguments of `test`.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
-    /// The target (required unless --list or --coverage). With a URL: the
-    /// relay marker defaults to on for a loopback host, off otherwise;
-    /// --timeout defaults to 10 seconds (the longest one response, or the
-    /// silence inside a stream, may take).
+    /// The target (required unless --list or --coverage); --timeout also
+    /// bounds the silence inside a stream.
     #[command(flatten)]
     pub target: TargetArgs,
     /// The URL target trusts loopback callers without the relay marker (as
@@ -143,30 +148,15 @@ pub struct TestArgs {
     /// Add or replace scenario files from this directory.
     #[arg(long)]
     pub scenarios: Option<PathBuf>,
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write a report file (format from the extension: .json, .xml, else text; repeatable).
-    #[arg(long)]
-    pub report: Vec<PathBuf>,
-    /// Print every scenario's decrypted transcript.
-    #[arg(long)]
-    pub verbose: bool,
-    /// Warnings and information fail the run too.
-    #[arg(long)]
-    pub strict: bool,
+    /// Reporting.
+    #[command(flatten)]
+    pub output: ReportArgs,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
     /// Print every requirement with the scenarios and vectors that check it.
     #[arg(long)]
     pub coverage: bool,
-    /// Known failures of this target (see --write-expect).
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Write this run's failures as an expectations file.
-    #[arg(long)]
-    pub write_expect: Option<PathBuf>,
     /// Scenarios run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -307,22 +297,14 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
         );
         return ExitCode::from(3);
     }
-    let finish = Finish {
-        expect: args.expect.as_deref(),
-        write_expect: args.write_expect.as_deref(),
-        format: args.format,
-        verbose: args.verbose,
-        files: &args.report,
-        strict: args.strict,
-    };
-    match finish.apply(&mut report) {
+    match args.output.finish(&mut report) {
         Ok(code) => ExitCode::from(code),
         Err(e) => usage(e),
     }
 }
 
 fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
-    if args.format != Format::Text || !std::io::stderr().is_terminal() || args.stable {
+    if args.output.format != Format::Text || !std::io::stderr().is_terminal() || args.stable {
         return None;
     }
     let bar = indicatif::ProgressBar::new(n as u64);

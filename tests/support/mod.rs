@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use osc_harness::server::RunningServer;
 use serde_json::Value;
 
 /// The `osc-harness` binary under test.
@@ -26,6 +27,20 @@ pub fn harness() -> Command {
     let mut cmd = Command::new(EXE);
     cmd.env("NO_COLOR", "1").env("RUST_BACKTRACE", "0");
     cmd
+}
+
+/// `command --target URL --agent-address 0x… --access-key KEY` for an
+/// in-process reference server.
+pub fn target_args(command: &str, s: &RunningServer) -> Vec<String> {
+    vec![
+        command.into(),
+        "--target".into(),
+        s.url.clone(),
+        "--agent-address".into(),
+        s.agent_address.to_checksum(),
+        "--access-key".into(),
+        s.access_key.clone(),
+    ]
 }
 
 /// Bytes as text, lossily.
