@@ -1,21 +1,16 @@
 //! Bad input to `vectors verify`: clear errors and non-zero exits, never
 //! a panic. Also drives the built binary end to end.
 
-use std::path::{Path, PathBuf};
 mod support;
 
 use osc_harness::vectors::{self, VectorsError, MAX_FILE_BYTES};
 use serde_json::{json, Value};
-use support::harness;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use support::{harness, repo};
 
 const FIXTURE: &str = "vectors/upstream/secure-channel-v1-vectors.json";
 
 fn fixture() -> Value {
-    serde_json::from_slice(&std::fs::read(repo(FIXTURE)).unwrap()).unwrap()
+    support::load(FIXTURE)
 }
 
 fn field_error(value: &Value) -> String {
