@@ -252,6 +252,7 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
         },
         None => url_config(&args, &resolved),
     };
+    cfg.agent_id = resolved.agent_id.clone();
     cfg.concurrency = args.concurrency.max(1);
     cfg.limits.response_timeout = resolved.timeout;
     cfg.limits.idle_timeout = resolved.timeout;
