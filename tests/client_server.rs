@@ -3,7 +3,9 @@
 //! binary, and each server knob the client must notice gives the documented
 //! exit code.
 
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
 use std::time::Duration;
 
 use osc_harness::client::{exit, Channel, ClientBug};
@@ -126,26 +128,16 @@ async fn restart_forgets_sessions_and_the_client_recovers() {
 }
 
 fn binary(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_osc-harness"))
+    support::harness()
         .args(args)
         .output()
         .expect("the binary runs")
 }
 
 fn call_args(s: &RunningServer, path: &str) -> Vec<String> {
-    vec![
-        "call".into(),
-        "--target".into(),
-        s.url.clone(),
-        "--agent-address".into(),
-        s.agent_address.to_checksum(),
-        "--access-key".into(),
-        s.access_key.clone(),
-        "--path".into(),
-        path.into(),
-        "--timeout".into(),
-        "10".into(),
-    ]
+    let mut args = support::target_args("call", s);
+    args.extend(["--path", path, "--timeout", "10"].map(String::from));
+    args
 }
 
 async fn run_binary(args: Vec<String>) -> Output {

@@ -2,6 +2,8 @@
 //! (honest and with each `call --bug` knob), toy shims that are always
 //! right or always wrong, skips, hangs, reports and the adversary command.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -9,18 +11,15 @@ use std::time::Duration;
 
 use osc_harness::clientrole::{builtin, selftest};
 
-const EXE: &str = env!("CARGO_BIN_EXE_osc-harness");
+use support::EXE;
 
 fn test_client(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(EXE)
-        .arg("test-client")
-        .args(args)
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    support::outcome(
+        support::harness()
+            .arg("test-client")
+            .args(args)
+            .output()
+            .expect("runs"),
     )
 }
 

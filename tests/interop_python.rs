@@ -5,21 +5,13 @@
 //! The Python side needs `pip install -r interop/python/requirements.txt`;
 //! without it these tests fail with that hint unless `OSC_SKIP_INTEROP=1`.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
+use std::process::Command;
 
 use serde_json::Value;
-
-const READY_WAIT: Duration = Duration::from_secs(30);
-const RUN_WAIT: Duration = Duration::from_secs(120);
-
-fn harness() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_osc-harness"))
-}
+use support::{describe, harness, run, start, text, Running};
 
 fn peer_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python/osc_peer.py")
@@ -54,65 +46,6 @@ fn python_ready() -> bool {
     );
 }
 
-/// A child process that is killed when the test lets go of it.
-struct Running {
-    child: Child,
-    ready: Value,
-}
-
-impl Running {
-    fn field(&self, name: &str) -> String {
-        self.ready[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("ready line lacks {name}: {}", self.ready))
-            .to_string()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a server and waits (bounded) for its one-line JSON ready message.
-fn start(mut cmd: Command) -> Running {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) if line.trim_start().starts_with('{') => {
-                    let _ = tx.send(line.clone());
-                    // Keep draining so the server never blocks on a full pipe.
-                    let _ = std::io::copy(&mut reader, &mut std::io::sink());
-                    return;
-                }
-                Ok(_) => {}
-            }
-        }
-    });
-    let mut running = Running {
-        child,
-        ready: Value::Null,
-    };
-    let line = rx
-        .recv_timeout(READY_WAIT)
-        .expect("server printed no ready line in time");
-    running.ready = serde_json::from_str(&line).expect("ready line is JSON");
-    running
-}
-
 fn python_server(extra: &[&str]) -> Running {
     let mut cmd = peer();
     cmd.args(["serve", "--port", "0", "--access-key", "osk-v1.interop"])
@@ -132,41 +65,6 @@ fn harness_server(extra: &[&str]) -> Running {
         ])
         .args(extra);
     start(cmd)
-}
-
-/// Runs a command to completion, killing it if it overstays.
-fn run(mut cmd: Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let (tx, rx) = mpsc::channel();
-    let pid = child.id();
-    let waiter = thread::spawn(move || {
-        let out = child.wait_with_output();
-        let _ = tx.send(());
-        out
-    });
-    if rx.recv_timeout(RUN_WAIT).is_err() {
-        // The child moved into the waiter thread; stop it by its own pid.
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-        panic!("command did not finish within {RUN_WAIT:?} ({cmd:?})");
-    }
-    waiter.join().expect("waiter").expect("output")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
 }
 
 fn call_args(server: &Running, path: &str) -> Vec<String> {

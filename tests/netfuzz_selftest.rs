@@ -2,28 +2,16 @@
 //! one, and each fuzzer-findable knob found, saved, replayed and turned
 //! into a scenario. Runs are bounded by execution count, never by time.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-
-fn harness() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_osc-harness"));
-    c.env("RUST_BACKTRACE", "0");
-    c
-}
+use support::harness;
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("the harness binary runs");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
+    support::outcome(cmd.output().expect("the harness binary runs"))
 }
 
 fn fuzz(dir: &Path, bugs: &[&str], execs: u64, seed: u64, extra: &[&str]) -> (i32, Value) {

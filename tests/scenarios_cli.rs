@@ -1,21 +1,20 @@
 //! `osc-harness test` as a user runs it: exit codes, selection, malformed
 //! scenario files, expectations, and a URL target on loopback.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use osc_harness::server::{self, Bug, ServerConfig};
 
+use support::text;
+
 fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_osc-harness"))
+    support::harness()
         .args(args)
-        .env("NO_COLOR", "1")
         .output()
         .expect("run osc-harness")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[test]
@@ -185,19 +184,9 @@ async fn serve(bugs: &[Bug]) -> server::RunningServer {
 }
 
 fn url_args(s: &server::RunningServer) -> Vec<String> {
-    vec![
-        "test".into(),
-        "--target".into(),
-        s.url.clone(),
-        "--agent-address".into(),
-        s.agent_address.to_checksum(),
-        "--access-key".into(),
-        s.access_key.clone(),
-        "--agent-id".into(),
-        s.agent_id.clone(),
-        "--handshake-budget".into(),
-        "none".into(),
-    ]
+    let mut args = support::target_args("test", s);
+    args.extend(["--agent-id", &s.agent_id, "--handshake-budget", "none"].map(String::from));
+    args
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,4 +277,68 @@ async fn a_target_echoing_the_key_does_not_leak_it_into_reports() {
     let json = text(&out.stdout);
     assert!(json.contains("\"verdict\": \"fail\""), "{json}");
     assert!(!json.contains(&key), "the access key leaked: {json}");
+}
+
+/// `serve` as its own process (its default trusts loopback callers unless
+/// `extra` says otherwise), and the `test` arguments that reach it.
+fn served(extra: &[&str]) -> (support::Running, Vec<String>) {
+    let mut cmd = support::harness();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--handshake-rate", "0"])
+        .args(extra);
+    let server = support::start(cmd);
+    let args = [
+        "test",
+        "--target",
+        &server.field("url"),
+        "--agent-address",
+        &server.field("agentAddress"),
+        "--access-key",
+        &server.field("accessKey"),
+        "--agent-id",
+        &server.field("agentId"),
+        "--handshake-budget",
+        "none",
+        "--only",
+        "gate-loopback-plaintext",
+        "--format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    (server, args)
+}
+
+/// The GATE-2 scenario's verdict and the run's exit code.
+fn gate2(args: &[String], extra: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = support::harness();
+    cmd.args(args).args(extra);
+    let out = support::run(cmd);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report JSON ({e}): {}", support::describe(&out)));
+    let scenario = doc["scenarios"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["id"] == "gate-loopback-plaintext"))
+        .unwrap_or_else(|| panic!("no GATE-2 scenario: {doc:#}"));
+    (
+        out.status.code(),
+        scenario["verdict"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn trusts_loopback_runs_gate2_against_a_url_target() {
+    let (_honest, args) = served(&[]);
+    assert_eq!(gate2(&args, &[]), (Some(0), "skip".into()), "unknown trust");
+    assert_eq!(
+        gate2(&args, &["--trusts-loopback"]),
+        (Some(0), "pass".into()),
+        "a loopback-trusting serve runs plaintext for an unmarked caller"
+    );
+    // A target that does not trust loopback although the flag says it
+    // does: the scenario runs and fails rather than passing vacuously.
+    let (_untrusting, args) = served(&["--trust-loopback", "false"]);
+    assert_eq!(
+        gate2(&args, &["--trusts-loopback"]),
+        (Some(1), "fail".into())
+    );
 }

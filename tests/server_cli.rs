@@ -1,19 +1,17 @@
 //! `osc-harness serve` as a user runs it: the ready line, --identity,
 //! --list-bugs, argument errors, and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod support;
+
+use std::process::Command;
 
 use osc_harness::protocol::identity::AgentIdentity;
 use osc_harness::server::Bug;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_osc-harness"))
-}
+use support::harness;
 
 #[test]
 fn list_bugs_names_each_requirement() {
-    let out = bin().args(["serve", "--list-bugs"]).output().unwrap();
+    let out = harness().args(["serve", "--list-bugs"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), Bug::ALL.len());
@@ -32,7 +30,7 @@ fn bad_arguments_are_refused_with_a_reason() {
         &["serve", "--handshake-rate", "five"],
         &["serve", "--agent-key-hex", "zz"],
     ] {
-        let out = bin().args(args).output().unwrap();
+        let out = harness().args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?}");
     }
@@ -45,20 +43,13 @@ fn ready_line_then_clean_stop_on_sigterm() {
     let key = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
     let file = dir.path().join("agent.key");
     std::fs::write(&file, format!("0x{key}\n")).unwrap();
-    let mut child = bin()
-        .args(["serve", "--listen", "127.0.0.1:0", "--session-ttl", "5m"])
+    let mut cmd = harness();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--session-ttl", "5m"])
         .args(["--bug", "status-outside", "--access-key", "osk-v1.test"])
         .arg("--identity")
-        .arg(&file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+        .arg(&file);
+    let mut server = support::start(cmd);
+    let ready = server.ready.clone();
     let expected = AgentIdentity::from_hex(key).unwrap().address();
     assert_eq!(ready["agentAddress"], expected.to_checksum().as_str());
     assert_eq!(ready["accessKey"], "osk-v1.test");
@@ -69,12 +60,12 @@ fn ready_line_then_clean_stop_on_sigterm() {
         .unwrap()
         .starts_with("http://127.0.0.1:"));
     assert!(ready["agentId"].is_string());
-    let pid = child.id().to_string();
+    let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap()
         .success());
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "stopped cleanly: {status:?}");
 }

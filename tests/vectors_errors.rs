@@ -1,20 +1,16 @@
 //! Bad input to `vectors verify`: clear errors and non-zero exits, never
 //! a panic. Also drives the built binary end to end.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
 use osc_harness::vectors::{self, VectorsError, MAX_FILE_BYTES};
 use serde_json::{json, Value};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
+use support::{harness, repo};
 
 const FIXTURE: &str = "vectors/upstream/secure-channel-v1-vectors.json";
 
 fn fixture() -> Value {
-    serde_json::from_slice(&std::fs::read(repo(FIXTURE)).unwrap()).unwrap()
+    support::load(FIXTURE)
 }
 
 fn field_error(value: &Value) -> String {
@@ -175,13 +171,9 @@ fn truncated_and_corrupted_files_never_panic() {
     }
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_osc-harness"))
-}
-
 #[test]
 fn the_binary_verifies_generates_and_fails_cleanly() {
-    let out = bin()
+    let out = harness()
         .args(["vectors", "verify"])
         .arg(repo(FIXTURE))
         .output()
@@ -204,7 +196,7 @@ fn the_binary_verifies_generates_and_fails_cleanly() {
     f["handshake"]["serverHello"]["signature"] = json!(sig);
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, f.to_string()).unwrap();
-    let out = bin()
+    let out = harness()
         .args(["vectors", "verify"])
         .arg(&bad)
         .output()
@@ -218,7 +210,7 @@ fn the_binary_verifies_generates_and_fails_cleanly() {
 
     let garbage = dir.path().join("garbage.json");
     std::fs::write(&garbage, b"\x00\xffnot json").unwrap();
-    let out = bin()
+    let out = harness()
         .args(["vectors", "verify"])
         .arg(&garbage)
         .arg(repo(FIXTURE))
@@ -229,7 +221,7 @@ fn the_binary_verifies_generates_and_fails_cleanly() {
     assert!(stderr.contains("garbage.json: not JSON"), "{stderr}");
     assert!(String::from_utf8(out.stdout).unwrap().contains("== "));
 
-    let out = bin()
+    let out = harness()
         .args(["vectors", "generate", "--seed", "1", "--format", "upstream"])
         .output()
         .unwrap();
@@ -240,7 +232,7 @@ fn the_binary_verifies_generates_and_fails_cleanly() {
     );
 
     let target = dir.path().join("suite.json");
-    let out = bin()
+    let out = harness()
         .args(["vectors", "generate", "--seed", "1", "--out"])
         .arg(&target)
         .output()

@@ -1,20 +1,13 @@
 //! The suite format: generated files do not drift, verify, follow the
 //! JSON Schema, and every negative case is refused for its flagged reason.
 
-use std::path::{Path, PathBuf};
+mod support;
 
 use osc_harness::vectors::flags::{flag, FlagKind, FLAGS};
 use osc_harness::vectors::suite_verify::{judge, run_case, Mode, KNOWN_REQUIREMENTS};
 use osc_harness::vectors::{self, Format};
 use serde_json::Value;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn load(path: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(repo(path)).unwrap()).unwrap()
-}
+use support::{load, mutate, repo};
 
 const SUITE: &str = "vectors/generated/seed-1.suite.json";
 const SCHEMA: &str = "vectors/schema/osc-suite-v1.schema.json";
@@ -275,22 +268,6 @@ fn a_wrong_result_or_unknown_flag_fails() {
     find_case(&mut file, "Valid")["requirements"] = serde_json::json!(["XX-1"]);
     let report = vectors::verify_bytes(file.to_string().as_bytes()).unwrap();
     assert_eq!(report.failures().count(), 3, "{}", report.render());
-}
-
-/// Changes one character in the middle of `text` (an empty string gains one).
-fn mutate(text: &str) -> String {
-    if text.is_empty() {
-        return "A".into();
-    }
-    let mut chars: Vec<char> = text.chars().collect();
-    let i = chars.len() / 2;
-    chars[i] = match chars[i] {
-        '0' => '1',
-        c if c.is_ascii_hexdigit() => '0',
-        'A' => 'B',
-        _ => 'A',
-    };
-    chars.into_iter().collect()
 }
 
 fn string_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {

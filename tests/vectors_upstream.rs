@@ -2,7 +2,7 @@
 //! reproduced, and one changed character anywhere makes verify fail and
 //! name the field.
 
-use std::path::{Path, PathBuf};
+mod support;
 
 use osc_harness::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
 use osc_harness::protocol::identity::{
@@ -11,18 +11,11 @@ use osc_harness::protocol::identity::{
 use osc_harness::protocol::keys::{derive_session_keys, open_b64, response_key};
 use osc_harness::vectors::{self, upstream, Format};
 use serde_json::Value;
+use support::{load, mutate, repo};
 use x25519_dalek::{PublicKey, StaticSecret};
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
 
 const FIXTURE: &str = "vectors/upstream/secure-channel-v1-vectors.json";
 const GENERATED: &str = "vectors/generated/seed-1.upstream.json";
-
-fn load(path: &str) -> Value {
-    serde_json::from_slice(&std::fs::read(repo(path)).unwrap()).unwrap()
-}
 
 #[test]
 fn the_upstream_fixture_verifies_field_by_field() {
@@ -182,23 +175,6 @@ fn our_upstream_format_has_exactly_the_fixture_shape() {
     a.sort();
     b.sort();
     assert_eq!(a, b);
-}
-
-/// Changes one character in the middle of `text` to another of its kind
-/// (an empty string gains one).
-fn mutate(text: &str) -> String {
-    if text.is_empty() {
-        return "A".into();
-    }
-    let mut chars: Vec<char> = text.chars().collect();
-    let i = chars.len() / 2;
-    chars[i] = match chars[i] {
-        '0' => '1',
-        c if c.is_ascii_hexdigit() => '0',
-        'A' => 'B',
-        _ => 'A',
-    };
-    chars.into_iter().collect()
 }
 
 fn string_leaves(

@@ -21,6 +21,8 @@ use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{self, Limits, OuterRequest, Target};
 
 use super::Channel;
+use crate::cli::target::{RelayDefault, TargetArgs, TargetPolicy};
+use crate::server::{RunningServer, ServerConfig};
 
 /// Latency samples kept per phase; beyond this, only counts grow.
 const MAX_SAMPLES: usize = 1_000_000;
@@ -29,19 +31,9 @@ const MAX_SAMPLES: usize = 1_000_000;
 /// `GET /health` ceiling; progress on stderr, a JSON summary on stdout.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// The server's base URL, or `self` to start the reference server in
-    /// this process (handshake rate limit off).
-    #[arg(long, default_value = "self")]
-    pub target: String,
-    /// The agent address to pin (not needed with `--target self`).
-    #[arg(long)]
-    pub agent_address: Option<String>,
-    /// The access key for the inner requests (not needed with `--target self`).
-    #[arg(long)]
-    pub access_key: Option<String>,
-    /// The agent id in `/agents/{id}/…` [default: the agent address].
-    #[arg(long)]
-    pub agent_id: Option<String>,
+    /// The target (`self` runs with its handshake rate limit off).
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Requests in flight at once [default: the number of CPUs].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -83,15 +75,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// What `bench` assumes: `self` unless told; a URL needs no key (the
+/// plaintext and handshake phases work without one).
+const POLICY: TargetPolicy = TargetPolicy {
+    default_target: Some("self"),
+    allows_self: true,
+    key_required: false,
+    relay: RelayDefault::Off,
+    self_timeout_secs: 30,
+    url_timeout_secs: 30,
+};
+
 /// Runs the command.
 pub fn run(args: BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };
@@ -117,6 +117,7 @@ struct Setup {
     pinned: Address,
     access_key: Option<String>,
     agent_id: String,
+    relay_origin: bool,
     limits: Limits,
     stream_events: usize,
     stream_event_size: usize,
@@ -249,74 +250,35 @@ pub async fn bench(args: BenchArgs) -> Result<Value, String> {
     }))
 }
 
-/// Keeps the in-process server alive for the length of the bench.
-type SelfServer = Option<Box<dyn std::any::Any + Send>>;
-
-async fn resolve(args: &BenchArgs) -> Result<(Setup, SelfServer), String> {
-    let limits = Limits {
-        connect_timeout: Duration::from_secs(5),
-        response_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(10),
-        max_body_bytes: 64 * 1024 * 1024,
-    };
-    let common = |target, pinned: Address, access_key, agent_id: Option<String>| Setup {
-        target,
-        agent_id: agent_id.unwrap_or_else(|| pinned.to_checksum()),
-        pinned,
-        access_key,
-        limits,
+async fn resolve(args: &BenchArgs) -> Result<(Setup, Option<RunningServer>), String> {
+    let resolved = args
+        .target
+        .resolve(POLICY, |_| {
+            let mut config = ServerConfig::generated();
+            // The upstream budget of 5 handshakes a minute would measure
+            // the limiter, not the channel.
+            config.handshake_rate = None;
+            config
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let timeout = resolved.timeout;
+    let setup = Setup {
+        target: resolved.target.clone(),
+        pinned: resolved.address,
+        access_key: resolved.access_key.clone(),
+        agent_id: resolved.agent_id_or_address(),
+        relay_origin: resolved.relay_origin,
+        limits: Limits {
+            connect_timeout: timeout.min(Duration::from_secs(5)),
+            response_timeout: timeout,
+            idle_timeout: timeout.min(Duration::from_secs(10)),
+            max_body_bytes: 64 * 1024 * 1024,
+        },
         stream_events: args.stream_events,
         stream_event_size: args.stream_event_size,
     };
-    if args.target == "self" {
-        let (url, address, key, agent_id, server) = start_self().await?;
-        let target = Target::parse(&url).map_err(|e| e.to_string())?;
-        let id = args.agent_id.clone().or(Some(agent_id));
-        return Ok((common(target, address, Some(key), id), Some(server)));
-    }
-    let target = Target::parse(&args.target).map_err(|e| e.to_string())?;
-    let address = args
-        .agent_address
-        .as_deref()
-        .ok_or("--agent-address is required unless --target self")?;
-    let pinned = Address::parse(address).map_err(|e| format!("--agent-address: {e}"))?;
-    Ok((
-        common(
-            target,
-            pinned,
-            args.access_key.clone(),
-            args.agent_id.clone(),
-        ),
-        None,
-    ))
-}
-
-/// Starts the reference server with its handshake limit off; returns its
-/// URL, address, access key, agent id and a handle that keeps it running.
-async fn start_self() -> Result<
-    (
-        String,
-        Address,
-        String,
-        String,
-        Box<dyn std::any::Any + Send>,
-    ),
-    String,
-> {
-    let mut config = crate::server::ServerConfig::generated();
-    // The upstream budget of 5 handshakes a minute would measure the
-    // limiter, not the channel.
-    config.handshake_rate = None;
-    let server = crate::server::spawn(config)
-        .await
-        .map_err(|e| format!("cannot start the reference server: {e}"))?;
-    Ok((
-        server.url.clone(),
-        server.agent_address,
-        server.access_key.clone(),
-        server.agent_id.clone(),
-        Box::new(server),
-    ))
+    Ok((setup, resolved.server))
 }
 
 async fn run_slice(
@@ -383,7 +345,8 @@ async fn worker(
     counter: Arc<AtomicU64>,
 ) -> WorkerStats {
     let mut stats = WorkerStats::default();
-    let mut channel = Channel::new(setup.target.clone(), setup.pinned, setup.limits);
+    let mut channel = Channel::new(setup.target.clone(), setup.pinned, setup.limits)
+        .with_relay_origin(setup.relay_origin);
     let authorization = setup.access_key.as_ref().map(|k| format!("Bearer {k}"));
     let run_path = format!("/agents/{}/run", setup.agent_id);
     let dispatch_path = format!("/agents/{}/dispatch", setup.agent_id);

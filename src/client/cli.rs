@@ -5,10 +5,11 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cli::target::{RelayDefault, TargetArgs, TargetPolicy};
 use crate::protocol::encoding::b64url_encode;
-use crate::protocol::identity::Address;
 use crate::protocol::wire::InnerRequest;
-use crate::transport::{Limits, Target};
+use crate::server::ServerConfig;
+use crate::transport::Limits;
 
 use super::{exit, Channel, ClientBug};
 
@@ -27,16 +28,9 @@ Exit codes:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES)]
 pub struct CallArgs {
-    /// The server's base URL (http:// only), e.g. http://127.0.0.1:8080.
-    #[arg(long, required_unless_present = "list_bugs")]
-    pub target: Option<String>,
-    /// The agent address to pin (0x + 40 hex digits); the handshake fails
-    /// unless the server proves it holds this identity.
-    #[arg(long, required_unless_present = "list_bugs")]
-    pub agent_address: Option<String>,
-    /// The access key, sent inside the channel as `Authorization: Bearer KEY`.
-    #[arg(long)]
-    pub access_key: Option<String>,
+    /// The server (a URL and --agent-address, unless --list-bugs).
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// The inner HTTP method [default: GET, or POST with --data].
     #[arg(long)]
     pub method: Option<String>,
@@ -53,18 +47,11 @@ pub struct CallArgs {
     /// each frame as it arrives. Event-stream responses stream regardless.
     #[arg(long)]
     pub stream: bool,
-    /// Send `X-Osaurus-Relay-Origin: 1` on the outer requests, so a loopback
-    /// server treats this client as remote.
-    #[arg(long)]
-    pub relay_origin: bool,
     /// Misbehave on purpose (repeatable): identity-unchecked,
     /// missing-fin-ignored, reordered-frames-accepted, retry-on-409,
     /// expired-session-used, replay-same-seq, low-order-key-accepted.
     #[arg(long = "bug", value_name = "NAME")]
     pub bugs: Vec<ClientBug>,
-    /// Seconds allowed for the connection and for each response.
-    #[arg(long, default_value_t = 30)]
-    pub timeout: u64,
     /// Seconds a streamed response may run in total.
     #[arg(long, default_value_t = 600)]
     pub max_stream_secs: u64,
@@ -97,44 +84,54 @@ pub fn run(args: CallArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    match prepare(&args) {
-        Ok((channel, inner)) => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(exit::TRANSPORT);
-                }
-            };
-            ExitCode::from(runtime.block_on(execute(channel, inner, args.repeat, args.include)))
+    let runtime = match crate::cli::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(exit::TRANSPORT);
         }
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(exit::USAGE)
+    };
+    runtime.block_on(async {
+        match prepare(&args).await {
+            Ok((channel, inner)) => {
+                ExitCode::from(execute(channel, inner, args.repeat, args.include).await)
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(exit::USAGE)
+            }
         }
-    }
+    })
 }
 
-fn prepare(args: &CallArgs) -> Result<(Channel, InnerRequest), String> {
-    let (Some(url), Some(address)) = (&args.target, &args.agent_address) else {
-        return Err("--target and --agent-address are required".into());
-    };
-    let target = Target::parse(url).map_err(|e| e.to_string())?;
-    let pinned = Address::parse(address)
-        .map_err(|e| format!("--agent-address {address:?} is not an agent address: {e}"))?;
+/// What `call` assumes: a URL must be named (it starts no server), the key
+/// is optional (public paths need none), no relay marker unless asked.
+const POLICY: TargetPolicy = TargetPolicy {
+    default_target: None,
+    allows_self: false,
+    key_required: false,
+    relay: RelayDefault::Off,
+    self_timeout_secs: 30,
+    url_timeout_secs: 30,
+};
+
+async fn prepare(args: &CallArgs) -> Result<(Channel, InnerRequest), String> {
+    let resolved = args
+        .target
+        .resolve(POLICY, |_| ServerConfig::generated())
+        .await
+        .map_err(|e| e.to_string())?;
+    let timeout = resolved.timeout;
     let limits = Limits {
-        connect_timeout: Duration::from_secs(args.timeout.clamp(1, 30)),
-        response_timeout: Duration::from_secs(args.timeout.max(1)),
-        idle_timeout: Duration::from_secs(args.timeout.max(1)),
+        connect_timeout: timeout.min(Duration::from_secs(30)),
+        response_timeout: timeout,
+        idle_timeout: timeout,
         max_body_bytes: args.max_body,
     };
     let inner = inner_request(args)?;
-    let channel = Channel::new(target, pinned, limits)
+    let channel = Channel::new(resolved.target, resolved.address, limits)
         .with_bugs(args.bugs.iter().copied())
-        .with_relay_origin(args.relay_origin)
+        .with_relay_origin(resolved.relay_origin)
         .with_stream_time_limit(Duration::from_secs(args.max_stream_secs.max(1)));
     Ok((channel, inner))
 }
@@ -158,7 +155,11 @@ pub fn inner_request(args: &CallArgs) -> Result<InnerRequest, String> {
             .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into())
             .to_ascii_uppercase(),
         path: args.path.clone(),
-        authorization: args.access_key.as_ref().map(|k| format!("Bearer {k}")),
+        authorization: args
+            .target
+            .access_key
+            .as_ref()
+            .map(|k| format!("Bearer {k}")),
         body: body.as_deref().map(b64url_encode),
         ..Default::default()
     };

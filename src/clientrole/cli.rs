@@ -1,14 +1,11 @@
 //! The `test-client` and `adversary` subcommands.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::report::{transcript_lines, RunReport, TextOptions};
-use crate::scenarios::cli::{write_reports, Format};
-use crate::scenarios::expect::{apply_expectations, write_expectations};
+use crate::report::{transcript_lines, RunReport};
+use crate::scenarios::cli::ReportArgs;
 
 use super::model::{builtin, ClientScenario};
 use super::runner::{run_all, start_adversary};
@@ -42,24 +39,9 @@ pub struct TestClientArgs {
     /// Leave out these scenario IDs (repeatable).
     #[arg(long)]
     pub skip: Vec<String>,
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write the report to FILE (.json, .xml or text), repeatable.
-    #[arg(long)]
-    pub report: Vec<PathBuf>,
-    /// Known failures of this client (TOML, as for `test --expect`).
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Write every failure of this run as an expectations file.
-    #[arg(long)]
-    pub write_expect: Option<PathBuf>,
-    /// Count warnings and information as failures in the exit code.
-    #[arg(long)]
-    pub strict: bool,
-    /// Verbose text report.
-    #[arg(long)]
-    pub verbose: bool,
+    /// Reporting (`--expect` holds this client's known failures).
+    #[command(flatten)]
+    pub output: ReportArgs,
     /// Scenarios run at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
@@ -74,13 +56,6 @@ pub struct TestClientArgs {
 fn usage(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
 }
 
 /// Runs `test-client`.
@@ -112,9 +87,9 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         .filter(|s| args.only.is_empty() || args.only.contains(&s.id))
         .filter(|s| !args.skip.contains(&s.id))
         .collect();
-    let rt = match runtime() {
+    let rt = match crate::cli::runtime() {
         Ok(r) => r,
-        Err(e) => return usage(format!("cannot start the async runtime: {e}")),
+        Err(e) => return usage(e),
     };
     let timeout = Duration::from_secs(args.timeout.max(1));
     if args.selftest {
@@ -138,30 +113,10 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         not_exercised: Vec::new(),
         run_problems: Vec::new(),
     };
-    if let Some(path) = &args.expect {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                if let Err(e) = apply_expectations(&mut report, &text) {
-                    return usage(format!("{}: {e}", path.display()));
-                }
-            }
-            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
-        }
+    match args.output.finish(&mut report) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => usage(e),
     }
-    if let Some(path) = &args.write_expect {
-        if let Err(e) = std::fs::write(path, write_expectations(&report)) {
-            return usage(format!("cannot write {}: {e}", path.display()));
-        }
-    }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let text_opts = TextOptions {
-        color,
-        verbose: args.verbose,
-    };
-    if let Err(e) = write_reports(&report, args.format, text_opts, &args.report) {
-        return usage(e);
-    }
-    ExitCode::from(report.exit_code(args.strict))
 }
 
 /// Serve one client scenario's adversary for a client that cannot be
@@ -193,9 +148,9 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
             args.scenario
         ));
     };
-    let rt = match runtime() {
+    let rt = match crate::cli::runtime() {
         Ok(r) => r,
-        Err(e) => return usage(format!("cannot start the async runtime: {e}")),
+        Err(e) => return usage(e),
     };
     rt.block_on(async move {
         let adversary = match start_adversary(&scenario, args.listen).await {

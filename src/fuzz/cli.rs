@@ -6,38 +6,25 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::protocol::identity::Address;
-use crate::server::{self, Bug, RunningServer, ServerConfig};
-use crate::transport::{Limits, Target};
+use crate::cli::runtime;
+use crate::cli::target::{self as shared, RelayDefault, TargetPolicy};
+use crate::server::{Bug, RunningServer, ServerConfig};
+use crate::transport::Limits;
 
 use super::exec::{HandshakeBudget, TargetInfo};
 use super::gen::{Endpoints, Generator};
 use super::runner::{self, FuzzConfig};
 
-/// Where the target is and how to reach it (shared by `fuzz` and `replay`).
+/// Where the target is and how to reach it (shared by `fuzz` and `replay`):
+/// the flags every command shares, plus the knobs that break `self`.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
-    /// The server's base URL, or `self` for the in-process reference server.
-    #[arg(long, default_value = "self")]
-    pub target: String,
-    /// The agent's address (0x…), pinned during the handshake.
-    #[arg(long)]
-    pub agent_address: Option<String>,
-    /// The access key sent inside the channel.
-    #[arg(long)]
-    pub access_key: Option<String>,
-    /// The agent id used in inner paths (default: the agent address).
-    #[arg(long)]
-    pub agent_id: Option<String>,
+    /// The target.
+    #[command(flatten)]
+    pub server: shared::TargetArgs,
     /// With `--target self`: break the reference server with this knob (repeatable).
     #[arg(long = "bug")]
     pub bugs: Vec<String>,
-    /// Send the relay marker on outer requests (default: on for self, off for a URL).
-    #[arg(long)]
-    pub relay_origin: Option<bool>,
-    /// Seconds to wait for any one answer (default: 3 for self, 15 for a URL).
-    #[arg(long)]
-    pub timeout: Option<u64>,
     /// With `--target self`: the reference server's session lifetime.
     #[arg(long, default_value_t = SELF_TTL_SECS)]
     pub self_session_ttl: i64,
@@ -114,79 +101,63 @@ pub struct Resolved {
 /// Session TTL of the fuzzer's own server: long, so sessions last a run.
 const SELF_TTL_SECS: i64 = 3600;
 
+/// What `fuzz` and `replay` assume: `self` unless told, a key for a URL,
+/// no relay marker for a URL, a short timeout for the local server.
+const POLICY: TargetPolicy = TargetPolicy {
+    default_target: Some("self"),
+    allows_self: true,
+    key_required: true,
+    relay: RelayDefault::OnForSelf,
+    self_timeout_secs: 3,
+    url_timeout_secs: 15,
+};
+
 /// Resolves `--target` (spawning the reference server for `self`).
 pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
-    let is_self = args.target == "self";
-    let timeout = Duration::from_secs(args.timeout.unwrap_or(if is_self { 3 } else { 15 }));
+    let bugs = args
+        .bugs
+        .iter()
+        .map(|name| Bug::from_name(name).ok_or_else(|| format!("unknown --bug {name:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let wants_self = args.server.target.as_deref().unwrap_or("self") == "self";
+    if !bugs.is_empty() && !wants_self {
+        return Err("--bug only applies to --target self".into());
+    }
+    let resolved = args
+        .server
+        .resolve(POLICY, |timeout| {
+            let mut config = ServerConfig::generated();
+            config.session_ttl_secs = args.self_session_ttl.max(1);
+            config.handshake_rate = None;
+            // The honest server must give up on a lying body well before
+            // the fuzzer's own timeout, so only a hang knob trips the oracle.
+            config.body_read_timeout = timeout / 10;
+            config.header_read_timeout = timeout / 10;
+            config.bugs.extend(bugs);
+            config
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let timeout = resolved.timeout;
     let limits = Limits {
         connect_timeout: timeout.min(Duration::from_secs(5)),
         response_timeout: timeout,
         idle_timeout: timeout,
         max_body_bytes: 4 * 1024 * 1024,
     };
-    let relay_origin = args.relay_origin.unwrap_or(is_self);
-    if is_self {
-        let mut config = ServerConfig::generated();
-        config.session_ttl_secs = args.self_session_ttl.max(1);
-        config.handshake_rate = None;
-        // The honest server must give up on a lying body well before the
-        // fuzzer's own timeout, so only a hang knob trips the oracle.
-        config.body_read_timeout = timeout / 10;
-        config.header_read_timeout = timeout / 10;
-        for name in &args.bugs {
-            let bug = Bug::from_name(name).ok_or_else(|| format!("unknown --bug {name:?}"))?;
-            config.bugs.insert(bug);
-        }
-        let server = server::spawn(config)
-            .await
-            .map_err(|e| format!("cannot start the reference server: {e}"))?;
-        let info = TargetInfo {
-            target: Target::parse(&server.url).map_err(|e| e.to_string())?,
-            label: "self".into(),
-            address: server.agent_address,
-            agent_id: server.agent_id.clone(),
-            access_key: server.access_key.clone(),
-            relay_origin,
-            limits,
-            expiry_wait: Duration::from_secs(args.expiry_wait),
-        };
-        return Ok(Resolved {
-            info,
-            server: Some(server),
-        });
-    }
-    if !args.bugs.is_empty() {
-        return Err("--bug only applies to --target self".into());
-    }
-    let address_text = args
-        .agent_address
-        .as_deref()
-        .ok_or("--agent-address is required with a URL target")?;
-    let address = Address::parse(address_text)?;
-    let access_key = args
-        .access_key
-        .clone()
-        .ok_or("--access-key is required with a URL target")?;
     Ok(Resolved {
         info: TargetInfo {
-            target: Target::parse(&args.target).map_err(|e| e.to_string())?,
-            label: args.target.clone(),
-            address,
-            agent_id: args.agent_id.clone().unwrap_or_else(|| address.to_string()),
-            access_key,
-            relay_origin,
+            agent_id: resolved.agent_id_or_address(),
+            access_key: resolved.access_key.clone().unwrap_or_default(),
+            target: resolved.target,
+            label: resolved.label,
+            address: resolved.address,
+            relay_origin: resolved.relay_origin,
             limits,
             expiry_wait: Duration::from_secs(args.expiry_wait),
         },
-        server: None,
+        server: resolved.server,
     })
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
 /// Runs `osc-harness fuzz`: exit 0 without findings, 1 with, 2 on bad

@@ -82,14 +82,10 @@ pub fn run(args: MitmArgs) -> ExitCode {
         limits: Limits::default(),
         log: args.log.clone(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::cli::runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };

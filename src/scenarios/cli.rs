@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::cli::target::{RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy};
 use crate::protocol::handshake::ClientHandshake;
-use crate::protocol::identity::Address;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
 use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions};
 use crate::rng::{RandomSource, SystemRandom};
-use crate::transport::{self, Limits, OuterRequest, Target};
+use crate::transport::{self, Limits, OuterRequest};
 
 use super::expect::{apply_expectations, write_expectations};
 use super::loader;
@@ -29,6 +29,54 @@ pub enum Format {
     Json,
     /// JUnit XML.
     Junit,
+}
+
+/// The reporting flags `test` and `test-client` share: what happens to a
+/// finished run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Also write a report file (format from the extension: .json, .xml, else text; repeatable).
+    #[arg(long)]
+    pub report: Vec<PathBuf>,
+    /// Print every scenario's transcript.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Warnings and information fail the run too.
+    #[arg(long)]
+    pub strict: bool,
+    /// Known failures of this target (TOML; see --write-expect).
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// Write this run's failures as an expectations file.
+    #[arg(long)]
+    pub write_expect: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    /// Marks the expected failures, writes the expectations file, prints
+    /// and writes the reports, and returns the exit code; an unreadable or
+    /// unwritable file is an error message for the command's usage exit.
+    pub fn finish(&self, report: &mut RunReport) -> Result<u8, String> {
+        if let Some(path) = &self.expect {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            apply_expectations(report, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(path) = &self.write_expect {
+            std::fs::write(path, write_expectations(report))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        let text_opts = TextOptions {
+            color,
+            verbose: self.verbose,
+        };
+        write_reports(report, self.format, text_opts, &self.report)?;
+        Ok(report.exit_code(self.strict))
+    }
 }
 
 /// Prints `report` on stdout in `format`, then writes each `--report`
@@ -62,30 +110,17 @@ pub fn write_reports(
     Ok(())
 }
 
-/// On or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
-    /// On.
-    On,
-    /// Off.
-    Off,
-}
-
 /// Arguments of `test`.
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
-    /// Target base URL (http://host:port[/base]) or `self` for the built-in reference server.
+    /// The target (required unless --list or --coverage); --timeout also
+    /// bounds the silence inside a stream.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The URL target trusts loopback callers without the relay marker (as
+    /// `serve` does by default), which enables the GATE-2 scenario.
     #[arg(long)]
-    pub target: Option<String>,
-    /// The agent's pinned address (0x…).
-    #[arg(long)]
-    pub agent_address: Option<String>,
-    /// An access key for the agent.
-    #[arg(long)]
-    pub access_key: Option<String>,
-    /// The agent id used in routes (default: the address).
-    #[arg(long)]
-    pub agent_id: Option<String>,
+    pub trusts_loopback: bool,
     /// A key scoped to another agent (enables the scope scenario).
     #[arg(long)]
     pub scoped_key: Option<String>,
@@ -98,9 +133,6 @@ pub struct TestArgs {
     /// The longest a scenario may wait, in seconds (expiry is tested only if the TTL fits).
     #[arg(long, default_value_t = 10)]
     pub max_wait: u64,
-    /// Send the relay marker header on outer requests (default on).
-    #[arg(long, value_enum)]
-    pub relay_origin: Option<Switch>,
     /// Handshakes allowed per window, as N/SECS (default 5/60 for URLs, none for self); `none` = unlimited.
     #[arg(long)]
     pub handshake_budget: Option<String>,
@@ -116,36 +148,18 @@ pub struct TestArgs {
     /// Add or replace scenario files from this directory.
     #[arg(long)]
     pub scenarios: Option<PathBuf>,
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write a report file (format from the extension: .json, .xml, else text; repeatable).
-    #[arg(long)]
-    pub report: Vec<PathBuf>,
-    /// Print every scenario's decrypted transcript.
-    #[arg(long)]
-    pub verbose: bool,
-    /// Warnings and information fail the run too.
-    #[arg(long)]
-    pub strict: bool,
+    /// Reporting.
+    #[command(flatten)]
+    pub output: ReportArgs,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
     /// Print every requirement with the scenarios and vectors that check it.
     #[arg(long)]
     pub coverage: bool,
-    /// Known failures of this target (see --write-expect).
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Write this run's failures as an expectations file.
-    #[arg(long)]
-    pub write_expect: Option<PathBuf>,
     /// Scenarios run at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Seconds any one response may take (and the longest silence inside a stream).
-    #[arg(long, default_value_t = 10)]
-    pub timeout: u64,
     /// Stable output for snapshots: durations are zeroed.
     #[arg(long, hide = true)]
     pub stable: bool,
@@ -168,11 +182,19 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| usage(format!("cannot start the async runtime: {e}")))
+    crate::cli::runtime().map_err(usage)
 }
+
+/// What `test` assumes: a target must be named; a URL needs a key and gets
+/// the relay marker when it is on loopback.
+const POLICY: TargetPolicy = TargetPolicy {
+    default_target: None,
+    allows_self: true,
+    key_required: true,
+    relay: RelayDefault::OnForLoopback,
+    self_timeout_secs: 10,
+    url_timeout_secs: 10,
+};
 
 /// Runs `test`.
 pub fn run(args: TestArgs) -> ExitCode {
@@ -204,50 +226,40 @@ pub fn run(args: TestArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let Some(target) = args.target.clone() else {
+    if args.target.target.is_none() {
         return usage("--target URL (or --target self) is required");
-    };
+    }
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(run_test(args, target, selected, registry))
+    rt.block_on(run_test(args, selected, registry))
 }
 
-async fn run_test(
-    args: TestArgs,
-    target: String,
-    scenarios: Vec<Scenario>,
-    registry: Registry,
-) -> ExitCode {
-    let mut _server = None;
-    let mut cfg = if target == "self" {
-        let server = match selftest::spawn_self(&[]).await {
-            Ok(s) => s,
-            Err(e) => return usage(format!("cannot start the reference server: {e}")),
-        };
-        let cfg = match selftest::self_config(&server, args.stable) {
+async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) -> ExitCode {
+    let resolved = match args
+        .target
+        .resolve(POLICY, |_| selftest::self_server_config(&[]))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return usage(e),
+    };
+    let mut cfg = match &resolved.server {
+        Some(server) => match selftest::self_config(server, args.stable) {
             Ok(c) => c,
             Err(e) => return usage(e),
-        };
-        _server = Some(server);
-        cfg
-    } else {
-        match url_config(&args, &target) {
-            Ok(c) => c,
-            Err(code) => return code,
-        }
+        },
+        None => url_config(&args, &resolved),
     };
+    cfg.agent_id = resolved.agent_id.clone();
     cfg.concurrency = args.concurrency.max(1);
-    let timeout = std::time::Duration::from_secs(args.timeout.max(1));
-    cfg.limits.response_timeout = timeout;
-    cfg.limits.idle_timeout = timeout;
-    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(timeout);
+    cfg.limits.response_timeout = resolved.timeout;
+    cfg.limits.idle_timeout = resolved.timeout;
+    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(resolved.timeout);
     cfg.max_wait = args.max_wait;
     cfg.stable = args.stable;
-    if let Some(s) = args.relay_origin {
-        cfg.relay_origin = s == Switch::On;
-    }
+    cfg.relay_origin = resolved.relay_origin;
     if let Some(b) = &args.handshake_budget {
         match parse_budget(b) {
             Ok(b) => cfg.pacer = Pacer::new(b),
@@ -286,34 +298,14 @@ async fn run_test(
         );
         return ExitCode::from(3);
     }
-    if let Some(path) = &args.expect {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                if let Err(e) = apply_expectations(&mut report, &text) {
-                    return usage(format!("{}: {e}", path.display()));
-                }
-            }
-            Err(e) => return usage(format!("cannot read {}: {e}", path.display())),
-        }
+    match args.output.finish(&mut report) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => usage(e),
     }
-    if let Some(path) = &args.write_expect {
-        if let Err(e) = std::fs::write(path, write_expectations(&report)) {
-            return usage(format!("cannot write {}: {e}", path.display()));
-        }
-    }
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let text_opts = TextOptions {
-        color,
-        verbose: args.verbose,
-    };
-    if let Err(e) = write_reports(&report, args.format, text_opts, &args.report) {
-        return usage(e);
-    }
-    ExitCode::from(report.exit_code(args.strict))
 }
 
 fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
-    if args.format != Format::Text || !std::io::stderr().is_terminal() || args.stable {
+    if args.output.format != Format::Text || !std::io::stderr().is_terminal() || args.stable {
         return None;
     }
     let bar = indicatif::ProgressBar::new(n as u64);
@@ -342,39 +334,28 @@ fn parse_budget(text: &str) -> Result<Option<(u32, u64)>, String> {
     Ok(Some((n, secs)))
 }
 
-fn url_config(args: &TestArgs, url: &str) -> Result<RunConfig, ExitCode> {
-    let target = Target::parse(url).map_err(usage)?;
-    let address = args
-        .agent_address
-        .as_deref()
-        .ok_or_else(|| usage("--agent-address is required with a URL target"))?;
-    let agent_address =
-        Address::parse(address).map_err(|e| usage(format!("--agent-address: {e}")))?;
-    let access_key = args
-        .access_key
-        .clone()
-        .ok_or_else(|| usage("--access-key is required with a URL target"))?;
-    let loopback =
-        target.socket_addr().is_some_and(|a| a.ip().is_loopback()) || target.host() == "localhost";
-    Ok(RunConfig {
-        target,
-        target_label: url.to_owned(),
-        agent_address,
-        agent_id: args.agent_id.clone(),
-        access_key,
+/// The run configuration for a URL target; the resolver has already
+/// checked the address and the key.
+fn url_config(args: &TestArgs, resolved: &ResolvedTarget) -> RunConfig {
+    RunConfig {
+        target: resolved.target.clone(),
+        target_label: resolved.label.clone(),
+        agent_address: resolved.address,
+        agent_id: resolved.agent_id.clone(),
+        access_key: resolved.access_key.clone().unwrap_or_default(),
         scoped_key: args.scoped_key.clone(),
         scoped_agent_id: args.scoped_agent_id.clone(),
         session_ttl: args.session_ttl,
         max_wait: args.max_wait,
-        relay_origin: loopback,
+        relay_origin: resolved.relay_origin,
         max_sessions: args.max_sessions,
         limits: Limits::default(),
         pacer: Pacer::new(Some((5, 60))),
         concurrency: args.concurrency,
         stable: args.stable,
-        loopback_trusted: false,
+        loopback_trusted: args.trusts_loopback,
         pool: Default::default(),
-    })
+    }
 }
 
 /// Checks, before any scenario, that the target is reachable, speaks the

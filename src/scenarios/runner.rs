@@ -224,7 +224,7 @@ fn unmet(cfg: &RunConfig, s: &Scenario) -> Option<String> {
                 Some("the target's session bound is unknown (give --max-sessions)")
             }
             Need::LoopbackTrusted if !cfg.loopback_trusted => {
-                Some("the target is not known to trust the harness as a loopback caller")
+                Some("the target is not known to trust the harness as a loopback caller (give --trusts-loopback)")
             }
             _ => None,
         };

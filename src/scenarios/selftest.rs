@@ -45,12 +45,19 @@ pub fn suite_knobs() -> Vec<Bug> {
 
 /// Starts the in-process reference server for `--target self`.
 pub async fn spawn_self(bugs: &[Bug]) -> Result<RunningServer, ServerError> {
+    server::spawn(self_server_config(bugs)).await
+}
+
+/// The reference server's configuration for the suite: short sessions (so
+/// expiry is tested), a small store (so the flood scenario runs), no
+/// handshake limit, and the given knobs.
+pub fn self_server_config(bugs: &[Bug]) -> ServerConfig {
     let mut config = ServerConfig::generated();
     config.session_ttl_secs = SELF_TTL_SECS;
     config.max_sessions = SELF_MAX_SESSIONS;
     config.handshake_rate = None;
     config.bugs = bugs.iter().copied().collect();
-    server::spawn(config).await
+    config
 }
 
 /// The run configuration for a server started by [`spawn_self`].

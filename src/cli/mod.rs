@@ -1,9 +1,15 @@
 //! The command-line front end: one subcommand per job, each handing its
 //! parsed arguments to the module that does the work.
 
+pub mod runtime;
+pub mod target;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+pub use runtime::{runtime, RuntimeError};
+pub use target::{RelayDefault, ResolvedTarget, TargetArgs, TargetError, TargetPolicy};
 
 /// Conformance tests, known-answer vectors and fuzzing for the Osaurus
 /// Secure Channel v1.

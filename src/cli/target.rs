@@ -1,0 +1,351 @@
+//! Which server a command talks to: the flags every server-reaching command
+//! shares (`call`, `bench`, `test`, `fuzz`, `replay`), and the one function
+//! that turns them into something to connect to.
+
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::Args;
+use thiserror::Error;
+
+use crate::protocol::identity::Address;
+use crate::server::{self, RunningServer, ServerConfig, ServerError};
+use crate::transport::{Target, TransportError};
+
+/// The target flags. Every command that reaches a server flattens this
+/// struct, so the names and help are the same everywhere; what a command
+/// assumes when a flag is absent is its [`TargetPolicy`].
+#[derive(Debug, Clone, Default, Args)]
+pub struct TargetArgs {
+    /// The server's base URL (http://host:port[/base]), or `self` for the
+    /// reference server started inside this process [default: self for
+    /// bench, fuzz and replay; test and call need it; call takes no `self`].
+    #[arg(long, value_name = "URL|self")]
+    pub target: Option<String>,
+    /// The agent address to pin (0x + 40 hex digits); the handshake fails
+    /// unless the server proves it holds this identity. Required with a URL.
+    #[arg(long, value_name = "0x…")]
+    pub agent_address: Option<String>,
+    /// The access key, sent inside the channel as `Authorization: Bearer
+    /// KEY` (with a URL: required by test, fuzz and replay).
+    #[arg(long, value_name = "KEY")]
+    pub access_key: Option<String>,
+    /// The agent id in `/agents/{id}/…` routes [default: the agent address;
+    /// with `self`, the reference server's id] (call takes its whole path
+    /// from --path).
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
+    /// Send `X-Osaurus-Relay-Origin: 1` on outer requests, so a loopback
+    /// server treats the caller as remote: on/off (or true/false); the bare
+    /// flag means on [default: off for call and bench; on for `self` with
+    /// fuzz and replay; with test, on for `self` and loopback URLs].
+    #[arg(
+        long,
+        value_name = "on|off",
+        num_args = 0..=1,
+        default_missing_value = "on",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub relay_origin: Option<bool>,
+    /// Seconds allowed for the connection and for each answer [default: 30
+    /// for call and bench, 10 for test; fuzz and replay: 3 for `self`, 15
+    /// for a URL].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+/// What a command assumes where a target flag is absent.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetPolicy {
+    /// `--target` when none is given; `None` makes the flag required.
+    pub default_target: Option<&'static str>,
+    /// Whether `--target self` is accepted.
+    pub allows_self: bool,
+    /// Whether a URL target needs `--access-key`.
+    pub key_required: bool,
+    /// `--relay-origin` when the flag is absent.
+    pub relay: RelayDefault,
+    /// `--timeout` seconds for `self` when the flag is absent.
+    pub self_timeout_secs: u64,
+    /// `--timeout` seconds for a URL when the flag is absent.
+    pub url_timeout_secs: u64,
+}
+
+/// Whether outer requests carry the relay marker when `--relay-origin` is
+/// absent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayDefault {
+    /// Never: the caller is whatever the network says it is.
+    Off,
+    /// For `self` only, whose own rules are known.
+    OnForSelf,
+    /// Whenever the target is on this machine (`self` included), where an
+    /// unmarked caller would be trusted as local.
+    OnForLoopback,
+}
+
+/// A target ready to connect to. For `self` it owns the reference server,
+/// which stops when this is dropped or shut down.
+pub struct ResolvedTarget {
+    /// Where to connect.
+    pub target: Target,
+    /// How reports name it: `self` or the URL as given.
+    pub label: String,
+    /// The pinned agent address.
+    pub address: Address,
+    /// The access key: the server's own for `self` (a flag cannot change
+    /// what it accepts), else `--access-key` (present when the policy
+    /// requires it).
+    pub access_key: Option<String>,
+    /// `--agent-id`, else the reference server's id for `self`, else none
+    /// (callers fall back to [`ResolvedTarget::agent_id_or_address`]).
+    pub agent_id: Option<String>,
+    /// Whether outer requests carry the relay marker.
+    pub relay_origin: bool,
+    /// The per-answer timeout.
+    pub timeout: Duration,
+    /// The in-process reference server behind `--target self`.
+    pub server: Option<RunningServer>,
+}
+
+impl ResolvedTarget {
+    /// The agent id for routes: the explicit or server id, else the
+    /// checksummed address (what the protocol's servers accept).
+    pub fn agent_id_or_address(&self) -> String {
+        self.agent_id
+            .clone()
+            .unwrap_or_else(|| self.address.to_checksum())
+    }
+
+    /// Whether this is the in-process reference server.
+    pub fn is_self(&self) -> bool {
+        self.server.is_some()
+    }
+}
+
+/// Why the target flags do not name a usable target.
+#[derive(Debug, Error)]
+pub enum TargetError {
+    /// No `--target` and the command has no default.
+    #[error("--target is required")]
+    MissingTarget,
+    /// `--target self` where the command cannot start a server.
+    #[error("--target self is not available here: give the server's URL")]
+    SelfNotAllowed,
+    /// A URL without `--agent-address`.
+    #[error("--agent-address is required with a URL target")]
+    MissingAddress,
+    /// `--agent-address` does not parse.
+    #[error("--agent-address {text:?} is not an agent address: {reason}")]
+    BadAddress {
+        /// What was given.
+        text: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A URL without `--access-key` where the command needs one.
+    #[error("--access-key is required with a URL target")]
+    MissingKey,
+    /// `--target` is not a usable URL.
+    #[error("--target: {0}")]
+    BadUrl(#[from] TransportError),
+    /// The reference server for `self` did not start.
+    #[error("cannot start the reference server: {0}")]
+    Spawn(#[from] ServerError),
+}
+
+impl TargetArgs {
+    /// Resolves the flags under `policy`. For `self`, starts the reference
+    /// server from `self_config(timeout)` (the resolved per-answer timeout,
+    /// which the server's own deadlines may need to undercut) and takes its
+    /// address, key and id; for a
+    /// URL, parses it and the pinned address and checks the key is there
+    /// when the policy needs it. Nothing is sent to the target.
+    pub async fn resolve(
+        &self,
+        policy: TargetPolicy,
+        self_config: impl FnOnce(Duration) -> ServerConfig,
+    ) -> Result<ResolvedTarget, TargetError> {
+        let name = self
+            .target
+            .as_deref()
+            .or(policy.default_target)
+            .ok_or(TargetError::MissingTarget)?;
+        if name == "self" {
+            if !policy.allows_self {
+                return Err(TargetError::SelfNotAllowed);
+            }
+            let timeout = self.timeout_or(policy.self_timeout_secs);
+            let server = server::spawn(self_config(timeout)).await?;
+            return Ok(ResolvedTarget {
+                target: Target::parse(&server.url)?,
+                label: "self".into(),
+                address: server.agent_address,
+                access_key: Some(server.access_key.clone()),
+                agent_id: Some(self.agent_id.clone().unwrap_or(server.agent_id.clone())),
+                relay_origin: self
+                    .relay_origin
+                    .unwrap_or(policy.relay != RelayDefault::Off),
+                timeout,
+                server: Some(server),
+            });
+        }
+        let target = Target::parse(name)?;
+        let text = self
+            .agent_address
+            .as_deref()
+            .ok_or(TargetError::MissingAddress)?;
+        let address = Address::parse(text).map_err(|reason| TargetError::BadAddress {
+            text: text.to_owned(),
+            reason,
+        })?;
+        if policy.key_required && self.access_key.is_none() {
+            return Err(TargetError::MissingKey);
+        }
+        let relay_default = policy.relay == RelayDefault::OnForLoopback && is_loopback(&target);
+        Ok(ResolvedTarget {
+            target,
+            label: name.to_owned(),
+            address,
+            access_key: self.access_key.clone(),
+            agent_id: self.agent_id.clone(),
+            relay_origin: self.relay_origin.unwrap_or(relay_default),
+            timeout: self.timeout_or(policy.url_timeout_secs),
+            server: None,
+        })
+    }
+
+    fn timeout_or(&self, default_secs: u64) -> Duration {
+        Duration::from_secs(self.timeout.unwrap_or(default_secs).max(1))
+    }
+}
+
+/// Whether `target` names this machine.
+pub fn is_loopback(target: &Target) -> bool {
+    target.socket_addr().is_some_and(|a| a.ip().is_loopback()) || target.host() == "localhost"
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        target: TargetArgs,
+    }
+
+    fn parse(args: &[&str]) -> TargetArgs {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .expect("parses")
+            .target
+    }
+
+    const POLICY: TargetPolicy = TargetPolicy {
+        default_target: None,
+        allows_self: true,
+        key_required: true,
+        relay: RelayDefault::OnForLoopback,
+        self_timeout_secs: 3,
+        url_timeout_secs: 15,
+    };
+
+    const ADDRESS: &str = "0x90F8bf6A479f320ead074411a4B0e7944Ea8c9C1";
+
+    #[test]
+    fn relay_origin_takes_every_spelling_the_docs_use() {
+        assert_eq!(parse(&["--relay-origin"]).relay_origin, Some(true));
+        assert_eq!(parse(&["--relay-origin", "on"]).relay_origin, Some(true));
+        assert_eq!(parse(&["--relay-origin", "true"]).relay_origin, Some(true));
+        assert_eq!(parse(&["--relay-origin", "off"]).relay_origin, Some(false));
+        assert_eq!(
+            parse(&["--relay-origin", "false"]).relay_origin,
+            Some(false)
+        );
+        assert_eq!(parse(&[]).relay_origin, None);
+    }
+
+    #[tokio::test]
+    async fn a_url_needs_what_the_policy_asks_for() {
+        let resolve = |args: &[&str]| {
+            let a = parse(args);
+            async move { a.resolve(POLICY, |_| ServerConfig::generated()).await }
+        };
+        let url = "http://127.0.0.1:9";
+        assert!(matches!(
+            resolve(&[]).await,
+            Err(TargetError::MissingTarget)
+        ));
+        assert!(matches!(
+            resolve(&["--target", url]).await,
+            Err(TargetError::MissingAddress)
+        ));
+        assert!(matches!(
+            resolve(&["--target", url, "--agent-address", "0x12"]).await,
+            Err(TargetError::BadAddress { .. })
+        ));
+        assert!(matches!(
+            resolve(&["--target", url, "--agent-address", ADDRESS]).await,
+            Err(TargetError::MissingKey)
+        ));
+        assert!(matches!(
+            resolve(&["--target", "ftp://x", "--agent-address", ADDRESS]).await,
+            Err(TargetError::BadUrl(_))
+        ));
+        let ok = resolve(&[
+            "--target",
+            url,
+            "--agent-address",
+            ADDRESS,
+            "--access-key",
+            "k",
+        ])
+        .await
+        .expect("resolves");
+        assert!(ok.relay_origin, "a loopback URL gets the marker by default");
+        assert_eq!(ok.timeout, Duration::from_secs(15));
+        assert_eq!(ok.agent_id_or_address(), ADDRESS);
+        assert!(!ok.is_self());
+        let off = parse(&["--target", "http://10.0.0.1:9", "--agent-address", ADDRESS])
+            .resolve(
+                TargetPolicy {
+                    key_required: false,
+                    ..POLICY
+                },
+                |_| ServerConfig::generated(),
+            )
+            .await
+            .expect("no key needed");
+        assert!(!off.relay_origin);
+    }
+
+    #[tokio::test]
+    async fn self_takes_the_servers_identity_unless_refused() {
+        let args = parse(&["--target", "self", "--timeout", "7"]);
+        let resolved = args
+            .resolve(POLICY, |_| ServerConfig::generated())
+            .await
+            .expect("self starts");
+        let server = resolved.server.as_ref().expect("a server");
+        assert_eq!(resolved.address, server.agent_address);
+        assert_eq!(
+            resolved.access_key.as_deref(),
+            Some(server.access_key.as_str())
+        );
+        assert_eq!(resolved.agent_id.as_deref(), Some(server.agent_id.as_str()));
+        assert!(resolved.relay_origin);
+        assert_eq!(resolved.timeout, Duration::from_secs(7));
+        let refused = args
+            .resolve(
+                TargetPolicy {
+                    allows_self: false,
+                    ..POLICY
+                },
+                |_| ServerConfig::generated(),
+            )
+            .await;
+        assert!(matches!(refused, Err(TargetError::SelfNotAllowed)));
+    }
+}
