@@ -175,6 +175,8 @@ fn suite(server: &Running, only: Option<&str>) -> (Option<i32>, Value) {
         .args(["--scoped-agent-id", &server.field("scopedAgentId")])
         .args(["--relay-origin", "on", "--session-ttl", "3"])
         .args(["--max-sessions", "256", "--handshake-budget", "none"])
+        // The Python server, like `serve`, trusts loopback callers (GATE-2).
+        .arg("--trusts-loopback")
         .args(["--format", "json", "--report"])
         .arg(&report);
     if let Some(pattern) = only {
@@ -216,6 +218,11 @@ fn suite_passes_every_must_against_the_python_server() {
         .find(|s| s["id"] == "inside-scope")
         .expect("the scope scenario ran");
     assert_eq!(scope["verdict"], "pass", "{scope:#}");
+    let loopback = scenarios(&report)
+        .iter()
+        .find(|s| s["id"] == "gate-loopback-plaintext")
+        .expect("the loopback scenario ran");
+    assert_eq!(loopback["verdict"], "pass", "{loopback:#}");
 }
 
 #[test]
