@@ -193,13 +193,15 @@ fn placeholders_are_filled_and_reports_and_expectations_work() {
         .contains("client-id-wrong-key"));
 }
 
-#[test]
-fn adversary_reports_what_the_client_did() {
+/// Serves one scenario with `adversary`, points the reference client at it
+/// (`extra` flags appended, `{calls}` filled from the ready line), and
+/// returns the client's output and what the adversary printed after it.
+fn through_adversary(scenario: &str, extra: &[&str]) -> (std::process::Output, String) {
     let mut child = Command::new(EXE)
         .args([
             "adversary",
             "--scenario",
-            "client-session-409",
+            scenario,
             "--listen",
             "127.0.0.1:0",
             "--idle",
@@ -210,26 +212,33 @@ fn adversary_reports_what_the_client_did() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    let status = Command::new(EXE)
-        .args([
-            "call",
-            "--target",
-            ready["url"].as_str().unwrap(),
-            "--agent-address",
-            ready["address"].as_str().unwrap(),
-            "--access-key",
-            ready["access_key"].as_str().unwrap(),
-            "--path",
-            ready["path"].as_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
+    let field = |name: &str| ready[name].as_str().unwrap_or_default().to_string();
+    let args: Vec<String> = extra
+        .iter()
+        .map(|a| a.replace("{calls}", &field("calls")))
+        .collect();
+    let out = Command::new(EXE)
+        .args(["call", "--target", &field("url")])
+        .args(["--agent-address", &field("address")])
+        .args(["--access-key", &field("access_key")])
+        .args(["--path", &field("path")])
+        .args(&args)
         .stderr(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert_eq!(status.code(), Some(8), "the 409 is reported as a refusal");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().unwrap().success());
-    let text = rest.join("\n");
+    (out, rest.join("\n"))
+}
+
+#[test]
+fn adversary_reports_what_the_client_did() {
+    let (out, text) = through_adversary("client-session-409", &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "the 409 is reported as a refusal"
+    );
     assert!(text.contains("1 handshake(s) and 1 call(s)"), "{text}");
     assert!(!text.contains("retried"), "{text}");
     assert!(text.contains("> [call] POST /secure/call"), "{text}");
@@ -238,45 +247,10 @@ fn adversary_reports_what_the_client_did() {
 
 #[test]
 fn adversary_counts_asked_for_calls_as_calls_not_retries() {
-    let mut child = Command::new(EXE)
-        .args([
-            "adversary",
-            "--scenario",
-            "client-session-seq-rises",
-            "--listen",
-            "127.0.0.1:0",
-            "--idle",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-    assert_eq!(ready["calls"], "3", "{ready}");
-    let out = Command::new(EXE)
-        .args([
-            "call",
-            "--target",
-            ready["url"].as_str().unwrap(),
-            "--agent-address",
-            ready["address"].as_str().unwrap(),
-            "--access-key",
-            ready["access_key"].as_str().unwrap(),
-            "--path",
-            ready["path"].as_str().unwrap(),
-            "--repeat",
-            ready["calls"].as_str().unwrap(),
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .unwrap();
+    let (out, text) = through_adversary("client-session-seq-rises", &["--repeat", "{calls}"]);
     assert_eq!(out.status.code(), Some(0));
     let bodies = String::from_utf8_lossy(&out.stdout);
     assert_eq!(bodies.lines().count(), 3, "one body per line: {bodies}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(child.wait().unwrap().success());
-    let text = rest.join("\n");
     assert!(text.contains("1 handshake(s) and 3 call(s)"), "{text}");
     assert!(!text.contains("retried"), "{text}");
     assert!(!text.contains("reused a seq"), "{text}");

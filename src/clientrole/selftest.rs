@@ -118,7 +118,7 @@ pub fn doc_section(scenarios: &[ClientScenario]) -> String {
             .map(|s| format!("`{}`", s.id))
             .collect();
         let caught = if by.is_empty() {
-            "nothing: a one-call shim never shows it".to_string()
+            "**nothing**".to_string()
         } else {
             by.join(", ")
         };
