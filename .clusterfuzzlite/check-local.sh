@@ -32,8 +32,8 @@ for src in "$SRC"/osc-harness/fuzz/fuzz_targets/*.rs; do
   if [ -f "$OUT/${name}_seed_corpus.zip" ]; then
     unzip -q "$OUT/${name}_seed_corpus.zip" -d "$corpus"
   fi
+  seeds=$(find "$corpus" -type f | wc -l)
   if "$OUT/$name" -dict="$OUT/$name.dict" -runs="$runs" "$corpus" >"$work/$name.log" 2>&1; then
-    seeds=$(find "$corpus" -type f | wc -l)
     echo "ok      $name ($seeds seeds, $runs runs)"
   else
     echo "FAILED  $name"
