@@ -1,8 +1,8 @@
 //! [`Channel`]: handshakes, the session cache and sealed calls over HTTP.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::clock::unix_secs as now_secs;
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
 use crate::protocol::error::{HandshakeError, HandshakeRefusal};
 use crate::protocol::handshake::ClientHandshake;
@@ -486,11 +486,4 @@ fn refusal(stage: &'static str, status: u16, body: &[u8]) -> ClientError {
             text
         },
     }
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

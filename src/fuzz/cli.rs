@@ -271,7 +271,7 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
     while done < n {
         if !session
             .as_ref()
-            .is_some_and(|s: &super::exec::Session| s.usable(now()))
+            .is_some_and(|s: &super::exec::Session| s.usable(crate::clock::unix_secs()))
         {
             match super::exec::Session::open(&info, &mut rng, &mut budget).await {
                 Ok(s) => session = Some(s),
@@ -304,12 +304,6 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     ExitCode::SUCCESS
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Runs `osc-harness replay`: FIXED (exit 0), STILL FAILING (exit 1),

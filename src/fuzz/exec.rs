@@ -300,13 +300,7 @@ pub async fn run_step(
     match step {
         Step::Call(call) => run_call(info, session, call, last_call).await,
         Step::CallAfterExpiry => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            // Whole seconds past expiresAt: the target compares `now >=
-            // expiresAt` on its own clock.
-            let expired_at = Duration::from_secs(session.core().expires_at().max(0) as u64 + 1);
-            let wait = expired_at.saturating_sub(now);
+            let wait = crate::clock::until_expired(session.core().expires_at());
             if wait > info.expiry_wait {
                 return Outcome {
                     endpoint: "/secure/call",

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use crate::clock::unix_secs as now_secs;
 use crate::rng::SeededRandom;
 
 use super::case::{CorpusEntry, Exchange, Finding, Signature, Step};
@@ -267,12 +268,6 @@ impl Ctx {
         }
         self.stop.store(true, Ordering::Relaxed);
     }
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 async fn worker(ctx: Arc<Ctx>, id: u64) {

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::clock::unix_secs as now_secs;
 use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
 use crate::protocol::handshake::{low_order_points, ClientHandshake, Transcript, TranscriptField};
 use crate::protocol::identity::{recover_channel_signer, Address, SignaturePolicy};
@@ -67,13 +68,6 @@ impl StepFailure {
 }
 
 type StepResult = Result<(), StepFailure>;
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
@@ -1144,13 +1138,8 @@ impl<'a> Context<'a> {
                         self.cfg.max_wait
                     )));
                 }
-                // Whole seconds are compared against expiresAt, so wait one
-                // boundary past it.
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
-                let target = Duration::from_secs((s.server.expires_at + 1) as u64);
-                tokio::time::sleep(target.saturating_sub(now) + Duration::from_millis(50)).await;
+                let wait = crate::clock::until_expired(s.server.expires_at);
+                tokio::time::sleep(wait + Duration::from_millis(50)).await;
                 return Ok(());
             }
             Some(n) => n.parse::<u64>().unwrap_or(1),

@@ -2,7 +2,6 @@
 //! `POST /secure/call` (§6), and the sealing of the inner response (§7).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::Response;
@@ -46,12 +45,7 @@ const FRAME_BUFFER: usize = 16;
 const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The current Unix time in seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_secs as unix_now;
 
 fn refusal(r: HandshakeRefusal) -> AppResponse {
     AppResponse::json(r.status(), r.body())
