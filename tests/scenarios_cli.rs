@@ -17,6 +17,15 @@ fn harness(args: &[&str]) -> Output {
         .expect("run osc-harness")
 }
 
+/// Writes `toml` as `dir/name`, lists the scenarios of `dir`, expects the
+/// usage error (exit 2) a malformed file gets, and returns its message.
+fn listing_error(dir: &std::path::Path, name: &str, toml: &str) -> String {
+    std::fs::write(dir.join(name), toml).unwrap();
+    let out = harness(&["test", "--list", "--scenarios", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    text(&out.stderr)
+}
+
 #[test]
 fn a_selection_matching_nothing_is_a_usage_error() {
     let out = harness(&["test", "--target", "self", "--only", "no-such-scenario"]);
@@ -45,35 +54,19 @@ fn coverage_leaves_no_must_unchecked() {
 #[test]
 fn a_malformed_scenario_names_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("broken.toml"),
+    let err = listing_error(
+        dir.path(),
+        "broken.toml",
         "id = \"broken\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"CALL-3\"]\n\n[[step]]\ndo = \"call\"\nsqe = 3\n",
-    )
-    .unwrap();
-    let out = harness(&[
-        "test",
-        "--list",
-        "--scenarios",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
+    );
     assert!(err.contains("broken.toml:9"), "{err}");
     assert!(err.contains("sqe"), "{err}");
 
-    std::fs::write(
-        dir.path().join("broken.toml"),
+    let err = listing_error(
+        dir.path(),
+        "broken.toml",
         "id = \"broken\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"NOPE-1\"]\n\n[[step]]\ndo = \"call\"\n",
-    )
-    .unwrap();
-    let out = harness(&[
-        "test",
-        "--list",
-        "--scenarios",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
+    );
     assert!(
         err.contains("broken.toml:5") && err.contains("requirements"),
         "{err}"
@@ -114,19 +107,11 @@ expect = { status = 200, inner_status = 200, frames = 1, fin = true }
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("pass custom-health"));
 
-    std::fs::write(
-        dir.path().join("custom.toml"),
+    let err = listing_error(
+        dir.path(),
+        "custom.toml",
         "id = \"c\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"GATE-4\"]\n\n[[step]]\npath = \"/health\"\n",
-    )
-    .unwrap();
-    let out = harness(&[
-        "test",
-        "--list",
-        "--scenarios",
-        dir.path().to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
+    );
     assert!(
         err.contains("custom.toml:7") && err.contains("`do`"),
         "{err}"
