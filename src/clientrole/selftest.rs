@@ -122,13 +122,12 @@ pub fn doc_section(scenarios: &[ClientScenario]) -> String {
         } else {
             by.join(", ")
         };
-        let _ = writeln!(
-            out,
-            "| `{}` | {} | {} | {} |",
+        crate::scenarios::selftest::knob_row(
+            &mut out,
             bug.name(),
             bug.requirement(),
             bug.description(),
-            caught
+            &caught,
         );
     }
     out

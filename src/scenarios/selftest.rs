@@ -306,6 +306,12 @@ fn client_scenarios_using(bug: Bug, clients: &[ClientScenario]) -> String {
     }
 }
 
+/// One row of a knob table in `docs/SELFTEST.md` (the server's and the
+/// client's tables share the columns).
+pub(crate) fn knob_row(out: &mut String, name: &str, requirement: &str, what: &str, caught: &str) {
+    let _ = writeln!(out, "| `{name}` | {requirement} | {what} | {caught} |");
+}
+
 /// The bug-to-scenario table of `docs/SELFTEST.md`, generated from the
 /// scenarios' `catches`.
 pub fn selftest_doc(scenarios: &[Scenario]) -> String {
@@ -337,13 +343,12 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
         } else {
             by.join(", ")
         };
-        let _ = writeln!(
-            out,
-            "| `{}` | {} | {} | {} |",
+        knob_row(
+            &mut out,
             bug.name(),
             bug.requirement(),
             bug.description(),
-            caught
+            &caught,
         );
     }
     let nothing = catching_nothing(scenarios);
