@@ -323,12 +323,14 @@ fn measure_prints_both_rates() {
 
 #[test]
 fn a_rate_limited_target_is_waited_for_not_reported() {
-    // A URL target that allows 4 handshakes per 2 s, and a budget that
-    // ignores that: the fuzzer must back off on 429, never report it.
+    // A URL target that allows 2 handshakes per 4 s, and a budget that
+    // ignores that: the fuzzer must back off on 429, never report it. The
+    // seeded stream makes at least four handshakes in its first 60 cases,
+    // so the limit is met whatever the machine's speed.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(async {
         let mut config = osc_harness::server::ServerConfig::generated();
-        config.handshake_rate = Some((4, 2));
+        config.handshake_rate = Some((2, 4));
         // Shorter than the fuzzer's --timeout, as the docs ask: a target
         // that gives up on a lying body later than that looks hung.
         config.body_read_timeout = std::time::Duration::from_secs(1);
@@ -348,8 +350,8 @@ fn a_rate_limited_target_is_waited_for_not_reported() {
     assert_eq!(findings(&summary), vec![], "{summary}");
     assert_eq!(summary["execs"], 60, "{summary}");
     assert!(
-        summary["handshakes"].as_u64().unwrap() > 4,
-        "the limit was hit: {summary}"
+        summary["rate_limited"].as_u64().unwrap() >= 1,
+        "the limit was never met: {summary}"
     );
     assert_eq!(summary["target_died_at"], Value::Null, "{summary}");
     assert_eq!(code, 0);

@@ -72,6 +72,8 @@ pub struct HandshakeBudget {
     spent: VecDeque<Instant>,
     /// Handshakes made so far.
     pub total: u64,
+    /// `429` answers to handshakes, each waited out rather than judged.
+    pub rate_limited: u64,
 }
 
 impl HandshakeBudget {
@@ -83,6 +85,7 @@ impl HandshakeBudget {
             window: Duration::from_secs(secs.max(1)),
             spent: VecDeque::new(),
             total: 0,
+            rate_limited: 0,
         }
     }
 
@@ -147,6 +150,7 @@ impl Session {
             ));
             let response = transport::send(&info.target, &request, &info.limits).await?;
             if response.status == 429 {
+                budget.rate_limited += 1;
                 let wait = response
                     .header("retry-after")
                     .and_then(|v| v.trim().parse::<u64>().ok())

@@ -63,8 +63,10 @@ pub struct Summary {
     pub elapsed_secs: f64,
     /// Executions per second.
     pub execs_per_sec: f64,
-    /// Honest handshakes spent.
+    /// Handshakes spent, honest and mutated, retries after `429` included.
     pub handshakes: u64,
+    /// `429` answers to handshakes, waited out, never judged.
+    pub rate_limited: u64,
     /// Corpus entries at the end.
     pub corpus_size: usize,
     /// Oracle hits that did not reproduce on a fresh session.
@@ -360,6 +362,17 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
         if current.burned {
             session = None;
         }
+        if was_rate_limited(&outcomes) {
+            // The target refused the mutated hello unread: nothing was
+            // tested, so back off and neither judge nor keep the input.
+            let wait = {
+                let mut b = ctx.budget.lock().await;
+                b.rate_limited += 1;
+                b.backoff()
+            };
+            tokio::time::sleep(wait).await;
+            continue;
+        }
         record_shapes(&ctx, &steps, &outcomes).await;
         if let Some(v) = verdict {
             // The input may have left state behind: start clean.
@@ -401,6 +414,13 @@ async fn count_skipped(ctx: &Ctx, outcomes: &[Outcome]) -> bool {
         ctx.shared.lock().await.skipped += 1;
     }
     skipped
+}
+
+/// Whether a handshake step of the case was answered `429`.
+fn was_rate_limited(outcomes: &[Outcome]) -> bool {
+    outcomes.iter().any(|o| {
+        o.endpoint == "/secure/session" && matches!(o.reply, exec::Reply::Http { status: 429, .. })
+    })
 }
 
 /// Judges one honest call on a session retired near its expiry, made once
@@ -604,7 +624,10 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let execs = ctx.execs.load(Ordering::Relaxed);
-    let handshakes = ctx.budget.lock().await.total;
+    let (handshakes, rate_limited) = {
+        let b = ctx.budget.lock().await;
+        (b.total, b.rate_limited)
+    };
     let s = ctx.shared.lock().await;
     let findings: Vec<BucketSummary> = s.buckets.values().cloned().collect();
     update_counts(&findings);
@@ -619,6 +642,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
             0.0
         },
         handshakes,
+        rate_limited,
         corpus_size: s.corpus.len(),
         unconfirmed: s.unconfirmed,
         skipped: s.skipped,
