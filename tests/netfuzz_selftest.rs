@@ -1,6 +1,8 @@
 //! The network fuzzer against the reference server: silent on the honest
 //! one, and each fuzzer-findable knob found, saved, replayed and turned
-//! into a scenario. Runs are bounded by execution count, never by time.
+//! into a scenario. Runs are bounded by execution count, except the one
+//! whose subject is what a timed run does with the time it has left; no
+//! test asserts how fast anything ran.
 
 mod support;
 
@@ -157,12 +159,92 @@ fn an_expired_session_that_still_serves_is_found() {
     assert_eq!((code, out.starts_with("STILL FAILING")), (1, true), "{out}");
     let (code, out, _) = replay(&["--self-session-ttl", "3"]);
     assert_eq!((code, out.starts_with("FIXED")), (0, true), "{out}");
+    // A session that outlives --expiry-wait: nothing is judged, and it is
+    // never called FIXED.
+    let (code, out, err) = replay(&[
+        "--self-session-ttl",
+        "600",
+        "--bug",
+        "sessions-never-expire",
+    ]);
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(err.contains("not judged"), "{err}");
+    assert!(!out.contains("FIXED"), "{out}");
 
     let honest = tempfile::tempdir().unwrap();
     let (code, summary) = fuzz(honest.path(), &[], 150, 1, &ttl);
     assert_eq!(findings(&summary), vec![], "false alarms: {summary}");
     assert_eq!(summary["skipped"], 0, "{summary}");
     assert_eq!(code, 0);
+}
+
+/// A timed run against `self` with a 6 s TTL and `--expiry-wait 2`: each
+/// session lives beyond the wait, but within the run's time left, so the
+/// session kept aside is called after expiry (twice in 20 s: a hit and its
+/// confirmation on a fresh session). The budget keeps the sessions opened
+/// per TTL under the store's 256, so the one kept aside is not evicted.
+fn timed_expiry_run(dir: &Path, bugs: &[&str], budget: &str) -> (i32, Value) {
+    let timed = [
+        "--self-session-ttl",
+        "6",
+        "--expiry-wait",
+        "2",
+        "--duration",
+        "20s",
+        "--concurrency",
+        "1",
+        "--handshake-budget",
+        budget,
+    ];
+    fuzz(dir, bugs, u64::MAX, 1, &timed)
+}
+
+#[test]
+fn a_timed_run_checks_expiry_on_a_session_kept_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, summary) = timed_expiry_run(dir.path(), &["sessions-never-expire"], "60/6");
+    assert_eq!(code, 1, "{summary}");
+    assert!(summary["expiry_checks"].as_u64().unwrap() >= 2, "{summary}");
+    let all = findings(&summary);
+    let (_, file) = all
+        .iter()
+        .find(|(s, _)| s == "accepted-invalid/stateful/expired")
+        .unwrap_or_else(|| panic!("no expiry finding in {summary}"));
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert_eq!(saved["steps"][0]["do"], "call-after-expiry", "{saved}");
+}
+
+#[test]
+fn a_timed_run_on_the_honest_server_checks_expiry_and_finds_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, summary) = timed_expiry_run(dir.path(), &[], "60/6");
+    assert_eq!(findings(&summary), vec![], "false alarms: {summary}");
+    assert!(summary["expiry_checks"].as_u64().unwrap() >= 2, "{summary}");
+    assert_eq!(summary["unconfirmed"], 0, "{summary}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn an_evicted_session_is_not_judged_and_the_run_says_so() {
+    // No budget: the sessions opened in 20 s (thousands, at hundreds a
+    // second) push the one kept aside out of the 256-session store long
+    // before it expires. The knob would make any judged call after expiry
+    // a finding.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = harness();
+    cmd.args(["fuzz", "--target", "self", "--quiet", "--seed", "1"])
+        .args(["--bug", "sessions-never-expire", "--self-session-ttl", "20"])
+        .args(["--expiry-wait", "2", "--duration", "25s"])
+        .arg("--findings")
+        .arg(dir.path().join("findings"));
+    let (_, out, err) = run(&mut cmd);
+    let summary: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(summary["expiry_checks"], 0, "{summary}");
+    assert!(
+        summary["expiry_evicted"].as_u64().unwrap() >= 1,
+        "{summary}"
+    );
+    assert!(err.contains("no call after expiry was judged"), "{err}");
 }
 
 #[test]

@@ -15,6 +15,12 @@ use super::exec::{HandshakeBudget, TargetInfo};
 use super::gen::{Endpoints, Generator};
 use super::runner::{self, FuzzConfig};
 
+/// The default budget against a URL: under the five handshakes a minute a
+/// real Osaurus allows (HS-8), and under its 256-session store per one-hour
+/// session lifetime (HS-9), so the session kept aside for the expiry check
+/// is not evicted before it expires.
+const URL_HANDSHAKE_BUDGET: (u32, u64) = (4, 60);
+
 /// Where the target is and how to reach it (shared by `fuzz` and `replay`):
 /// the flags every command shares, plus the knobs that break `self`.
 #[derive(Debug, Clone, Args)]
@@ -58,7 +64,7 @@ pub struct FuzzArgs {
     /// Concurrent workers.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
-    /// Handshakes allowed, as N/SECS (default: 5/60 for a URL, unlimited for self).
+    /// Handshakes allowed, as N/SECS (default: 4/60 for a URL, unlimited for self).
     #[arg(long)]
     pub handshake_budget: Option<String>,
     /// Endpoints to fuzz.
@@ -211,7 +217,7 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
             }
         },
         None if is_self => None,
-        None => Some((5, 60)),
+        None => Some(URL_HANDSHAKE_BUDGET),
     };
     if duration.is_none() && args.max_execs.is_none() && args.measure.is_none() {
         eprintln!("note: no --duration or --max-execs: fuzzing until interrupted");
@@ -237,6 +243,15 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
             "{}",
             serde_json::to_string_pretty(&summary).unwrap_or_default()
         );
+        if summary.expiry_checks == 0 && summary.expiry_evicted > 0 {
+            eprintln!(
+                "note: no call after expiry was judged: the target dropped each session kept \
+                 aside before it expired ({} times), as a bounded store does under this run's \
+                 handshakes (HS-9); keep --handshake-budget under the target's store size per \
+                 session lifetime to check expiry (SES-1)",
+                summary.expiry_evicted
+            );
+        }
         if let (Some(case), Some(why)) = (summary.target_died_at, &summary.died_reason) {
             eprintln!("target died at case {case}: {why}");
             ExitCode::from(3)
@@ -307,7 +322,8 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
 }
 
 /// Runs `osc-harness replay`: FIXED (exit 0), STILL FAILING (exit 1),
-/// error (exit 2), target unreachable (exit 3).
+/// error or a step that could not run, so nothing was judged (exit 2),
+/// target unreachable (exit 3).
 pub fn run_replay(args: ReplayArgs) -> ExitCode {
     let finding = match runner::load_finding(&args.finding) {
         Ok(f) => f,
@@ -346,10 +362,25 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
         let budget = tokio::sync::Mutex::new(HandshakeBudget::new(None));
         let mut rng = super::exec::handshake_rng(finding.seed, 0);
         let result = runner::reproduce(&resolved.info, &finding.steps, &mut rng, &budget).await;
+        let skipped = result.as_ref().ok().and_then(|(_, outcomes)| {
+            outcomes.iter().find_map(|o| match &o.reply {
+                super::exec::Reply::Skipped(why) => Some(why.clone()),
+                _ => None,
+            })
+        });
         let code = match result {
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(3)
+            }
+            // A step that never ran says nothing either way: calling it
+            // FIXED would hide a live bug.
+            Ok(_) if skipped.is_some() => {
+                eprintln!(
+                    "error: not judged: {}; raise --expiry-wait to wait that long",
+                    skipped.unwrap_or_default()
+                );
+                ExitCode::from(2)
             }
             Ok((Some(v), outcomes)) if v.signature == finding.signature => {
                 // The bug class still fires; a different answer is worth

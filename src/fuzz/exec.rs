@@ -193,12 +193,6 @@ impl Session {
         !self.burned && self.session.usable_at(now, 5) && self.next < (1 << 52)
     }
 
-    /// Whether the session is retired only because its expiry is near
-    /// (so one call after expiry can still be judged on it).
-    pub fn retired_by_expiry(&self, now: i64) -> bool {
-        !self.burned && self.next < (1 << 52) && !self.session.usable_at(now, 5)
-    }
-
     /// The seq a call step is sealed with; moves the session's counter.
     fn seq_for(&mut self, call: &CallStep) -> u64 {
         let highest = self.next - 1;

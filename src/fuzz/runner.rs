@@ -73,6 +73,11 @@ pub struct Summary {
     pub unconfirmed: u64,
     /// Steps skipped, never judged (a session expiring beyond `--expiry-wait`).
     pub skipped: u64,
+    /// Calls after expiry judged on a session seen serving just before it.
+    pub expiry_checks: u64,
+    /// Sessions kept aside for an expiry check that no longer served just
+    /// before expiry (evicted under the run's handshake load), so unjudged.
+    pub expiry_evicted: u64,
     /// The findings, one entry per bucket, each listing its shapes.
     pub findings: Vec<BucketSummary>,
     /// Set when the target stopped answering: the case number.
@@ -88,6 +93,8 @@ struct Shared {
     corpus: Vec<Vec<Step>>,
     unconfirmed: u64,
     skipped: u64,
+    expiry_checks: u64,
+    expiry_evicted: u64,
     died: Option<(u64, String)>,
 }
 
@@ -263,6 +270,18 @@ impl Ctx {
         Some(n)
     }
 
+    /// The target as seen by a call after expiry: it may wait as long as
+    /// `--expiry-wait`, or, in a timed run, as long as the run has left, so
+    /// an overnight run covers and confirms a one-hour TTL.
+    fn info_for_expiry(&self) -> TargetInfo {
+        let mut info = self.cfg.info.clone();
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            info.expiry_wait = info.expiry_wait.max(left);
+        }
+        info
+    }
+
     async fn died(&self, case: u64, why: String) {
         let mut s = self.shared.lock().await;
         if s.died.is_none() {
@@ -286,7 +305,6 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
     preload.reverse();
     let mut pick = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-corpus-{id}"));
     let mut slow = tokio::task::JoinSet::new();
-    let mut expiry_check: Option<tokio::task::JoinHandle<()>> = None;
     while let Some(case) = ctx.next_case() {
         let steps = match preload.pop() {
             Some(s) => s,
@@ -306,15 +324,6 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         };
         if !session.as_ref().is_some_and(|s| s.usable(now_secs())) {
-            let idle = expiry_check.as_ref().is_none_or(|h| h.is_finished());
-            if let Some(old) = session
-                .take()
-                .filter(|s| idle && s.retired_by_expiry(now_secs()))
-            {
-                // One look past expiry per retired session, beside the
-                // stream, one at a time so short TTLs do not pile them up.
-                expiry_check = Some(tokio::spawn(after_expiry(ctx.clone(), case, old)));
-            }
             let opened = {
                 let mut b = ctx.budget.lock().await;
                 Session::open(info, &mut rng, &mut b).await
@@ -399,9 +408,6 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
         }
     }
     while slow.join_next().await.is_some() {}
-    if let Some(h) = expiry_check {
-        let _ = h.await;
-    }
 }
 
 /// Counts a case whose step was skipped; true when one was (the case is
@@ -423,18 +429,90 @@ fn was_rate_limited(outcomes: &[Outcome]) -> bool {
     })
 }
 
-/// Judges one honest call on a session retired near its expiry, made once
-/// it has expired (SES-1), within the `--expiry-wait` bound.
-async fn after_expiry(ctx: Arc<Ctx>, case: u64, mut old: Session) {
-    let steps = vec![Step::CallAfterExpiry];
-    let (verdict, outcomes) = run_case(&ctx.cfg.info, &mut old, &steps).await;
-    if count_skipped(&ctx, &outcomes).await {
-        return;
+/// Keeps one honest session aside at a time and calls it once it has
+/// expired (SES-1). The workers' sessions are mostly burned by their inputs
+/// long before they expire, so without it a target with a real one-hour
+/// TTL would hardly ever be checked; it costs one handshake per TTL.
+///
+/// A target may evict a session early (HS-9: the one closest to expiry
+/// goes first), and a 401 from eviction says nothing about expiry. So just
+/// before expiry the sentinel checks that its session still serves; a
+/// round whose session is already gone is counted, not judged. (An
+/// eviction in the seconds between that check and the call can only hide
+/// a bug, never raise a false one: the honest answer is the same 401.) A
+/// hit is confirmed by the next round on a fresh session, as every
+/// finding is.
+async fn expiry_sentinel(ctx: Arc<Ctx>, workers_done: Arc<AtomicBool>) {
+    let mut rng = SeededRandom::new(ctx.cfg.seed, "netfuzz-expiry-sentinel");
+    let stopped = || ctx.stop.load(Ordering::Relaxed);
+    let mut pending: Option<Hit> = None;
+    while !stopped() && (pending.is_some() || !workers_done.load(Ordering::Relaxed)) {
+        let opened = {
+            let mut b = ctx.budget.lock().await;
+            Session::open(&ctx.cfg.info, &mut rng, &mut b).await
+        };
+        // A failing handshake is the workers' to report.
+        let Ok(mut session) = opened else {
+            break;
+        };
+        let info = ctx.info_for_expiry();
+        let expired_at = Instant::now() + crate::clock::until_expired(session.core().expires_at());
+        if expired_at > Instant::now() + info.expiry_wait {
+            break;
+        }
+        let guard_from = expired_at.checked_sub(SENTINEL_GUARD).unwrap_or(expired_at);
+        if !sleep_unless_stopped(&ctx, guard_from).await {
+            break;
+        }
+        if exec::probe(&info, &mut session).await.is_err() {
+            // Evicted (or refused) before expiry: nothing to judge.
+            ctx.shared.lock().await.expiry_evicted += 1;
+            continue;
+        }
+        let steps = vec![Step::CallAfterExpiry];
+        let (verdict, outcomes) = run_case(&info, &mut session, &steps).await;
+        ctx.shared.lock().await.expiry_checks += 1;
+        let Some(verdict) = verdict else {
+            if pending.take().is_some() {
+                ctx.shared.lock().await.unconfirmed += 1;
+            }
+            continue;
+        };
+        let hit = Hit {
+            case: ctx.execs.load(Ordering::Relaxed),
+            steps,
+            shape: firing_shape(&outcomes),
+            verdict,
+        };
+        match pending.take() {
+            Some(first) if first.same_as(&hit) => {
+                book(&ctx, &info, first, outcomes, &mut rng).await;
+            }
+            Some(_) => {
+                ctx.shared.lock().await.unconfirmed += 1;
+                pending = Some(hit);
+            }
+            None => pending = Some(hit),
+        }
     }
-    if let Some(v) = verdict {
-        let mut rng = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-expiry-{case}"));
-        confirm(&ctx, case, steps, v, &outcomes, &mut rng).await;
+    if pending.is_some() {
+        ctx.shared.lock().await.unconfirmed += 1;
     }
+}
+
+/// How long before expiry the sentinel checks that its session still
+/// serves: above one whole second, since peers compare whole seconds.
+const SENTINEL_GUARD: Duration = Duration::from_millis(3500);
+
+/// Sleeps until `until`; false if the run was stopped meanwhile.
+async fn sleep_unless_stopped(ctx: &Ctx, until: Instant) -> bool {
+    while Instant::now() < until {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        tokio::time::sleep_until(until.min(Instant::now() + Duration::from_secs(1))).await;
+    }
+    !ctx.stop.load(Ordering::Relaxed)
 }
 
 /// Most background cases in flight per worker.
@@ -495,9 +573,23 @@ async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
     }
 }
 
+/// An oracle hit: the case, its steps, the verdict and the firing shape.
+struct Hit {
+    case: u64,
+    steps: Vec<Step>,
+    verdict: Verdict,
+    shape: String,
+}
+
+impl Hit {
+    /// Whether `other` fired with the same signature and response shape.
+    fn same_as(&self, other: &Hit) -> bool {
+        self.verdict.signature == other.verdict.signature && self.shape == other.shape
+    }
+}
+
 /// Runs a hit again on a fresh session; when it fires with the same
-/// signature and shape it is booked, and a new shape in its bucket is
-/// minimised and saved.
+/// signature and shape it is booked (see [`book`]).
 async fn confirm(
     ctx: &Ctx,
     case: u64,
@@ -507,14 +599,41 @@ async fn confirm(
     rng: &mut SeededRandom,
 ) {
     let info = &ctx.cfg.info;
-    let shape = firing_shape(first_outcomes);
-    let again = reproduce(info, &steps, rng, &ctx.budget).await;
-    let confirmed = matches!(&again, Ok((Some(v), o))
-        if v.signature == first.signature && firing_shape(o) == shape);
-    if !confirmed {
-        ctx.shared.lock().await.unconfirmed += 1;
-        return;
-    }
+    let hit = Hit {
+        case,
+        shape: firing_shape(first_outcomes),
+        steps,
+        verdict: first,
+    };
+    let again = match reproduce(info, &hit.steps, rng, &ctx.budget).await {
+        Ok((Some(v), o))
+            if v.signature == hit.verdict.signature && firing_shape(&o) == hit.shape =>
+        {
+            o
+        }
+        _ => {
+            ctx.shared.lock().await.unconfirmed += 1;
+            return;
+        }
+    };
+    book(ctx, info, hit, again, rng).await;
+}
+
+/// Counts a confirmed hit in its bucket; a new shape in the bucket is
+/// minimised and saved. `confirmed` holds the confirming run's exchanges.
+async fn book(
+    ctx: &Ctx,
+    info: &TargetInfo,
+    hit: Hit,
+    confirmed: Vec<Outcome>,
+    rng: &mut SeededRandom,
+) {
+    let Hit {
+        case,
+        steps,
+        verdict: first,
+        shape,
+    } = hit;
     // Booked before minimising, so a second worker with the same shape
     // only counts it.
     let admission = {
@@ -527,10 +646,23 @@ async fn confirm(
     let Some(dir) = &ctx.cfg.findings else {
         return;
     };
-    let small = minimise(info, steps, &first.signature, &shape, rng, &ctx.budget).await;
-    let outcomes = match reproduce(info, &small, rng, &ctx.budget).await {
-        Ok((_, o)) => o,
-        Err(_) => again.map(|(_, o)| o).unwrap_or_default(),
+    let small = minimise(
+        info,
+        steps.clone(),
+        &first.signature,
+        &shape,
+        rng,
+        &ctx.budget,
+    )
+    .await;
+    let outcomes = if small == steps {
+        // Nothing shrank: the confirming run already shows the exchanges.
+        confirmed
+    } else {
+        match reproduce(info, &small, rng, &ctx.budget).await {
+            Ok((_, o)) => o,
+            Err(_) => confirmed,
+        }
     };
     let finding = Finding {
         signature: first.signature.clone(),
@@ -605,6 +737,12 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     let workers: Vec<_> = (0..ctx.cfg.concurrency.max(1) as u64)
         .map(|id| tokio::spawn(worker(ctx.clone(), id)))
         .collect();
+    let workers_done = Arc::new(AtomicBool::new(false));
+    let sentinel = ctx
+        .cfg
+        .endpoints
+        .call
+        .then(|| tokio::spawn(expiry_sentinel(ctx.clone(), workers_done.clone())));
     for w in workers {
         if let Err(e) = w.await {
             // A worker that died must not look like a clean, quiet run.
@@ -614,6 +752,10 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
             )
             .await;
         }
+    }
+    workers_done.store(true, Ordering::Relaxed);
+    if let Some(sentinel) = sentinel {
+        let _ = sentinel.await;
     }
     if let Some(t) = ticker {
         t.abort();
@@ -646,6 +788,8 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         corpus_size: s.corpus.len(),
         unconfirmed: s.unconfirmed,
         skipped: s.skipped,
+        expiry_checks: s.expiry_checks,
+        expiry_evicted: s.expiry_evicted,
         findings,
         target_died_at: s.died.as_ref().map(|d| d.0),
         died_reason: s.died.as_ref().map(|d| d.1.clone()),
