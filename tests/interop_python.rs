@@ -7,8 +7,8 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::{describe, harness, run, start, text, Running};
@@ -505,6 +505,33 @@ fn harness_has(subcommand: &str) -> bool {
         .any(|line| line.split_whitespace().next() == Some(subcommand))
 }
 
+/// Runs `osc-harness fuzz` against a Python server; the process output
+/// and its JSON summary.
+fn fuzz_python(server: &Running, dir: &Path, extra: &[&str]) -> (Output, Value) {
+    let out = run({
+        let mut cmd = harness();
+        cmd.args(["fuzz", "--target", &server.field("url")])
+            .args(["--agent-address", &server.field("agentAddress")])
+            .args([
+                "--access-key",
+                "osk-v1.interop",
+                "--agent-id",
+                "interop-agent",
+            ])
+            .args(["--relay-origin", "true", "--timeout", "10", "--quiet"])
+            .arg("--findings")
+            .arg(dir.join("findings"))
+            .args(extra);
+        cmd
+    });
+    let stdout = text(&out.stdout);
+    let summary: Value = stdout
+        .find('{')
+        .and_then(|at| serde_json::from_str(&stdout[at..]).ok())
+        .unwrap_or_else(|| panic!("no JSON summary: {}", describe(&out)));
+    (out, summary)
+}
+
 #[test]
 fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
     if !python_ready() {
@@ -516,35 +543,18 @@ fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
     }
     let server = python_server(&[]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run({
-        let mut cmd = harness();
-        cmd.args(["fuzz", "--target", &server.field("url")])
-            .args(["--agent-address", &server.field("agentAddress")])
-            .args([
-                "--access-key",
-                "osk-v1.interop",
-                "--agent-id",
-                "interop-agent",
-            ])
-            .args(["--relay-origin", "true", "--handshake-budget", "0"])
-            .args([
-                "--max-execs",
-                "400",
-                "--seed",
-                "5",
-                "--timeout",
-                "10",
-                "--quiet",
-            ])
-            .arg("--findings")
-            .arg(dir.path().join("findings"));
-        cmd
-    });
-    let stdout = text(&out.stdout);
-    let summary: Value = stdout
-        .find('{')
-        .and_then(|at| serde_json::from_str(&stdout[at..]).ok())
-        .unwrap_or_else(|| panic!("no JSON summary: {}", describe(&out)));
+    let (out, summary) = fuzz_python(
+        &server,
+        dir.path(),
+        &[
+            "--handshake-budget",
+            "0",
+            "--max-execs",
+            "400",
+            "--seed",
+            "5",
+        ],
+    );
     assert_eq!(summary["execs"], 400, "{summary:#}");
     assert_eq!(
         summary["findings"].as_array().map(Vec::len),
@@ -553,4 +563,50 @@ fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
     );
     assert!(summary["target_died_at"].is_null(), "{summary:#}");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[test]
+fn a_timed_fuzz_checks_expiry_on_the_python_server() {
+    if !python_ready() {
+        return;
+    }
+    // Sessions live 8 s, beyond --expiry-wait 2 but within the run's time
+    // left; the budget keeps the sessions per lifetime under its store of
+    // 256, so the session kept aside is still there just before expiry.
+    const TIMED: [&str; 10] = [
+        "--duration",
+        "25s",
+        "--expiry-wait",
+        "2",
+        "--handshake-budget",
+        "40/8",
+        "--concurrency",
+        "1",
+        "--seed",
+        "3",
+    ];
+    let honest = std::thread::spawn(move || {
+        let server = python_server(&["--session-ttl", "8"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        fuzz_python(&server, dir.path(), &TIMED).1
+    });
+    let server = python_server(&["--session-ttl", "8", "--break", "no-expiry"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, broken) = fuzz_python(&server, dir.path(), &TIMED);
+    let signatures: Vec<&str> = broken["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["signature"].as_str())
+        .collect();
+    assert!(
+        signatures.contains(&"accepted-invalid/stateful/expired"),
+        "{broken:#}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+
+    let honest = honest.join().expect("the honest run");
+    assert_eq!(honest["findings"], serde_json::json!([]), "{honest:#}");
+    assert!(honest["expiry_checks"].as_u64().unwrap() >= 2, "{honest:#}");
+    assert_eq!(honest["unconfirmed"], 0, "{honest:#}");
 }

@@ -121,8 +121,9 @@ class State:
     def store(self, sid: str, sess: Session) -> None:
         now = time.time()
         with self.lock:
-            for k in [k for k, s in self.sessions.items() if s.expires_at <= now]:
-                del self.sessions[k]
+            if "no-expiry" not in self.cfg.breaks:
+                for k in [k for k, s in self.sessions.items() if s.expires_at <= now]:
+                    del self.sessions[k]
             if len(self.sessions) >= MAX_SESSIONS:
                 del self.sessions[min(self.sessions, key=lambda k: self.sessions[k].expires_at)]
             self.sessions[sid] = sess
