@@ -404,6 +404,23 @@ fn measure_prints_both_rates() {
 }
 
 #[test]
+fn a_tight_budget_leaves_mutated_hellos_out_instead_of_stalling() {
+    // Two handshakes a minute: the worker's session and the one kept aside
+    // for the expiry check take both, so a mutated hello would wait a
+    // minute for the budget. The stream must go on without it.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, summary) = fuzz(dir.path(), &[], 400, 7, &["--handshake-budget", "2/60"]);
+    assert_eq!(summary["execs"], 400, "{summary}");
+    assert!(
+        summary["hellos_deferred"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert!(summary["handshakes"].as_u64().unwrap() <= 2, "{summary}");
+    assert_eq!(findings(&summary), vec![], "{summary}");
+    assert_eq!(code, 0);
+}
+
+#[test]
 fn a_rate_limited_target_is_waited_for_not_reported() {
     // A URL target that allows 2 handshakes per 4 s, and a budget that
     // ignores that: the fuzzer must back off on 429, never report it. The

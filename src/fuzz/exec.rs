@@ -74,6 +74,8 @@ pub struct HandshakeBudget {
     pub total: u64,
     /// `429` answers to handshakes, each waited out rather than judged.
     pub rate_limited: u64,
+    /// Mutated hellos left out for want of a spare handshake.
+    pub hellos_deferred: u64,
 }
 
 impl HandshakeBudget {
@@ -86,6 +88,7 @@ impl HandshakeBudget {
             spent: VecDeque::new(),
             total: 0,
             rate_limited: 0,
+            hellos_deferred: 0,
         }
     }
 
@@ -104,6 +107,23 @@ impl HandshakeBudget {
             self.spent.push_back(Instant::now());
         }
         self.total += 1;
+    }
+
+    /// Books `n` handshakes now if that still leaves one free in the
+    /// window (for an honest session), without waiting; false otherwise.
+    pub fn try_spare(&mut self, n: usize) -> bool {
+        if self.count != usize::MAX {
+            let now = Instant::now();
+            while self.spent.front().is_some_and(|t| *t + self.window <= now) {
+                self.spent.pop_front();
+            }
+            if self.spent.len() + n >= self.count {
+                return false;
+            }
+            self.spent.extend(std::iter::repeat_n(now, n));
+        }
+        self.total += n as u64;
+        true
     }
 
     /// How long to back off after a 429.

@@ -67,6 +67,8 @@ pub struct Summary {
     pub handshakes: u64,
     /// `429` answers to handshakes, waited out, never judged.
     pub rate_limited: u64,
+    /// Mutated hellos left out because the budget had no spare handshake.
+    pub hellos_deferred: u64,
     /// Corpus entries at the end.
     pub corpus_size: usize,
     /// Oracle hits that did not reproduce on a fresh session.
@@ -270,15 +272,14 @@ impl Ctx {
         Some(n)
     }
 
-    /// The target as seen by a call after expiry: it may wait as long as
-    /// `--expiry-wait`, or, in a timed run, as long as the run has left, so
-    /// an overnight run covers and confirms a one-hour TTL.
-    fn info_for_expiry(&self) -> TargetInfo {
+    /// The target as seen by a call after expiry that waits at most `wait`
+    /// for its session to expire, and never past a timed run's end.
+    fn info_waiting(&self, wait: Duration) -> TargetInfo {
         let mut info = self.cfg.info.clone();
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            info.expiry_wait = info.expiry_wait.max(left);
-        }
+        info.expiry_wait = match self.deadline {
+            Some(deadline) => wait.min(deadline.saturating_duration_since(Instant::now())),
+            None => wait,
+        };
         info
     }
 
@@ -340,9 +341,27 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
         let Some(current) = session.as_mut() else {
             return;
         };
-        // A mutated hello counts against the target's rate limit too.
-        for _ in steps.iter().filter(|s| matches!(s, Step::Handshake { .. })) {
-            ctx.budget.lock().await.acquire().await;
+        // A mutated hello counts against the target's rate limit too. It
+        // takes only a spare handshake, so the stream never stalls on the
+        // budget and honest sessions keep one in reserve; without a spare
+        // one it is left out, unless hellos are all this run may send.
+        let hellos = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Handshake { .. }))
+            .count();
+        if hellos > 0 {
+            let only_hellos = !ctx.cfg.endpoints.call && !ctx.cfg.endpoints.plaintext;
+            let mut b = ctx.budget.lock().await;
+            if only_hellos {
+                for _ in 0..hellos {
+                    b.acquire().await;
+                }
+            } else if !b.try_spare(hellos) {
+                b.hellos_deferred += 1;
+                drop(b);
+                ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
         }
         if waits_for_server(&steps) {
             // These inputs wait out the target's body timeout; run them
@@ -353,7 +372,7 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
             let ctx = ctx.clone();
             slow.spawn(async move {
-                let info = &ctx.cfg.info;
+                let info = &ctx.info_waiting(ctx.cfg.info.expiry_wait);
                 let (verdict, outcomes) = run_case(info, &mut fork, &steps).await;
                 if count_skipped(&ctx, &outcomes).await {
                     return;
@@ -455,7 +474,12 @@ async fn expiry_sentinel(ctx: Arc<Ctx>, workers_done: Arc<AtomicBool>) {
         let Ok(mut session) = opened else {
             break;
         };
-        let info = ctx.info_for_expiry();
+        // A timed run waits as long as it has left, so an overnight run
+        // covers a one-hour TTL; a bounded run waits --expiry-wait.
+        let info = ctx.info_waiting(match ctx.deadline {
+            Some(_) => Duration::MAX,
+            None => ctx.cfg.info.expiry_wait,
+        });
         let expired_at = Instant::now() + crate::clock::until_expired(session.core().expires_at());
         if expired_at > Instant::now() + info.expiry_wait {
             break;
@@ -598,7 +622,7 @@ async fn confirm(
     first_outcomes: &[Outcome],
     rng: &mut SeededRandom,
 ) {
-    let info = &ctx.cfg.info;
+    let info = &ctx.info_waiting(ctx.cfg.info.expiry_wait);
     let hit = Hit {
         case,
         shape: firing_shape(first_outcomes),
@@ -766,9 +790,9 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let execs = ctx.execs.load(Ordering::Relaxed);
-    let (handshakes, rate_limited) = {
+    let (handshakes, rate_limited, hellos_deferred) = {
         let b = ctx.budget.lock().await;
-        (b.total, b.rate_limited)
+        (b.total, b.rate_limited, b.hellos_deferred)
     };
     let s = ctx.shared.lock().await;
     let findings: Vec<BucketSummary> = s.buckets.values().cloned().collect();
@@ -785,6 +809,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         },
         handshakes,
         rate_limited,
+        hellos_deferred,
         corpus_size: s.corpus.len(),
         unconfirmed: s.unconfirmed,
         skipped: s.skipped,
