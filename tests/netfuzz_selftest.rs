@@ -248,6 +248,20 @@ fn an_evicted_session_is_not_judged_and_the_run_says_so() {
 }
 
 #[test]
+fn one_call_waits_for_a_session_expiry_not_a_burst() {
+    // One session serves these 1500 cases, and every stream step "call
+    // after expiry" on it would wait for the same instant (8 s TTL, within
+    // --expiry-wait 10). Only the first may wait; the others are skipped,
+    // so the target never gets them all at once.
+    let dir = tempfile::tempdir().unwrap();
+    let extra = ["--self-session-ttl", "8", "--expiry-wait", "10"];
+    let (code, summary) = fuzz(dir.path(), &[], 1500, 1, &extra);
+    assert!(summary["skipped"].as_u64().unwrap() >= 2, "{summary}");
+    assert_eq!(findings(&summary), vec![], "{summary}");
+    assert_eq!(code, 0);
+}
+
+#[test]
 fn a_session_expiring_beyond_the_wait_is_skipped_not_judged() {
     let dir = tempfile::tempdir().unwrap();
     // The knob would make every judged call after expiry a finding.

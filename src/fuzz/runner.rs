@@ -73,7 +73,8 @@ pub struct Summary {
     pub corpus_size: usize,
     /// Oracle hits that did not reproduce on a fresh session.
     pub unconfirmed: u64,
-    /// Steps skipped, never judged (a session expiring beyond `--expiry-wait`).
+    /// Steps skipped, never judged: a session expiring beyond
+    /// `--expiry-wait`, or one whose expiry another call already awaits.
     pub skipped: u64,
     /// Calls after expiry judged on a session seen serving just before it.
     pub expiry_checks: u64,
@@ -306,6 +307,8 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
     preload.reverse();
     let mut pick = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-corpus-{id}"));
     let mut slow = tokio::task::JoinSet::new();
+    // The expiry (Unix seconds) a call after expiry already waits for.
+    let mut expiry_awaited: Option<i64> = None;
     while let Some(case) = ctx.next_case() {
         let steps = match preload.pop() {
             Some(s) => s,
@@ -362,6 +365,17 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
                 ctx.execs.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
+        }
+        if steps.iter().any(|s| matches!(s, Step::CallAfterExpiry)) {
+            let expires_at = current.core().expires_at();
+            if expiry_awaited == Some(expires_at) {
+                // A call after this expiry already waits: more would all
+                // fire in the same instant, a burst that can overflow the
+                // target's accept queue and pass for a dead target.
+                ctx.shared.lock().await.skipped += 1;
+                continue;
+            }
+            expiry_awaited = Some(expires_at);
         }
         if waits_for_server(&steps) {
             // These inputs wait out the target's body timeout; run them
