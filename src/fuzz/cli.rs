@@ -35,7 +35,9 @@ pub struct TargetArgs {
     #[arg(long, default_value_t = SELF_TTL_SECS)]
     pub self_session_ttl: i64,
     /// Longest wait, in seconds, for a session to expire before a call after
-    /// its expiry; sessions that expire later skip that step.
+    /// its expiry; sessions that expire later skip that step. With
+    /// `--duration`, the session kept aside for the expiry check waits as
+    /// long as the run has left instead.
     #[arg(long, default_value_t = 120)]
     pub expiry_wait: u64,
 }
