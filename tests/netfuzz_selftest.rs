@@ -17,6 +17,18 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 }
 
 fn fuzz(dir: &Path, bugs: &[&str], execs: u64, seed: u64, extra: &[&str]) -> (i32, Value) {
+    let (code, summary, _) = fuzz_stderr(dir, bugs, execs, seed, extra);
+    (code, summary)
+}
+
+/// [`fuzz`], with the run's stderr too.
+fn fuzz_stderr(
+    dir: &Path,
+    bugs: &[&str],
+    execs: u64,
+    seed: u64,
+    extra: &[&str],
+) -> (i32, Value, String) {
     let mut cmd = harness();
     cmd.args(["fuzz", "--target", "self", "--quiet", "--seed"])
         .arg(seed.to_string())
@@ -31,7 +43,7 @@ fn fuzz(dir: &Path, bugs: &[&str], execs: u64, seed: u64, extra: &[&str]) -> (i3
     let (code, out, err) = run(&mut cmd);
     let summary: Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("summary is JSON ({e}): {out}\nstderr: {err}"));
-    (code, summary)
+    (code, summary, err)
 }
 
 fn findings(summary: &Value) -> Vec<(String, String)> {
@@ -231,14 +243,16 @@ fn an_evicted_session_is_not_judged_and_the_run_says_so() {
     // before it expires. The knob would make any judged call after expiry
     // a finding.
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = harness();
-    cmd.args(["fuzz", "--target", "self", "--quiet", "--seed", "1"])
-        .args(["--bug", "sessions-never-expire", "--self-session-ttl", "20"])
-        .args(["--expiry-wait", "2", "--duration", "25s"])
-        .arg("--findings")
-        .arg(dir.path().join("findings"));
-    let (_, out, err) = run(&mut cmd);
-    let summary: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let extra = [
+        "--self-session-ttl",
+        "20",
+        "--expiry-wait",
+        "2",
+        "--duration",
+        "25s",
+    ];
+    let (_, summary, err) =
+        fuzz_stderr(dir.path(), &["sessions-never-expire"], u64::MAX, 1, &extra);
     assert_eq!(summary["expiry_checks"], 0, "{summary}");
     assert!(
         summary["expiry_evicted"].as_u64().unwrap() >= 1,

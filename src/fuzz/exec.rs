@@ -95,13 +95,13 @@ impl HandshakeBudget {
     /// Waits until one more handshake fits, then books it.
     pub async fn acquire(&mut self) {
         if self.count != usize::MAX {
-            while self.spent.len() >= self.count {
-                let oldest = self.spent[0];
-                let free_at = oldest + self.window;
-                if Instant::now() >= free_at {
-                    self.spent.pop_front();
-                } else {
-                    tokio::time::sleep_until(free_at).await;
+            loop {
+                self.forget_expired(Instant::now());
+                match self.spent.front() {
+                    Some(oldest) if self.spent.len() >= self.count => {
+                        tokio::time::sleep_until(*oldest + self.window).await;
+                    }
+                    _ => break,
                 }
             }
             self.spent.push_back(Instant::now());
@@ -109,14 +109,19 @@ impl HandshakeBudget {
         self.total += 1;
     }
 
+    /// Drops the handshakes that have left the window by `now`.
+    fn forget_expired(&mut self, now: Instant) {
+        while self.spent.front().is_some_and(|t| *t + self.window <= now) {
+            self.spent.pop_front();
+        }
+    }
+
     /// Books `n` handshakes now if that still leaves one free in the
     /// window (for an honest session), without waiting; false otherwise.
     pub fn try_spare(&mut self, n: usize) -> bool {
         if self.count != usize::MAX {
             let now = Instant::now();
-            while self.spent.front().is_some_and(|t| *t + self.window <= now) {
-                self.spent.pop_front();
-            }
+            self.forget_expired(now);
             if self.spent.len() + n >= self.count {
                 return false;
             }
