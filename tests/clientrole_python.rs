@@ -1,31 +1,43 @@
 //! The independent Python client (interop/python) through the shim: the
-//! report must match what it really does. Skipped when its dependencies
-//! are not installed.
+//! report must match what it really does. The client runs from the interop
+//! Python environment (`support::interop_python`), which these tests set up
+//! themselves.
 
-use std::process::Command;
+mod support;
 
-const EXE: &str = env!("CARGO_BIN_EXE_osc-harness");
-const SHIM: &str =
-    "python3 interop/python/osc_peer.py call --target {url} --agent-address {address} \
-    --access-key {access_key} --path {path} --repeat {calls} \
-    $([ {mode} = stream ] && echo \"--stream --data {}\")";
+use std::path::Path;
 
-fn python_ready() -> bool {
-    Command::new("python3")
-        .args(["-c", "import coincurve, cryptography"])
-        .status()
-        .is_ok_and(|s| s.success())
+use support::{harness, interop_python, repo, sh_quote};
+
+/// The shim command that runs the Python client with `python`.
+fn shim(python: &Path) -> String {
+    format!(
+        "{} {} call --target {{url}} --agent-address {{address}} \
+         --access-key {{access_key}} --path {{path}} --repeat {{calls}} \
+         $([ {{mode}} = stream ] && echo \"--stream --data {{}}\")",
+        sh_quote(python),
+        sh_quote(&repo("interop/python/osc_peer.py")),
+    )
 }
 
-fn verdicts(extra: &[&str]) -> Vec<(String, String)> {
-    let out = Command::new(EXE)
+fn report(python: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = harness()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["test-client", "--client-cmd", SHIM, "--format", "json"])
+        .args([
+            "test-client",
+            "--client-cmd",
+            &shim(python),
+            "--format",
+            "json",
+        ])
         .args(extra)
         .output()
         .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
-    report["scenarios"]
+    serde_json::from_slice(&out.stdout).expect("json report")
+}
+
+fn verdicts(python: &Path, extra: &[&str]) -> Vec<(String, String)> {
+    report(python, extra)["scenarios"]
         .as_array()
         .unwrap()
         .iter()
@@ -40,11 +52,10 @@ fn verdicts(extra: &[&str]) -> Vec<(String, String)> {
 
 #[test]
 fn python_client_passes_every_must_scenario() {
-    if !python_ready() {
-        eprintln!("skipped: python3 with coincurve and cryptography is not available");
+    let Some(python) = interop_python() else {
         return;
-    }
-    let got = verdicts(&["--skip", "client-hostile-drip"]);
+    };
+    let got = verdicts(python, &["--skip", "client-hostile-drip"]);
     assert_eq!(got.len(), 31);
     assert!(
         got.iter().any(|(id, _)| id == "client-session-seq-rises"),
@@ -57,12 +68,11 @@ fn python_client_passes_every_must_scenario() {
 
 #[test]
 fn python_client_drip_is_a_warning_not_a_failure() {
-    if !python_ready() {
-        eprintln!("skipped: python3 with coincurve and cryptography is not available");
+    let Some(python) = interop_python() else {
         return;
-    }
+    };
     // It has a per-read timeout but no whole-stream limit, so a drip holds it.
-    let got = verdicts(&["--only", "client-hostile-drip", "--timeout", "2"]);
+    let got = verdicts(python, &["--only", "client-hostile-drip", "--timeout", "2"]);
     assert_eq!(
         got,
         vec![("client-hostile-drip".to_string(), "warn".to_string())]
@@ -71,17 +81,10 @@ fn python_client_drip_is_a_warning_not_a_failure() {
 
 #[test]
 fn python_client_keeps_one_session_and_raises_its_seqs() {
-    if !python_ready() {
-        eprintln!("skipped: python3 with coincurve and cryptography is not available");
+    let Some(python) = interop_python() else {
         return;
-    }
-    let out = Command::new(EXE)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["test-client", "--client-cmd", SHIM, "--format", "json"])
-        .args(["--only", "client-session-seq-rises"])
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    };
+    let report = report(python, &["--only", "client-session-seq-rises"]);
     let s = &report["scenarios"][0];
     assert_eq!(s["verdict"], "pass", "{s:#}");
     let actions: Vec<&str> = s["transcript"]

@@ -2,8 +2,9 @@
 //! `interop/python/`, written from the protocol text alone, talks to the
 //! harness's client, server, suite and vector checker over loopback.
 //!
-//! The Python side needs `pip install -r interop/python/requirements.txt`;
-//! without it these tests fail with that hint unless `OSC_SKIP_INTEROP=1`.
+//! The Python peer runs from the interop Python environment
+//! (`support::interop_python`), which these tests set up themselves; when it
+//! cannot be built they fail with the cause, unless `OSC_SKIP_INTEROP=1`.
 
 mod support;
 
@@ -11,43 +12,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{describe, harness, run, start, text, Running};
+use support::{describe, harness, interop_python, run, sh_quote, start, text, Running};
 
 fn peer_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python/osc_peer.py")
 }
 
-fn peer() -> Command {
-    let mut cmd = Command::new("python3");
+fn peer(python: &Path) -> Command {
+    let mut cmd = Command::new(python);
     cmd.arg(peer_script());
     cmd
 }
 
-/// False when the Python side is missing and the run opted out of interop.
-fn python_ready() -> bool {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import cryptography, coincurve; from Crypto.Hash import keccak",
-        ])
-        .output();
-    let ok = matches!(&probe, Ok(out) if out.status.success());
-    if ok {
-        return true;
-    }
-    if std::env::var("OSC_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("skipping interop: Python modules missing and OSC_SKIP_INTEROP=1");
-        return false;
-    }
-    panic!(
-        "the interop tests need python3 with its modules: run \
-         `python3 -m pip install -r interop/python/requirements.txt` \
-         (or set OSC_SKIP_INTEROP=1 to skip them); probe said: {probe:?}"
-    );
-}
-
-fn python_server(extra: &[&str]) -> Running {
-    let mut cmd = peer();
+fn python_server(python: &Path, extra: &[&str]) -> Running {
+    let mut cmd = peer(python);
     cmd.args(["serve", "--port", "0", "--access-key", "osk-v1.interop"])
         .args(["--agent-id", "interop-agent", "--session-ttl", "3"])
         .args(extra);
@@ -84,10 +62,10 @@ fn call_args(server: &Running, path: &str) -> Vec<String> {
 
 #[test]
 fn harness_client_calls_the_python_server() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
-    let server = python_server(&[]);
+    };
+    let server = python_server(python, &[]);
     let mut cmd = harness();
     cmd.args(call_args(&server, "/agents/interop-agent/run"))
         .args(["--data", r#"{"prompt":"ping"}"#]);
@@ -117,11 +95,11 @@ fn harness_client_calls_the_python_server() {
 
 #[test]
 fn python_client_calls_the_harness_server() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
+    };
     let server = harness_server(&[]);
-    let mut cmd = peer();
+    let mut cmd = peer(python);
     cmd.args(call_args(&server, "/agents/interop-agent/run"))
         .args(["--data", r#"{"prompt":"ping"}"#]);
     let out = run(cmd);
@@ -129,7 +107,7 @@ fn python_client_calls_the_harness_server() {
     let body: Value = serde_json::from_slice(&out.stdout).expect("run echoes JSON");
     assert_eq!(body["method"], "POST", "{body}");
 
-    let mut cmd = peer();
+    let mut cmd = peer(python);
     cmd.args(call_args(&server, "/agents/interop-agent/dispatch"))
         .args(["--data", "{}", "--stream"]);
     let out = run(cmd);
@@ -139,7 +117,7 @@ fn python_client_calls_the_harness_server() {
     // A server that signs with the wrong key is refused as an identity failure.
     let liar = harness_server(&["--bug", "wrong-signing-key"]);
     let out = run({
-        let mut cmd = peer();
+        let mut cmd = peer(python);
         cmd.args(call_args(&liar, "/health"));
         cmd
     });
@@ -149,7 +127,7 @@ fn python_client_calls_the_harness_server() {
     // A stream without its fin frame is a truncation, not a complete answer.
     let cutter = harness_server(&["--bug", "stream-drops-fin"]);
     let out = run({
-        let mut cmd = peer();
+        let mut cmd = peer(python);
         cmd.args(call_args(&cutter, "/agents/interop-agent/dispatch"))
             .args(["--data", "{}", "--stream"]);
         cmd
@@ -197,10 +175,10 @@ fn scenarios(report: &Value) -> &Vec<Value> {
 
 #[test]
 fn suite_passes_every_must_against_the_python_server() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
-    let server = python_server(&[]);
+    };
+    let server = python_server(python, &[]);
     let (code, report) = suite(&server, None);
     let failing: Vec<&Value> = scenarios(&report)
         .iter()
@@ -227,9 +205,9 @@ fn suite_passes_every_must_against_the_python_server() {
 
 #[test]
 fn suite_catches_every_python_breakage() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
+    };
     let breaks = [
         ("no-replay-check", "CALL-3"),
         ("no-426", "GATE-1"),
@@ -245,7 +223,7 @@ fn suite_catches_every_python_breakage() {
         ("nested-secure", "CALL-8"),
     ];
     for (name, requirement) in breaks {
-        let server = python_server(&["--break", name]);
+        let server = python_server(python, &["--break", name]);
         let (code, report) = suite(&server, Some(requirement));
         let cited = scenarios(&report).iter().any(|s| {
             s["verdict"] == "fail"
@@ -264,14 +242,14 @@ fn suite_catches_every_python_breakage() {
 
 #[test]
 fn vectors_agree_both_ways() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
 
     // The Python peer reproduces the official fixture first.
     let out = run({
-        let mut cmd = peer();
+        let mut cmd = peer(python);
         cmd.arg("selfcheck");
         cmd
     });
@@ -280,7 +258,7 @@ fn vectors_agree_both_ways() {
     // Python's own vectors pass the harness's checker...
     let ours = dir.path().join("python.json");
     let out = run({
-        let mut cmd = peer();
+        let mut cmd = peer(python);
         cmd.args(["vectors", "--out"]).arg(&ours);
         cmd
     });
@@ -303,7 +281,7 @@ fn vectors_agree_both_ways() {
     });
     assert!(out.status.success(), "{}", describe(&out));
     let out = run({
-        let mut cmd = peer();
+        let mut cmd = peer(python);
         cmd.arg("verify-vectors").arg(&theirs);
         cmd
     });
@@ -338,7 +316,7 @@ fn vectors_agree_both_ways() {
                 cmd
             },
             {
-                let mut cmd = peer();
+                let mut cmd = peer(python);
                 cmd.arg("verify-vectors").arg(&bad);
                 cmd
             },
@@ -355,11 +333,12 @@ fn vectors_agree_both_ways() {
 }
 
 /// The shim command that makes the Python client the client under test.
-fn python_shim(extra: &str) -> String {
+fn python_shim(python: &Path, extra: &str) -> String {
     format!(
-        "python3 {} call --target {{url}} --agent-address {{address}} \
+        "{} {} call --target {{url}} --agent-address {{address}} \
          --access-key {{access_key}} --path {{path}} --mode {{mode}} --repeat {{calls}} --max-secs 5{extra}",
-        peer_script().display()
+        sh_quote(python),
+        sh_quote(&peer_script())
     )
 }
 
@@ -384,12 +363,12 @@ fn client_suite(shim: &str, only: &[&str]) -> (Option<i32>, Value) {
 
 #[test]
 fn python_client_through_the_client_role_suite() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
+    };
     // The honest Python client checks everything the client role asks for;
     // information-level differences (which `v` values it takes) may remain.
-    let (code, report) = client_suite(&python_shim(""), &[]);
+    let (code, report) = client_suite(&python_shim(python, ""), &[]);
     let not_passed: Vec<&Value> = scenarios(&report)
         .iter()
         .filter(|s| s["verdict"] == "fail" || s["verdict"] == "warn")
@@ -407,7 +386,10 @@ fn python_client_through_the_client_role_suite() {
         "client-trunc-stream-no-fin",
         "client-frames-reordered",
     ];
-    let shim = python_shim(" --break identity-unchecked --break missing-fin-ignored");
+    let shim = python_shim(
+        python,
+        " --break identity-unchecked --break missing-fin-ignored",
+    );
     let (code, report) = client_suite(&shim, &only);
     let verdict = |id: &str| {
         scenarios(&report)
@@ -434,10 +416,10 @@ fn mitm(upstream: &Running, extra: &[&str]) -> Running {
 
 #[test]
 fn harness_relay_between_python_client_and_python_server() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
-    let server = python_server(&[]);
+    };
+    let server = python_server(python, &[]);
 
     // Passive: both ends are Python, the harness only watches the bytes.
     let mut relay = mitm(
@@ -454,7 +436,7 @@ fn harness_relay_between_python_client_and_python_server() {
     let mut args = call_args(&server, "/agents/interop-agent/run");
     args[2] = relay.field("url");
     let out = run({
-        let mut cmd = peer();
+        let mut cmd = peer(python);
         cmd.args(&args)
             .args(["--data", r#"{"prompt":"interop-canary-prompt"}"#]);
         cmd
@@ -477,7 +459,7 @@ fn harness_relay_between_python_client_and_python_server() {
         let mut args = call_args(&server, path);
         args[2] = relay.field("url");
         let out = run({
-            let mut cmd = peer();
+            let mut cmd = peer(python);
             cmd.args(&args);
             if stream {
                 cmd.args(["--data", r#"{"events":3}"#, "--stream"]);
@@ -491,18 +473,6 @@ fn harness_relay_between_python_client_and_python_server() {
             describe(&out)
         );
     }
-}
-
-/// Whether the built harness has a subcommand (some land later than others).
-fn harness_has(subcommand: &str) -> bool {
-    let out = run({
-        let mut cmd = harness();
-        cmd.arg("--help");
-        cmd
-    });
-    text(&out.stdout)
-        .lines()
-        .any(|line| line.split_whitespace().next() == Some(subcommand))
 }
 
 /// Runs `osc-harness fuzz` against a Python server; the process output
@@ -534,14 +504,10 @@ fn fuzz_python(server: &Running, dir: &Path, extra: &[&str]) -> (Output, Value) 
 
 #[test]
 fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
-    if !harness_has("fuzz") {
-        eprintln!("skipping: this build of osc-harness has no fuzz subcommand");
-        return;
-    }
-    let server = python_server(&[]);
+    };
+    let server = python_server(python, &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, summary) = fuzz_python(
         &server,
@@ -567,9 +533,9 @@ fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
 
 #[test]
 fn a_timed_fuzz_checks_expiry_on_the_python_server() {
-    if !python_ready() {
+    let Some(python) = interop_python() else {
         return;
-    }
+    };
     // Sessions live 8 s, beyond --expiry-wait 2 but within the run's time
     // left; the budget keeps the sessions per lifetime under its store of
     // 256, so the session kept aside is still there just before expiry.
@@ -586,11 +552,11 @@ fn a_timed_fuzz_checks_expiry_on_the_python_server() {
         "3",
     ];
     let honest = std::thread::spawn(move || {
-        let server = python_server(&["--session-ttl", "8"]);
+        let server = python_server(python, &["--session-ttl", "8"]);
         let dir = tempfile::tempdir().expect("tempdir");
         fuzz_python(&server, dir.path(), &TIMED).1
     });
-    let server = python_server(&["--session-ttl", "8", "--break", "no-expiry"]);
+    let server = python_server(python, &["--session-ttl", "8", "--break", "no-expiry"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, broken) = fuzz_python(&server, dir.path(), &TIMED);
     let signatures: Vec<&str> = broken["findings"]
