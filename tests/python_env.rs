@@ -117,7 +117,7 @@ fn a_failing_pip_step_says_how_to_reproduce_it() {
         ..
     } = &err
     else {
-        panic!("{err:?}");
+        panic!("{err}");
     };
     assert_eq!(*step, "installing the requirements with pip", "{err}");
     assert!(output.contains("Invalid requirement"), "{err}");
@@ -151,7 +151,7 @@ fn an_environment_is_built_once_reused_and_rebuilt_on_change() {
         .map(|_| {
             let (env, requirements) = (env.clone(), requirements.clone());
             std::thread::spawn(move || {
-                PythonEnv::ensure(python, &env, &requirements).expect("builds")
+                PythonEnv::ensure(python, &env, &requirements).unwrap_or_else(|e| panic!("{e}"))
             })
         })
         .collect();
@@ -164,7 +164,7 @@ fn an_environment_is_built_once_reused_and_rebuilt_on_change() {
 
     let stamp = env.join("osc-harness-stamp");
     let built_at = std::fs::metadata(&stamp).and_then(|m| m.modified());
-    let again = PythonEnv::ensure(python, &env, &requirements).expect("reuses");
+    let again = PythonEnv::ensure(python, &env, &requirements).unwrap_or_else(|e| panic!("{e}"));
     assert!(again.reused);
     assert!(again.python.starts_with(&env), "{again:?}");
     assert_eq!(
@@ -173,7 +173,7 @@ fn an_environment_is_built_once_reused_and_rebuilt_on_change() {
     );
 
     std::fs::write(&requirements, "# changed\n").expect("write");
-    let changed = PythonEnv::ensure(python, &env, &requirements).expect("rebuilds");
+    let changed = PythonEnv::ensure(python, &env, &requirements).unwrap_or_else(|e| panic!("{e}"));
     assert!(!changed.reused, "a changed requirements file rebuilds");
     let stamped = std::fs::read_to_string(&stamp).expect("stamp");
     assert!(stamped.ends_with("requirements:\n# changed\n"), "{stamped}");
