@@ -374,6 +374,7 @@ pub async fn run_suite(
         .collect();
     RunReport {
         target: cfg.target_label.clone(),
+        insecure: cfg.target.net().settings().trust.insecure,
         duration_ms: if cfg.stable {
             0
         } else {

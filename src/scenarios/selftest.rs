@@ -180,6 +180,7 @@ pub async fn run_one(bug: Option<Bug>, scenarios: &[Scenario], registry: &Regist
 fn empty_report() -> RunReport {
     RunReport {
         target: "self".into(),
+        insecure: false,
         duration_ms: 0,
         scenarios: Vec::new(),
         not_exercised: Vec::new(),
