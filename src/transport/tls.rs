@@ -188,6 +188,9 @@ pub fn describe_handshake_error(host: &str, e: &std::io::Error) -> String {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 "certificate not valid yet".to_string()
             }
+            CertificateError::BadSignature => "certificate not trusted: not signed by a trusted \
+                 CA of that name (bad signature; check --ca-cert)"
+                .to_string(),
             other => format!("certificate refused: {other:?}"),
         },
         Error::AlertReceived(AlertDescription::NoApplicationProtocol) => {
@@ -260,9 +263,14 @@ impl SelfSigned {
         let gen = |e: rcgen::Error| TlsConfigError::Generate(e.to_string());
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(gen)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // A name of its own, so another generated CA is a different issuer
+        // rather than a same-named one whose signature fails.
+        let tag = hex::encode(crate::rng::RandomSource::bytes::<4>(
+            &mut crate::rng::SystemRandom,
+        ));
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "osc-harness loopback CA");
+            .push(DnType::CommonName, format!("osc-harness loopback CA {tag}"));
         ca_params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
