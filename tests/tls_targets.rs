@@ -324,3 +324,28 @@ async fn proxy_flag_and_https_proxy_tunnel_through_connect() {
         "NO_PROXY was ignored"
     );
 }
+
+#[test]
+fn via_relay_skips_the_loopback_scenario_with_its_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve_tls(dir.path(), "ca.pem", &[]);
+    let mut cmd = command("test", &server, Some(&dir.path().join("ca.pem")));
+    cmd.args([
+        "--via-relay",
+        "--trusts-loopback",
+        "--handshake-budget",
+        "none",
+    ])
+    .args(["--only", "gate-loopback-plaintext", "--format", "json"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let scenario = &doc["scenarios"][0];
+    assert_eq!(scenario["verdict"], "skip", "{doc:#}");
+    assert!(
+        scenario["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("--via-relay")),
+        "{doc:#}"
+    );
+}

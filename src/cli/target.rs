@@ -123,10 +123,22 @@ pub struct TargetArgs {
     /// for a URL].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// The target is an agent reached through a relay that stamps
+    /// `X-Osaurus-Relay-Origin` itself (the `relayBaseURL` of a pairing
+    /// invite): scenarios about unmarked loopback callers (GATE-2) are
+    /// skipped, and the handshake budget is the relay origin's bucket
+    /// (5 per 60 s).
+    #[arg(long)]
+    pub via_relay: bool,
     /// TLS, HTTP version and proxy.
     #[command(flatten)]
     pub net: NetArgs,
 }
+
+/// The handshake limit an agent applies to requests through its relay: one
+/// bucket of 5 per 60 s per relay origin (per the first `X-Forwarded-For`
+/// hop in newer agents; all relayed callers share one in older ones).
+pub const RELAY_HANDSHAKE_BUCKET: (u32, u64) = (5, 60);
 
 /// What a command assumes where a target flag is absent.
 #[derive(Debug, Clone, Copy)]
@@ -180,6 +192,8 @@ pub struct ResolvedTarget {
     pub timeout: Duration,
     /// The in-process reference server behind `--target self`.
     pub server: Option<RunningServer>,
+    /// `--via-relay`: the target is reached through a relay.
+    pub via_relay: bool,
 }
 
 impl ResolvedTarget {
@@ -269,6 +283,7 @@ impl TargetArgs {
                     .unwrap_or(policy.relay != RelayDefault::Off),
                 timeout,
                 server: Some(server),
+                via_relay: self.via_relay,
             });
         }
         let target = Target::parse(name)?;
@@ -294,6 +309,7 @@ impl TargetArgs {
             relay_origin: self.relay_origin.unwrap_or(relay_default),
             timeout: self.timeout_or(policy.url_timeout_secs),
             server: None,
+            via_relay: self.via_relay,
         })
     }
 

@@ -80,6 +80,7 @@ pub fn self_config(server: &RunningServer, stable: bool) -> Result<RunConfig, St
         concurrency: 8,
         stable,
         loopback_trusted: true,
+        via_relay: false,
         pool: Default::default(),
     })
 }
