@@ -48,6 +48,7 @@ fn result(
 fn fixed() -> RunReport {
     RunReport {
         target: "self".into(),
+        insecure: false,
         duration_ms: 0,
         scenarios: vec![
             result("replay-window", "replay", "MUST", Verdict::Pass, None),

@@ -106,6 +106,7 @@ fn result(id: &str, verdict: Verdict) -> ScenarioResult {
 fn report(results: Vec<ScenarioResult>) -> RunReport {
     RunReport {
         target: "self".into(),
+        insecure: false,
         duration_ms: 0,
         scenarios: results,
         not_exercised: Vec::new(),

@@ -3,6 +3,7 @@
 
   osc_peer.py serve [--port 0] [--agent-key-hex HEX] [--access-key KEY]
                     [--session-ttl SECS] [--trust-loopback true|false] [--break NAME]...
+                    [--tls-cert PEM --tls-key PEM]
   osc_peer.py call --target URL --agent-address 0x… [--access-key KEY]
                    [--method M] [--path P] [--data TEXT] [--stream] [--relay-origin]
                    [--mode buffered|stream] [--max-secs S] [--break NAME]
@@ -50,8 +51,32 @@ def cmd_serve(args) -> int:
     )
     server = osc_server.serve(cfg, args.host, args.port)
     host, port = server.server_address[:2]
+    scheme = "http"
+    if args.tls_cert:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        # The handshake runs in the handler thread on first read, so a slow
+        # client cannot hold up accept().
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+        plain_shutdown = server.shutdown_request
+
+        def shutdown_request(request):
+            # A close-delimited body ends with TLS close_notify, so the
+            # client can tell the end from a cut connection.
+            try:
+                request.unwrap()
+            except (OSError, ValueError):
+                pass
+            plain_shutdown(request)
+
+        server.shutdown_request = shutdown_request
+        scheme = "https"
     print(json.dumps({
-        "url": f"http://{host}:{port}",
+        "url": f"{scheme}://{host}:{port}",
         "agentAddress": cfg.address,
         "agentId": cfg.agent_id,
         "accessKey": cfg.access_key,
@@ -164,6 +189,8 @@ def main(argv=None) -> int:
     s.add_argument("--session-ttl", type=int, default=3600)
     s.add_argument("--trust-loopback", choices=["true", "false"], default="true")
     s.add_argument("--break", dest="breaks", action="append", default=[])
+    s.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain")
+    s.add_argument("--tls-key", help="the PEM private key of --tls-cert")
 
     k = sub.add_parser("call")
     k.add_argument("--target", required=True)

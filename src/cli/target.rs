@@ -2,6 +2,7 @@
 //! shares (`call`, `bench`, `test`, `fuzz`, `replay`), and the one function
 //! that turns them into something to connect to.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
@@ -10,7 +11,77 @@ use thiserror::Error;
 
 use crate::protocol::identity::Address;
 use crate::server::{self, RunningServer, ServerConfig, ServerError};
-use crate::transport::{Target, TransportError};
+use crate::transport::tls::TrustSettings;
+use crate::transport::{
+    HttpVersion, Net, NetSettings, ProxyAddr, ProxyChoice, Target, TransportError,
+};
+
+/// How connections are made: certificate trust, HTTP version and proxy.
+/// Shared by every command that reaches a server (and by `mitm` for its
+/// upstream).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NetArgs {
+    /// A PEM file of CA certificates to trust for an https:// target, on
+    /// top of the platform's roots; repeatable.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Do not verify the https:// target's certificate (name, issuer,
+    /// dates). Never the default: a warning goes to stderr and every
+    /// report records it.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Speak HTTP/1.1 only (no ALPN h2).
+    #[arg(long, conflicts_with = "http2")]
+    pub http1: bool,
+    /// Speak HTTP/2 only: ALPN h2 over TLS, prior knowledge over http://.
+    /// Raw-byte attacks (HTTP framing, length lies, cut streams) need
+    /// HTTP/1.1 and are reported as not run.
+    #[arg(long)]
+    pub http2: bool,
+    /// Tunnel connections through this HTTP proxy with CONNECT
+    /// (http://host:port) [default: HTTPS_PROXY for https:// targets,
+    /// minus the hosts in NO_PROXY]; `none` connects directly.
+    #[arg(long, value_name = "URL|none")]
+    pub proxy: Option<String>,
+}
+
+impl NetArgs {
+    /// The connection settings, with TLS configurations checked now so a
+    /// bad `--ca-cert` is a usage error; warns on stderr for `--insecure`.
+    pub fn net(&self) -> Result<Net, TargetError> {
+        let proxy = match self.proxy.as_deref() {
+            None => ProxyChoice::FromEnv,
+            Some("none") => ProxyChoice::Direct,
+            Some(url) => ProxyChoice::Url(ProxyAddr::parse(url).map_err(TargetError::BadProxy)?),
+        };
+        let http = if self.http1 {
+            HttpVersion::Http1
+        } else if self.http2 {
+            HttpVersion::Http2
+        } else {
+            HttpVersion::Auto
+        };
+        let net = Net::new(NetSettings {
+            trust: TrustSettings {
+                ca_certs: self.ca_certs.clone(),
+                insecure: self.insecure,
+            },
+            http,
+            proxy,
+        });
+        if !self.ca_certs.is_empty() || self.insecure {
+            net.check()
+                .map_err(|e| TargetError::BadTls(e.to_string()))?;
+        }
+        if self.insecure {
+            eprintln!(
+                "warning: --insecure: the target's TLS certificate is not verified; \
+                 anyone on the path can read and change the traffic"
+            );
+        }
+        Ok(net)
+    }
+}
 
 /// The target flags. Every command that reaches a server flattens this
 /// struct, so the names and help are the same everywhere; what a command
@@ -52,7 +123,22 @@ pub struct TargetArgs {
     /// for a URL].
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// The target is an agent reached through a relay that stamps
+    /// `X-Osaurus-Relay-Origin` itself (the `relayBaseURL` of a pairing
+    /// invite): scenarios about unmarked loopback callers (GATE-2) are
+    /// skipped, and the handshake budget is the relay origin's bucket
+    /// (5 per 60 s).
+    #[arg(long)]
+    pub via_relay: bool,
+    /// TLS, HTTP version and proxy.
+    #[command(flatten)]
+    pub net: NetArgs,
 }
+
+/// The handshake limit an agent applies to requests through its relay: one
+/// bucket of 5 per 60 s per relay origin (per the first `X-Forwarded-For`
+/// hop in newer agents; all relayed callers share one in older ones).
+pub const RELAY_HANDSHAKE_BUCKET: (u32, u64) = (5, 60);
 
 /// What a command assumes where a target flag is absent.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +192,8 @@ pub struct ResolvedTarget {
     pub timeout: Duration,
     /// The in-process reference server behind `--target self`.
     pub server: Option<RunningServer>,
+    /// `--via-relay`: the target is reached through a relay.
+    pub via_relay: bool,
 }
 
 impl ResolvedTarget {
@@ -146,6 +234,12 @@ pub enum TargetError {
     /// A URL without `--access-key` where the command needs one.
     #[error("--access-key is required with a URL target")]
     MissingKey,
+    /// `--ca-cert` cannot be used.
+    #[error("--ca-cert: {0}")]
+    BadTls(String),
+    /// `--proxy` is not a usable proxy URL.
+    #[error("--proxy: {0}")]
+    BadProxy(String),
     /// `--target` is not a usable URL.
     #[error("--target: {0}")]
     BadUrl(#[from] TransportError),
@@ -175,10 +269,11 @@ impl TargetArgs {
             if !policy.allows_self {
                 return Err(TargetError::SelfNotAllowed);
             }
+            let net = self.net.net()?;
             let timeout = self.timeout_or(policy.self_timeout_secs);
             let server = server::spawn(self_config(timeout)).await?;
             return Ok(ResolvedTarget {
-                target: Target::parse(&server.url)?,
+                target: Target::parse(&server.url)?.with_net(net),
                 label: "self".into(),
                 address: server.agent_address,
                 access_key: Some(server.access_key.clone()),
@@ -188,6 +283,7 @@ impl TargetArgs {
                     .unwrap_or(policy.relay != RelayDefault::Off),
                 timeout,
                 server: Some(server),
+                via_relay: self.via_relay,
             });
         }
         let target = Target::parse(name)?;
@@ -203,6 +299,7 @@ impl TargetArgs {
             return Err(TargetError::MissingKey);
         }
         let relay_default = policy.relay == RelayDefault::OnForLoopback && is_loopback(&target);
+        let target = target.with_net(self.net.net()?);
         Ok(ResolvedTarget {
             target,
             label: name.to_owned(),
@@ -212,6 +309,7 @@ impl TargetArgs {
             relay_origin: self.relay_origin.unwrap_or(relay_default),
             timeout: self.timeout_or(policy.url_timeout_secs),
             server: None,
+            via_relay: self.via_relay,
         })
     }
 

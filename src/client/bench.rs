@@ -103,11 +103,26 @@ pub fn run(args: BenchArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Err(BenchError::Unreachable(e)) => {
+            eprintln!("error: the target is unreachable: {e}");
+            ExitCode::from(3)
+        }
+        Err(BenchError::Other(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
     }
+}
+
+/// Why a bench did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// No connection could be made (TCP, proxy or TLS): exit 3.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Other(String),
 }
 
 /// Where the bench points and with what credentials.
@@ -129,6 +144,7 @@ enum Workload {
     Handshake,
     Buffered(usize),
     Stream,
+    Connect,
 }
 
 impl Workload {
@@ -139,6 +155,7 @@ impl Workload {
             Workload::Buffered(1024) => "buffered calls, 1 KiB",
             Workload::Buffered(_) => "buffered calls, 64 KiB",
             Workload::Stream => "streamed calls",
+            Workload::Connect => "TCP + TLS connections",
         }
     }
 }
@@ -170,19 +187,31 @@ impl WorkerStats {
 }
 
 /// Runs the whole bench and returns the JSON summary.
-pub async fn bench(args: BenchArgs) -> Result<Value, String> {
-    let (setup, _server) = resolve(&args).await?;
+pub async fn bench(args: BenchArgs) -> Result<Value, BenchError> {
+    let (setup, _server) = resolve(&args).await.map_err(BenchError::Other)?;
+    // One connection first: a target that cannot be reached at all (TLS
+    // refused, nothing listening) is an error, not a page of zero rates.
+    if let Err(e) = transport::connect_only(&setup.target, &setup.limits).await {
+        if e.is_connection_failure() {
+            return Err(BenchError::Unreachable(e.to_string()));
+        }
+    }
     let concurrency = args
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
         .max(1);
-    let workloads = [
+    let mut workloads = vec![
         ("plaintextHealth", Workload::Health),
         ("handshakes", Workload::Handshake),
         ("buffered1KiB", Workload::Buffered(1024)),
         ("buffered64KiB", Workload::Buffered(64 * 1024)),
         ("stream", Workload::Stream),
     ];
+    if setup.target.is_https() {
+        // What TLS alone costs per connection, apart from the channel: the
+        // other phases each pay it once per request.
+        workloads.push(("tlsConnect", Workload::Connect));
+    }
     let slice = args.duration / ROUNDS;
     let progress = ProgressBar::new((args.duration.as_millis() * workloads.len() as u128) as u64);
     progress.set_style(
@@ -240,6 +269,8 @@ pub async fn bench(args: BenchArgs) -> Result<Value, String> {
     let http_handshakes = phases["handshakes"]["opsPerSec"].as_f64().unwrap_or(0.0);
     Ok(json!({
         "target": setup.target.url(),
+        "tls": setup.target.is_https(),
+        "insecure": setup.target.net().settings().trust.insecure,
         "agentAddress": setup.pinned.to_checksum(),
         "concurrency": concurrency,
         "phaseSeconds": args.duration.as_secs_f64(),
@@ -365,6 +396,10 @@ async fn worker(
                         }
                     })
             }
+            Workload::Connect => transport::connect_only(&setup.target, &setup.limits)
+                .await
+                .map(|_| 0)
+                .map_err(|e| e.to_string()),
             Workload::Handshake => channel
                 .handshake()
                 .await

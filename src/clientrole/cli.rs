@@ -108,6 +108,7 @@ pub fn run(args: TestClientArgs) -> ExitCode {
     let scenarios = rt.block_on(run_all(&chosen, &command, timeout, args.concurrency));
     let mut report = RunReport {
         target: format!("client: {command}"),
+        insecure: false,
         duration_ms: started.elapsed().as_millis() as u64,
         scenarios,
         not_exercised: Vec::new(),

@@ -104,6 +104,8 @@ pub struct Resolved {
     pub info: TargetInfo,
     /// The reference server for `--target self`.
     pub server: Option<RunningServer>,
+    /// `--via-relay`: the target is reached through a relay.
+    pub via_relay: bool,
 }
 
 /// Session TTL of the fuzzer's own server: long, so sessions last a run.
@@ -154,6 +156,7 @@ pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
         max_body_bytes: 4 * 1024 * 1024,
     };
     Ok(Resolved {
+        via_relay: resolved.via_relay,
         info: TargetInfo {
             agent_id: resolved.agent_id_or_address(),
             access_key: resolved.access_key.clone().unwrap_or_default(),
@@ -219,6 +222,12 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
             }
         },
         None if is_self => None,
+        // One under the relay origin's bucket, as for a direct URL: the
+        // spare keeps liveness probes and replays of findings possible.
+        None if resolved.via_relay => Some((
+            crate::cli::target::RELAY_HANDSHAKE_BUCKET.0 - 1,
+            crate::cli::target::RELAY_HANDSHAKE_BUCKET.1,
+        )),
         None => Some(URL_HANDSHAKE_BUDGET),
     };
     if duration.is_none() && args.max_execs.is_none() && args.measure.is_none() {

@@ -272,6 +272,8 @@ impl Reply {
     fn from_error(e: TransportError) -> Reply {
         match e {
             TransportError::Timeout { .. } => Reply::Timeout(e.to_string()),
+            // The raw bytes never left: nothing to judge.
+            TransportError::NeedsHttp1 { .. } => Reply::Skipped(e.to_string()),
             other => Reply::Dropped(other.to_string()),
         }
     }

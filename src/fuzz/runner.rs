@@ -55,6 +55,9 @@ pub struct FuzzConfig {
 pub struct Summary {
     /// The target label.
     pub target: String,
+    /// Set when the target's TLS certificate was not verified (`--insecure`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     /// The seed.
     pub seed: u64,
     /// Executions (cases) run.
@@ -813,6 +816,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     update_counts(&findings);
     Summary {
         target: ctx.cfg.info.label.clone(),
+        insecure: ctx.cfg.info.target.net().settings().trust.insecure,
         seed: ctx.cfg.seed,
         execs,
         elapsed_secs: elapsed,

@@ -12,6 +12,8 @@ pub const JSON_SCHEMA_ID: &str = "osc-harness/test-report/v1";
 struct Document<'a> {
     schema: &'static str,
     target: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure: bool,
     duration_ms: u64,
     summary: Counts,
     not_exercised: &'a [String],
@@ -24,6 +26,7 @@ pub fn render_json(report: &RunReport) -> String {
     let doc = Document {
         schema: JSON_SCHEMA_ID,
         target: &report.target,
+        insecure: report.insecure,
         duration_ms: report.duration_ms,
         summary: report.counts(),
         not_exercised: &report.not_exercised,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::{transcript_lines, RunReport, Verdict};
 
@@ -20,6 +20,9 @@ pub fn render_junit(report: &RunReport) -> String {
     }
     for category in categories {
         let mut suite = TestSuite::new(category);
+        if report.insecure {
+            suite.add_property(Property::new("insecure", "true"));
+        }
         for s in report.scenarios.iter().filter(|s| s.category == category) {
             let status = match s.verdict {
                 Verdict::Fail if !s.known => {

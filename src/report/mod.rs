@@ -113,6 +113,9 @@ pub struct ScenarioResult {
 pub struct RunReport {
     /// The target URL (or `self`).
     pub target: String,
+    /// Set when the target's TLS certificate was not verified (`--insecure`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
     /// Milliseconds the run took (0 in snapshot mode).
     pub duration_ms: u64,
     /// Every scenario, in suite order.

@@ -65,6 +65,12 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
         "osc-harness conformance suite against {}",
         report.target
     );
+    if report.insecure {
+        let _ = writeln!(
+            out,
+            "warning: --insecure: the target's TLS certificate was not verified"
+        );
+    }
     let mut categories: Vec<&str> = Vec::new();
     for s in &report.scenarios {
         if !categories.contains(&s.category.as_str()) {

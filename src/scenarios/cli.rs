@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::target::{RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy};
+use crate::cli::target::{
+    RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy, RELAY_HANDSHAKE_BUCKET,
+};
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
@@ -350,10 +352,17 @@ fn url_config(args: &TestArgs, resolved: &ResolvedTarget) -> RunConfig {
         relay_origin: resolved.relay_origin,
         max_sessions: args.max_sessions,
         limits: Limits::default(),
-        pacer: Pacer::new(Some((5, 60))),
+        // Upstream's handshake limit; through a relay, the relay origin's
+        // bucket of the same size.
+        pacer: Pacer::new(Some(if resolved.via_relay {
+            RELAY_HANDSHAKE_BUCKET
+        } else {
+            (5, 60)
+        })),
         concurrency: args.concurrency,
         stable: args.stable,
         loopback_trusted: args.trusts_loopback,
+        via_relay: resolved.via_relay,
         pool: Default::default(),
     }
 }

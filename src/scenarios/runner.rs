@@ -103,6 +103,9 @@ pub struct RunConfig {
     pub stable: bool,
     /// The target trusts the harness as loopback when the marker is absent.
     pub loopback_trusted: bool,
+    /// The target is reached through a relay that marks every request as
+    /// remote (`--via-relay`): no caller can be loopback.
+    pub via_relay: bool,
     /// The session scenarios share when handshakes are budgeted.
     pub pool: std::sync::Mutex<Option<SharedSession>>,
 }
@@ -222,6 +225,9 @@ fn unmet(cfg: &RunConfig, s: &Scenario) -> Option<String> {
             }
             Need::SessionBound if cfg.max_sessions.is_none() => {
                 Some("the target's session bound is unknown (give --max-sessions)")
+            }
+            Need::LoopbackTrusted if cfg.via_relay => {
+                Some("the target is reached through a relay that marks every request as remote (--via-relay), so no caller is loopback")
             }
             Need::LoopbackTrusted if !cfg.loopback_trusted => {
                 Some("the target is not known to trust the harness as a loopback caller (give --trusts-loopback)")
@@ -374,6 +380,7 @@ pub async fn run_suite(
         .collect();
     RunReport {
         target: cfg.target_label.clone(),
+        insecure: cfg.target.net().settings().trust.insecure,
         duration_ms: if cfg.stable {
             0
         } else {

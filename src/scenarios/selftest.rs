@@ -80,6 +80,7 @@ pub fn self_config(server: &RunningServer, stable: bool) -> Result<RunConfig, St
         concurrency: 8,
         stable,
         loopback_trusted: true,
+        via_relay: false,
         pool: Default::default(),
     })
 }
@@ -180,6 +181,7 @@ pub async fn run_one(bug: Option<Bug>, scenarios: &[Scenario], registry: &Regist
 fn empty_report() -> RunReport {
     RunReport {
         target: "self".into(),
+        insecure: false,
         duration_ms: 0,
         scenarios: Vec::new(),
         not_exercised: Vec::new(),

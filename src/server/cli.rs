@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::protocol::identity::AgentIdentity;
+use crate::transport::tls;
 
 use super::{parse_duration_secs, parse_rate, spawn, Bug, ServerConfig};
 
@@ -53,6 +54,30 @@ pub struct ServeArgs {
     /// How long a request body may take to arrive: seconds, or 90s, 5m.
     #[arg(long, value_name = "DURATION", default_value = "10", value_parser = parse_duration_secs)]
     pub body_timeout: i64,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a fresh CA and a certificate it signed for
+    /// localhost, 127.0.0.1 and ::1; the CA goes to --tls-ca-out and its
+    /// path into the ready line as `caCert`.
+    #[arg(long)]
+    pub tls_self_signed: bool,
+    /// Where --tls-self-signed writes the CA certificate [default: a file
+    /// named after the process id in the temporary directory].
+    #[arg(long, value_name = "FILE", requires = "tls_self_signed")]
+    pub tls_ca_out: Option<PathBuf>,
+    /// Speak HTTP/2 only: ALPN h2 alone over TLS, prior knowledge (h2c)
+    /// over plain TCP. Otherwise TLS offers h2 and http/1.1.
+    #[arg(long)]
+    pub http2_only: bool,
     /// Print every --bug name with the requirement it breaks, then exit.
     #[arg(long)]
     pub list_bugs: bool,
@@ -116,6 +141,31 @@ pub fn run(args: ServeArgs) -> ExitCode {
 fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {
     let mut config = ServerConfig::generated();
     config.listen = args.listen;
+    config.http2_only = args.http2_only;
+    let alpn: &[&[u8]] = if args.http2_only {
+        &[tls::ALPN_H2]
+    } else {
+        &[tls::ALPN_H2, tls::ALPN_HTTP1]
+    };
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(
+            tls::ServerTls::from_pem_files(cert, key, alpn)
+                .map_err(|e| format!("--tls-cert: {e}"))?,
+        );
+    }
+    if args.tls_self_signed {
+        let pair = tls::SelfSigned::generate(&[]).map_err(|e| format!("--tls-self-signed: {e}"))?;
+        let path = args.tls_ca_out.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("osc-harness-ca-{}.pem", std::process::id()))
+        });
+        std::fs::write(&path, &pair.ca_pem)
+            .map_err(|e| format!("--tls-ca-out {}: {e}", path.display()))?;
+        config.tls = Some(
+            pair.server_tls(alpn)
+                .map_err(|e| format!("--tls-self-signed: {e}"))?,
+        );
+        config.tls_ca_file = Some(path);
+    }
     if let Some(hex) = &args.agent_key_hex {
         config.identity =
             AgentIdentity::from_hex(hex).map_err(|e| format!("--agent-key-hex: {e}"))?;

@@ -49,6 +49,14 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// How long a request head may take to arrive.
     pub header_read_timeout: Duration,
+    /// TLS for the listener (`serve --tls-cert/--tls-key` or
+    /// `--tls-self-signed`); `None` is plain HTTP.
+    pub tls: Option<crate::transport::tls::ServerTls>,
+    /// The CA file clients should trust, for the ready line (`caCert`).
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Speak HTTP/2 only: ALPN `h2` alone over TLS, prior knowledge over
+    /// plain TCP.
+    pub http2_only: bool,
 }
 
 impl ServerConfig {
@@ -70,6 +78,9 @@ impl ServerConfig {
             bugs: BTreeSet::new(),
             body_read_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            tls: None,
+            tls_ca_file: None,
+            http2_only: false,
         }
     }
 }

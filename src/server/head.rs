@@ -10,9 +10,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::transport::Stream as TcpStream;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// The exact 431 response (LIM-1).
 const TOO_LARGE: &str = r#"{"error":{"message":"Request header fields too large","type":"request_header_fields_too_large"}}"#;

@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::transport::Stream;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -138,9 +140,49 @@ pub async fn accept_loop(
     conns.shutdown().await;
 }
 
-/// One connection, one request: the head checks, then hyper.
-async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// One connection: TLS if configured, then HTTP/2 when ALPN (or
+/// `http2_only`) says so, else one HTTP/1.1 request after the head checks.
+async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let header_timeout = shared.config.header_read_timeout;
+    let http2_only = shared.config.http2_only;
+    let stream = match &shared.config.tls {
+        None => Stream::Plain(tcp),
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+            match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(s))),
+                Ok(Err(e)) => {
+                    tracing::debug!("TLS handshake with {peer} failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake with {peer} timed out");
+                    return;
+                }
+            }
+        }
+    };
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move {
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let resp = handle(shared, peer, req).await;
+            tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), "request");
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let h2 = stream.is_h2() || (!stream.is_tls() && http2_only);
+    if h2 {
+        let result = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .max_header_list_size((MAX_HEADER_BYTES + 64 * 1024) as u32)
+            .serve_connection(TokioIo::new(stream), svc)
+            .await;
+        if let Err(e) = result {
+            tracing::debug!("HTTP/2 connection from {peer}: {e}");
+        }
+        return;
+    }
     let io = match head::inspect(
         stream,
         MAX_HEADER_FIELDS,
@@ -159,15 +201,6 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
         }
         head::Head::Drop => return,
     };
-    let svc = service_fn(move |req| {
-        let shared = shared.clone();
-        async move {
-            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-            let resp = handle(shared, peer, req).await;
-            tracing::debug!(%peer, %method, path, status = resp.status().as_u16(), "request");
-            Ok::<_, Infallible>(resp)
-        }
-    });
     let result = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)

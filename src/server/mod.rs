@@ -66,8 +66,11 @@ pub enum ServerError {
 
 /// A server running in this process. Dropping it stops the server.
 pub struct RunningServer {
-    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    /// Base URL, e.g. `http://127.0.0.1:41234` (`https://` with TLS).
     pub url: String,
+    /// The CA file clients should trust, when the listener has TLS and
+    /// one was written.
+    pub ca_cert: Option<std::path::PathBuf>,
     /// The socket address bound.
     pub local_addr: SocketAddr,
     /// The agent's address (what clients pin).
@@ -91,9 +94,10 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// The JSON ready line `serve` prints: url, agentAddress, agentId,
-    /// accessKey, sessionTtl, bugs, scopedKey, scopedAgentId.
+    /// accessKey, sessionTtl, bugs, scopedKey, scopedAgentId, and caCert
+    /// when there is one.
     pub fn ready_line(&self) -> String {
-        serde_json::json!({
+        let mut line = serde_json::json!({
             "url": self.url,
             "agentAddress": self.agent_address.to_checksum(),
             "agentId": self.agent_id,
@@ -102,8 +106,11 @@ impl RunningServer {
             "bugs": self.bugs.iter().map(|b| b.name()).collect::<Vec<_>>(),
             "scopedKey": self.scoped_key,
             "scopedAgentId": self.scoped_agent_id,
-        })
-        .to_string()
+        });
+        if let Some(ca) = &self.ca_cert {
+            line["caCert"] = serde_json::Value::String(ca.display().to_string());
+        }
+        line.to_string()
     }
 
     /// How many sessions the store holds now (for diagnostics; tests of
@@ -157,6 +164,12 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
         generate_identity(),
         SystemRandom.bytes::<32>(),
     );
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let ca_cert = config.tls_ca_file.clone();
     let running_fields = (
         config.identity.address(),
         config.agent_id.clone(),
@@ -171,9 +184,10 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let task = tokio::spawn(http::accept_loop(listener, shared.clone(), stop_rx));
     let (agent_address, agent_id, access_key, scoped_key, scoped_agent_id, session_ttl_secs, bugs) =
         running_fields;
-    tracing::info!("reference server listening on http://{shown}");
+    tracing::info!("reference server listening on {scheme}://{shown}");
     Ok(RunningServer {
-        url: format!("http://{shown}"),
+        url: format!("{scheme}://{shown}"),
+        ca_cert,
         local_addr,
         agent_address,
         agent_id,

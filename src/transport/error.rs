@@ -22,6 +22,23 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake failed (untrusted, wrong name, expired, …).
+    #[error("TLS with {url} failed: {reason}")]
+    Tls {
+        /// The URL being reached.
+        url: String,
+        /// One line saying why.
+        reason: String,
+    },
+    /// Raw HTTP/1.1 bytes were to be sent to a target that speaks only
+    /// HTTP/2 (or was told to with `--http2`).
+    #[error("{url} cannot be sent raw HTTP/1.1 bytes: {reason}")]
+    NeedsHttp1 {
+        /// The URL being reached.
+        url: String,
+        /// Why HTTP/1.1 is not available.
+        reason: String,
+    },
     /// A time limit ran out.
     #[error("{url} went quiet: no progress within {after:?} while {during}")]
     Timeout {
@@ -63,4 +80,14 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl TransportError {
+    /// Whether the failure is about reaching the target at all (TCP, proxy,
+    /// TLS) rather than what it answered: commands treat these as an
+    /// unreachable target.
+    pub fn is_connection_failure(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::Tls { .. })
+            || matches!(self, Self::Timeout { during, .. } if during.starts_with("connecting") || *during == "the TLS handshake")
+    }
 }

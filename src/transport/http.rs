@@ -1,16 +1,19 @@
-//! Buffered and streamed requests over hyper's http1 client.
+//! Buffered and streamed requests over hyper's HTTP/1.1 or HTTP/2 client.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{find_header, Limits, OuterRequest, OuterResponse, Target, TransportError};
+use super::target::Purpose;
+use super::{
+    find_header, HttpVersion, Limits, OuterRequest, OuterResponse, Target, TransportError,
+};
 
 /// Aborts the task driving the connection when the response is done with,
 /// so a peer that keeps the socket open cannot keep a task alive.
@@ -174,16 +177,26 @@ async fn open(
         detail,
     };
 
+    let stream = target
+        .connect(limits.connect_timeout, Purpose::Http)
+        .await?;
+    // HTTP/2 when TLS agreed on it, or by prior knowledge when forced on
+    // plain TCP.
+    let h2 =
+        stream.is_h2() || (!stream.is_tls() && target.net().settings().http == HttpVersion::Http2);
+    // HTTP/2 carries the scheme and authority as pseudo-headers, which
+    // hyper takes from an absolute URI.
+    let uri = if h2 { url.clone() } else { path.clone() };
     let mut builder = hyper::Request::builder()
         .method(request.method.as_bytes())
-        .uri(path.as_str());
+        .uri(uri.as_str());
     let has = |name: &str| {
         request
             .headers
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case(name))
     };
-    if !has("host") {
+    if !has("host") && !h2 {
         builder = builder.header("host", target.authority());
     }
     for (k, v) in &request.headers {
@@ -193,19 +206,36 @@ async fn open(
         .body(Full::new(Bytes::from(request.body.clone())))
         .map_err(|e| protocol("building the request", e.to_string()))?;
 
-    let stream = target.connect(limits.connect_timeout).await?;
-    let (mut sender, conn) = http1::Builder::new()
-        // The smallest buffer hyper allows: response heads larger than this
-        // are refused instead of being buffered.
-        .max_buf_size(64 * 1024)
-        .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-        .await
-        .map_err(|e| protocol("starting HTTP/1.1", describe(&e)))?;
-    let guard = ConnGuard(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
+    let (sent, guard) = if h2 {
+        let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
+            // Bounds the response head as http1's buffer does below.
+            .max_header_list_size(64 * 1024)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| protocol("starting HTTP/2", describe(&e)))?;
+        let guard = ConnGuard(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let sent: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+            Box::pin(async move { sender.send_request(http_request).await });
+        (sent, guard)
+    } else {
+        let (mut sender, conn) = http1::Builder::new()
+            // The smallest buffer hyper allows: response heads larger than
+            // this are refused instead of being buffered.
+            .max_buf_size(64 * 1024)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| protocol("starting HTTP/1.1", describe(&e)))?;
+        let guard = ConnGuard(tokio::spawn(async move {
+            let _ = conn.await;
+        }));
+        let sent: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+            Box::pin(async move { sender.send_request(http_request).await });
+        (sent, guard)
+    };
 
-    let response = tokio::time::timeout_at(deadline, sender.send_request(http_request))
+    let response = tokio::time::timeout_at(deadline, sent)
         .await
         .map_err(|_| TransportError::Timeout {
             url: url.clone(),

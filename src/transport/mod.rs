@@ -4,17 +4,22 @@
 //! without a cap on size and a limit on time: a target that never answers,
 //! drips bytes or sends an endless body ends in a [`TransportError`], never
 //! in a hang or an unbounded buffer. Each request uses a fresh connection
-//! (hyper's http1 client over a tokio `TcpStream`), which keeps requests
-//! independent of each other at the cost of a TCP handshake per call.
+//! (plain TCP or TLS, HTTP/1.1 or HTTP/2 as [`Net`] says), which keeps
+//! requests independent of each other at the cost of a handshake per call.
 
 mod error;
 mod http;
+mod net;
 mod raw;
+mod stream;
 mod target;
+pub mod tls;
 
 pub use error::TransportError;
 pub use http::{send, send_streaming, StreamingResponse};
-pub use raw::send_raw;
+pub use net::{no_proxy_matches, HttpVersion, Net, NetSettings, ProxyAddr, ProxyChoice};
+pub use raw::{connect_only, send_raw};
+pub use stream::Stream;
 pub use target::Target;
 
 use std::time::Duration;
@@ -90,7 +95,8 @@ pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Op
 /// Size and time limits for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// How long establishing the TCP connection may take.
+    /// How long establishing the connection may take: TCP, the proxy
+    /// tunnel and the TLS handshake together.
     pub connect_timeout: Duration,
     /// How long the whole exchange may take for a buffered request, and how
     /// long the response head may take for a streamed one.

@@ -1,9 +1,11 @@
-//! Raw bytes over TCP, for attacks that HTTP libraries refuse to send.
+//! Raw bytes over TCP (or TLS offering only HTTP/1.1), for attacks that
+//! HTTP libraries refuse to send.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::{Limits, Target, TransportError};
+use super::target::Purpose;
+use super::{HttpVersion, Limits, Target, TransportError};
 
 /// Writes `bytes` on a fresh connection and reads the raw reply.
 ///
@@ -13,13 +15,32 @@ use super::{Limits, Target, TransportError};
 /// answer). A peer that says nothing within `response_timeout` is a
 /// [`TransportError::Timeout`]. The write side stays open, because a
 /// half-close would change what a server under test does.
+///
+/// Over TLS only `http/1.1` is offered by ALPN. A target told to speak
+/// HTTP/2 (`--http2`), or one whose TLS refuses `http/1.1`, is a
+/// [`TransportError::NeedsHttp1`]: the bytes were never sent, and callers
+/// must not judge the target on them.
 pub async fn send_raw(
     target: &Target,
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Vec<u8>, TransportError> {
     let url = target.url();
-    let mut stream = target.connect(limits.connect_timeout).await?;
+    if target.net().settings().http == HttpVersion::Http2 {
+        return Err(TransportError::NeedsHttp1 {
+            url,
+            reason: "the target is reached over HTTP/2 only (--http2)".into(),
+        });
+    }
+    let mut stream = match target.connect(limits.connect_timeout, Purpose::Raw).await {
+        Err(TransportError::Tls { url, reason }) if reason.contains("ALPN") => {
+            return Err(TransportError::NeedsHttp1 {
+                url,
+                reason: format!("its TLS refuses HTTP/1.1 ({reason})"),
+            })
+        }
+        other => other?,
+    };
     let deadline = Instant::now() + limits.response_timeout;
     let timeout = |during| TransportError::Timeout {
         url: url.clone(),
@@ -68,4 +89,14 @@ pub async fn send_raw(
             }
         }
     }
+}
+
+/// Opens a connection as a request would (TCP, proxy, TLS with the
+/// request ALPN) and closes it: what reaching the target costs before any
+/// HTTP.
+pub async fn connect_only(target: &Target, limits: &Limits) -> Result<(), TransportError> {
+    target
+        .connect(limits.connect_timeout, Purpose::Http)
+        .await
+        .map(drop)
 }
