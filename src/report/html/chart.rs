@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use super::page::esc;
+use super::Tone;
 
 /// One line of a [`LineChart`].
 #[derive(Debug, Clone, Default)]
@@ -196,6 +197,9 @@ pub struct BarChart {
     pub title: String,
     /// `(label, count)` pairs, drawn in this order.
     pub bars: Vec<(String, u64)>,
+    /// The colour of each bar, in the same order; bars without one use
+    /// the first series colour.
+    pub tones: Vec<Tone>,
 }
 
 impl BarChart {
@@ -237,12 +241,13 @@ impl BarChart {
             let _ = write!(
                 out,
                 "<g><title>{}: {n}</title><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
-                 <rect class=\"bar\" x=\"{label_w}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" rx=\"2\"/>\
+                 <rect class=\"bar {}\" x=\"{label_w}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" rx=\"2\"/>\
                  <text class=\"value\" x=\"{:.1}\" y=\"{:.1}\">{n} ({share:.1}%)</text></g>",
                 esc(label),
                 label_w - 8.0,
                 y + 14.0,
                 esc(&shown),
+                self.tones.get(i).map_or("", |t| t.class()),
                 y + 3.0,
                 row - 6.0,
                 label_w + w + 6.0,

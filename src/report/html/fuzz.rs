@@ -110,6 +110,7 @@ pub fn render_fuzz_html(summary: &Summary) -> String {
         BarChart {
             title: format!("Answers by class ({findings} confirmed finding(s) in all)"),
             bars: classes,
+            tones: Vec::new(),
         }
         .render(),
     );

@@ -311,6 +311,9 @@ svg .s2 { stroke: var(--s2); fill: var(--s2); } svg .s3 { stroke: var(--s3); fil
 svg .s4 { stroke: var(--s4); fill: var(--s4); }
 svg polyline.series { fill: none; }
 svg rect.bar { fill: var(--s0); }
+svg rect.bar.t-pass { fill: var(--pass); } svg rect.bar.t-fail { fill: var(--fail); }
+svg rect.bar.t-warn { fill: var(--warn); } svg rect.bar.t-info { fill: var(--info); }
+svg rect.bar.t-skip { fill: var(--skip); } svg rect.bar.t-neutral { fill: var(--neutral); }
 svg text.value { fill: var(--fg); }
 @media (prefers-reduced-motion: no-preference) {
   details.scenario > summary, a, button { transition: background-color 0.15s ease, color 0.15s ease; }

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
+use super::chart::BarChart;
 use super::grid::{legend, Cell, Column, Grid, Row, RowGroup};
 use super::page::{anchor, esc, Page};
 use super::Tone;
@@ -417,7 +418,28 @@ pub fn render_html(report: &RunReport, catalogue: &Catalogue) -> String {
         page.section("problems", "Run problems", body);
     }
 
-    let mut body = String::new();
+    let verdicts = [
+        Verdict::Pass,
+        Verdict::Fail,
+        Verdict::Warn,
+        Verdict::Info,
+        Verdict::Skip,
+    ];
+    let mut body = BarChart {
+        title: "Verdicts".into(),
+        bars: verdicts
+            .iter()
+            .map(|v| {
+                let n = report.scenarios.iter().filter(|s| s.verdict == *v).count();
+                (v.label().to_string(), n as u64)
+            })
+            .collect(),
+        tones: verdicts.iter().map(|v| Tone::from(*v)).collect(),
+    }
+    .render();
+    page.section("overview", "Overview", body);
+
+    body = String::new();
     if musts.is_empty() {
         body.push_str("<p>No requirement catalogue was given.</p>");
     } else {
