@@ -259,7 +259,7 @@ nav ul { list-style: none; padding: 0; margin: 0.6rem 0 0.2rem; display: flex; f
 .legend { display: flex; flex-wrap: wrap; gap: 0.3rem 1rem; margin: 0.4rem 0; font-size: 0.88em; color: var(--muted); }
 .legend span.sw { display: inline-block; width: 1.1em; height: 1.1em; vertical-align: -0.2em; margin-right: 0.3em;
   border: 1px solid currentColor; border-radius: 2px; }
-.scroll { overflow-x: auto; max-width: 100%; border: 1px solid var(--line); border-radius: 4px; }
+.scroll { overflow-x: auto; max-width: 100%; width: fit-content; border: 1px solid var(--line); border-radius: 4px; }
 table { border-collapse: collapse; }
 table.list { width: 100%; font-size: 0.92em; }
 table.list th, table.list td { text-align: left; padding: 0.25rem 0.5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
@@ -301,7 +301,8 @@ button[data-toggle] { font: inherit; font-size: 0.85em; margin: 0 0.4rem 0.4rem 
   border: 1px solid var(--line); border-radius: 4px; background: var(--panel); color: var(--fg); cursor: pointer; }
 figure.chart { margin: 0.6rem 0 1.2rem; max-width: 46rem; }
 figure.chart figcaption { font-weight: 600; margin-bottom: 0.2rem; }
-figure.chart svg { width: 100%; height: auto; display: block; }
+figure.chart > svg { width: 100%; height: auto; display: block; }
+.legend svg { display: inline-block; vertical-align: middle; }
 svg text { fill: var(--muted); font: 11px system-ui, "DejaVu Sans", sans-serif; }
 svg .axis { stroke: var(--muted); stroke-width: 1; }
 svg .gridline { stroke: var(--line); stroke-width: 1; }
