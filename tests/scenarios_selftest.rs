@@ -124,4 +124,15 @@ async fn every_knob_is_caught_by_exactly_its_scenarios() {
         rows.len(),
         osc_harness::scenarios::selftest::suite_knobs().len() + 1
     );
+    // The HTML kill matrix of the same run: a row per knob, all right, and
+    // a caught cell per declaration.
+    let matrix = osc_harness::scenarios::selftest::kill_matrix(&rows, &scenarios);
+    let html = osc_harness::report::html::render_selftest_html(&[matrix]);
+    for r in &rows {
+        let name = r.bug.map_or("(honest)", |b| b.name());
+        assert!(html.contains(name), "{name}");
+    }
+    assert!(html.contains(&format!("<b>{}</b> rows ok", rows.len())));
+    let declared: usize = rows.iter().map(|r| r.declared.len()).sum();
+    assert_eq!(html.matches("caught (declared, failed)").count(), declared);
 }

@@ -99,6 +99,19 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         };
         let rows = rt.block_on(selftest::run_matrix(&exe, &chosen, timeout));
         print!("{}", selftest::render(&rows));
+        // The kill matrix goes to each HTML report file; other formats
+        // have no model for it.
+        for path in &args.output.report {
+            let ext = path.extension().and_then(|e| e.to_str());
+            if matches!(ext, Some("html" | "htm")) {
+                let page = crate::report::html::render_selftest_html(&[selftest::kill_matrix(
+                    &rows, &chosen,
+                )]);
+                if let Err(e) = std::fs::write(path, page) {
+                    return usage(format!("cannot write {}: {e}", path.display()));
+                }
+            }
+        }
         return ExitCode::from(u8::from(!rows.iter().all(selftest::Row::ok)));
     }
     let Some(command) = args.client_cmd.clone() else {

@@ -133,25 +133,37 @@ pub fn doc_section(scenarios: &[ClientScenario]) -> String {
     out
 }
 
-/// Runs the client matrix with this program as the reference client,
-/// prints it, and says whether every row is right (for `osc-harness
-/// selftest`, where it follows the server matrix).
-pub fn run_and_print(rt: &tokio::runtime::Runtime) -> bool {
-    let scenarios = match super::model::builtin() {
-        Ok(s) => s,
-        Err(e) => {
-            println!("client-role selftest: cannot load the scenarios: {e}");
-            return false;
-        }
-    };
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            println!("client-role selftest: cannot find this program: {e}");
-            return false;
-        }
-    };
+/// The matrix as the HTML report's model (knobs × client scenarios).
+pub fn kill_matrix(rows: &[Row], scenarios: &[ClientScenario]) -> crate::report::html::KillMatrix {
+    crate::report::html::KillMatrix {
+        title: "Client knobs (call --bug) × client scenarios".into(),
+        scenarios: scenarios.iter().map(|s| s.id.clone()).collect(),
+        rows: rows
+            .iter()
+            .map(|r| crate::report::html::KillRow {
+                knob: r.bug.map_or("(honest)", |b| b.name()).into(),
+                requirement: r
+                    .bug
+                    .map(|b| b.requirement().to_string())
+                    .unwrap_or_default(),
+                ok: r.ok(),
+                declared: r.declared.clone(),
+                failed: r.failed.clone(),
+                collateral: Default::default(),
+                error: None,
+            })
+            .collect(),
+    }
+}
+
+/// Runs the client matrix with this program as the reference client:
+/// the scenarios and the rows, or why it could not start.
+pub fn run_reference(
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Vec<ClientScenario>, Vec<Row>), String> {
+    let scenarios =
+        super::model::builtin().map_err(|e| format!("cannot load the scenarios: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let rows = rt.block_on(run_matrix(&exe, &scenarios, Duration::from_secs(20)));
-    print!("{}", render(&rows));
-    rows.iter().all(Row::ok)
+    Ok((scenarios, rows))
 }

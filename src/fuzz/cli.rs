@@ -78,10 +78,25 @@ pub struct FuzzArgs {
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,
+    /// The summary on stdout: JSON, or one self-contained HTML page with charts.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Json)]
+    pub format: SummaryFormat,
+    /// Also write the summary here (HTML for .html/.htm or with --format html, else JSON).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Instead of fuzzing: run N fuzz executions and N plain valid calls
     /// against the target and print both rates and their ratio.
     #[arg(long, value_name = "N")]
     pub measure: Option<u64>,
+}
+
+/// How the summary of a run is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SummaryFormat {
+    /// Pretty JSON.
+    Json,
+    /// One self-contained HTML page (throughput, corpus and findings over time, response classes).
+    Html,
 }
 
 /// `osc-harness replay`.
@@ -250,10 +265,26 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         measure(cfg, n).await
     } else {
         let summary = runner::run(cfg).await;
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
+        let json = || serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+        let html = || crate::report::html::render_fuzz_html(&summary);
+        match args.format {
+            SummaryFormat::Json => print!("{}", json()),
+            SummaryFormat::Html => print!("{}", html()),
+        }
+        if let Some(path) = &args.report {
+            let ext = path.extension().and_then(|e| e.to_str());
+            let body = if matches!(ext, Some("html" | "htm"))
+                || (ext != Some("json") && args.format == SummaryFormat::Html)
+            {
+                html()
+            } else {
+                json()
+            };
+            if let Err(e) = std::fs::write(path, body) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
         if summary.expiry_checks == 0 && summary.expiry_evicted > 0 {
             eprintln!(
                 "note: no call after expiry was judged: the target dropped each session kept \

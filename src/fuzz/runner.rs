@@ -90,7 +90,29 @@ pub struct Summary {
     pub target_died_at: Option<u64>,
     /// Why the run decided the target died.
     pub died_reason: Option<String>,
+    /// The run's progress over time (for the HTML report's charts).
+    pub timeline: Vec<Sample>,
+    /// How many judged cases ended in each response shape
+    /// (`endpoint status code`, or `closed`, `dropped`, `timeout`).
+    pub response_classes: BTreeMap<String, u64>,
 }
+
+/// The run's progress at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub secs: f64,
+    /// Executions so far.
+    pub execs: u64,
+    /// Corpus entries so far.
+    pub corpus: usize,
+    /// Confirmed findings so far, all buckets together.
+    pub findings: u64,
+}
+
+/// Samples kept at most: past it every other one is dropped and the
+/// interval doubles, so a night-long run stays small.
+const MAX_SAMPLES: usize = 240;
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -102,6 +124,7 @@ struct Shared {
     expiry_checks: u64,
     expiry_evicted: u64,
     died: Option<(u64, String)>,
+    classes: BTreeMap<String, u64>,
 }
 
 /// Runs one step list on `session`, stopping at the first oracle hit.
@@ -597,6 +620,7 @@ async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
     };
     let shape = oracle::shape(last);
     let mut s = ctx.shared.lock().await;
+    *s.classes.entry(shape.clone()).or_default() += 1;
     if s.shapes.insert(shape.clone()) {
         s.corpus.push(steps.to_vec());
         if let Some(dir) = &ctx.cfg.corpus {
@@ -775,6 +799,13 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
             }
         })
     });
+    let timeline = Arc::new(Mutex::new(vec![Sample {
+        secs: 0.0,
+        execs: 0,
+        corpus: 0,
+        findings: 0,
+    }]));
+    let sampler = tokio::spawn(sample_until_stopped(ctx.clone(), timeline.clone(), start));
     let workers: Vec<_> = (0..ctx.cfg.concurrency.max(1) as u64)
         .map(|id| tokio::spawn(worker(ctx.clone(), id)))
         .collect();
@@ -801,6 +832,9 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     if let Some(t) = ticker {
         t.abort();
     }
+    sampler.abort();
+    let mut timeline = std::mem::take(&mut *timeline.lock().await);
+    timeline.push(sample(&ctx, start).await);
     if let Some(bar) = &bar {
         update_bar(&ctx, bar, start).await;
         bar.finish();
@@ -836,6 +870,36 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         findings,
         target_died_at: s.died.as_ref().map(|d| d.0),
         died_reason: s.died.as_ref().map(|d| d.1.clone()),
+        timeline,
+        response_classes: s.classes.clone(),
+    }
+}
+
+async fn sample(ctx: &Ctx, start: Instant) -> Sample {
+    let execs = ctx.execs.load(Ordering::Relaxed);
+    let s = ctx.shared.lock().await;
+    Sample {
+        secs: start.elapsed().as_secs_f64(),
+        execs,
+        corpus: s.corpus.len(),
+        findings: s.buckets.values().map(|b| b.count).sum(),
+    }
+}
+
+/// Records a [`Sample`] every interval (a tenth of a second at first) until
+/// aborted, thinning the record as it grows past [`MAX_SAMPLES`].
+async fn sample_until_stopped(ctx: Arc<Ctx>, timeline: Arc<Mutex<Vec<Sample>>>, start: Instant) {
+    let mut every = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = sample(&ctx, start).await;
+        let mut t = timeline.lock().await;
+        t.push(now);
+        if t.len() > MAX_SAMPLES {
+            let kept: Vec<Sample> = t.iter().copied().step_by(2).collect();
+            *t = kept;
+            every *= 2;
+        }
     }
 }
 

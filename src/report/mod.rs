@@ -1,13 +1,15 @@
-//! Reports: terminal text, JSON and JUnit XML.
+//! Reports: terminal text, JSON, JUnit XML and HTML.
 //!
 //! The runner produces one [`RunReport`]; each renderer here turns it into
 //! one format without running anything, so snapshot tests can feed them a
 //! fixed report.
 
+pub mod html;
 mod json;
 mod junit;
 mod text;
 
+pub use html::{render_html, Catalogue};
 pub use json::{render_json, JSON_SCHEMA_ID};
 pub use junit::render_junit;
 pub use text::{render_text, transcript_lines, TextOptions};

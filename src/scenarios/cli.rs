@@ -11,7 +11,9 @@ use crate::cli::target::{
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
-use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions};
+use crate::report::{
+    render_html, render_json, render_junit, render_text, Catalogue, RunReport, TextOptions,
+};
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{self, Limits, OuterRequest};
 
@@ -31,6 +33,8 @@ pub enum Format {
     Json,
     /// JUnit XML.
     Junit,
+    /// One self-contained HTML page (requirement matrix, transcripts).
+    Html,
 }
 
 /// The reporting flags `test` and `test-client` share: what happens to a
@@ -40,7 +44,7 @@ pub struct ReportArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Also write a report file (format from the extension: .json, .xml, else text; repeatable).
+    /// Also write a report file (format from the extension: .json, .xml, .html; else text, or HTML with --format html; repeatable).
     #[arg(long)]
     pub report: Vec<PathBuf>,
     /// Print every scenario's transcript.
@@ -81,8 +85,21 @@ impl ReportArgs {
     }
 }
 
+/// The requirements of the built-in protocol document, grouped by its
+/// sections: the rows of the HTML report's matrix.
+pub fn catalogue() -> Catalogue {
+    Catalogue::from_document(
+        super::registry::PROTOCOL_MD,
+        Registry::builtin()
+            .requirements
+            .into_iter()
+            .map(|r| (r.id, r.level)),
+    )
+}
+
 /// Prints `report` on stdout in `format`, then writes each `--report`
-/// file in the format its extension names (`.json`, `.xml`, else text).
+/// file in the format its extension names (`.json`, `.xml`, `.html`/`.htm`,
+/// else text).
 pub fn write_reports(
     report: &RunReport,
     format: Format,
@@ -93,12 +110,15 @@ pub fn write_reports(
         Format::Text => render_text(report, text_opts),
         Format::Json => render_json(report),
         Format::Junit => render_junit(report),
+        Format::Html => render_html(report, &catalogue()),
     };
     print!("{out}");
     for path in files {
         let body = match path.extension().and_then(|e| e.to_str()) {
             Some("json") => render_json(report),
             Some("xml") => render_junit(report),
+            Some("html" | "htm") => render_html(report, &catalogue()),
+            _ if format == Format::Html => render_html(report, &catalogue()),
             _ => render_text(
                 report,
                 TextOptions {
@@ -176,6 +196,21 @@ pub struct SelftestArgs {
     /// Write the bug-to-scenario table to this file (docs/SELFTEST.md) and exit.
     #[arg(long)]
     pub write_doc: Option<PathBuf>,
+    /// Output on stdout: the text tables, or one HTML page of the kill matrices.
+    #[arg(long, value_enum, default_value_t = SelftestFormat::Text)]
+    pub format: SelftestFormat,
+    /// Also write the kill matrices as a self-contained HTML page here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Output formats of `selftest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelftestFormat {
+    /// The text tables.
+    Text,
+    /// One self-contained HTML page (knobs × scenarios grids).
+    Html,
 }
 
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
@@ -530,25 +565,59 @@ pub fn run_selftest(args: SelftestArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    let html = args.format == SelftestFormat::Html;
+    // With HTML on stdout, the text goes to stderr so the page stays whole.
+    let say = |text: &str| {
+        if html {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
     let rows = rt.block_on(selftest::run_matrix(&scenarios, &registry, args.parallel));
-    print!("{}", selftest::render_matrix(&rows, &scenarios));
+    say(&selftest::render_matrix(&rows, &scenarios));
     let uncaught = selftest::uncaught(&scenarios);
     if !uncaught.is_empty() {
-        println!(
-            "knobs no scenario declares: {}",
+        say(&format!(
+            "knobs no scenario declares: {}\n",
             uncaught
                 .iter()
                 .map(|b| b.name())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ));
     }
-    let client_ok = crate::clientrole::selftest::run_and_print(&rt);
+    let client = crate::clientrole::selftest::run_reference(&rt);
+    let client_ok = match &client {
+        Ok((_, rows)) => {
+            say(&crate::clientrole::selftest::render(rows));
+            rows.iter().all(crate::clientrole::selftest::Row::ok)
+        }
+        Err(e) => {
+            say(&format!("client-role selftest: {e}\n"));
+            false
+        }
+    };
+    if html || args.report.is_some() {
+        let mut matrices = vec![selftest::kill_matrix(&rows, &scenarios)];
+        if let Ok((clients, rows)) = &client {
+            matrices.push(crate::clientrole::selftest::kill_matrix(rows, clients));
+        }
+        let page = crate::report::html::render_selftest_html(&matrices);
+        if html {
+            print!("{page}");
+        }
+        if let Some(path) = &args.report {
+            if let Err(e) = std::fs::write(path, &page) {
+                return usage(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+    }
     if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
-        println!("selftest: ok");
+        say("selftest: ok\n");
         ExitCode::SUCCESS
     } else {
-        println!("selftest: WRONG");
+        say("selftest: WRONG\n");
         ExitCode::from(1)
     }
 }

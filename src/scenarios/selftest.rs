@@ -293,6 +293,29 @@ pub fn render_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> String {
     out
 }
 
+/// The matrix as the HTML report's model (knobs × scenarios).
+pub fn kill_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> crate::report::html::KillMatrix {
+    crate::report::html::KillMatrix {
+        title: "Server knobs (serve --bug) × server scenarios".into(),
+        scenarios: scenarios.iter().map(|s| s.id.clone()).collect(),
+        rows: rows
+            .iter()
+            .map(|r| crate::report::html::KillRow {
+                knob: r.bug.map(Bug::name).unwrap_or("(honest)").into(),
+                requirement: r
+                    .bug
+                    .map(|b| b.requirement().to_string())
+                    .unwrap_or_default(),
+                ok: r.ok(),
+                declared: r.declared.clone(),
+                failed: r.failed.clone(),
+                collateral: r.collateral.clone(),
+                error: r.error.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// The client scenarios whose adversary runs with `bug`, for the doc row
 /// of a [`CLIENT_ONLY`] knob.
 fn client_scenarios_using(bug: Bug, clients: &[ClientScenario]) -> String {
