@@ -2,8 +2,8 @@
 //! certificate of its own: the harness passes `test`, `call` and `fuzz`
 //! given its CA with `--ca-cert`, and exits 3 trusting another CA.
 //!
-//! Needs the Python modules of `interop/python/requirements.txt`; without
-//! them the test fails with that hint unless `OSC_SKIP_INTEROP=1`.
+//! The Python peer runs from the interop environment the tests build
+//! themselves (`support::interop_python`); `OSC_SKIP_INTEROP=1` alone skips.
 
 mod support;
 
@@ -13,32 +13,6 @@ use std::process::Command;
 use osc_harness::transport::tls::SelfSigned;
 use serde_json::Value;
 use support::{describe, harness, outcome, run, start, Running};
-
-/// The Python interpreter, named in one place.
-fn python() -> Command {
-    Command::new("python3")
-}
-
-fn python_ready() -> bool {
-    let probe = python()
-        .args([
-            "-c",
-            "import ssl, cryptography, coincurve; from Crypto.Hash import keccak",
-        ])
-        .output();
-    if matches!(&probe, Ok(out) if out.status.success()) {
-        return true;
-    }
-    if std::env::var("OSC_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("skipping interop: Python modules missing and OSC_SKIP_INTEROP=1");
-        return false;
-    }
-    panic!(
-        "the interop tests need python3 with its modules: run \
-         `python3 -m pip install -r interop/python/requirements.txt` \
-         (or set OSC_SKIP_INTEROP=1 to skip them); probe said: {probe:?}"
-    );
-}
 
 /// Writes a fresh CA and leaf to `dir` as `{name}-ca.pem`,
 /// `{name}-chain.pem` and `{name}-key.pem`.
@@ -54,8 +28,8 @@ fn certificate(dir: &Path, name: &str) -> SelfSigned {
     pair
 }
 
-fn python_tls_server(dir: &Path) -> Running {
-    let mut cmd = python();
+fn python_tls_server(python: &Path, dir: &Path) -> Running {
+    let mut cmd = Command::new(python);
     cmd.arg(support::repo("interop/python/osc_peer.py"))
         .args(["serve", "--port", "0", "--access-key", "osk-v1.interop"])
         .args(["--agent-id", "interop-agent"])
@@ -78,14 +52,15 @@ fn against(verb: &str, server: &Running, ca: &Path) -> Command {
 }
 
 #[test]
+#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
 fn the_python_server_behind_tls_passes_test_call_and_fuzz() {
-    if !python_ready() {
+    let Some(python) = support::interop_python() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     certificate(dir.path(), "python");
     certificate(dir.path(), "other");
-    let server = python_tls_server(dir.path());
+    let server = python_tls_server(python, dir.path());
     assert!(server.field("url").starts_with("https://"));
     let ca = dir.path().join("python-ca.pem");
 
