@@ -10,8 +10,9 @@ use osc_harness::scenarios::loader;
 use osc_harness::scenarios::registry::Registry;
 use osc_harness::scenarios::runner::run_suite;
 use osc_harness::scenarios::selftest::{
-    render_matrix, run_matrix, self_config, selftest_doc, spawn_self, uncaught,
+    render_matrix, run_matrix, self_config, spawn_self, uncaught,
 };
+use osc_harness::selftest::selftest_doc;
 
 #[test]
 fn every_scenario_file_is_built_in() {

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::report::ReportArgs;
 use crate::report::{transcript_lines, RunReport};
-use crate::scenarios::cli::ReportArgs;
 
 use super::model::{builtin, ClientScenario};
 use super::runner::{run_all, start_adversary};
@@ -87,7 +87,7 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         .filter(|s| args.only.is_empty() || args.only.contains(&s.id))
         .filter(|s| !args.skip.contains(&s.id))
         .collect();
-    let rt = match crate::cli::runtime() {
+    let rt = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => return usage(e),
     };
@@ -148,7 +148,7 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
             args.scenario
         ));
     };
-    let rt = match crate::cli::runtime() {
+    let rt = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => return usage(e),
     };

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::client::ClientBug;
 use crate::mitm::Attack;
-use crate::scenarios::model::Level;
+use crate::report::Level;
 use crate::server::Bug;
 
 /// How the shim's call is made.

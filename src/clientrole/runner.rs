@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use crate::mitm::{self, MitmConfig, Observed};
+use crate::report::Level;
 use crate::report::{Exchange, ScenarioResult, Verdict};
-use crate::scenarios::model::Level;
 use crate::server::{self, RunningServer, ServerConfig};
 use crate::transport::{Limits, Target};
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::runtime;
-use crate::cli::target::{self as shared, RelayDefault, TargetPolicy};
+use crate::flags::target::{self as shared, RelayDefault, TargetPolicy};
+use crate::runtime::runtime;
 use crate::server::{Bug, RunningServer, ServerConfig};
 use crate::transport::Limits;
 

@@ -82,7 +82,7 @@ pub fn run(args: MitmArgs) -> ExitCode {
         limits: Limits::default(),
         log: args.log.clone(),
     };
-    let runtime = match crate::cli::runtime() {
+    let runtime = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -32,7 +32,7 @@ use crate::transport::{Limits, Target};
 
 pub use attack::Attack;
 pub use body::CanaryScan;
-pub use relay::{MAX_REQUEST_BYTES, RELAY_MARKER};
+pub use relay::MAX_REQUEST_BYTES;
 
 /// How many connections the relay serves at once; more wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -280,7 +280,7 @@ impl State {
         status: u16,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
-    ) -> hyper::Response<body::RelayBody> {
+    ) -> hyper::Response<crate::transport::OutBody> {
         let mut scan = CanaryScan::new(&self.config.canaries);
         self.canary_hits(scan.feed(&body), "server to client");
         self.add_bytes_down(body.len());
@@ -294,7 +294,7 @@ impl State {
         );
         self.log(entry);
         self.observe(|o| o.responses_delivered += 1);
-        relay::build(status, &headers, body::RelayBody::full(body))
+        relay::build(status, &headers, crate::transport::OutBody::full(body))
     }
 }
 

@@ -4,15 +4,43 @@
 //! one format without running anything, so snapshot tests can feed them a
 //! fixed report.
 
+mod args;
+pub mod expect;
 mod json;
 mod junit;
 mod text;
 
+pub use args::{write_reports, Format, ReportArgs};
 pub use json::{render_json, JSON_SCHEMA_ID};
 pub use junit::render_junit;
 pub use text::{render_text, transcript_lines, TextOptions};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// How a miss is judged (PROTOCOL.md §0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Level {
+    /// A miss fails.
+    #[serde(rename = "MUST")]
+    Must,
+    /// A miss warns.
+    #[serde(rename = "SHOULD")]
+    Should,
+    /// A difference is information.
+    #[serde(rename = "UPSTREAM")]
+    Upstream,
+}
+
+impl Level {
+    /// The level as written in the protocol document.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+            Level::Upstream => "UPSTREAM",
+        }
+    }
+}
 
 /// The outcome of one scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

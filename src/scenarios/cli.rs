@@ -1,114 +1,23 @@
-//! The `test` and `selftest` subcommands.
+//! The `test` subcommand.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::target::{RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy};
+use crate::flags::target::{RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy};
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
-use crate::report::{render_json, render_junit, render_text, RunReport, TextOptions};
+use crate::report::{Format, ReportArgs};
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{self, Limits, OuterRequest};
 
-use super::expect::{apply_expectations, write_expectations};
 use super::loader;
 use super::model::Scenario;
 use super::registry::Registry;
 use super::runner::{run_suite, select, Pacer, RunConfig};
 use super::selftest;
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Terminal text.
-    Text,
-    /// JSON (schema `osc-harness/test-report/v1`).
-    Json,
-    /// JUnit XML.
-    Junit,
-}
-
-/// The reporting flags `test` and `test-client` share: what happens to a
-/// finished run.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write a report file (format from the extension: .json, .xml, else text; repeatable).
-    #[arg(long)]
-    pub report: Vec<PathBuf>,
-    /// Print every scenario's transcript.
-    #[arg(long)]
-    pub verbose: bool,
-    /// Warnings and information fail the run too.
-    #[arg(long)]
-    pub strict: bool,
-    /// Known failures of this target (TOML; see --write-expect).
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Write this run's failures as an expectations file.
-    #[arg(long)]
-    pub write_expect: Option<PathBuf>,
-}
-
-impl ReportArgs {
-    /// Marks the expected failures, writes the expectations file, prints
-    /// and writes the reports, and returns the exit code; an unreadable or
-    /// unwritable file is an error message for the command's usage exit.
-    pub fn finish(&self, report: &mut RunReport) -> Result<u8, String> {
-        if let Some(path) = &self.expect {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            apply_expectations(report, &text).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if let Some(path) = &self.write_expect {
-            std::fs::write(path, write_expectations(report))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        let text_opts = TextOptions {
-            color,
-            verbose: self.verbose,
-        };
-        write_reports(report, self.format, text_opts, &self.report)?;
-        Ok(report.exit_code(self.strict))
-    }
-}
-
-/// Prints `report` on stdout in `format`, then writes each `--report`
-/// file in the format its extension names (`.json`, `.xml`, else text).
-pub fn write_reports(
-    report: &RunReport,
-    format: Format,
-    text_opts: TextOptions,
-    files: &[PathBuf],
-) -> Result<(), String> {
-    let out = match format {
-        Format::Text => render_text(report, text_opts),
-        Format::Json => render_json(report),
-        Format::Junit => render_junit(report),
-    };
-    print!("{out}");
-    for path in files {
-        let body = match path.extension().and_then(|e| e.to_str()) {
-            Some("json") => render_json(report),
-            Some("xml") => render_junit(report),
-            _ => render_text(
-                report,
-                TextOptions {
-                    color: false,
-                    verbose: true,
-                },
-            ),
-        };
-        std::fs::write(path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
 
 /// Arguments of `test`.
 #[derive(Debug, clap::Args)]
@@ -165,24 +74,13 @@ pub struct TestArgs {
     pub stable: bool,
 }
 
-/// Arguments of `selftest`.
-#[derive(Debug, clap::Args)]
-pub struct SelftestArgs {
-    /// Reference servers run at once.
-    #[arg(long, default_value_t = 4)]
-    pub parallel: usize,
-    /// Write the bug-to-scenario table to this file (docs/SELFTEST.md) and exit.
-    #[arg(long)]
-    pub write_doc: Option<PathBuf>,
-}
-
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("osc-harness test: {msg}");
     ExitCode::from(2)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    crate::cli::runtime().map_err(usage)
+    crate::runtime::runtime().map_err(usage)
 }
 
 /// What `test` assumes: a target must be named; a URL needs a key and gets
@@ -502,44 +400,4 @@ pub fn coverage(scenarios: &[Scenario], registry: &Registry) -> String {
         ));
     }
     out
-}
-
-/// Runs `selftest`.
-pub fn run_selftest(args: SelftestArgs) -> ExitCode {
-    let registry = Registry::builtin();
-    let scenarios = match loader::load(None, &registry) {
-        Ok(s) => s,
-        Err(e) => return usage(e),
-    };
-    if let Some(path) = &args.write_doc {
-        return match std::fs::write(path, selftest::selftest_doc(&scenarios)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => usage(format!("cannot write {}: {e}", path.display())),
-        };
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let rows = rt.block_on(selftest::run_matrix(&scenarios, &registry, args.parallel));
-    print!("{}", selftest::render_matrix(&rows, &scenarios));
-    let uncaught = selftest::uncaught(&scenarios);
-    if !uncaught.is_empty() {
-        println!(
-            "knobs no scenario declares: {}",
-            uncaught
-                .iter()
-                .map(|b| b.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    let client_ok = crate::clientrole::selftest::run_and_print(&rt);
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
-        println!("selftest: ok");
-        ExitCode::SUCCESS
-    } else {
-        println!("selftest: WRONG");
-        ExitCode::from(1)
-    }
 }

@@ -4,7 +4,6 @@
 pub mod builtin;
 pub mod cli;
 pub mod exec;
-pub mod expect;
 pub mod loader;
 pub mod model;
 pub mod registry;

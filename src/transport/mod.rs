@@ -7,11 +7,13 @@
 //! (hyper's http1 client over a tokio `TcpStream`), which keeps requests
 //! independent of each other at the cost of a TCP handshake per call.
 
+mod body;
 mod error;
 mod http;
 mod raw;
 mod target;
 
+pub use body::OutBody;
 pub use error::TransportError;
 pub use http::{send, send_streaming, StreamingResponse};
 pub use raw::send_raw;
