@@ -20,7 +20,7 @@ use super::dedup::{self, Admission};
 pub use super::dedup::{BucketSummary, ShapeSummary};
 use super::exec::{self, ExecError, HandshakeBudget, Outcome, Session, TargetInfo};
 use super::gen::{Endpoints, Generator};
-use super::oracle::{self, Verdict};
+use super::oracle::{self, Oracle, Verdict};
 use super::shrink::{self, Shrinker};
 
 /// Everything one fuzzing run needs.
@@ -149,7 +149,7 @@ async fn minimise(
     rng: &mut SeededRandom,
     budget: &Mutex<HandshakeBudget>,
 ) -> Vec<Step> {
-    if sig.oracle == "timeout" {
+    if sig.oracle == Oracle::Timeout.name() {
         // Each try would cost a full timeout; the input is small anyway.
         return steps;
     }
