@@ -14,6 +14,7 @@ pub mod clock;
 pub mod flags;
 pub mod fuzz;
 pub mod fuzz_targets;
+pub mod knobs;
 pub mod mitm;
 pub mod protocol;
 pub mod report;

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first. A module may import any module of a lower
 /// layer and none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
-    &["protocol", "rng", "clock", "runtime"],
+    &["protocol", "rng", "clock", "runtime", "knobs"],
     &["transport", "report", "vectors", "fuzz_targets"],
     &["server"],
     &["flags"],
+    // The driver module between transport and the commands.
+    &["peer"],
     &["client", "mitm"],
     &["scenarios", "clientrole", "fuzz"],
     &["selftest"],

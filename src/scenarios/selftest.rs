@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::knobs::CaughtBy;
 use crate::report::{RunReport, Verdict};
 use crate::server::{self, Bug, RunningServer, ServerConfig, ServerError};
 use crate::transport::{Limits, Target};
@@ -14,30 +15,19 @@ use super::model::Scenario;
 use super::registry::Registry;
 use super::runner::{run_suite, Pacer, RunConfig};
 
-/// Knobs only a fuzzer finds; the suite does not try to catch them.
-pub const FUZZ_ONLY: [Bug; 3] = [
-    Bug::PanicOnEmptyCt,
-    Bug::PanicOnHugeSeq,
-    Bug::HangOnLengthLie,
-];
-
-/// Knobs that lie to the client: the harness, as a client, refuses every
-/// handshake with them on, so only client scenarios (`test-client`, whose
-/// `server_bugs` use them) can show them, and the server suite skips them.
-pub const CLIENT_ONLY: [Bug; 1] = [Bug::LowOrderServerKey];
-
 /// Session TTL of `--target self`: short, so expiry is tested for real.
 pub const SELF_TTL_SECS: i64 = 3;
 
 /// Session bound of `--target self`: small, so the flood scenario is quick.
 pub const SELF_MAX_SESSIONS: usize = 32;
 
-/// The knobs the suite must catch.
+/// The knobs the suite must catch: the server knobs whose registry row
+/// says [`CaughtBy::Suite`].
 pub fn suite_knobs() -> Vec<Bug> {
     Bug::ALL
         .iter()
         .copied()
-        .filter(|b| !FUZZ_ONLY.contains(b) && !CLIENT_ONLY.contains(b))
+        .filter(|b| b.caught_by() == CaughtBy::Suite)
         .collect()
 }
 

@@ -13,11 +13,22 @@ use std::time::Duration;
 use crate::client::ClientBug;
 use crate::clientrole::selftest as client;
 use crate::clientrole::ClientScenario;
+use crate::knobs::{CaughtBy, KnobInfo};
+use crate::mitm::Attack;
 use crate::scenarios::loader;
 use crate::scenarios::model::Scenario;
 use crate::scenarios::registry::Registry;
-use crate::scenarios::selftest::{self, catching_nothing, CLIENT_ONLY, FUZZ_ONLY};
+use crate::scenarios::selftest::{self, catching_nothing};
 use crate::server::Bug;
+
+/// The whole knob registry: every server knob, client knob and relay
+/// attack, one row each, in that order.
+pub fn registry() -> Vec<KnobInfo> {
+    let server = Bug::ALL.iter().map(|k| k.info());
+    let client = ClientBug::ALL.iter().map(|k| k.info());
+    let relay = Attack::ALL.iter().map(|k| k.info());
+    server.chain(client).chain(relay).collect()
+}
 
 /// Arguments of `selftest`.
 #[derive(Debug, clap::Args)]
@@ -76,7 +87,7 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 /// The client scenarios whose adversary runs with `bug`, for the doc row
-/// of a [`CLIENT_ONLY`] knob.
+/// of a server knob only the client suite can show.
 fn client_scenarios_using(bug: Bug, clients: &[ClientScenario]) -> String {
     let ids: Vec<String> = clients
         .iter()
@@ -118,14 +129,11 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
             .filter(|s| s.catches.iter().any(|c| c == bug.name()))
             .map(|s| format!("`{}`", s.id))
             .collect();
-        let caught = if FUZZ_ONLY.contains(bug) {
-            "fuzzer only".to_string()
-        } else if CLIENT_ONLY.contains(bug) {
-            client_scenarios_using(*bug, &clients)
-        } else if by.is_empty() {
-            "**nothing**".to_string()
-        } else {
-            by.join(", ")
+        let caught = match bug.caught_by() {
+            CaughtBy::FuzzerOnly => "fuzzer only".to_string(),
+            CaughtBy::ClientSuite => client_scenarios_using(*bug, &clients),
+            CaughtBy::Suite | CaughtBy::Mitm if by.is_empty() => "**nothing**".to_string(),
+            CaughtBy::Suite | CaughtBy::Mitm => by.join(", "),
         };
         knob_row(
             &mut out,
