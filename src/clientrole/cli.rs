@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::report::ReportArgs;
-use crate::report::{transcript_lines, RunReport};
+use crate::report::{exchange_lines, RunReport};
 
 use super::model::{builtin, ClientScenario};
 use super::runner::{run_all, start_adversary};
@@ -223,15 +223,14 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
         println!(
             "expected: {}",
             match scenario.expect.outcome {
-                super::model::Outcome::Complete if scenario.calls > 1 =>
+                super::model::Behaviour::Complete if scenario.calls > 1 =>
                     "every call completes, on one session, each seq above the last",
-                super::model::Outcome::Complete => "the call completes",
-                super::model::Outcome::Refuse => "the client reports an error and stops",
+                super::model::Behaviour::Complete => "the call completes",
+                super::model::Behaviour::Refuse => "the client reports an error and stops",
             }
         );
         println!("transcript:");
-        for line in transcript_lines(&adversary.relay.transcript(Duration::from_millis(500)).await)
-        {
+        for line in exchange_lines(&adversary.relay.http_log(Duration::from_millis(500)).await) {
             println!("  {line}");
         }
         ExitCode::SUCCESS

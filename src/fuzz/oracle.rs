@@ -121,9 +121,10 @@ pub fn with_oracle_table(doc: &str) -> Option<String> {
     ))
 }
 
-/// A fired oracle.
+/// A fired oracle: the signature it files the finding under and what
+/// was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Firing {
     /// The bucket.
     pub signature: Signature,
     /// What was seen.
@@ -299,8 +300,8 @@ fn expect_call(call: &CallStep) -> Expected {
     }
 }
 
-fn verdict(e: &Expected, oracle: Oracle, detail: String) -> Option<Verdict> {
-    Some(Verdict {
+fn fire(e: &Expected, oracle: Oracle, detail: String) -> Option<Firing> {
+    Some(Firing {
         signature: Signature {
             oracle: oracle.name().into(),
             layer: e.layer.into(),
@@ -333,7 +334,7 @@ pub fn judge(
     step: &Step,
     outcome: &Outcome,
     prev: &[Outcome],
-) -> Option<Verdict> {
+) -> Option<Firing> {
     let e = match step {
         Step::Call(call) => expect_call_in(call, outcome.fresh),
         Step::CallAfterExpiry => Expected::new(Class::Refuse, "stateful", "expired").status(401),
@@ -354,8 +355,8 @@ pub fn judge(
     };
     let framing = matches!(step, Step::Call(c) if !c.framing.is_normal());
     let (status, content_type, body) = match &outcome.reply {
-        Reply::Timeout(d) => return verdict(&e, Oracle::Timeout, d.clone()),
-        Reply::Dropped(d) if !framing => return verdict(&e, Oracle::DroppedConnection, d.clone()),
+        Reply::Timeout(d) => return fire(&e, Oracle::Timeout, d.clone()),
+        Reply::Dropped(d) if !framing => return fire(&e, Oracle::DroppedConnection, d.clone()),
         Reply::Dropped(_) | Reply::Closed | Reply::Skipped(_) => return None,
         Reply::Http {
             status,
@@ -364,7 +365,7 @@ pub fn judge(
         } => (*status, content_type.as_deref(), body.as_slice()),
     };
     if status >= 500 {
-        return verdict(
+        return fire(
             &e,
             Oracle::ServerError,
             format!("HTTP {status}: {}", super::exec::lossy(body, 300)),
@@ -374,7 +375,7 @@ pub fn judge(
         Step::Handshake { .. } => return judge_handshake(&e, status, body),
         Step::Plain { path, .. } => {
             if info.relay_origin && (200..300).contains(&status) && path.contains("{agent}") {
-                return verdict(
+                return fire(
                     &e,
                     Oracle::PlaintextAccepted,
                     format!("a remote plaintext agent request got HTTP {status}"),
@@ -389,10 +390,10 @@ pub fn judge(
     }
     if status != 200 {
         if let Err(why) = documented_call_error(status, body) {
-            return verdict(&e, Oracle::UndocumentedBody, why);
+            return fire(&e, Oracle::UndocumentedBody, why);
         }
         if e.class == Class::Accept {
-            return verdict(
+            return fire(
                 &e,
                 Oracle::RefusedValid,
                 format!("HTTP {status}: {}", super::exec::lossy(body, 300)),
@@ -400,7 +401,7 @@ pub fn judge(
         }
         if let Some(want) = e.status {
             if want != status {
-                return verdict(
+                return fire(
                     &e,
                     Oracle::WrongStatus,
                     format!(
@@ -413,7 +414,7 @@ pub fn judge(
         return None;
     }
     if e.class == Class::Refuse {
-        return verdict(
+        return fire(
             &e,
             Oracle::AcceptedInvalid,
             format!(
@@ -424,18 +425,18 @@ pub fn judge(
     }
     let seq = outcome.seq?;
     match open_response(session, seq, content_type, body) {
-        Err((oracle, why)) => verdict(&e, oracle, why),
+        Err((oracle, why)) => fire(&e, oracle, why),
         Ok(inner_status) => {
             let ok = (200..300).contains(&inner_status);
             match e.inner_ok {
-                Some(false) if ok => verdict(
+                Some(false) if ok => fire(
                     &e,
                     Oracle::InnerAuthBypass,
                     format!(
                         "inner status {inner_status} for an inner request without the access key"
                     ),
                 ),
-                Some(true) if !ok => verdict(
+                Some(true) if !ok => fire(
                     &e,
                     Oracle::RefusedValid,
                     format!("inner status {inner_status} for a valid call"),
@@ -446,11 +447,11 @@ pub fn judge(
     }
 }
 
-fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Verdict> {
+fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Firing> {
     if status == 200 {
         return match ServerHello::parse(body) {
             Ok(_) => None,
-            Err(err) => verdict(
+            Err(err) => fire(
                 e,
                 Oracle::UndocumentedBody,
                 format!("HTTP 200 without a ServerHello: {err}"),
@@ -462,7 +463,7 @@ fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Verdict> {
     if plain || coded {
         None
     } else {
-        verdict(
+        fire(
             e,
             Oracle::UndocumentedBody,
             format!(

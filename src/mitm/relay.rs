@@ -23,7 +23,7 @@ use crate::protocol::wire::{ClientHello, Frame, ServerHello};
 use crate::transport::{self, OutBody, OuterRequest, StreamingResponse};
 
 use super::body::CanaryScan;
-use super::transcript::body_text;
+use super::http_log::body_text;
 use super::{Attack, LogEntry, State};
 
 /// The largest request body the relay accepts (the server's own limit is
@@ -507,7 +507,7 @@ fn reencode_signature(state: &State, signature: &str) -> Option<(Attack, String)
     Some((attack, format!("0x{}", hex::encode(sig))))
 }
 
-/// The transcript note for an exchange that `attack` bent.
+/// The HTTP-log note for an exchange that `attack` bent.
 fn adversary_note(attack: Attack) -> String {
     format!("adversary ({attack}): {}", attack.description())
 }

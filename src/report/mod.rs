@@ -13,7 +13,7 @@ mod text;
 pub use args::{write_reports, Format, ReportArgs};
 pub use json::{render_json, JSON_SCHEMA_ID};
 pub use junit::render_junit;
-pub use text::{render_text, transcript_lines, TextOptions};
+pub use text::{exchange_lines, render_text, TextOptions};
 
 use serde::{Deserialize, Serialize};
 
@@ -132,7 +132,8 @@ pub struct ScenarioResult {
     pub known: bool,
     /// Milliseconds the scenario took (0 in snapshot mode).
     pub duration_ms: u64,
-    /// The decrypted transcript, secrets redacted.
+    /// The HTTP exchanges with the plaintext they carried, secrets
+    /// redacted (the report key stays `transcript`).
     pub transcript: Vec<Exchange>,
 }
 

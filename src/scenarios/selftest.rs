@@ -103,7 +103,7 @@ impl KnobRow {
     }
 }
 
-fn judge(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KnobRow {
+fn tally(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KnobRow {
     let declared: BTreeSet<String> = match bug {
         Some(b) => scenarios
             .iter()
@@ -147,7 +147,7 @@ pub async fn run_one(bug: Option<Bug>, scenarios: &[Scenario], registry: &Regist
     let server = match spawn_self(&bugs).await {
         Ok(s) => s,
         Err(e) => {
-            let mut row = judge(bug, scenarios, &empty_report());
+            let mut row = tally(bug, scenarios, &empty_report());
             row.error = Some(e.to_string());
             return row;
         }
@@ -155,14 +155,14 @@ pub async fn run_one(bug: Option<Bug>, scenarios: &[Scenario], registry: &Regist
     let cfg = match self_config(&server, true) {
         Ok(c) => c,
         Err(e) => {
-            let mut row = judge(bug, scenarios, &empty_report());
+            let mut row = tally(bug, scenarios, &empty_report());
             row.error = Some(e);
             return row;
         }
     };
     let report = run_suite(Arc::new(cfg), scenarios, registry, &|_| {}).await;
     server.shutdown().await;
-    judge(bug, scenarios, &report)
+    tally(bug, scenarios, &report)
 }
 
 fn empty_report() -> RunReport {
