@@ -196,3 +196,32 @@ fn the_reader_finds_imports_and_skips_comments() {
             .collect::<BTreeSet<_>>()
     );
 }
+
+#[test]
+fn the_architecture_doc_draws_these_layers() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/ARCHITECTURE.md"))
+        .unwrap();
+    let mut drawn: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for line in doc.lines() {
+        let mut cells = line.split('|').map(str::trim).skip(1);
+        let (Some(layer), Some(modules)) = (cells.next(), cells.next()) else {
+            continue;
+        };
+        let Ok(layer) = layer.parse::<usize>() else {
+            continue;
+        };
+        for name in modules.split('`').skip(1).step_by(2) {
+            let name = name.trim_end_matches('/').trim_end_matches(".rs");
+            drawn.entry(layer).or_default().insert(name.to_string());
+        }
+    }
+    let table: BTreeMap<usize, BTreeSet<String>> = LAYERS
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, l.iter().map(|m| m.to_string()).collect()))
+        .collect();
+    assert_eq!(
+        drawn, table,
+        "the layer table of docs/ARCHITECTURE.md differs from LAYERS"
+    );
+}
