@@ -6,6 +6,9 @@
 //! adversary of client scenarios) are all declared with [`knobs!`], so a
 //! knob's class lives in its row and nowhere else: the self-test matrix,
 //! `docs/SELFTEST.md` and `--list-bugs` all read it from there.
+//!
+//! A fault that several sides play (a response cut in the middle, the
+//! first two frames swapped) is written here once and used by each.
 
 /// The side of the channel a knob bends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -121,4 +124,76 @@ macro_rules! knobs {
             }
         }
     };
+}
+
+/// A response, or its last event, cut in the middle: the first half of
+/// `bytes`. The one definition of the cut-mid-frame fault, which the
+/// server's `stream-cut-mid-frame` and the relay's `cut-mid-frame` play.
+pub fn cut_in_half(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.len() / 2]
+}
+
+/// The first two items of a stream swapped as they pass: the one
+/// definition of the reorder fault (the server's `frames-reordered`, the
+/// relay's `reorder`). The first item is held back and sent right after
+/// the second; an item that may not be held (a `fin` frame) passes as it
+/// is, and whatever is still held comes out of [`SwapFirstTwo::flush`].
+#[derive(Debug)]
+pub struct SwapFirstTwo<T> {
+    on: bool,
+    seen: u64,
+    held: Option<T>,
+}
+
+impl<T> SwapFirstTwo<T> {
+    /// A swap that acts only when `on` (off: every item passes in order).
+    pub fn new(on: bool) -> Self {
+        SwapFirstTwo {
+            on,
+            seen: 0,
+            held: None,
+        }
+    }
+
+    /// The items to send now that `item` arrived, in order.
+    pub fn pass(&mut self, item: T, holdable: bool) -> Vec<T> {
+        let first = self.seen == 0;
+        self.seen += 1;
+        if self.on && first && holdable {
+            self.held = Some(item);
+            return Vec::new();
+        }
+        let mut out = vec![item];
+        out.extend(self.held.take());
+        out
+    }
+
+    /// The item still held when the stream ends early, if any.
+    pub fn flush(&mut self) -> Option<T> {
+        self.held.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_two_items_swap_and_the_rest_pass() {
+        let mut swap = SwapFirstTwo::new(true);
+        let out: Vec<u8> = [1, 2, 3]
+            .into_iter()
+            .flat_map(|i| swap.pass(i, true))
+            .collect();
+        assert_eq!(out, vec![2, 1, 3]);
+        let mut off = SwapFirstTwo::new(false);
+        let out: Vec<u8> = [1, 2].into_iter().flat_map(|i| off.pass(i, true)).collect();
+        assert_eq!(out, vec![1, 2]);
+        let mut lone = SwapFirstTwo::new(true);
+        assert!(lone.pass(1, true).is_empty());
+        assert_eq!(lone.flush(), Some(1));
+        let mut fin_first = SwapFirstTwo::new(true);
+        assert_eq!(fin_first.pass(9, false), vec![9]);
+        assert_eq!(cut_in_half(b"abcd"), b"ab");
+    }
 }

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::sync::mpsc;
 
+use crate::knobs::{cut_in_half, SwapFirstTwo};
 use crate::protocol::encoding::b64url_encode;
 use crate::protocol::error::{
     channel_error_body, ChannelErrorCode, HandshakeRefusal, UPGRADE_REQUIRED_BODY,
@@ -533,7 +534,7 @@ fn buffered_edit(state: &State, slot: Option<usize>, status: u16, body: Vec<u8>)
     }
     if state.has(Attack::CutMidFrame) {
         state.note(slot, adversary_note(Attack::CutMidFrame));
-        return Bytes::from(body[..body.len() / 2].to_vec());
+        return Bytes::copy_from_slice(cut_in_half(&body));
     }
     Bytes::from(body)
 }
@@ -543,10 +544,9 @@ struct StreamEdit {
     passive: bool,
     drop_fin: bool,
     cut: bool,
-    reorder: bool,
+    reorder: SwapFirstTwo<Bytes>,
     duplicate: bool,
     after_fin: bool,
-    held: Option<Vec<u8>>,
     first: Option<Vec<u8>>,
     index: usize,
     saw_fin: bool,
@@ -574,10 +574,9 @@ impl StreamEdit {
             passive: !(drop_fin || cut || reorder || duplicate || after_fin),
             drop_fin,
             cut,
-            reorder,
+            reorder: SwapFirstTwo::new(reorder),
             duplicate,
             after_fin,
-            held: None,
             first: None,
             index: 0,
             saw_fin: false,
@@ -621,17 +620,13 @@ impl StreamEdit {
             return out;
         }
         if fin && self.cut {
-            out.push(encoded.slice(..encoded.len() / 2));
+            out.push(Bytes::copy_from_slice(cut_in_half(&encoded)));
             self.done = true;
             return out;
         }
-        if self.reorder && index == 0 && !fin {
-            self.held = Some(event);
+        out.extend(self.reorder.pass(encoded, !fin));
+        if out.is_empty() {
             return out;
-        }
-        out.push(encoded);
-        if let Some(held) = self.held.take() {
-            out.push(encode(&held));
         }
         if self.duplicate && index == 0 {
             out.push(encode(&event));
@@ -645,7 +640,7 @@ impl StreamEdit {
     }
 
     fn flush(&mut self) -> Vec<Bytes> {
-        self.held.take().map(|h| encode(&h)).into_iter().collect()
+        self.reorder.flush().into_iter().collect()
     }
 }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use hyper::Response;
 use tokio::sync::mpsc;
 
+use crate::knobs::{cut_in_half, SwapFirstTwo};
 use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
 use crate::protocol::error::{CallError, HandshakeRefusal};
 use crate::protocol::framing::ResponseSealer;
@@ -260,25 +261,18 @@ fn seal_stream(
     tokio::spawn(async move {
         let knobs = &shared.knobs;
         let mut seq = 0u64;
-        let mut held: Option<Bytes> = None;
+        let mut swap = SwapFirstTwo::new(knobs.reorder_frames());
         while let Some(chunk) = writes.recv().await {
             let frame = sealer.seal_at(seq, &chunk, knobs.fin_on_data_frame());
             let event = Bytes::from(encode_event(&frame));
-            if seq == 0 && knobs.reorder_frames() {
-                held = Some(event);
-            } else {
+            for event in swap.pass(event, true) {
                 if tx.send_timeout(event, STALLED_READER).await.is_err() {
                     return;
-                }
-                if let Some(h) = held.take() {
-                    if tx.send_timeout(h, STALLED_READER).await.is_err() {
-                        return;
-                    }
                 }
             }
             seq += 1;
         }
-        if let Some(h) = held.take() {
+        if let Some(h) = swap.flush() {
             let _ = tx.send_timeout(h, STALLED_READER).await;
         }
         let fin = encode_event(&sealer.seal_at(seq, b"", true));
@@ -289,10 +283,7 @@ fn seal_stream(
             StreamEnd::NoFin => {}
             StreamEnd::CutMidFrame => {
                 let _ = tx
-                    .send_timeout(
-                        Bytes::copy_from_slice(&fin[..fin.len() / 2]),
-                        STALLED_READER,
-                    )
+                    .send_timeout(Bytes::copy_from_slice(cut_in_half(&fin)), STALLED_READER)
                     .await;
             }
         }
