@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use osc_harness::client::{exit, Channel, ClientBug, ClientError};
+use osc_harness::knobs::{cut_in_half, SwapFirstTwo};
 use osc_harness::protocol::encoding::b64url_encode;
 use osc_harness::protocol::handshake::{
     respond, HonestServer, ServerHandshakeHooks, ServerHandshakeInputs,
@@ -215,9 +216,13 @@ impl Peer {
         let fin = encode_event(&sealer.seal(b"", true).unwrap());
         match self.fault {
             Fault::DropFin => {}
-            Fault::CutMidFrame => events.push(fin[..fin.len() / 2].to_vec()),
+            Fault::CutMidFrame => events.push(cut_in_half(&fin).to_vec()),
             Fault::Reorder => {
-                events.swap(0, 1);
+                let mut swap = SwapFirstTwo::new(true);
+                events = events
+                    .into_iter()
+                    .flat_map(|e| swap.pass(e, true))
+                    .collect();
                 events.push(fin);
             }
             _ => events.push(fin),

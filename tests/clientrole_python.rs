@@ -51,7 +51,10 @@ fn verdicts(python: &Path, extra: &[&str]) -> Vec<(String, String)> {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn python_client_passes_every_must_scenario() {
     let Some(python) = interop_python() else {
         return;
@@ -68,7 +71,10 @@ fn python_client_passes_every_must_scenario() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn python_client_drip_is_a_warning_not_a_failure() {
     let Some(python) = interop_python() else {
         return;
@@ -82,7 +88,10 @@ fn python_client_drip_is_a_warning_not_a_failure() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn python_client_keeps_one_session_and_raises_its_seqs() {
     let Some(python) = interop_python() else {
         return;

@@ -61,7 +61,10 @@ fn call_args(server: &Running, path: &str) -> Vec<String> {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn harness_client_calls_the_python_server() {
     let Some(python) = interop_python() else {
         return;
@@ -95,7 +98,10 @@ fn harness_client_calls_the_python_server() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn python_client_calls_the_harness_server() {
     let Some(python) = interop_python() else {
         return;
@@ -176,7 +182,10 @@ fn scenarios(report: &Value) -> &Vec<Value> {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn suite_passes_every_must_against_the_python_server() {
     let Some(python) = interop_python() else {
         return;
@@ -207,7 +216,10 @@ fn suite_passes_every_must_against_the_python_server() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn suite_catches_every_python_breakage() {
     let Some(python) = interop_python() else {
         return;
@@ -245,7 +257,10 @@ fn suite_catches_every_python_breakage() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn vectors_agree_both_ways() {
     let Some(python) = interop_python() else {
         return;
@@ -367,7 +382,10 @@ fn client_suite(shim: &str, only: &[&str]) -> (Option<i32>, Value) {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn python_client_through_the_client_role_suite() {
     let Some(python) = interop_python() else {
         return;
@@ -421,7 +439,10 @@ fn mitm(upstream: &Running, extra: &[&str]) -> Running {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn harness_relay_between_python_client_and_python_server() {
     let Some(python) = interop_python() else {
         return;
@@ -510,7 +531,10 @@ fn fuzz_python(server: &Running, dir: &Path, extra: &[&str]) -> (Output, Value) 
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
     let Some(python) = interop_python() else {
         return;
@@ -540,7 +564,10 @@ fn short_seeded_fuzz_finds_nothing_in_the_python_server() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn a_timed_fuzz_checks_expiry_on_the_python_server() {
     let Some(python) = interop_python() else {
         return;

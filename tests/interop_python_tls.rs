@@ -52,7 +52,10 @@ fn against(verb: &str, server: &Running, ca: &Path) -> Command {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn the_python_server_behind_tls_passes_test_call_and_fuzz() {
     let Some(python) = support::interop_python() else {
         return;

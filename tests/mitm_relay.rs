@@ -78,7 +78,7 @@ async fn passive_buffered_and_streamed_calls_hold_and_no_canary_crosses() {
         assert!(seen.problems.is_empty(), "{:?}", seen.problems);
         assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
         assert!(seen.bytes_down > 0 && seen.bytes_up > 0);
-        assert_eq!(relay.outcome().held, Some(true));
+        assert_eq!(relay.assessment().held, Some(true));
     }
 }
 
@@ -99,7 +99,7 @@ async fn canary_in_plaintext_traffic_is_reported() {
         seen.canary_hits,
         vec!["canary #1 seen client to server".to_string()]
     );
-    assert_eq!(relay.outcome().held, Some(false));
+    assert_eq!(relay.assessment().held, Some(false));
 }
 
 #[tokio::test]
@@ -152,7 +152,7 @@ async fn replay_is_refused_with_409_and_the_client_sees_one_execution() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(relay.observed().replay_statuses, vec![409]);
-    assert_eq!(relay.outcome().held, Some(true));
+    assert_eq!(relay.assessment().held, Some(true));
 }
 
 #[tokio::test]
@@ -171,7 +171,7 @@ async fn stream_attacks_are_detected_by_the_client() {
             .expect_err(&format!("{attack}: the client must refuse"));
         assert_eq!(err.exit_code(), code, "{attack}: {err}");
         assert_eq!(
-            relay.outcome().held,
+            relay.assessment().held,
             None,
             "{attack}: only the client can tell"
         );
@@ -201,7 +201,7 @@ async fn swapped_server_key_is_refused_before_any_call() {
     assert_eq!(err.exit_code(), exit::IDENTITY_MISMATCH, "{err}");
     let seen = relay.observed();
     assert_eq!((seen.tampered_hellos, seen.calls), (1, 0));
-    assert_eq!(relay.outcome().held, Some(true));
+    assert_eq!(relay.assessment().held, Some(true));
 }
 
 #[tokio::test]
@@ -215,7 +215,7 @@ async fn plaintext_downgrade_gets_426_and_nothing_executes() {
     assert_ne!(err.exit_code(), exit::OK);
     assert_eq!(relay.observed().plaintext_statuses, vec![426]);
     assert_eq!(server.executions(), before);
-    assert_eq!(relay.outcome().held, Some(true));
+    assert_eq!(relay.assessment().held, Some(true));
 }
 
 #[tokio::test]
@@ -228,7 +228,7 @@ async fn stripped_relay_marker_leaves_the_channel_intact() {
     assert_eq!(outcome.inner_status, 200);
     let seen = relay.observed();
     assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
-    assert_eq!(relay.outcome().held, Some(true));
+    assert_eq!(relay.assessment().held, Some(true));
 }
 
 #[tokio::test]

@@ -13,7 +13,10 @@ use support::{describe, interop_python, run, skip_interop, text, PythonEnv, Pyth
 const SETUP_TEST: &str = "the_interop_environment_runs_the_python_peer";
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn the_interop_environment_runs_the_python_peer() {
     let Some(python) = interop_python() else {
         return;
@@ -47,7 +50,10 @@ fn setup_without_python(skip: Option<&str>) -> std::process::Output {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn without_python3_on_path_the_interop_tests_fail_naming_it() {
     let out = setup_without_python(None);
     assert!(!out.status.success(), "{}", describe(&out));
@@ -63,7 +69,10 @@ fn without_python3_on_path_the_interop_tests_fail_naming_it() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn only_osc_skip_interop_1_skips_and_says_so() {
     let out = setup_without_python(Some("1"));
     assert!(out.status.success(), "{}", describe(&out));
@@ -80,7 +89,10 @@ fn only_osc_skip_interop_1_skips_and_says_so() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn a_missing_interpreter_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let requirements = dir.path().join("requirements.txt");
@@ -103,7 +115,10 @@ fn a_missing_interpreter_is_named() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn a_failing_pip_step_says_how_to_reproduce_it() {
     if skip_interop() {
         return;
@@ -141,7 +156,10 @@ fn a_failing_pip_step_says_how_to_reproduce_it() {
 }
 
 #[test]
-#[cfg_attr(osc_skip_interop, ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment")]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn an_environment_is_built_once_reused_and_rebuilt_on_change() {
     if skip_interop() {
         return;

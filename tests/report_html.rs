@@ -5,7 +5,7 @@ mod support;
 
 use osc_harness::report::html::{render_selftest_html, KillMatrix, KillRow};
 use osc_harness::report::render_html;
-use osc_harness::scenarios::cli::catalogue;
+use osc_harness::report::Catalogue;
 use support::{harness, links, run, HOSTILE};
 
 /// What every page must be: one document, nothing fetched, both themes,
@@ -35,7 +35,7 @@ fn assert_self_contained(html: &str) {
 #[test]
 fn hostile_strings_are_shown_as_text() {
     let report = support::hostile_report(3);
-    let html = render_html(&report, &catalogue());
+    let html = render_html(&report, &Catalogue::builtin());
     assert_self_contained(&html);
     // The page's own script is the only one.
     assert_eq!(html.matches("<script").count(), 1, "{html}");
@@ -52,12 +52,12 @@ fn hostile_strings_are_shown_as_text() {
 #[test]
 fn a_run_page_has_the_matrix_coverage_and_every_scenario() {
     let report = support::hostile_report(40);
-    let html = render_html(&report, &catalogue());
+    let html = render_html(&report, &Catalogue::builtin());
     assert!(html.contains("Requirement matrix"));
     assert!(html.contains("<table class=\"grid compact\""));
     // Requirements are grouped by the protocol document's sections.
     assert!(html.contains("6. Calls — POST /secure/call"));
-    let musts = catalogue()
+    let musts = Catalogue::builtin()
         .entries
         .iter()
         .filter(|e| e.level == "MUST")

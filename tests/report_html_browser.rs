@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use osc_harness::report::html::{anchor, render_selftest_html, KillMatrix, KillRow};
 use osc_harness::report::render_html;
-use osc_harness::scenarios::cli::catalogue;
+use osc_harness::report::Catalogue;
 use osc_harness::server::{self, Bug, ServerConfig};
 use support::{describe, harness, run, run_bounded, text};
 
@@ -246,7 +246,7 @@ fn a_long_hostile_transcript_renders_as_text() {
     let report = support::hostile_report(300);
     let dir = tempfile::tempdir().unwrap();
     let html = dir.path().join("hostile.html");
-    std::fs::write(&html, render_html(&report, &catalogue())).unwrap();
+    std::fs::write(&html, render_html(&report, &Catalogue::builtin())).unwrap();
     // An injected script or image would log to the console.
     let r = open_both(&html);
     let ids: Vec<String> = report.scenarios.iter().map(|s| s.id.clone()).collect();

@@ -10,8 +10,9 @@ use osc_harness::scenarios::loader;
 use osc_harness::scenarios::registry::Registry;
 use osc_harness::scenarios::runner::run_suite;
 use osc_harness::scenarios::selftest::{
-    render_matrix, run_matrix, self_config, selftest_doc, spawn_self, uncaught,
+    render_matrix, run_matrix, self_config, spawn_self, uncaught,
 };
+use osc_harness::selftest::selftest_doc;
 
 #[test]
 fn every_scenario_file_is_built_in() {
@@ -65,11 +66,19 @@ fn every_knob_is_declared_and_names_exist() {
 
 #[test]
 fn client_only_knobs_are_left_to_client_scenarios() {
-    use osc_harness::scenarios::selftest::{suite_knobs, CLIENT_ONLY};
+    use osc_harness::knobs::CaughtBy;
+    use osc_harness::scenarios::selftest::suite_knobs;
+    use osc_harness::server::Bug;
     let registry = Registry::builtin();
     let scenarios = loader::load(None, &registry).unwrap();
     let clients = osc_harness::clientrole::builtin().unwrap();
-    for bug in CLIENT_ONLY {
+    let client_only: Vec<Bug> = Bug::ALL
+        .iter()
+        .copied()
+        .filter(|b| b.caught_by() == CaughtBy::ClientSuite)
+        .collect();
+    assert!(!client_only.is_empty());
+    for bug in client_only {
         assert!(!suite_knobs().contains(&bug), "{bug} is not a suite knob");
         assert!(
             !scenarios
@@ -84,6 +93,43 @@ fn client_only_knobs_are_left_to_client_scenarios() {
             "a client scenario's adversary runs with {bug}"
         );
     }
+}
+
+#[test]
+fn the_knob_registry_has_one_row_per_knob() {
+    use osc_harness::knobs::{CaughtBy, Role};
+    let protocol =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
+    let rows = osc_harness::selftest::registry();
+    let mut seen = BTreeSet::new();
+    for row in &rows {
+        assert!(
+            seen.insert((row.role, row.name)),
+            "{} listed twice",
+            row.name
+        );
+        for id in row.requirement.split(", ").filter(|id| !id.is_empty()) {
+            assert!(
+                protocol.contains(&format!("**{id}**")),
+                "{}: {id} is not in docs/PROTOCOL.md",
+                row.name
+            );
+        }
+        match row.role {
+            Role::Server => assert!(!row.requirement.is_empty() && row.caught_by != CaughtBy::Mitm),
+            Role::Client => assert_eq!(row.caught_by, CaughtBy::ClientSuite, "{}", row.name),
+            Role::Relay => assert!(
+                matches!(row.caught_by, CaughtBy::Mitm | CaughtBy::ClientSuite),
+                "{}",
+                row.name
+            ),
+        }
+    }
+    let count = |role| rows.iter().filter(|r| r.role == role).count();
+    assert_eq!(
+        (count(Role::Server), count(Role::Client), count(Role::Relay)),
+        (27, 7, 24)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

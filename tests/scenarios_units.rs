@@ -1,8 +1,8 @@
 //! The suite's small parts: requirement registry, selection patterns,
 //! the loader's error positions and expectation files.
 
+use osc_harness::report::expect::{apply_expectations, write_expectations};
 use osc_harness::report::{RunReport, ScenarioResult, Verdict};
-use osc_harness::scenarios::expect::{apply_expectations, write_expectations};
 use osc_harness::scenarios::loader::{parse_scenario, LoadError};
 use osc_harness::scenarios::registry::Registry;
 use osc_harness::scenarios::runner::{glob, select};

@@ -4,7 +4,7 @@
 mod support;
 
 use osc_harness::vectors::flags::{flag, FlagKind, FLAGS};
-use osc_harness::vectors::suite_verify::{judge, run_case, Mode, KNOWN_REQUIREMENTS};
+use osc_harness::vectors::suite_verify::{check_case, run_case, Mode, KNOWN_REQUIREMENTS};
 use osc_harness::vectors::{self, Format};
 use serde_json::Value;
 use support::{load, mutate, repo};
@@ -299,7 +299,7 @@ fn one_changed_character_in_a_valid_case_or_its_group_fails_it() {
             .filter(|t| t["result"] == "valid")
             .collect();
         for t in &valid {
-            judge(kind, g, t).unwrap();
+            check_case(kind, g, t).unwrap();
             let mut paths = Vec::new();
             string_paths(t, "", &mut paths);
             // A step that is meant to be refused stays refused when changed.
@@ -317,7 +317,7 @@ fn one_changed_character_in_a_valid_case_or_its_group_fails_it() {
                 let slot = copy.pointer_mut(path).unwrap();
                 *slot = Value::String(mutate(slot.as_str().unwrap()));
                 assert!(
-                    judge(kind, g, &copy).is_err(),
+                    check_case(kind, g, &copy).is_err(),
                     "{kind} #{}: changing {path} went unnoticed",
                     t["tcId"]
                 );
@@ -332,7 +332,7 @@ fn one_changed_character_in_a_valid_case_or_its_group_fails_it() {
             let mut copy = g.clone();
             let slot = copy.pointer_mut(path).unwrap();
             *slot = Value::String(mutate(slot.as_str().unwrap()));
-            let any_fails = valid.iter().any(|t| judge(kind, &copy, t).is_err());
+            let any_fails = valid.iter().any(|t| check_case(kind, &copy, t).is_err());
             assert!(
                 any_fails,
                 "{kind}: changing group field {path} went unnoticed"

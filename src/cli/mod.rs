@@ -1,15 +1,18 @@
 //! The command-line front end: one subcommand per job, each handing its
-//! parsed arguments to the module that does the work.
-
-pub mod runtime;
-pub mod target;
+//! parsed arguments to the module that does the work. Nothing imports this
+//! module but `main`; the flags the rooms share are in [`crate::flags`].
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use runtime::{runtime, RuntimeError};
-pub use target::{RelayDefault, ResolvedTarget, TargetArgs, TargetError, TargetPolicy};
+/// The shared target flags under their former path, for the callers that
+/// have not moved to [`crate::flags`] yet (the `bench` command).
+#[doc(hidden)]
+pub use crate::flags::target;
+/// The runtime under its former path (see [`target`]).
+#[doc(hidden)]
+pub use crate::runtime::runtime;
 
 /// Conformance tests, known-answer vectors and fuzzing for the Osaurus
 /// Secure Channel v1.
@@ -35,7 +38,7 @@ pub enum Command {
     /// Run the conformance suite against a server.
     Test(crate::scenarios::cli::TestArgs),
     /// Run the suite against every --bug knob of the reference server.
-    Selftest(crate::scenarios::cli::SelftestArgs),
+    Selftest(crate::selftest::SelftestArgs),
     /// Relay between a real client and a real server, checking or attacking the traffic.
     Mitm(crate::mitm::cli::MitmArgs),
     /// Run the client-role conformance suite against a client through a shim command.
@@ -57,7 +60,7 @@ impl Cli {
             Command::Call(a) => crate::client::cli::run(a),
             Command::Bench(a) => crate::client::bench::run(a),
             Command::Test(a) => crate::scenarios::cli::run(a),
-            Command::Selftest(a) => crate::scenarios::cli::run_selftest(a),
+            Command::Selftest(a) => crate::selftest::run(a),
             Command::Mitm(a) => crate::mitm::cli::run(a),
             Command::TestClient(a) => crate::clientrole::cli::run(a),
             Command::Adversary(a) => crate::clientrole::cli::run_adversary(a),

@@ -1,88 +1,23 @@
-//! The client's fault knobs: each names the one honest step it bends.
+//! The client's fault knobs: each names the one honest step it bends
+//! (rows of the knob registry, [`crate::knobs`]).
 
-use std::fmt;
-
-/// A deliberate client defect, selected with `--bug NAME`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ClientBug {
-    /// The ServerHello signature is not checked against the pinned address (HS-2).
-    IdentityUnchecked,
-    /// A response that ends without an authenticated `fin` is accepted (RESP-5).
-    MissingFinIgnored,
-    /// Frames are opened in whatever order they arrive (RESP-4).
-    ReorderedFramesAccepted,
-    /// A call refused with `409 secure_replay` is sent again (SES-2).
-    RetryOn409,
-    /// A session is sealed with even after its `expiresAt` (SES-3).
-    ExpiredSessionUsed,
-    /// Every call of a session is sealed with seq 1 (CALL-1).
-    ReplaySameSeq,
-    /// A low-order server key in the ServerHello is accepted (HS-7).
-    LowOrderKeyAccepted,
-}
-
-impl ClientBug {
-    /// Every knob.
-    pub const ALL: [ClientBug; 7] = [
-        ClientBug::IdentityUnchecked,
-        ClientBug::MissingFinIgnored,
-        ClientBug::ReorderedFramesAccepted,
-        ClientBug::RetryOn409,
-        ClientBug::ExpiredSessionUsed,
-        ClientBug::ReplaySameSeq,
-        ClientBug::LowOrderKeyAccepted,
-    ];
-
-    /// The kebab-case name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ClientBug::IdentityUnchecked => "identity-unchecked",
-            ClientBug::MissingFinIgnored => "missing-fin-ignored",
-            ClientBug::ReorderedFramesAccepted => "reordered-frames-accepted",
-            ClientBug::RetryOn409 => "retry-on-409",
-            ClientBug::ExpiredSessionUsed => "expired-session-used",
-            ClientBug::ReplaySameSeq => "replay-same-seq",
-            ClientBug::LowOrderKeyAccepted => "low-order-key-accepted",
-        }
-    }
-
-    /// The SPEC requirement the knob breaks.
-    pub fn requirement(self) -> &'static str {
-        match self {
-            ClientBug::IdentityUnchecked => "HS-2",
-            ClientBug::MissingFinIgnored => "RESP-5",
-            ClientBug::ReorderedFramesAccepted => "RESP-4",
-            ClientBug::RetryOn409 => "SES-2",
-            ClientBug::ExpiredSessionUsed => "SES-3",
-            ClientBug::ReplaySameSeq => "CALL-1",
-            ClientBug::LowOrderKeyAccepted => "HS-7",
-        }
-    }
-
-    /// What the broken client does, in a sentence.
-    pub fn description(self) -> &'static str {
-        match self {
-            ClientBug::IdentityUnchecked => "accepts a ServerHello without checking who signed it",
-            ClientBug::MissingFinIgnored => "treats a response without a fin frame as complete",
-            ClientBug::ReorderedFramesAccepted => "opens response frames in any order",
-            ClientBug::RetryOn409 => "sends a call again after 409 secure_replay",
-            ClientBug::ExpiredSessionUsed => "keeps sealing with a session past its expiry",
-            ClientBug::ReplaySameSeq => "seals every call of a session with seq 1",
-            ClientBug::LowOrderKeyAccepted => {
-                "keys a session from a low-order server key (an all-zero shared secret)"
-            }
-        }
-    }
-
-    /// The knob called `name`, if any.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|b| b.name() == name)
-    }
-}
-
-impl fmt::Display for ClientBug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+crate::knobs! {
+    /// A deliberate client defect, selected with `--bug NAME`.
+    pub enum ClientBug: Client {
+        /// The ServerHello signature is not checked against the pinned address (HS-2).
+        IdentityUnchecked = "identity-unchecked", "HS-2", ClientSuite, "accepts a ServerHello without checking who signed it";
+        /// A response that ends without an authenticated `fin` is accepted (RESP-5).
+        MissingFinIgnored = "missing-fin-ignored", "RESP-5", ClientSuite, "treats a response without a fin frame as complete";
+        /// Frames are opened in whatever order they arrive (RESP-4).
+        ReorderedFramesAccepted = "reordered-frames-accepted", "RESP-4", ClientSuite, "opens response frames in any order";
+        /// A call refused with `409 secure_replay` is sent again (SES-2).
+        RetryOn409 = "retry-on-409", "SES-2", ClientSuite, "sends a call again after 409 secure_replay";
+        /// A session is sealed with even after its `expiresAt` (SES-3).
+        ExpiredSessionUsed = "expired-session-used", "SES-3", ClientSuite, "keeps sealing with a session past its expiry";
+        /// Every call of a session is sealed with seq 1 (CALL-1).
+        ReplaySameSeq = "replay-same-seq", "CALL-1", ClientSuite, "seals every call of a session with seq 1";
+        /// A low-order server key in the ServerHello is accepted (HS-7).
+        LowOrderKeyAccepted = "low-order-key-accepted", "HS-7", ClientSuite, "keys a session from a low-order server key (an all-zero shared secret)";
     }
 }
 
@@ -104,8 +39,8 @@ mod tests {
     #[test]
     fn names_round_trip() {
         for b in ClientBug::ALL {
-            assert_eq!(ClientBug::from_name(b.name()), Some(b));
-            assert_eq!(b.name().parse::<ClientBug>(), Ok(b));
+            assert_eq!(ClientBug::from_name(b.name()), Some(*b));
+            assert_eq!(b.name().parse::<ClientBug>(), Ok(*b));
         }
         assert!("nope".parse::<ClientBug>().is_err());
     }

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::target::{RelayDefault, TargetArgs, TargetPolicy};
+use crate::flags::target::{RelayDefault, TargetArgs, TargetPolicy};
 use crate::protocol::encoding::b64url_encode;
 use crate::protocol::wire::InnerRequest;
 use crate::server::ServerConfig;
@@ -84,7 +84,7 @@ pub fn run(args: CallArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let runtime = match crate::cli::runtime() {
+    let runtime = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

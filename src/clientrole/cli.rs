@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::report::{transcript_lines, RunReport};
-use crate::scenarios::cli::ReportArgs;
+use crate::report::ReportArgs;
+use crate::report::{exchange_lines, RunReport};
 
 use super::model::{builtin, ClientScenario};
 use super::runner::{run_all, start_adversary};
@@ -87,7 +87,7 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         .filter(|s| args.only.is_empty() || args.only.contains(&s.id))
         .filter(|s| !args.skip.contains(&s.id))
         .collect();
-    let rt = match crate::cli::runtime() {
+    let rt = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => return usage(e),
     };
@@ -162,7 +162,7 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
             args.scenario
         ));
     };
-    let rt = match crate::cli::runtime() {
+    let rt = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => return usage(e),
     };
@@ -237,15 +237,14 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
         println!(
             "expected: {}",
             match scenario.expect.outcome {
-                super::model::Outcome::Complete if scenario.calls > 1 =>
+                super::model::Behaviour::Complete if scenario.calls > 1 =>
                     "every call completes, on one session, each seq above the last",
-                super::model::Outcome::Complete => "the call completes",
-                super::model::Outcome::Refuse => "the client reports an error and stops",
+                super::model::Behaviour::Complete => "the call completes",
+                super::model::Behaviour::Refuse => "the client reports an error and stops",
             }
         );
         println!("transcript:");
-        for line in transcript_lines(&adversary.relay.transcript(Duration::from_millis(500)).await)
-        {
+        for line in exchange_lines(&adversary.relay.http_log(Duration::from_millis(500)).await) {
             println!("  {line}");
         }
         ExitCode::SUCCESS

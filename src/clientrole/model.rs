@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::client::ClientBug;
 use crate::mitm::Attack;
-use crate::scenarios::model::Level;
+use crate::report::Level;
 use crate::server::Bug;
 
 /// How the shim's call is made.
@@ -33,7 +33,7 @@ impl Mode {
 /// What the client must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Outcome {
+pub enum Behaviour {
     /// Exit 0: the call completed.
     Complete,
     /// Exit non-zero (not 89): the client detected the problem and stopped.
@@ -45,7 +45,7 @@ pub enum Outcome {
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Complete or refuse.
-    pub outcome: Outcome,
+    pub outcome: Behaviour,
     /// The most `/secure/call` requests allowed.
     #[serde(default)]
     pub max_calls: Option<u64>,

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 
 use crate::mitm::{self, MitmConfig, Observed};
+use crate::report::Level;
 use crate::report::{Exchange, ScenarioResult, Verdict};
-use crate::scenarios::model::Level;
 use crate::server::{self, RunningServer, ServerConfig};
 use crate::transport::{Limits, Target};
 
-use super::model::{ClientScenario, Mode, Outcome};
+use super::model::{Behaviour, ClientScenario, Mode};
 
 /// The exit status by which a shim says "not implemented".
 pub const EXIT_NOT_IMPLEMENTED: i32 = 89;
@@ -292,13 +292,13 @@ pub fn judge(
         }
     }
     match (e.outcome, code) {
-        (Outcome::Complete, Some(0)) | (Outcome::Refuse, Some(1..)) => Ok(None),
-        (Outcome::Complete, c) => Ok(Some(format!(
+        (Behaviour::Complete, Some(0)) | (Behaviour::Refuse, Some(1..)) => Ok(None),
+        (Behaviour::Complete, c) => Ok(Some(format!(
             "the call should have completed, but the client exited with {}{}",
             show(c),
             said()
         ))),
-        (Outcome::Refuse, c) => Ok(Some(format!(
+        (Behaviour::Refuse, c) => Ok(Some(format!(
             "the client exited with {} (accepted the response) where it had to refuse",
             show(c)
         ))),
@@ -403,7 +403,7 @@ const TRANSCRIPT_GRACE: Duration = Duration::from_millis(500);
 /// each exchange also names the server knobs in force, because what they
 /// change happens behind the relay.
 async fn transcript(scenario: &ClientScenario, adversary: &Adversary) -> Vec<Exchange> {
-    let mut exchanges = adversary.relay.transcript(TRANSCRIPT_GRACE).await;
+    let mut exchanges = adversary.relay.http_log(TRANSCRIPT_GRACE).await;
     if !scenario.server_bugs.is_empty() {
         let knobs = format!(
             "the server runs with --bug {}",
@@ -421,8 +421,8 @@ async fn transcript(scenario: &ClientScenario, adversary: &Adversary) -> Vec<Exc
 
 fn expected_text(s: &ClientScenario) -> String {
     let mut parts = vec![match s.expect.outcome {
-        Outcome::Complete => "the call completes (exit 0)".to_string(),
-        Outcome::Refuse => "the client refuses (non-zero exit, not 89)".to_string(),
+        Behaviour::Complete => "the call completes (exit 0)".to_string(),
+        Behaviour::Refuse => "the client refuses (non-zero exit, not 89)".to_string(),
     }];
     if s.calls > 1 {
         parts.push(format!(

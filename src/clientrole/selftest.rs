@@ -101,38 +101,6 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// The client-knob table of `docs/SELFTEST.md`, generated from the client
-/// scenarios' `catches`: the rows `run_matrix` must reproduce.
-pub fn doc_section(scenarios: &[ClientScenario]) -> String {
-    let mut out = String::from(
-        "\n## The reference client's knobs (`osc-harness call --bug`)\n\n\
-         `osc-harness selftest` (and `test-client --selftest`) then runs the client\n\
-         scenarios with the reference client and with each of these knobs, and\n\
-         checks that exactly these scenarios fail.\n\n\
-         | knob | requirement | what the client does wrong | caught by |\n|---|---|---|---|\n",
-    );
-    for bug in ClientBug::ALL {
-        let by: Vec<String> = scenarios
-            .iter()
-            .filter(|s| s.catches.iter().any(|c| c == bug.name()))
-            .map(|s| format!("`{}`", s.id))
-            .collect();
-        let caught = if by.is_empty() {
-            "**nothing**".to_string()
-        } else {
-            by.join(", ")
-        };
-        crate::scenarios::selftest::knob_row(
-            &mut out,
-            bug.name(),
-            bug.requirement(),
-            bug.description(),
-            &caught,
-        );
-    }
-    out
-}
-
 /// The matrix as the HTML report's model (knobs × client scenarios).
 pub fn kill_matrix(rows: &[Row], scenarios: &[ClientScenario]) -> crate::report::html::KillMatrix {
     crate::report::html::KillMatrix {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::runtime;
-use crate::cli::target::{self as shared, RelayDefault, TargetPolicy};
+use crate::flags::target::{self as shared, RelayDefault, TargetPolicy};
+use crate::runtime::runtime;
 use crate::server::{Bug, RunningServer, ServerConfig};
 use crate::transport::Limits;
 
@@ -240,8 +240,8 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         // One under the relay origin's bucket, as for a direct URL: the
         // spare keeps liveness probes and replays of findings possible.
         None if resolved.via_relay => Some((
-            crate::cli::target::RELAY_HANDSHAKE_BUCKET.0 - 1,
-            crate::cli::target::RELAY_HANDSHAKE_BUCKET.1,
+            crate::flags::target::RELAY_HANDSHAKE_BUCKET.0 - 1,
+            crate::flags::target::RELAY_HANDSHAKE_BUCKET.1,
         )),
         None => Some(URL_HANDSHAKE_BUDGET),
     };
@@ -266,7 +266,7 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
     } else {
         let summary = runner::run(cfg).await;
         let json = || serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
-        let html = || crate::report::html::render_fuzz_html(&summary);
+        let html = || super::html::render_fuzz_html(&summary);
         match args.format {
             SummaryFormat::Json => print!("{}", json()),
             SummaryFormat::Html => print!("{}", html()),

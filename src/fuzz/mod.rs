@@ -15,6 +15,7 @@ pub mod cli;
 pub mod dedup;
 pub mod exec;
 pub mod gen;
+pub mod html;
 pub mod oracle;
 pub mod runner;
 pub mod scenario;

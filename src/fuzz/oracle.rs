@@ -1,17 +1,130 @@
 //! The oracles: what the protocol allows as an answer to each input, and
-//! the verdict when the target's answer falls outside it.
+//! the verdict when the target's answer falls outside it. Every oracle is
+//! one row of [`Oracle`], with the requirement it guards; the oracle table
+//! of `docs/FUZZING.md` is generated from those rows ([`oracle_table`]).
+
+use std::fmt::Write as _;
 
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
 use crate::protocol::error::ChannelErrorCode;
 use crate::protocol::sse::SseDecoder;
 use crate::protocol::wire::{CodedErrorBody, Frame, InnerResponse, PlainErrorBody, ServerHello};
 
+use crate::report::Level;
+
 use super::case::{Auth, CallStep, EnvelopeEdit, Inner, Signature, Step};
 use super::exec::{Outcome, Reply, Session, TargetInfo};
 
-/// A fired oracle.
+macro_rules! oracles {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $req:literal, $level:ident, $desc:literal; )*) => {
+        /// One way a target's answer can fall outside what the protocol
+        /// allows. The name is the first part of a finding's signature
+        /// (`oracle/layer/field`) and of its file name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Oracle {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Oracle {
+            /// Every oracle, in the order of the table in `docs/FUZZING.md`.
+            pub const ALL: &'static [Oracle] = &[$(Oracle::$variant),*];
+
+            /// The kebab-case name findings carry.
+            pub fn name(self) -> &'static str {
+                match self { $(Oracle::$variant => $name,)* }
+            }
+
+            /// The requirement IDs (docs/PROTOCOL.md) a firing breaks.
+            pub fn requirement(self) -> &'static str {
+                match self { $(Oracle::$variant => $req,)* }
+            }
+
+            /// The level of those requirements.
+            pub fn level(self) -> Level {
+                match self { $(Oracle::$variant => Level::$level,)* }
+            }
+
+            /// What makes the oracle fire.
+            pub fn description(self) -> &'static str {
+                match self { $(Oracle::$variant => $desc,)* }
+            }
+        }
+    };
+}
+
+oracles! {
+    /// A 5xx answer.
+    ServerError = "server-error", "CALL-2", Must, "a 5xx answer: the protocol answers every bad input with a documented 4xx refusal";
+    /// The connection dropped before an answer.
+    DroppedConnection = "dropped-connection", "CALL-2", Must, "the connection dropped or was reset before an answer (not judged for framing edits, where a drop is a fair answer)";
+    /// No answer in time.
+    Timeout = "timeout", "CALL-2", Must, "no answer within `--timeout`";
+    /// A refusal in no documented shape.
+    UndocumentedBody = "undocumented-body", "CALL-2, HS-5", Must, "a refusal whose body is not a documented error shape, or whose code does not belong with its status; a 200 handshake answer that is not a ServerHello";
+    /// A refusal where the protocol accepts.
+    RefusedValid = "refused-valid", "CALL-3", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call";
+    /// A refusal with another status than the protocol fixes.
+    WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status than the one the protocol fixes for the input";
+    /// A 200 for an input the protocol refuses.
+    AcceptedInvalid = "accepted-invalid", "CALL-1, CALL-2, CALL-3, CALL-8, SES-1", Must, "200 for an input the protocol refuses: a flipped tag, a replay, seq 0, a reused or too-old seq, a call on an expired session, a nested `/secure/` path or a malformed inner request";
+    /// A 2xx inside without the access key.
+    InnerAuthBypass = "inner-auth-bypass", "CALL-6", Must, "2xx inside for an inner request without the access key";
+    /// Plaintext where a sealed frame belongs.
+    PlaintextResponse = "plaintext-response", "RESP-2, RESP-3", Must, "a 200 answer to a call that is plaintext where a sealed frame belongs";
+    /// A frame that does not open.
+    FrameNotOpening = "frame-not-opening", "RESP-1, KS-2", Must, "a frame that does not open under the per-call key, frames out of order, `fin` before the last frame, or an inner response that does not parse";
+    /// A response without a final fin.
+    MissingFin = "missing-fin", "RESP-2, RESP-3", Must, "a response (buffered or streamed) that ends without an authenticated `fin`";
+    /// A plaintext agent route served to a remote caller.
+    PlaintextAccepted = "plaintext-accepted", "GATE-1", Must, "a plaintext agent route served to a remote caller (the relay marker set)";
+}
+
+impl std::fmt::Display for Oracle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The oracle table of `docs/FUZZING.md`, one row per [`Oracle`].
+pub fn oracle_table() -> String {
+    let mut out = String::from("| oracle | requirement | level | fires on |\n|---|---|---|---|\n");
+    for o in Oracle::ALL {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            o.name(),
+            o.requirement(),
+            o.level().name(),
+            o.description()
+        );
+    }
+    out
+}
+
+/// The first and last line around the generated oracle table in
+/// `docs/FUZZING.md`.
+pub const TABLE_MARKERS: (&str, &str) = (
+    "<!-- oracle table: generated from src/fuzz/oracle.rs -->",
+    "<!-- end of oracle table -->",
+);
+
+/// `doc` with the text between [`TABLE_MARKERS`] replaced by
+/// [`oracle_table`]; `None` when a marker is missing.
+pub fn with_oracle_table(doc: &str) -> Option<String> {
+    let start = doc.find(TABLE_MARKERS.0)? + TABLE_MARKERS.0.len();
+    let end = start + doc[start..].find(TABLE_MARKERS.1)?;
+    Some(format!(
+        "{}\n{}{}",
+        &doc[..start],
+        oracle_table(),
+        &doc[end..]
+    ))
+}
+
+/// A fired oracle: the signature it files the finding under and what
+/// was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Firing {
     /// The bucket.
     pub signature: Signature,
     /// What was seen.
@@ -187,10 +300,10 @@ fn expect_call(call: &CallStep) -> Expected {
     }
 }
 
-fn verdict(e: &Expected, oracle: &str, detail: String) -> Option<Verdict> {
-    Some(Verdict {
+fn fire(e: &Expected, oracle: Oracle, detail: String) -> Option<Firing> {
+    Some(Firing {
         signature: Signature {
-            oracle: oracle.into(),
+            oracle: oracle.name().into(),
             layer: e.layer.into(),
             field: e.field.clone(),
         },
@@ -221,7 +334,7 @@ pub fn judge(
     step: &Step,
     outcome: &Outcome,
     prev: &[Outcome],
-) -> Option<Verdict> {
+) -> Option<Firing> {
     let e = match step {
         Step::Call(call) => expect_call_in(call, outcome.fresh),
         Step::CallAfterExpiry => Expected::new(Class::Refuse, "stateful", "expired").status(401),
@@ -242,8 +355,8 @@ pub fn judge(
     };
     let framing = matches!(step, Step::Call(c) if !c.framing.is_normal());
     let (status, content_type, body) = match &outcome.reply {
-        Reply::Timeout(d) => return verdict(&e, "timeout", d.clone()),
-        Reply::Dropped(d) if !framing => return verdict(&e, "dropped-connection", d.clone()),
+        Reply::Timeout(d) => return fire(&e, Oracle::Timeout, d.clone()),
+        Reply::Dropped(d) if !framing => return fire(&e, Oracle::DroppedConnection, d.clone()),
         Reply::Dropped(_) | Reply::Closed | Reply::Skipped(_) => return None,
         Reply::Http {
             status,
@@ -252,9 +365,9 @@ pub fn judge(
         } => (*status, content_type.as_deref(), body.as_slice()),
     };
     if status >= 500 {
-        return verdict(
+        return fire(
             &e,
-            "server-error",
+            Oracle::ServerError,
             format!("HTTP {status}: {}", super::exec::lossy(body, 300)),
         );
     }
@@ -262,9 +375,9 @@ pub fn judge(
         Step::Handshake { .. } => return judge_handshake(&e, status, body),
         Step::Plain { path, .. } => {
             if info.relay_origin && (200..300).contains(&status) && path.contains("{agent}") {
-                return verdict(
+                return fire(
                     &e,
-                    "plaintext-accepted",
+                    Oracle::PlaintextAccepted,
                     format!("a remote plaintext agent request got HTTP {status}"),
                 );
             }
@@ -277,20 +390,20 @@ pub fn judge(
     }
     if status != 200 {
         if let Err(why) = documented_call_error(status, body) {
-            return verdict(&e, "undocumented-body", why);
+            return fire(&e, Oracle::UndocumentedBody, why);
         }
         if e.class == Class::Accept {
-            return verdict(
+            return fire(
                 &e,
-                "refused-valid",
+                Oracle::RefusedValid,
                 format!("HTTP {status}: {}", super::exec::lossy(body, 300)),
             );
         }
         if let Some(want) = e.status {
             if want != status {
-                return verdict(
+                return fire(
                     &e,
-                    "wrong-status",
+                    Oracle::WrongStatus,
                     format!(
                         "expected HTTP {want}, got HTTP {status}: {}",
                         super::exec::lossy(body, 300)
@@ -301,9 +414,9 @@ pub fn judge(
         return None;
     }
     if e.class == Class::Refuse {
-        return verdict(
+        return fire(
             &e,
-            "accepted-invalid",
+            Oracle::AcceptedInvalid,
             format!(
                 "HTTP 200 for an input the protocol refuses: {}",
                 super::exec::lossy(body, 300)
@@ -312,20 +425,20 @@ pub fn judge(
     }
     let seq = outcome.seq?;
     match open_response(session, seq, content_type, body) {
-        Err((oracle, why)) => verdict(&e, oracle, why),
+        Err((oracle, why)) => fire(&e, oracle, why),
         Ok(inner_status) => {
             let ok = (200..300).contains(&inner_status);
             match e.inner_ok {
-                Some(false) if ok => verdict(
+                Some(false) if ok => fire(
                     &e,
-                    "inner-auth-bypass",
+                    Oracle::InnerAuthBypass,
                     format!(
                         "inner status {inner_status} for an inner request without the access key"
                     ),
                 ),
-                Some(true) if !ok => verdict(
+                Some(true) if !ok => fire(
                     &e,
-                    "refused-valid",
+                    Oracle::RefusedValid,
                     format!("inner status {inner_status} for a valid call"),
                 ),
                 _ => None,
@@ -334,13 +447,13 @@ pub fn judge(
     }
 }
 
-fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Verdict> {
+fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Firing> {
     if status == 200 {
         return match ServerHello::parse(body) {
             Ok(_) => None,
-            Err(err) => verdict(
+            Err(err) => fire(
                 e,
-                "undocumented-body",
+                Oracle::UndocumentedBody,
                 format!("HTTP 200 without a ServerHello: {err}"),
             ),
         };
@@ -350,9 +463,9 @@ fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Verdict> {
     if plain || coded {
         None
     } else {
-        verdict(
+        fire(
             e,
-            "undocumented-body",
+            Oracle::UndocumentedBody,
             format!(
                 "HTTP {status} refusal body is not a documented shape: {}",
                 super::exec::lossy(body, 300)
@@ -368,7 +481,7 @@ fn open_response(
     seq: u64,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<u16, (&'static str, String)> {
+) -> Result<u16, (Oracle, String)> {
     let mut opener = session.core().response_opener(seq);
     let is_stream = content_type.is_some_and(|c| {
         c.trim()
@@ -379,21 +492,22 @@ fn open_response(
         let mut decoder = SseDecoder::new(body.len() + 1);
         let events = decoder
             .feed(body)
-            .map_err(|e| ("frame-not-opening", e.to_string()))?;
+            .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
         for event in events {
-            let frame = Frame::parse(&event).map_err(|e| ("plaintext-response", e.to_string()))?;
+            let frame =
+                Frame::parse(&event).map_err(|e| (Oracle::PlaintextResponse, e.to_string()))?;
             opener
                 .open(&frame)
-                .map_err(|e| ("frame-not-opening", e.to_string()))?;
+                .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
         }
         opener
             .finish()
-            .map_err(|e| ("missing-fin", e.to_string()))?;
+            .map_err(|e| (Oracle::MissingFin, e.to_string()))?;
         return Ok(200);
     }
     let frame = Frame::parse(body).map_err(|e| {
         (
-            "plaintext-response",
+            Oracle::PlaintextResponse,
             format!(
                 "HTTP 200 body is not a sealed frame ({e}): {}",
                 super::exec::lossy(body, 300)
@@ -402,13 +516,13 @@ fn open_response(
     })?;
     let plaintext = opener
         .open(&frame)
-        .map_err(|e| ("frame-not-opening", e.to_string()))?;
+        .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
     opener
         .finish()
-        .map_err(|e| ("missing-fin", e.to_string()))?;
+        .map_err(|e| (Oracle::MissingFin, e.to_string()))?;
     let inner = InnerResponse::parse(&plaintext).map_err(|e| {
         (
-            "frame-not-opening",
+            Oracle::FrameNotOpening,
             format!("inner response unreadable: {e}"),
         )
     })?;
@@ -416,7 +530,7 @@ fn open_response(
         .ok()
         .filter(|s| (100..=999).contains(s))
         .ok_or((
-            "frame-not-opening",
+            Oracle::FrameNotOpening,
             format!("inner status {} is not HTTP", inner.status),
         ))
 }

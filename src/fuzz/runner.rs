@@ -20,7 +20,7 @@ use super::dedup::{self, Admission};
 pub use super::dedup::{BucketSummary, ShapeSummary};
 use super::exec::{self, ExecError, HandshakeBudget, Outcome, Session, TargetInfo};
 use super::gen::{Endpoints, Generator};
-use super::oracle::{self, Verdict};
+use super::oracle::{self, Firing, Oracle};
 use super::shrink::{self, Shrinker};
 
 /// Everything one fuzzing run needs.
@@ -132,27 +132,27 @@ pub async fn run_case(
     info: &TargetInfo,
     session: &mut Session,
     steps: &[Step],
-) -> (Option<Verdict>, Vec<Outcome>) {
+) -> (Option<Firing>, Vec<Outcome>) {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(steps.len());
     let mut last_call = None;
     for step in steps {
         let outcome = exec::run_step(info, session, step, &mut last_call).await;
-        let verdict = oracle::judge(info, session, step, &outcome, &outcomes);
+        let firing = oracle::judge(info, session, step, &outcome, &outcomes);
         outcomes.push(outcome);
-        if verdict.is_some() {
-            return (verdict, outcomes);
+        if firing.is_some() {
+            return (firing, outcomes);
         }
     }
     (None, outcomes)
 }
 
-/// Runs `steps` on a fresh session; the verdict, if any, and the exchanges.
+/// Runs `steps` on a fresh session; the firing oracle, if any, and the exchanges.
 pub async fn reproduce(
     info: &TargetInfo,
     steps: &[Step],
     rng: &mut SeededRandom,
     budget: &Mutex<HandshakeBudget>,
-) -> Result<(Option<Verdict>, Vec<Outcome>), ExecError> {
+) -> Result<(Option<Firing>, Vec<Outcome>), ExecError> {
     let mut session = {
         let mut b = budget.lock().await;
         Session::open(info, rng, &mut b).await?
@@ -175,7 +175,7 @@ async fn minimise(
     rng: &mut SeededRandom,
     budget: &Mutex<HandshakeBudget>,
 ) -> Vec<Step> {
-    if sig.oracle == "timeout" {
+    if sig.oracle == Oracle::Timeout.name() {
         // Each try would cost a full timeout; the input is small anyway.
         return steps;
     }
@@ -185,7 +185,7 @@ async fn minimise(
             Ok((Some(v), outcomes)) => v.signature == *sig && firing_shape(&outcomes) == shape,
             _ => false,
         };
-        shrinker.verdict(fired);
+        shrinker.record(fired);
     }
     shrinker.into_best()
 }
@@ -413,12 +413,12 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             let ctx = ctx.clone();
             slow.spawn(async move {
                 let info = &ctx.info_waiting(ctx.cfg.info.expiry_wait);
-                let (verdict, outcomes) = run_case(info, &mut fork, &steps).await;
+                let (firing, outcomes) = run_case(info, &mut fork, &steps).await;
                 if count_skipped(&ctx, &outcomes).await {
                     return;
                 }
                 record_shapes(&ctx, &steps, &outcomes).await;
-                if let Some(v) = verdict {
+                if let Some(v) = firing {
                     let mut rng = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-slow-{case}"));
                     confirm(&ctx, case, steps, v, &outcomes, &mut rng).await;
                     probe(&ctx, case, &mut rng).await;
@@ -426,7 +426,7 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             });
             continue;
         }
-        let (verdict, outcomes) = run_case(info, current, &steps).await;
+        let (firing, outcomes) = run_case(info, current, &steps).await;
         if current.burned {
             session = None;
         }
@@ -442,7 +442,7 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             continue;
         }
         record_shapes(&ctx, &steps, &outcomes).await;
-        if let Some(v) = verdict {
+        if let Some(v) = firing {
             // The input may have left state behind: start clean.
             session = None;
             confirm(&ctx, case, steps, v, &outcomes, &mut rng).await;
@@ -534,9 +534,9 @@ async fn expiry_sentinel(ctx: Arc<Ctx>, workers_done: Arc<AtomicBool>) {
             continue;
         }
         let steps = vec![Step::CallAfterExpiry];
-        let (verdict, outcomes) = run_case(&info, &mut session, &steps).await;
+        let (firing, outcomes) = run_case(&info, &mut session, &steps).await;
         ctx.shared.lock().await.expiry_checks += 1;
-        let Some(verdict) = verdict else {
+        let Some(firing) = firing else {
             if pending.take().is_some() {
                 ctx.shared.lock().await.unconfirmed += 1;
             }
@@ -546,7 +546,7 @@ async fn expiry_sentinel(ctx: Arc<Ctx>, workers_done: Arc<AtomicBool>) {
             case: ctx.execs.load(Ordering::Relaxed),
             steps,
             shape: firing_shape(&outcomes),
-            verdict,
+            firing,
         };
         match pending.take() {
             Some(first) if first.same_as(&hit) => {
@@ -638,18 +638,18 @@ async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
     }
 }
 
-/// An oracle hit: the case, its steps, the verdict and the firing shape.
+/// An oracle hit: the case, its steps, the firing and its shape.
 struct Hit {
     case: u64,
     steps: Vec<Step>,
-    verdict: Verdict,
+    firing: Firing,
     shape: String,
 }
 
 impl Hit {
     /// Whether `other` fired with the same signature and response shape.
     fn same_as(&self, other: &Hit) -> bool {
-        self.verdict.signature == other.verdict.signature && self.shape == other.shape
+        self.firing.signature == other.firing.signature && self.shape == other.shape
     }
 }
 
@@ -659,7 +659,7 @@ async fn confirm(
     ctx: &Ctx,
     case: u64,
     steps: Vec<Step>,
-    first: Verdict,
+    first: Firing,
     first_outcomes: &[Outcome],
     rng: &mut SeededRandom,
 ) {
@@ -668,11 +668,11 @@ async fn confirm(
         case,
         shape: firing_shape(first_outcomes),
         steps,
-        verdict: first,
+        firing: first,
     };
     let again = match reproduce(info, &hit.steps, rng, &ctx.budget).await {
         Ok((Some(v), o))
-            if v.signature == hit.verdict.signature && firing_shape(&o) == hit.shape =>
+            if v.signature == hit.firing.signature && firing_shape(&o) == hit.shape =>
         {
             o
         }
@@ -696,7 +696,7 @@ async fn book(
     let Hit {
         case,
         steps,
-        verdict: first,
+        firing: first,
         shape,
     } = hit;
     // Booked before minimising, so a second worker with the same shape

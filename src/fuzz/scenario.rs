@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::case::{Auth, EnvelopeEdit, Finding, Inner, Step};
-use super::oracle::fixed_answer;
+use super::oracle::{fixed_answer, Oracle};
 
 /// Why a finding cannot become a scenario.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ fn requirement(finding: &Finding) -> (&'static str, &'static str) {
         ("inner", "path-nesting") => ("CALL-8", "inside"),
         ("inner", "authorization") => ("CALL-6", "inside"),
         ("inner", _) => ("CALL-2", "inside"),
-        ("valid", _) if s.oracle == "undocumented-body" => ("RESP-2", "inside"),
+        ("valid", _) if s.oracle == Oracle::UndocumentedBody.name() => ("RESP-2", "inside"),
         _ => ("CALL-2", "tamper"),
     }
 }

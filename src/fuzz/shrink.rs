@@ -155,7 +155,7 @@ impl Shrinker {
     }
 
     /// The next candidate to run, or `None` when done. Answer each with
-    /// [`Shrinker::verdict`]; an unanswered one counts as not firing.
+    /// [`Shrinker::record`]; an unanswered one counts as not firing.
     pub fn next_candidate(&mut self) -> Option<Vec<Step>> {
         if let Some(i) = self.current.take() {
             self.rejected.push(self.pass[i].clone());
@@ -176,7 +176,7 @@ impl Shrinker {
     }
 
     /// Whether the last candidate still fired the same way.
-    pub fn verdict(&mut self, fired: bool) {
+    pub fn record(&mut self, fired: bool) {
         let Some(i) = self.current.take() else { return };
         if !fired {
             self.rejected.push(self.pass[i].clone());
@@ -611,7 +611,7 @@ mod tests {
         let mut s = Shrinker::new(case, max);
         while let Some(c) = s.next_candidate() {
             let f = fires(&c);
-            s.verdict(f);
+            s.record(f);
         }
         s
     }

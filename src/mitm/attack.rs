@@ -1,113 +1,71 @@
 //! What the relay does to the traffic besides carrying it.
 //!
-//! The first block are the MITM attacks of `osc-harness mitm --attack`; the
-//! second are the misbehaviours a client-role scenario needs from the
-//! network side (a refused call, a tampered hello, a hostile body). Both are
-//! one bent step of an otherwise faithful relay.
+//! Rows of the knob registry ([`crate::knobs`]): the attacks of class
+//! `Mitm` are those of `osc-harness mitm --attack`; the `ClientSuite` ones
+//! are the misbehaviours a client-role scenario needs from the network side
+//! (a refused call, a tampered hello, a hostile body). Each is one bent
+//! step of an otherwise faithful relay.
 
-use std::fmt;
+use crate::knobs::CaughtBy;
 
-macro_rules! attacks {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $desc:literal; )*) => {
-        /// One deliberate edit of the relayed traffic.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum Attack {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl Attack {
-            /// Every attack, in `--list-attacks` order.
-            pub const ALL: &'static [Attack] = &[$(Attack::$variant),*];
-
-            /// The kebab-case name used by `--attack`.
-            pub fn name(self) -> &'static str {
-                match self { $(Attack::$variant => $name,)* }
-            }
-
-            /// What the relay does.
-            pub fn description(self) -> &'static str {
-                match self { $(Attack::$variant => $desc,)* }
-            }
-        }
-    };
-}
-
-attacks! {
-    /// Sends each captured call to the server a second time.
-    Replay = "replay", "after each call, send the captured envelope to the server again (it must answer 409)";
-    /// Removes the final fin frame.
-    DropFin = "drop-fin", "drop the frame marked fin (streams) or its fin flag (buffered responses)";
-    /// Ends the response in the middle of its last frame.
-    CutMidFrame = "cut-mid-frame", "end the response half-way through its last frame";
-    /// Swaps the first two stream frames.
-    Reorder = "reorder", "swap the first two frames of a stream";
-    /// Sends the first stream frame twice.
-    Duplicate = "duplicate", "send the first frame of a stream twice";
-    /// Replaces the server's ephemeral key in the ServerHello.
-    SwapServerKey = "swap-server-key", "replace eS in the ServerHello with the relay's own X25519 key";
-    /// Turns a sealed call into a plaintext agent-route request.
-    Plaintext = "plaintext", "send a plaintext POST /agents/{id}/run in place of the sealed call (the server must answer 426)";
-    /// Forwards without the relay marker.
-    StripMarker = "strip-marker", "forward without X-Osaurus-Relay-Origin, so the server sees a loopback caller";
-    /// Changes the sid of the ServerHello after signing.
-    EditSid = "edit-sid", "change sid in the ServerHello after it was signed";
-    /// Changes expiresAt of the ServerHello after signing.
-    EditExp = "edit-exp", "add an hour to expiresAt in the ServerHello after it was signed";
-    /// Announces version 2 in the ServerHello.
-    HelloV2 = "hello-v2", "set v to 2 in the ServerHello";
-    /// Rewrites the signature's v byte from 27/28 to 0/1.
-    SigV01 = "sig-v-01", "rewrite the ServerHello signature's v byte from 27/28 to 0/1 (same signature, other encoding)";
-    /// Rewrites the signature as its high-S twin.
-    SigHighS = "sig-high-s", "rewrite the ServerHello signature as its high-S twin (valid, not canonical)";
-    /// Refuses the first call with 401 secure_session_unknown.
-    Unknown401Once = "401-once", "answer the first call with 401 secure_session_unknown";
-    /// Refuses every call with 401 secure_session_unknown.
-    Unknown401Always = "401-always", "answer every call with 401 secure_session_unknown";
-    /// Refuses the first call with 409 secure_replay.
-    Replay409 = "409", "answer the first call with 409 secure_replay";
-    /// Refuses every handshake with 429.
-    RateLimit429 = "429", "answer every handshake with 429";
-    /// Answers the sealed call with a plaintext 426.
-    Upgrade426 = "426", "answer every call with the plaintext 426 upgrade_required body";
-    /// A frame appears after the fin frame.
-    FrameAfterFin = "frame-after-fin", "send the first frame again after the fin frame";
-    /// The response is plaintext where a sealed frame belongs.
-    PlaintextFrame = "plaintext-frame", "answer the call with a plaintext inner response instead of a sealed frame";
-    /// Answers the retried call with the response of the first one.
-    ForeignFrames = "foreign-frames", "forward the first call but answer it 401; answer the retry (a new session) with the first call's sealed response";
-    /// An event stream that never ends.
-    EndlessStream = "endless-stream", "answer the call with an event stream of keep-alive comments that never ends";
-    /// An event stream that drips one line every 200 ms.
-    SlowDrip = "slow-drip", "answer the call with an event stream that sends one short line every 200 ms";
-    /// One event far larger than any frame.
-    HugeFrame = "huge-frame", "answer the call with one 64 MiB event";
+crate::knobs! {
+    /// One deliberate edit of the relayed traffic.
+    pub enum Attack: Relay {
+        /// Sends each captured call to the server a second time.
+        Replay = "replay", "", Mitm, "after each call, send the captured envelope to the server again (it must answer 409)";
+        /// Removes the final fin frame.
+        DropFin = "drop-fin", "", Mitm, "drop the frame marked fin (streams) or its fin flag (buffered responses)";
+        /// Ends the response in the middle of its last frame.
+        CutMidFrame = "cut-mid-frame", "", Mitm, "end the response half-way through its last frame";
+        /// Swaps the first two stream frames.
+        Reorder = "reorder", "", Mitm, "swap the first two frames of a stream";
+        /// Sends the first stream frame twice.
+        Duplicate = "duplicate", "", Mitm, "send the first frame of a stream twice";
+        /// Replaces the server's ephemeral key in the ServerHello.
+        SwapServerKey = "swap-server-key", "", Mitm, "replace eS in the ServerHello with the relay's own X25519 key";
+        /// Turns a sealed call into a plaintext agent-route request.
+        Plaintext = "plaintext", "", Mitm, "send a plaintext POST /agents/{id}/run in place of the sealed call (the server must answer 426)";
+        /// Forwards without the relay marker.
+        StripMarker = "strip-marker", "", Mitm, "forward without X-Osaurus-Relay-Origin, so the server sees a loopback caller";
+        /// Changes the sid of the ServerHello after signing.
+        EditSid = "edit-sid", "", ClientSuite, "change sid in the ServerHello after it was signed";
+        /// Changes expiresAt of the ServerHello after signing.
+        EditExp = "edit-exp", "", ClientSuite, "add an hour to expiresAt in the ServerHello after it was signed";
+        /// Announces version 2 in the ServerHello.
+        HelloV2 = "hello-v2", "", ClientSuite, "set v to 2 in the ServerHello";
+        /// Rewrites the signature's v byte from 27/28 to 0/1.
+        SigV01 = "sig-v-01", "", ClientSuite, "rewrite the ServerHello signature's v byte from 27/28 to 0/1 (same signature, other encoding)";
+        /// Rewrites the signature as its high-S twin.
+        SigHighS = "sig-high-s", "", ClientSuite, "rewrite the ServerHello signature as its high-S twin (valid, not canonical)";
+        /// Refuses the first call with 401 secure_session_unknown.
+        Unknown401Once = "401-once", "", ClientSuite, "answer the first call with 401 secure_session_unknown";
+        /// Refuses every call with 401 secure_session_unknown.
+        Unknown401Always = "401-always", "", ClientSuite, "answer every call with 401 secure_session_unknown";
+        /// Refuses the first call with 409 secure_replay.
+        Replay409 = "409", "", ClientSuite, "answer the first call with 409 secure_replay";
+        /// Refuses every handshake with 429.
+        RateLimit429 = "429", "", ClientSuite, "answer every handshake with 429";
+        /// Answers the sealed call with a plaintext 426.
+        Upgrade426 = "426", "", ClientSuite, "answer every call with the plaintext 426 upgrade_required body";
+        /// A frame appears after the fin frame.
+        FrameAfterFin = "frame-after-fin", "", ClientSuite, "send the first frame again after the fin frame";
+        /// The response is plaintext where a sealed frame belongs.
+        PlaintextFrame = "plaintext-frame", "", ClientSuite, "answer the call with a plaintext inner response instead of a sealed frame";
+        /// Answers the retried call with the response of the first one.
+        ForeignFrames = "foreign-frames", "", ClientSuite, "forward the first call but answer it 401; answer the retry (a new session) with the first call's sealed response";
+        /// An event stream that never ends.
+        EndlessStream = "endless-stream", "", ClientSuite, "answer the call with an event stream of keep-alive comments that never ends";
+        /// An event stream that drips one line every 200 ms.
+        SlowDrip = "slow-drip", "", ClientSuite, "answer the call with an event stream that sends one short line every 200 ms";
+        /// One event far larger than any frame.
+        HugeFrame = "huge-frame", "", ClientSuite, "answer the call with one 64 MiB event";
+    }
 }
 
 impl Attack {
-    /// The attack named `name`, if any.
-    pub fn from_name(name: &str) -> Option<Attack> {
-        Attack::ALL.iter().copied().find(|a| a.name() == name)
-    }
-
     /// The attacks of `osc-harness mitm` (the rest serve client scenarios).
     pub fn is_mitm(self) -> bool {
-        matches!(
-            self,
-            Attack::Replay
-                | Attack::DropFin
-                | Attack::CutMidFrame
-                | Attack::Reorder
-                | Attack::Duplicate
-                | Attack::SwapServerKey
-                | Attack::Plaintext
-                | Attack::StripMarker
-        )
-    }
-}
-
-impl fmt::Display for Attack {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.caught_by() == CaughtBy::Mitm
     }
 }
 

@@ -1,9 +1,4 @@
-//! The relay's response body, and the canary scan shared by both
-//! directions.
-
-/// The relay's response body: the reference server's body type (one
-/// buffer, or chunks from the pump task).
-pub use crate::server::OutBody as RelayBody;
+//! The canary scan shared by both directions of the relay.
 
 /// Looks for canary strings in a byte stream that arrives in pieces; a
 /// canary split across two pieces is still found, because the scan keeps

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::transport::{Limits, Target};
 
-use super::{spawn, Attack, MitmConfig, Observed, Outcome};
+use super::{spawn, Assessment, Attack, MitmConfig, Observed};
 
 /// Relay between a real client and a real server, checking (and optionally
 /// attacking) the traffic.
@@ -82,7 +82,7 @@ pub fn run(args: MitmArgs) -> ExitCode {
         limits: Limits::default(),
         log: args.log.clone(),
     };
-    let runtime = match crate::cli::runtime() {
+    let runtime = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -108,7 +108,7 @@ pub fn run(args: MitmArgs) -> ExitCode {
             }
         }
         let observed = relay.observed();
-        let outcome = relay.outcome();
+        let outcome = relay.assessment();
         let attacks = relay.attacks();
         relay.shutdown().await;
         print!("{}", summary(&attacks, &observed, &outcome));
@@ -117,7 +117,7 @@ pub fn run(args: MitmArgs) -> ExitCode {
 }
 
 /// The end-of-run summary.
-pub fn summary(attacks: &[Attack], o: &Observed, outcome: &Outcome) -> String {
+pub fn summary(attacks: &[Attack], o: &Observed, outcome: &Assessment) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
     let names: Vec<_> = attacks.iter().map(|a| a.name()).collect();

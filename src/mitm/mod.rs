@@ -9,8 +9,8 @@
 mod attack;
 mod body;
 pub mod cli;
+mod http_log;
 mod relay;
-mod transcript;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -32,7 +32,7 @@ use crate::transport::{Limits, Target};
 
 pub use attack::Attack;
 pub use body::CanaryScan;
-pub use relay::{MAX_REQUEST_BYTES, RELAY_MARKER};
+pub use relay::MAX_REQUEST_BYTES;
 
 /// How many connections the relay serves at once; more wait in the backlog.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -118,7 +118,7 @@ pub struct LogEntry {
     pub duration_ms: u64,
     /// Whether the response was an event stream.
     pub streamed: bool,
-    /// The exchange's place in the relay's transcript (not logged).
+    /// The exchange's place in the relay's HTTP log (not logged).
     #[serde(skip)]
     pub(crate) slot: Option<usize>,
 }
@@ -134,7 +134,7 @@ pub struct State {
     log: Mutex<Option<std::fs::File>>,
     /// The first call's response, kept for `foreign-frames`.
     captured: Mutex<Option<crate::transport::OuterResponse>>,
-    transcript: Mutex<transcript::Transcript>,
+    http_log: Mutex<http_log::HttpLog>,
 }
 
 /// How many recent envelopes are remembered to spot a resent one.
@@ -235,7 +235,7 @@ impl State {
         }
         let mut highest = self.highest_seq.lock().unwrap_or_else(|e| e.into_inner());
         let prev = highest.get(&call.sid).copied();
-        let session = transcript::short_sid(&call.sid);
+        let session = http_log::short_sid(&call.sid);
         match prev {
             Some(p) if call.seq <= p => {
                 drop(highest);
@@ -280,7 +280,7 @@ impl State {
         status: u16,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
-    ) -> hyper::Response<body::RelayBody> {
+    ) -> hyper::Response<crate::transport::OutBody> {
         let mut scan = CanaryScan::new(&self.config.canaries);
         self.canary_hits(scan.feed(&body), "server to client");
         self.add_bytes_down(body.len());
@@ -290,11 +290,11 @@ impl State {
         self.close(
             entry.slot,
             status,
-            transcript::body_text(&body, &self.config.canaries),
+            http_log::body_text(&body, &self.config.canaries),
         );
         self.log(entry);
         self.observe(|o| o.responses_delivered += 1);
-        relay::build(status, &headers, body::RelayBody::full(body))
+        relay::build(status, &headers, crate::transport::OutBody::full(body))
     }
 }
 
@@ -338,12 +338,12 @@ impl RunningMitm {
     /// (bounded; bodies truncated, canaries redacted). Waits up to `grace`
     /// for responses still being relayed, so a stream that ends just as
     /// the client exits is shown with its end.
-    pub async fn transcript(&self, grace: std::time::Duration) -> Vec<crate::report::Exchange> {
+    pub async fn http_log(&self, grace: std::time::Duration) -> Vec<crate::report::Exchange> {
         let until = Instant::now() + grace;
         while self.state.open_exchanges() > 0 && Instant::now() < until {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        self.state.transcript_snapshot()
+        self.state.log_snapshot()
     }
 
     /// The attacks in force.
@@ -351,9 +351,9 @@ impl RunningMitm {
         self.state.config.attacks.iter().copied().collect()
     }
 
-    /// Judges the run so far; see [`judge`].
-    pub fn outcome(&self) -> Outcome {
-        judge(&self.state.config.attacks, &self.observed())
+    /// Assesses the run so far; see [`assess`].
+    pub fn assessment(&self) -> Assessment {
+        assess(&self.state.config.attacks, &self.observed())
     }
 
     /// Stops accepting and waits for the accept loop.
@@ -375,7 +375,7 @@ impl Drop for RunningMitm {
 
 /// Whether the protocol held, as far as the relay can tell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Outcome {
+pub struct Assessment {
     /// `Some(true)`: held; `Some(false)`: broken; `None`: only the client
     /// can tell (it must report an error for this attack).
     pub held: Option<bool>,
@@ -385,8 +385,8 @@ pub struct Outcome {
     pub client: String,
 }
 
-/// Judges the attacks in force against what the relay saw.
-pub fn judge(attacks: &BTreeSet<Attack>, o: &Observed) -> Outcome {
+/// Assesses the attacks in force against what the relay saw.
+pub fn assess(attacks: &BTreeSet<Attack>, o: &Observed) -> Assessment {
     let clean = o.canary_hits.is_empty();
     let client = format!(
         "{} handshake(s), {} call(s), {} plaintext request(s), {} response(s) read to the end, {} abandoned",
@@ -423,7 +423,7 @@ pub fn judge(attacks: &BTreeSet<Attack>, o: &Observed) -> Outcome {
             _ => {}
         }
     }
-    Outcome {
+    Assessment {
         held,
         server,
         client,
@@ -469,7 +469,7 @@ pub async fn spawn(config: MitmConfig) -> Result<RunningMitm, MitmError> {
         seen_envelopes: Mutex::new(Vec::new()),
         log: Mutex::new(log),
         captured: Mutex::new(None),
-        transcript: Mutex::new(transcript::Transcript::default()),
+        http_log: Mutex::new(http_log::HttpLog::default()),
     });
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, state.clone(), stop_rx));

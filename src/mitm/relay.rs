@@ -11,20 +11,21 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::sync::mpsc;
 
+use crate::knobs::{cut_in_half, SwapFirstTwo};
 use crate::protocol::encoding::b64url_encode;
 use crate::protocol::error::{
     channel_error_body, ChannelErrorCode, HandshakeRefusal, UPGRADE_REQUIRED_BODY,
 };
+use crate::protocol::names::{
+    CALL_PATH, RELAY_ORIGIN_HEADER, SECURE_CHANNEL_HEADER, SECURE_PREFIX, SESSION_PATH,
+};
 use crate::protocol::sse::SseDecoder;
 use crate::protocol::wire::{ClientHello, Frame, ServerHello};
-use crate::transport::{self, OuterRequest, StreamingResponse};
+use crate::transport::{self, OutBody, OuterRequest, StreamingResponse};
 
-use super::body::{CanaryScan, RelayBody};
-use super::transcript::body_text;
+use super::body::CanaryScan;
+use super::http_log::body_text;
 use super::{Attack, LogEntry, State};
-
-/// The header the Osaurus relay adds to every request it carries (GATE-3).
-pub const RELAY_MARKER: &str = "X-Osaurus-Relay-Origin";
 
 /// The largest request body the relay accepts (the server's own limit is
 /// 64 KiB on the channel endpoints; plaintext routes may carry more).
@@ -43,7 +44,7 @@ const HOP_BY_HOP: [&str; 6] = [
 ];
 
 /// Handles one request from the client.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<RelayBody> {
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<OutBody> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
     let body = match tokio::time::timeout(
@@ -67,13 +68,13 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Relay
         head_text.push_str(&value);
         head_text.push('\n');
         let lower = name.as_str();
-        if HOP_BY_HOP.contains(&lower) || lower.eq_ignore_ascii_case(RELAY_MARKER) {
+        if HOP_BY_HOP.contains(&lower) || lower.eq_ignore_ascii_case(RELAY_ORIGIN_HEADER) {
             continue;
         }
         headers.push((name.as_str().to_string(), value));
     }
     if !state.has(Attack::StripMarker) {
-        headers.push((RELAY_MARKER.into(), "1".into()));
+        headers.push((RELAY_ORIGIN_HEADER.into(), "1".into()));
     }
     let mut up_scan = CanaryScan::new(&state.config.canaries);
     state.canary_hits(up_scan.feed(head_text.as_bytes()), "client to server");
@@ -87,8 +88,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Relay
     };
     let route = path.split('?').next().unwrap_or("");
     let action = match route {
-        "/secure/session" => "handshake",
-        "/secure/call" => "call",
+        SESSION_PATH => "handshake",
+        CALL_PATH => "call",
         _ => "plaintext",
     };
     let request_line = body_text(
@@ -108,8 +109,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Relay
         slot,
     };
     match route {
-        "/secure/session" => handshake(state, outer, entry, started).await,
-        "/secure/call" => call(state, outer, entry, started).await,
+        SESSION_PATH => handshake(state, outer, entry, started).await,
+        CALL_PATH => call(state, outer, entry, started).await,
         _ => {
             state.observe(|o| o.plaintext_requests += 1);
             forward_buffered(state, outer, entry, started).await
@@ -120,7 +121,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Relay
 /// Paths are logged by route only: an agent id is not secret, but a
 /// plaintext path could carry anything, so only its shape is kept.
 fn log_route(route: &str) -> String {
-    if route.starts_with("/secure/") {
+    if route.starts_with(SECURE_PREFIX) {
         route.to_string()
     } else {
         "(plaintext route)".to_string()
@@ -132,7 +133,7 @@ async fn handshake(
     outer: OuterRequest,
     entry: LogEntry,
     started: Instant,
-) -> Response<RelayBody> {
+) -> Response<OutBody> {
     state.observe(|o| o.handshakes += 1);
     if let Err(e) = ClientHello::parse(&outer.body) {
         state.problem(format!("a ClientHello is malformed: {e}"));
@@ -205,7 +206,7 @@ async fn call(
     outer: OuterRequest,
     entry: LogEntry,
     started: Instant,
-) -> Response<RelayBody> {
+) -> Response<OutBody> {
     let n = state.observe(|o| {
         o.calls += 1;
         o.calls
@@ -256,7 +257,7 @@ async fn call(
     if let Some((status, text)) = answer {
         let mut headers = json_headers();
         if status == 200 {
-            headers.push((crate::server::CHANNEL_MARKER.into(), "1".into()));
+            headers.push((SECURE_CHANNEL_HEADER.into(), "1".into()));
         }
         return state.finish_full(entry, started, status, headers, text.into_bytes());
     }
@@ -275,7 +276,7 @@ async fn call(
             format!("/agents/{}/run", state.config.agent_id),
             r#"{"prompt":"relayed in plaintext by the mitm"}"#,
         )
-        .with_header(RELAY_MARKER, "1");
+        .with_header(RELAY_ORIGIN_HEADER, "1");
         if let Some(key) = &state.config.plaintext_key {
             plain = plain.with_header("Authorization", format!("Bearer {key}"));
         }
@@ -304,7 +305,7 @@ async fn call(
     let (tx, rx) = mpsc::channel(16);
     let replay = (state.has(Attack::Replay) && status == 200).then(|| outer.clone());
     tokio::spawn(pump(state, response, tx, is_stream, entry, started, replay));
-    build(status, &headers, RelayBody::Stream(rx))
+    build(status, &headers, OutBody::Stream(rx))
 }
 
 /// `foreign-frames`: the first call reaches the server but the client is
@@ -316,7 +317,7 @@ async fn foreign_frames(
     entry: LogEntry,
     started: Instant,
     n: u64,
-) -> Response<RelayBody> {
+) -> Response<OutBody> {
     if n == 1 {
         state.note(
             entry.slot,
@@ -507,7 +508,7 @@ fn reencode_signature(state: &State, signature: &str) -> Option<(Attack, String)
     Some((attack, format!("0x{}", hex::encode(sig))))
 }
 
-/// The transcript note for an exchange that `attack` bent.
+/// The HTTP-log note for an exchange that `attack` bent.
 fn adversary_note(attack: Attack) -> String {
     format!("adversary ({attack}): {}", attack.description())
 }
@@ -533,7 +534,7 @@ fn buffered_edit(state: &State, slot: Option<usize>, status: u16, body: Vec<u8>)
     }
     if state.has(Attack::CutMidFrame) {
         state.note(slot, adversary_note(Attack::CutMidFrame));
-        return Bytes::from(body[..body.len() / 2].to_vec());
+        return Bytes::copy_from_slice(cut_in_half(&body));
     }
     Bytes::from(body)
 }
@@ -543,10 +544,9 @@ struct StreamEdit {
     passive: bool,
     drop_fin: bool,
     cut: bool,
-    reorder: bool,
+    reorder: SwapFirstTwo<Bytes>,
     duplicate: bool,
     after_fin: bool,
-    held: Option<Vec<u8>>,
     first: Option<Vec<u8>>,
     index: usize,
     saw_fin: bool,
@@ -574,10 +574,9 @@ impl StreamEdit {
             passive: !(drop_fin || cut || reorder || duplicate || after_fin),
             drop_fin,
             cut,
-            reorder,
+            reorder: SwapFirstTwo::new(reorder),
             duplicate,
             after_fin,
-            held: None,
             first: None,
             index: 0,
             saw_fin: false,
@@ -621,17 +620,13 @@ impl StreamEdit {
             return out;
         }
         if fin && self.cut {
-            out.push(encoded.slice(..encoded.len() / 2));
+            out.push(Bytes::copy_from_slice(cut_in_half(&encoded)));
             self.done = true;
             return out;
         }
-        if self.reorder && index == 0 && !fin {
-            self.held = Some(event);
+        out.extend(self.reorder.pass(encoded, !fin));
+        if out.is_empty() {
             return out;
-        }
-        out.push(encoded);
-        if let Some(held) = self.held.take() {
-            out.push(encode(&held));
         }
         if self.duplicate && index == 0 {
             out.push(encode(&event));
@@ -645,7 +640,7 @@ impl StreamEdit {
     }
 
     fn flush(&mut self) -> Vec<Bytes> {
-        self.held.take().map(|h| encode(&h)).into_iter().collect()
+        self.reorder.flush().into_iter().collect()
     }
 }
 
@@ -658,7 +653,7 @@ fn encode(event: &[u8]) -> Bytes {
 }
 
 /// A response the relay makes up: an endless, dripping or oversized stream.
-fn hostile_stream(state: Arc<State>, mut entry: LogEntry) -> Response<RelayBody> {
+fn hostile_stream(state: Arc<State>, mut entry: LogEntry) -> Response<OutBody> {
     let (tx, rx) = mpsc::channel(4);
     entry.status = 200;
     entry.streamed = true;
@@ -722,9 +717,9 @@ fn hostile_stream(state: Arc<State>, mut entry: LogEntry) -> Response<RelayBody>
     });
     let headers = vec![
         ("content-type".to_string(), "text/event-stream".to_string()),
-        (crate::server::CHANNEL_MARKER.to_string(), "1".to_string()),
+        (SECURE_CHANNEL_HEADER.to_string(), "1".to_string()),
     ];
-    build(200, &headers, RelayBody::Stream(rx))
+    build(200, &headers, OutBody::Stream(rx))
 }
 
 async fn forward_buffered(
@@ -732,7 +727,7 @@ async fn forward_buffered(
     outer: OuterRequest,
     entry: LogEntry,
     started: Instant,
-) -> Response<RelayBody> {
+) -> Response<OutBody> {
     match transport::send(&state.config.upstream, &outer, &state.config.limits).await {
         Ok(r) => {
             let headers = pass_headers(&r.headers);
@@ -747,7 +742,7 @@ fn upstream_failed(
     entry: LogEntry,
     started: Instant,
     why: &str,
-) -> Response<RelayBody> {
+) -> Response<OutBody> {
     state.problem(format!("the upstream server failed: {why}"));
     state.finish_full(
         entry,
@@ -774,13 +769,13 @@ fn text_headers() -> Vec<(String, String)> {
     vec![("content-type".into(), "text/plain".into())]
 }
 
-fn plain(status: u16, text: &'static str) -> Response<RelayBody> {
-    build(status, &text_headers(), RelayBody::full(text))
+fn plain(status: u16, text: &'static str) -> Response<OutBody> {
+    build(status, &text_headers(), OutBody::full(text))
 }
 
 /// A response with `headers`; a header hyper refuses is left out rather
 /// than failing the whole response.
-pub fn build(status: u16, headers: &[(String, String)], body: RelayBody) -> Response<RelayBody> {
+pub fn build(status: u16, headers: &[(String, String)], body: OutBody) -> Response<OutBody> {
     let mut builder = Response::builder().status(status);
     for (k, v) in headers {
         if hyper::header::HeaderName::from_bytes(k.as_bytes()).is_ok()
@@ -790,7 +785,7 @@ pub fn build(status: u16, headers: &[(String, String)], body: RelayBody) -> Resp
         }
     }
     builder.body(body).unwrap_or_else(|_| {
-        let mut r = Response::new(RelayBody::full("relay error"));
+        let mut r = Response::new(OutBody::full("relay error"));
         *r.status_mut() = hyper::StatusCode::BAD_GATEWAY;
         r
     })

@@ -7,7 +7,8 @@
 //!
 //! Read top to bottom: [`encoding`] → [`wire`] → [`identity`] →
 //! [`handshake`] → [`keys`] → [`session`] → [`framing`] → [`sse`];
-//! [`error`] maps every failure to the protocol's error codes in one place.
+//! [`error`] maps every failure to the protocol's error codes in one place;
+//! [`names`] holds the header names and endpoint paths.
 
 pub mod encoding;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod handshake;
 pub mod identity;
 pub mod json;
 pub mod keys;
+pub mod names;
 pub mod session;
 pub mod sse;
 pub mod wire;

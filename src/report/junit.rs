@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{transcript_lines, RunReport, Verdict};
+use super::{exchange_lines, RunReport, Verdict};
 
 /// Renders the report as JUnit XML. A MUST failure is a `failure`; warnings
 /// and information pass (their reason goes to system-out); skips are
@@ -38,7 +38,7 @@ pub fn render_junit(report: &RunReport) -> String {
                     }
                     if !s.transcript.is_empty() {
                         desc.push_str("transcript:\n");
-                        for line in transcript_lines(&s.transcript) {
+                        for line in exchange_lines(&s.transcript) {
                             desc.push_str(&format!("  {line}\n"));
                         }
                     }

@@ -4,17 +4,46 @@
 //! one format without running anything, so snapshot tests can feed them a
 //! fixed report.
 
+mod args;
+pub mod expect;
 pub mod html;
 mod json;
 mod junit;
+pub mod registry;
 mod text;
 
+pub use args::{write_reports, Format, ReportArgs};
 pub use html::{render_html, Catalogue};
 pub use json::{render_json, JSON_SCHEMA_ID};
 pub use junit::render_junit;
-pub use text::{render_text, transcript_lines, TextOptions};
+pub use text::{exchange_lines, render_text, TextOptions};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// How a miss is judged (PROTOCOL.md §0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Level {
+    /// A miss fails.
+    #[serde(rename = "MUST")]
+    Must,
+    /// A miss warns.
+    #[serde(rename = "SHOULD")]
+    Should,
+    /// A difference is information.
+    #[serde(rename = "UPSTREAM")]
+    Upstream,
+}
+
+impl Level {
+    /// The level as written in the protocol document.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+            Level::Upstream => "UPSTREAM",
+        }
+    }
+}
 
 /// The outcome of one scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -106,7 +135,8 @@ pub struct ScenarioResult {
     pub known: bool,
     /// Milliseconds the scenario took (0 in snapshot mode).
     pub duration_ms: u64,
-    /// The decrypted transcript, secrets redacted.
+    /// The HTTP exchanges with the plaintext they carried, secrets
+    /// redacted (the report key stays `transcript`).
     pub transcript: Vec<Exchange>,
 }
 

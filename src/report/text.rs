@@ -36,7 +36,7 @@ fn verdict_code(v: Verdict) -> &'static str {
 /// The transcript as indented lines (no trailing newlines): `>` the
 /// request, `<` the response, `!` the note; shared by the text and JUnit
 /// reports so both show the same thing.
-pub fn transcript_lines(transcript: &[Exchange]) -> Vec<String> {
+pub fn exchange_lines(transcript: &[Exchange]) -> Vec<String> {
     let mut lines = Vec::new();
     for x in transcript {
         lines.push(format!(
@@ -112,7 +112,7 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
                 }
             }
             if (failed && s.verdict == Verdict::Fail) || opts.verbose {
-                for line in transcript_lines(&s.transcript) {
+                for line in exchange_lines(&s.transcript) {
                     let _ = writeln!(out, "       {line}");
                 }
             }

@@ -1,136 +1,25 @@
-//! The `test` and `selftest` subcommands.
+//! The `test` subcommand.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::cli::target::{
+use crate::flags::target::{
     RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy, RELAY_HANDSHAKE_BUCKET,
 };
 use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
 use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
-use crate::report::{
-    render_html, render_json, render_junit, render_text, Catalogue, RunReport, TextOptions,
-};
+use crate::report::{Format, ReportArgs};
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{self, Limits, OuterRequest};
 
-use super::expect::{apply_expectations, write_expectations};
 use super::loader;
 use super::model::Scenario;
 use super::registry::Registry;
 use super::runner::{run_suite, select, Pacer, RunConfig};
 use super::selftest;
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// Terminal text.
-    Text,
-    /// JSON (schema `osc-harness/test-report/v1`).
-    Json,
-    /// JUnit XML.
-    Junit,
-    /// One self-contained HTML page (requirement matrix, transcripts).
-    Html,
-}
-
-/// The reporting flags `test` and `test-client` share: what happens to a
-/// finished run.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
-    /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Also write a report file (format from the extension: .json, .xml, .html; else text, or HTML with --format html; repeatable).
-    #[arg(long)]
-    pub report: Vec<PathBuf>,
-    /// Print every scenario's transcript.
-    #[arg(long)]
-    pub verbose: bool,
-    /// Warnings and information fail the run too.
-    #[arg(long)]
-    pub strict: bool,
-    /// Known failures of this target (TOML; see --write-expect).
-    #[arg(long)]
-    pub expect: Option<PathBuf>,
-    /// Write this run's failures as an expectations file.
-    #[arg(long)]
-    pub write_expect: Option<PathBuf>,
-}
-
-impl ReportArgs {
-    /// Marks the expected failures, writes the expectations file, prints
-    /// and writes the reports, and returns the exit code; an unreadable or
-    /// unwritable file is an error message for the command's usage exit.
-    pub fn finish(&self, report: &mut RunReport) -> Result<u8, String> {
-        if let Some(path) = &self.expect {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            apply_expectations(report, &text).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if let Some(path) = &self.write_expect {
-            std::fs::write(path, write_expectations(report))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        }
-        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        let text_opts = TextOptions {
-            color,
-            verbose: self.verbose,
-        };
-        write_reports(report, self.format, text_opts, &self.report)?;
-        Ok(report.exit_code(self.strict))
-    }
-}
-
-/// The requirements of the built-in protocol document, grouped by its
-/// sections: the rows of the HTML report's matrix.
-pub fn catalogue() -> Catalogue {
-    Catalogue::from_document(
-        super::registry::PROTOCOL_MD,
-        Registry::builtin()
-            .requirements
-            .into_iter()
-            .map(|r| (r.id, r.level)),
-    )
-}
-
-/// Prints `report` on stdout in `format`, then writes each `--report`
-/// file in the format its extension names (`.json`, `.xml`, `.html`/`.htm`,
-/// else text).
-pub fn write_reports(
-    report: &RunReport,
-    format: Format,
-    text_opts: TextOptions,
-    files: &[PathBuf],
-) -> Result<(), String> {
-    let out = match format {
-        Format::Text => render_text(report, text_opts),
-        Format::Json => render_json(report),
-        Format::Junit => render_junit(report),
-        Format::Html => render_html(report, &catalogue()),
-    };
-    print!("{out}");
-    for path in files {
-        let body = match path.extension().and_then(|e| e.to_str()) {
-            Some("json") => render_json(report),
-            Some("xml") => render_junit(report),
-            Some("html" | "htm") => render_html(report, &catalogue()),
-            _ if format == Format::Html => render_html(report, &catalogue()),
-            _ => render_text(
-                report,
-                TextOptions {
-                    color: false,
-                    verbose: true,
-                },
-            ),
-        };
-        std::fs::write(path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    Ok(())
-}
 
 /// Arguments of `test`.
 #[derive(Debug, clap::Args)]
@@ -187,39 +76,13 @@ pub struct TestArgs {
     pub stable: bool,
 }
 
-/// Arguments of `selftest`.
-#[derive(Debug, clap::Args)]
-pub struct SelftestArgs {
-    /// Reference servers run at once.
-    #[arg(long, default_value_t = 4)]
-    pub parallel: usize,
-    /// Write the bug-to-scenario table to this file (docs/SELFTEST.md) and exit.
-    #[arg(long)]
-    pub write_doc: Option<PathBuf>,
-    /// Output on stdout: the text tables, or one HTML page of the kill matrices.
-    #[arg(long, value_enum, default_value_t = SelftestFormat::Text)]
-    pub format: SelftestFormat,
-    /// Also write the kill matrices as a self-contained HTML page here.
-    #[arg(long)]
-    pub report: Option<PathBuf>,
-}
-
-/// Output formats of `selftest`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SelftestFormat {
-    /// The text tables.
-    Text,
-    /// One self-contained HTML page (knobs × scenarios grids).
-    Html,
-}
-
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("osc-harness test: {msg}");
     ExitCode::from(2)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    crate::cli::runtime().map_err(usage)
+    crate::runtime::runtime().map_err(usage)
 }
 
 /// What `test` assumes: a target must be named; a URL needs a key and gets
@@ -546,78 +409,4 @@ pub fn coverage(scenarios: &[Scenario], registry: &Registry) -> String {
         ));
     }
     out
-}
-
-/// Runs `selftest`.
-pub fn run_selftest(args: SelftestArgs) -> ExitCode {
-    let registry = Registry::builtin();
-    let scenarios = match loader::load(None, &registry) {
-        Ok(s) => s,
-        Err(e) => return usage(e),
-    };
-    if let Some(path) = &args.write_doc {
-        return match std::fs::write(path, selftest::selftest_doc(&scenarios)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => usage(format!("cannot write {}: {e}", path.display())),
-        };
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let html = args.format == SelftestFormat::Html;
-    // With HTML on stdout, the text goes to stderr so the page stays whole.
-    let say = |text: &str| {
-        if html {
-            eprint!("{text}");
-        } else {
-            print!("{text}");
-        }
-    };
-    let rows = rt.block_on(selftest::run_matrix(&scenarios, &registry, args.parallel));
-    say(&selftest::render_matrix(&rows, &scenarios));
-    let uncaught = selftest::uncaught(&scenarios);
-    if !uncaught.is_empty() {
-        say(&format!(
-            "knobs no scenario declares: {}\n",
-            uncaught
-                .iter()
-                .map(|b| b.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    let client = crate::clientrole::selftest::run_reference(&rt);
-    let client_ok = match &client {
-        Ok((_, rows)) => {
-            say(&crate::clientrole::selftest::render(rows));
-            rows.iter().all(crate::clientrole::selftest::Row::ok)
-        }
-        Err(e) => {
-            say(&format!("client-role selftest: {e}\n"));
-            false
-        }
-    };
-    if html || args.report.is_some() {
-        let mut matrices = vec![selftest::kill_matrix(&rows, &scenarios)];
-        if let Ok((clients, rows)) = &client {
-            matrices.push(crate::clientrole::selftest::kill_matrix(rows, clients));
-        }
-        let page = crate::report::html::render_selftest_html(&matrices);
-        if html {
-            print!("{page}");
-        }
-        if let Some(path) = &args.report {
-            if let Err(e) = std::fs::write(path, &page) {
-                return usage(format!("cannot write {}: {e}", path.display()));
-            }
-        }
-    }
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
-        say("selftest: ok\n");
-        ExitCode::SUCCESS
-    } else {
-        say("selftest: WRONG\n");
-        ExitCode::from(1)
-    }
 }

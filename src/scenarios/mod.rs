@@ -4,9 +4,8 @@
 pub mod builtin;
 pub mod cli;
 pub mod exec;
-pub mod expect;
 pub mod loader;
 pub mod model;
-pub mod registry;
+pub use crate::report::registry;
 pub mod runner;
 pub mod selftest;

@@ -7,30 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// How a miss is judged (PROTOCOL.md §0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-pub enum Level {
-    /// A miss fails.
-    #[serde(rename = "MUST")]
-    Must,
-    /// A miss warns.
-    #[serde(rename = "SHOULD")]
-    Should,
-    /// A difference is information.
-    #[serde(rename = "UPSTREAM")]
-    Upstream,
-}
-
-impl Level {
-    /// The level as written in the protocol document.
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Must => "MUST",
-            Level::Should => "SHOULD",
-            Level::Upstream => "UPSTREAM",
-        }
-    }
-}
+use crate::report::Level;
 
 /// Something a scenario needs from the run before it can mean anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use crate::protocol::identity::Address;
-use crate::report::{RunReport, ScenarioResult, Verdict};
+use crate::report::{Level, RunReport, ScenarioResult, Verdict};
 use crate::transport::{Limits, Target};
 
 use super::exec::Context;
-use super::model::{Level, Need, Scenario};
+use super::model::{Need, Scenario};
 use super::registry::Registry;
 
 /// Paces handshakes to a budget of N per SECS (HS-8).

@@ -7,7 +7,6 @@
 //! the reference server can be made to lie.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
 use crate::protocol::handshake::{
     low_order_points, AnnouncedKey, ServerHandshakeHooks, Transcript, TranscriptField,
@@ -17,103 +16,63 @@ use crate::protocol::keys::{derive_session_keys, SessionKeys};
 use crate::protocol::session::{CallHooks, ReplayWindow};
 use crate::protocol::REPLAY_WINDOW;
 
-macro_rules! bugs {
-    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $req:literal, $desc:literal; )*) => {
-        /// A deliberate fault of the reference server.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum Bug {
-            $( $(#[$doc])* $variant, )*
-        }
-
-        impl Bug {
-            /// Every knob, in `--list-bugs` order.
-            pub const ALL: &'static [Bug] = &[$(Bug::$variant),*];
-
-            /// The kebab-case name used by `--bug`.
-            pub fn name(self) -> &'static str {
-                match self { $(Bug::$variant => $name,)* }
-            }
-
-            /// The SPEC requirement this knob breaks.
-            pub fn requirement(self) -> &'static str {
-                match self { $(Bug::$variant => $req,)* }
-            }
-
-            /// What the server does wrong with this knob.
-            pub fn description(self) -> &'static str {
-                match self { $(Bug::$variant => $desc,)* }
-            }
-        }
-    };
-}
-
-bugs! {
-    /// Replayed seqs are accepted.
-    ReplayCheckOff = "replay-check-off", "CALL-3", "the replay window accepts every seq, so a captured call executes again";
-    /// A seq exactly 64 below the highest is accepted.
-    WindowOffByOne = "window-off-by-one", "CALL-3", "a seq exactly 64 below the highest seen is accepted (window of 65)";
-    /// Seq 0 with a valid tag is accepted.
-    SeqZeroAccepted = "seq-zero-accepted", "CALL-1", "a call with seq 0 is accepted instead of refused with 409";
-    /// The seq is marked before the AEAD opens.
-    MarkBeforeOpen = "mark-before-open", "CALL-4", "the seq is marked before the AEAD opens, so forged frames burn sequence numbers";
-    /// No 426 gate.
-    No426Gate = "no-426-gate", "GATE-1", "remote plaintext agent runs are executed instead of refused with 426";
-    /// The relay marker is ignored.
-    RelayMarkerTrusted = "relay-marker-trusted", "GATE-3", "a loopback request carrying X-Osaurus-Relay-Origin is trusted as loopback";
-    /// Streams end without fin.
-    StreamDropsFin = "stream-drops-fin", "RESP-5", "streamed responses end cleanly without the final fin frame";
-    /// Streams are cut in the middle of a frame.
-    StreamCutMidFrame = "stream-cut-mid-frame", "RESP-5", "streamed responses stop in the middle of the final frame's event";
-    /// The first two stream frames are swapped.
-    FramesReordered = "frames-reordered", "RESP-4", "the first two frames of a stream are sent in swapped order";
-    /// Every frame claims fin.
-    FinOnEveryFrame = "fin-on-every-frame", "RESP-1", "every stream frame is sealed and sent with fin set";
-    /// One ephemeral key for every session.
-    StaticEphemeralKey = "static-ephemeral-key", "HS-3", "the server reuses one ephemeral X25519 key for every session";
-    /// The hello is signed by a key that is not the agent's.
-    WrongSigningKey = "wrong-signing-key", "HS-1", "the ServerHello is signed by a key that is not the agent's";
-    /// The hello is signed under another domain prefix.
-    WrongSignatureDomain = "wrong-signature-domain", "ID-2", "the ServerHello is signed under the \"Osaurus Signed Message\" prefix";
-    /// One transcript field is left out of the signature.
-    TranscriptFieldUnsigned = "transcript-field-unsigned", "HS-2", "the server's encPub is left out of the signed transcript";
-    /// Sessions never expire.
-    SessionsNeverExpire = "sessions-never-expire", "SES-1", "calls on a session past its expiresAt are still served";
-    /// The session key seals responses.
-    SessionKeyForResponses = "session-key-for-responses", "KS-2", "responses are sealed with s2c itself instead of the per-call response key";
-    /// c2s is used in both directions.
-    SameKeyBothDirections = "same-key-both-directions", "KS-1", "the server derives s2c equal to c2s, one key for both directions";
-    /// The inner status leaks onto the outer response.
-    StatusOutside = "status-outside", "RESP-2", "buffered responses carry the inner status on the outer response instead of 200";
-    /// The inner access key is not checked inside the channel.
-    InnerAuthUnchecked = "inner-auth-unchecked", "CALL-6", "inner requests skip the access-key check";
-    /// Nested /secure/* paths pass after normalisation.
-    NestedSecureAllowed = "nested-secure-allowed", "CALL-8", "inner paths such as /v1/secure/session pass the nesting check (literal prefix only)";
-    /// Low-order client keys are accepted.
-    LowOrderAccepted = "low-order-accepted", "HS-7", "a low-order client encPub is accepted, giving an all-zero shared secret";
-    /// The hello announces a low-order eS (a client-role knob).
-    LowOrderServerKey = "low-order-server-key", "HS-7", "the ServerHello announces a signed low-order encPub, so a client that accepts it derives keys anyone can compute";
-    /// The session store has no bound.
-    SessionStoreUnbounded = "session-store-unbounded", "HS-9", "the session store never evicts, so a handshake flood grows it without limit";
-    /// The hello announces an expiry in the past.
-    ExpiryInPast = "expiry-in-past", "SES-3", "the ServerHello announces an expiresAt one minute in the past";
-    /// A call with an empty ct panics the handler.
-    PanicOnEmptyCt = "panic-on-empty-ct", "CALL-2", "a call whose ct is empty panics the handling task (the connection drops)";
-    /// A seq above 2^53 panics the handler.
-    PanicOnHugeSeq = "panic-on-huge-seq", "CALL-2", "a call whose seq is above 2^53 panics the handling task (the connection drops)";
-    /// A body shorter than its Content-Length is waited for forever.
-    HangOnLengthLie = "hang-on-length-lie", "LIM-1", "a request body shorter than its Content-Length is waited for forever";
-}
-
-impl Bug {
-    /// The knob named `name`, if any.
-    pub fn from_name(name: &str) -> Option<Bug> {
-        Bug::ALL.iter().copied().find(|b| b.name() == name)
-    }
-}
-
-impl fmt::Display for Bug {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+crate::knobs! {
+    /// A deliberate fault of the reference server.
+    pub enum Bug: Server {
+        /// Replayed seqs are accepted.
+        ReplayCheckOff = "replay-check-off", "CALL-3", Suite, "the replay window accepts every seq, so a captured call executes again";
+        /// A seq exactly 64 below the highest is accepted.
+        WindowOffByOne = "window-off-by-one", "CALL-3", Suite, "a seq exactly 64 below the highest seen is accepted (window of 65)";
+        /// Seq 0 with a valid tag is accepted.
+        SeqZeroAccepted = "seq-zero-accepted", "CALL-1", Suite, "a call with seq 0 is accepted instead of refused with 409";
+        /// The seq is marked before the AEAD opens.
+        MarkBeforeOpen = "mark-before-open", "CALL-4", Suite, "the seq is marked before the AEAD opens, so forged frames burn sequence numbers";
+        /// No 426 gate.
+        No426Gate = "no-426-gate", "GATE-1", Suite, "remote plaintext agent runs are executed instead of refused with 426";
+        /// The relay marker is ignored.
+        RelayMarkerTrusted = "relay-marker-trusted", "GATE-3", Suite, "a loopback request carrying X-Osaurus-Relay-Origin is trusted as loopback";
+        /// Streams end without fin.
+        StreamDropsFin = "stream-drops-fin", "RESP-5", Suite, "streamed responses end cleanly without the final fin frame";
+        /// Streams are cut in the middle of a frame.
+        StreamCutMidFrame = "stream-cut-mid-frame", "RESP-5", Suite, "streamed responses stop in the middle of the final frame's event";
+        /// The first two stream frames are swapped.
+        FramesReordered = "frames-reordered", "RESP-4", Suite, "the first two frames of a stream are sent in swapped order";
+        /// Every frame claims fin.
+        FinOnEveryFrame = "fin-on-every-frame", "RESP-1", Suite, "every stream frame is sealed and sent with fin set";
+        /// One ephemeral key for every session.
+        StaticEphemeralKey = "static-ephemeral-key", "HS-3", Suite, "the server reuses one ephemeral X25519 key for every session";
+        /// The hello is signed by a key that is not the agent's.
+        WrongSigningKey = "wrong-signing-key", "HS-1", Suite, "the ServerHello is signed by a key that is not the agent's";
+        /// The hello is signed under another domain prefix.
+        WrongSignatureDomain = "wrong-signature-domain", "ID-2", Suite, "the ServerHello is signed under the \"Osaurus Signed Message\" prefix";
+        /// One transcript field is left out of the signature.
+        TranscriptFieldUnsigned = "transcript-field-unsigned", "HS-2", Suite, "the server's encPub is left out of the signed transcript";
+        /// Sessions never expire.
+        SessionsNeverExpire = "sessions-never-expire", "SES-1", Suite, "calls on a session past its expiresAt are still served";
+        /// The session key seals responses.
+        SessionKeyForResponses = "session-key-for-responses", "KS-2", Suite, "responses are sealed with s2c itself instead of the per-call response key";
+        /// c2s is used in both directions.
+        SameKeyBothDirections = "same-key-both-directions", "KS-1", Suite, "the server derives s2c equal to c2s, one key for both directions";
+        /// The inner status leaks onto the outer response.
+        StatusOutside = "status-outside", "RESP-2", Suite, "buffered responses carry the inner status on the outer response instead of 200";
+        /// The inner access key is not checked inside the channel.
+        InnerAuthUnchecked = "inner-auth-unchecked", "CALL-6", Suite, "inner requests skip the access-key check";
+        /// Nested /secure/* paths pass after normalisation.
+        NestedSecureAllowed = "nested-secure-allowed", "CALL-8", Suite, "inner paths such as /v1/secure/session pass the nesting check (literal prefix only)";
+        /// Low-order client keys are accepted.
+        LowOrderAccepted = "low-order-accepted", "HS-7", Suite, "a low-order client encPub is accepted, giving an all-zero shared secret";
+        /// The hello announces a low-order eS (a client-role knob).
+        LowOrderServerKey = "low-order-server-key", "HS-7", ClientSuite, "the ServerHello announces a signed low-order encPub, so a client that accepts it derives keys anyone can compute";
+        /// The session store has no bound.
+        SessionStoreUnbounded = "session-store-unbounded", "HS-9", Suite, "the session store never evicts, so a handshake flood grows it without limit";
+        /// The hello announces an expiry in the past.
+        ExpiryInPast = "expiry-in-past", "SES-3", Suite, "the ServerHello announces an expiresAt one minute in the past";
+        /// A call with an empty ct panics the handler.
+        PanicOnEmptyCt = "panic-on-empty-ct", "CALL-2", FuzzerOnly, "a call whose ct is empty panics the handling task (the connection drops)";
+        /// A seq above 2^53 panics the handler.
+        PanicOnHugeSeq = "panic-on-huge-seq", "CALL-2", FuzzerOnly, "a call whose seq is above 2^53 panics the handling task (the connection drops)";
+        /// A body shorter than its Content-Length is waited for forever.
+        HangOnLengthLie = "hang-on-length-lie", "LIM-1", FuzzerOnly, "a request body shorter than its Content-Length is waited for forever";
     }
 }
 

@@ -111,7 +111,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match crate::cli::runtime() {
+    let runtime = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -6,12 +6,10 @@
 use std::net::IpAddr;
 
 use crate::protocol::error::UPGRADE_REQUIRED_BODY;
+use crate::protocol::names::SESSION_PATH;
 
 use super::app::AppResponse;
 use super::bugs::Knobs;
-
-/// The relay marker header (GATE-3): presence counts, any value.
-pub const RELAY_MARKER: &str = "x-osaurus-relay-origin";
 
 /// Paths that need no access key (upstream's public paths).
 const PUBLIC_PATHS: [&str; 6] = [
@@ -20,7 +18,7 @@ const PUBLIC_PATHS: [&str; 6] = [
     "/pair",
     "/pair/challenge",
     "/pair-invite",
-    "/secure/session",
+    SESSION_PATH,
 ];
 
 /// The routing path: query dropped, then the first of `/v1/api`, `/api`,

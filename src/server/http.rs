@@ -20,13 +20,15 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::protocol::error::HandshakeRefusal;
+use crate::protocol::names::{CALL_PATH, RELAY_ORIGIN_HEADER, SESSION_PATH};
 use crate::protocol::wire::{MAX_CALL_BYTES, MAX_HELLO_BYTES};
+use crate::transport::OutBody;
 
 use super::app::{App, AppBody, AppRequest, AppResponse};
-use super::body::{read_body, BodyError, OutBody};
+use super::body::{read_body, BodyError};
 use super::bugs::Knobs;
 use super::config::{ServerConfig, MAX_CONNECTIONS};
-use super::gate::{self, RELAY_MARKER};
+use super::gate;
 use super::head;
 use super::ratelimit::{source_key, RateLimiter};
 use super::secure::{self, Outer};
@@ -228,7 +230,7 @@ async fn handle(
             .unwrap_or_else(|_| Response::new(OutBody::Full(None)));
     }
     let config = &shared.config;
-    let relay_marker = headers.contains_key(RELAY_MARKER);
+    let relay_marker = headers.contains_key(RELAY_ORIGIN_HEADER);
     let remote = gate::is_remote(
         peer.ip(),
         relay_marker,
@@ -248,7 +250,7 @@ async fn handle(
         .unwrap_or_else(|| "/".to_owned());
     let routed = gate::normalize(&raw_path);
     let limit = match routed.as_str() {
-        "/pair" | "/pair-invite" | "/secure/session" => MAX_HELLO_BYTES,
+        "/pair" | "/pair-invite" | SESSION_PATH => MAX_HELLO_BYTES,
         _ => MAX_CALL_BYTES,
     };
     if let Some(declared) = hyper::body::Body::size_hint(req.body()).exact() {
@@ -266,7 +268,7 @@ async fn handle(
     let is_post = req.method() == Method::POST;
     let method = req.method().as_str().to_owned();
 
-    if is_post && routed == "/secure/session" {
+    if is_post && routed == SESSION_PATH {
         let source = source_key(
             peer.ip(),
             relay_marker,
@@ -281,7 +283,7 @@ async fn handle(
             Err(e) => body_error(e),
         };
     }
-    if is_post && routed == "/secure/call" {
+    if is_post && routed == CALL_PATH {
         let outer = Outer {
             remote,
             relay_marker,

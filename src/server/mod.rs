@@ -41,7 +41,6 @@ use tokio::task::JoinHandle;
 use crate::protocol::identity::Address;
 use crate::rng::{RandomSource, SystemRandom};
 
-pub use body::OutBody;
 pub use bugs::Bug;
 pub use config::{
     generate_access_key, generate_identity, parse_duration_secs, parse_rate, ServerConfig,
@@ -49,7 +48,6 @@ pub use config::{
 };
 pub use gate::normalize;
 pub use http::{MAX_HEADER_BYTES, MAX_HEADER_FIELDS};
-pub use secure::CHANNEL_MARKER;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]

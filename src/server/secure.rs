@@ -7,10 +7,12 @@ use bytes::Bytes;
 use hyper::Response;
 use tokio::sync::mpsc;
 
+use crate::knobs::{cut_in_half, SwapFirstTwo};
 use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
 use crate::protocol::error::{CallError, HandshakeRefusal};
 use crate::protocol::framing::ResponseSealer;
 use crate::protocol::handshake::{respond, ServerHandshakeInputs};
+use crate::protocol::names::{RELAY_ORIGIN_HEADER, SECURE_CHANNEL_HEADER, SESSION_PATH};
 use crate::protocol::session::validate_inner;
 use crate::protocol::sse::encode_event;
 use crate::protocol::wire::{
@@ -18,24 +20,22 @@ use crate::protocol::wire::{
 };
 use crate::protocol::VERSION;
 use crate::rng::{RandomSource, SystemRandom};
+use crate::transport::OutBody;
 
 use super::app::{AppBody, AppRequest, AppResponse, EVENT_STREAM, JSON};
-use super::body::OutBody;
 use super::bugs::{self, StreamEnd};
-use super::gate::{self, RELAY_MARKER};
+use super::gate;
 use super::http::{json_response, Shared};
 
-/// The marker header of every sealed response.
-pub const CHANNEL_MARKER: &str = "x-osaurus-secure-channel";
-/// Inner header names a sealed request may not set (CALL-7).
-const RESERVED: [&str; 7] = [
+/// Inner header names a sealed request may not set (CALL-7), beside
+/// [`RELAY_ORIGIN_HEADER`].
+const RESERVED: [&str; 6] = [
     "host",
     "content-length",
     "connection",
     "authorization",
     "accept",
     "content-type",
-    RELAY_MARKER,
 ];
 /// Stream frames buffered between the sealing task and the connection.
 const FRAME_BUFFER: usize = 16;
@@ -112,7 +112,7 @@ pub async fn call(shared: Arc<Shared>, body: &[u8], outer: Outer) -> Response<Ou
         }
     };
     let req = inner_app_request(inner, &outer);
-    let resp = if req.method == "POST" && gate::normalize(&req.path) == "/secure/session" {
+    let resp = if req.method == "POST" && gate::normalize(&req.path) == SESSION_PATH {
         // Reachable only when the nesting check is bent (CALL-8): then,
         // as upstream would, the nested handshake runs and is sealed.
         handshake(&shared, &req.body)
@@ -154,13 +154,15 @@ fn inner_app_request(inner: InnerRequest, outer: &Outer) -> AppRequest {
         .unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
-        .filter(|(k, _)| !RESERVED.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !RESERVED.contains(&k.as_str()) && !k.eq_ignore_ascii_case(RELAY_ORIGIN_HEADER)
+        })
         .collect();
     if let Some(host) = &outer.host {
         headers.push(("host".into(), host.clone()));
     }
     if outer.relay_marker {
-        headers.push((RELAY_MARKER.into(), "1".into()));
+        headers.push((RELAY_ORIGIN_HEADER.to_ascii_lowercase(), "1".into()));
     }
     if let Some(ua) = &outer.user_agent {
         if !headers.iter().any(|(k, _)| k == "user-agent") {
@@ -224,7 +226,7 @@ async fn seal_response(
     Response::builder()
         .status(outer_status)
         .header("content-type", JSON)
-        .header(CHANNEL_MARKER, "1")
+        .header(SECURE_CHANNEL_HEADER, "1")
         .body(OutBody::full(frame.to_json()))
         .unwrap_or_else(|_| internal_error())
 }
@@ -259,25 +261,18 @@ fn seal_stream(
     tokio::spawn(async move {
         let knobs = &shared.knobs;
         let mut seq = 0u64;
-        let mut held: Option<Bytes> = None;
+        let mut swap = SwapFirstTwo::new(knobs.reorder_frames());
         while let Some(chunk) = writes.recv().await {
             let frame = sealer.seal_at(seq, &chunk, knobs.fin_on_data_frame());
             let event = Bytes::from(encode_event(&frame));
-            if seq == 0 && knobs.reorder_frames() {
-                held = Some(event);
-            } else {
+            for event in swap.pass(event, true) {
                 if tx.send_timeout(event, STALLED_READER).await.is_err() {
                     return;
-                }
-                if let Some(h) = held.take() {
-                    if tx.send_timeout(h, STALLED_READER).await.is_err() {
-                        return;
-                    }
                 }
             }
             seq += 1;
         }
-        if let Some(h) = held.take() {
+        if let Some(h) = swap.flush() {
             let _ = tx.send_timeout(h, STALLED_READER).await;
         }
         let fin = encode_event(&sealer.seal_at(seq, b"", true));
@@ -288,10 +283,7 @@ fn seal_stream(
             StreamEnd::NoFin => {}
             StreamEnd::CutMidFrame => {
                 let _ = tx
-                    .send_timeout(
-                        Bytes::copy_from_slice(&fin[..fin.len() / 2]),
-                        STALLED_READER,
-                    )
+                    .send_timeout(Bytes::copy_from_slice(cut_in_half(&fin)), STALLED_READER)
                     .await;
             }
         }
@@ -300,7 +292,7 @@ fn seal_stream(
         .status(resp.status)
         .header("content-type", EVENT_STREAM)
         .header("cache-control", "no-cache, no-transform")
-        .header(CHANNEL_MARKER, "1")
+        .header(SECURE_CHANNEL_HEADER, "1")
         .body(OutBody::Stream(rx))
         .unwrap_or_else(|_| internal_error())
 }

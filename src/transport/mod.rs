@@ -7,6 +7,7 @@
 //! (plain TCP or TLS, HTTP/1.1 or HTTP/2 as [`Net`] says), which keeps
 //! requests independent of each other at the cost of a handshake per call.
 
+mod body;
 mod error;
 mod http;
 mod net;
@@ -15,6 +16,7 @@ mod stream;
 mod target;
 pub mod tls;
 
+pub use body::OutBody;
 pub use error::TransportError;
 pub use http::{send, send_streaming, StreamingResponse};
 pub use net::{no_proxy_matches, HttpVersion, Net, NetSettings, ProxyAddr, ProxyChoice};

@@ -77,7 +77,7 @@ impl Mode {
 }
 
 /// A case ran: accepted, or refused for a reason.
-pub type Outcome = Result<(), Reason>;
+pub type Acceptance = Result<(), Reason>;
 
 /// A case that cannot be judged, or whose positive values differ.
 type Broken = String;
@@ -168,7 +168,7 @@ fn frame_reason(e: &FrameError) -> Reason {
 }
 
 /// Runs one case of a group under `mode`.
-pub fn run_case(kind: &str, g: &Value, t: &Value, mode: Mode) -> Result<Outcome, Broken> {
+pub fn run_case(kind: &str, g: &Value, t: &Value, mode: Mode) -> Result<Acceptance, Broken> {
     match kind {
         "AddressDerivation" => {
             let id = AgentIdentity::from_hex(s(t, "", "privateKeyHex")?)?;
@@ -452,7 +452,7 @@ fn open_one(
     call: &CallRequest,
     now: i64,
     inner: &str,
-) -> Result<Outcome, Broken> {
+) -> Result<Acceptance, Broken> {
     if call.sid != session.sid() {
         return Ok(Err(Reason::SessionUnknown));
     }
@@ -469,7 +469,7 @@ fn open_one(
     }
 }
 
-fn describe(outcome: &Outcome) -> String {
+fn describe(outcome: &Acceptance) -> String {
     match outcome {
         Ok(()) => "accepts it".into(),
         Err(r) => format!("refuses it ({r})"),
@@ -477,7 +477,7 @@ fn describe(outcome: &Outcome) -> String {
 }
 
 /// Judges one case against its `result` and flags.
-pub fn judge(kind: &str, g: &Value, t: &Value) -> Result<(), String> {
+pub fn check_case(kind: &str, g: &Value, t: &Value) -> Result<(), String> {
     let result = s(t, "", "result")?;
     let flag_names: Vec<&str> = fields::array_at(t, "", "flags")
         .map_err(field_err)?
@@ -652,7 +652,7 @@ pub fn verify(file: &Value) -> Result<Vec<CheckLine>, VectorsError> {
                 lines.push(CheckLine::fail(name, "duplicate tcId"));
                 continue;
             }
-            lines.push(CheckLine::from_result(name, judge(kind, g, t)));
+            lines.push(CheckLine::from_result(name, check_case(kind, g, t)));
         }
     }
     if let Some(notes) = file.get("notes") {

@@ -515,6 +515,7 @@ pub fn hostile_report(exchanges: usize) -> osc_harness::report::RunReport {
         ],
         not_exercised: vec!["ENC-1".into()],
         run_problems: vec![format!("problem {HOSTILE}")],
+        insecure: false,
     }
 }
 

@@ -7,7 +7,8 @@
 //!   requirement [`Catalogue`] for the matrix.
 //! - [`render_selftest_html`]: the self-test kill matrices
 //!   ([`KillMatrix`], knobs × scenarios).
-//! - [`render_fuzz_html`]: the summary of a `fuzz` run with its charts.
+//! - `fuzz::html::render_fuzz_html` (in the fuzzer's room, built from these
+//!   blocks): the summary of a `fuzz` run with its charts.
 //!
 //! # Building another page (e.g. a differential run)
 //!
@@ -46,14 +47,12 @@
 //! inline SVG; [`esc`] escapes every string that came from a target.
 
 mod chart;
-mod fuzz;
 mod grid;
 mod page;
 mod run;
 mod selftest;
 
 pub use chart::{BarChart, LineChart, Series};
-pub use fuzz::render_fuzz_html;
 pub use grid::{legend, Cell, Column, Grid, Row, RowGroup};
 pub use page::{anchor, esc, Page};
 pub use run::{render_html, Catalogue, CatalogueEntry};

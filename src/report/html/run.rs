@@ -29,6 +29,19 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
+    /// The requirements of the built-in protocol document
+    /// (`docs/PROTOCOL.md`), grouped by its sections.
+    pub fn builtin() -> Self {
+        use crate::report::registry::{Registry, PROTOCOL_MD};
+        Self::from_document(
+            PROTOCOL_MD,
+            Registry::builtin()
+                .requirements
+                .into_iter()
+                .map(|r| (r.id, r.level)),
+        )
+    }
+
     /// The catalogue of `requirements` (`(id, level)` in document order),
     /// each placed under the last `## ` heading of `doc` before its bullet
     /// `- **ID**`; one not found there goes under "Other".
@@ -363,6 +376,9 @@ pub fn render_html(report: &RunReport, catalogue: &Catalogue) -> String {
     let (exercised, musts) = must_coverage(report, catalogue);
     let mut page = Page::new("osc-harness conformance report");
     page.subtitle(format!("target: {}", report.target));
+    if report.insecure {
+        page.subtitle("--insecure: the target's TLS certificate was not verified".to_string());
+    }
     page.subtitle(format!(
         "{} scenario(s) in {:.1} s",
         report.scenarios.len(),

@@ -3,10 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::chart::{BarChart, LineChart, Series};
-use super::page::{esc, Page};
-use super::Tone;
-use crate::fuzz::runner::Summary;
+use super::runner::Summary;
+use crate::report::html::{esc, BarChart, LineChart, Page, Series, Tone};
 
 /// Executions per second between consecutive samples, placed at the
 /// later sample's time.

@@ -1,4 +1,4 @@
-//! The relay's transcript: one [`Exchange`] per request the client made,
+//! The relay's HTTP log: one [`Exchange`] per request the client made,
 //! with what the relay (as an adversary) changed in it. Bounded in count
 //! and in size, and never holding a canary (the access key), so it can go
 //! into a report as it is.
@@ -19,7 +19,7 @@ const MAX_NOTES: usize = 8;
 
 /// The exchanges so far.
 #[derive(Debug, Default)]
-pub struct Transcript {
+pub struct HttpLog {
     entries: Vec<Exchange>,
     /// Per entry: its notes, and whether its response has ended.
     notes: Vec<(Vec<String>, bool)>,
@@ -27,7 +27,7 @@ pub struct Transcript {
     dropped: u64,
 }
 
-/// `body` as text for a transcript: canaries replaced by `<redacted>`,
+/// `body` as text for the HTTP log: canaries replaced by `<redacted>`,
 /// then cut to [`MAX_BODY_CHARS`] with the full size said.
 pub fn body_text(body: &[u8], canaries: &[String]) -> String {
     let mut text = String::from_utf8_lossy(body).into_owned();
@@ -56,7 +56,7 @@ pub fn short_sid(sid: &str) -> String {
 
 impl State {
     /// Starts an exchange; the returned slot names it for [`State::note`]
-    /// and [`State::close`] (`None` once the transcript is full).
+    /// and [`State::close`] (`None` once the log is full).
     pub(super) fn open_exchange(
         &self,
         action: &str,
@@ -64,7 +64,7 @@ impl State {
         body: &[u8],
     ) -> Option<usize> {
         let request_body = body_text(body, &self.config.canaries);
-        let mut t = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.http_log.lock().unwrap_or_else(|e| e.into_inner());
         if t.entries.len() >= MAX_EXCHANGES {
             t.dropped += 1;
             return None;
@@ -86,7 +86,7 @@ impl State {
     /// Adds a sentence about what happened in the exchange `slot`.
     pub(super) fn note(&self, slot: Option<usize>, text: String) {
         let Some(i) = slot else { return };
-        let mut t = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.http_log.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((notes, _)) = t.notes.get_mut(i) {
             if notes.len() < MAX_NOTES {
                 notes.push(text);
@@ -98,7 +98,7 @@ impl State {
     /// response the client got (already redacted and bounded).
     pub(super) fn close(&self, slot: Option<usize>, status: u16, response: String) {
         let Some(i) = slot else { return };
-        let mut t = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = self.http_log.lock().unwrap_or_else(|e| e.into_inner());
         match t.notes.get_mut(i) {
             Some((_, closed)) if !*closed => *closed = true,
             _ => return,
@@ -112,15 +112,12 @@ impl State {
 
     /// Exchanges opened and not yet closed.
     pub(super) fn open_exchanges(&self) -> usize {
-        self.transcript
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .open
+        self.http_log.lock().unwrap_or_else(|e| e.into_inner()).open
     }
 
-    /// A copy of the transcript, notes joined into each exchange's note.
-    pub(super) fn transcript_snapshot(&self) -> Vec<Exchange> {
-        let t = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+    /// A copy of the log, notes joined into each exchange's note.
+    pub(super) fn log_snapshot(&self) -> Vec<Exchange> {
+        let t = self.http_log.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<Exchange> = t
             .entries
             .iter()

@@ -1,4 +1,5 @@
-//! The async runtime every subcommand runs its work on.
+//! The async runtime every subcommand runs its work on (a bottom layer:
+//! the reference server's command needs it as much as the commands above).
 
 use thiserror::Error;
 

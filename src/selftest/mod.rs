@@ -1,0 +1,242 @@
+//! `osc-harness selftest`: the harness proves each of its checks can fail.
+//! The server suite runs against the reference server broken by each
+//! `--bug` knob ([`crate::scenarios::selftest`]), the client suite against
+//! the reference client broken by each of its knobs
+//! ([`crate::clientrole::selftest`]); this room sits above both, runs the
+//! two matrices and writes `docs/SELFTEST.md`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::client::ClientBug;
+use crate::clientrole::selftest as client;
+use crate::clientrole::ClientScenario;
+use crate::knobs::{CaughtBy, KnobInfo};
+use crate::mitm::Attack;
+use crate::scenarios::loader;
+use crate::scenarios::model::Scenario;
+use crate::scenarios::registry::Registry;
+use crate::scenarios::selftest::{self, catching_nothing};
+use crate::server::Bug;
+
+/// The whole knob registry: every server knob, client knob and relay
+/// attack, one row each, in that order.
+pub fn registry() -> Vec<KnobInfo> {
+    let server = Bug::ALL.iter().map(|k| k.info());
+    let client = ClientBug::ALL.iter().map(|k| k.info());
+    let relay = Attack::ALL.iter().map(|k| k.info());
+    server.chain(client).chain(relay).collect()
+}
+
+/// Arguments of `selftest`.
+#[derive(Debug, clap::Args)]
+pub struct SelftestArgs {
+    /// Reference servers run at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Write the bug-to-scenario table to this file (docs/SELFTEST.md) and exit.
+    #[arg(long)]
+    pub write_doc: Option<PathBuf>,
+    /// Output on stdout: the text tables, or one HTML page of the kill matrices.
+    #[arg(long, value_enum, default_value_t = SelftestFormat::Text)]
+    pub format: SelftestFormat,
+    /// Also write the kill matrices as a self-contained HTML page here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+/// Output formats of `selftest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SelftestFormat {
+    /// The text tables.
+    Text,
+    /// One self-contained HTML page (knobs × scenarios grids).
+    Html,
+}
+
+/// Runs `selftest`.
+pub fn run(args: SelftestArgs) -> ExitCode {
+    let registry = Registry::builtin();
+    let scenarios = match loader::load(None, &registry) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    if let Some(path) = &args.write_doc {
+        return match std::fs::write(path, selftest_doc(&scenarios)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => usage(format!("cannot write {}: {e}", path.display())),
+        };
+    }
+    let rt = match crate::runtime::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage(e),
+    };
+    let html = args.format == SelftestFormat::Html;
+    // With HTML on stdout, the text goes to stderr so the page stays whole.
+    let say = |text: &str| {
+        if html {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
+    let rows = rt.block_on(selftest::run_matrix(&scenarios, &registry, args.parallel));
+    say(&selftest::render_matrix(&rows, &scenarios));
+    let uncaught = selftest::uncaught(&scenarios);
+    if !uncaught.is_empty() {
+        say(&format!(
+            "knobs no scenario declares: {}\n",
+            uncaught
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let client = client::run_reference(&rt);
+    let client_ok = match &client {
+        Ok((_, rows)) => {
+            say(&client::render(rows));
+            rows.iter().all(client::Row::ok)
+        }
+        Err(e) => {
+            say(&format!("client-role selftest: {e}\n"));
+            false
+        }
+    };
+    if html || args.report.is_some() {
+        let mut matrices = vec![selftest::kill_matrix(&rows, &scenarios)];
+        if let Ok((clients, rows)) = &client {
+            matrices.push(client::kill_matrix(rows, clients));
+        }
+        let page = crate::report::html::render_selftest_html(&matrices);
+        if html {
+            print!("{page}");
+        }
+        if let Some(path) = &args.report {
+            if let Err(e) = std::fs::write(path, &page) {
+                return usage(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+    }
+    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
+        say("selftest: ok\n");
+        ExitCode::SUCCESS
+    } else {
+        say("selftest: WRONG\n");
+        ExitCode::from(1)
+    }
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("osc-harness test: {msg}");
+    ExitCode::from(2)
+}
+
+/// The client scenarios whose adversary runs with `bug`, for the doc row
+/// of a server knob only the client suite can show.
+fn client_scenarios_using(bug: Bug, clients: &[ClientScenario]) -> String {
+    let ids: Vec<String> = clients
+        .iter()
+        .filter(|s| s.server_bugs.iter().any(|b| b == bug.name()))
+        .map(|s| format!("`{}`", s.id))
+        .collect();
+    if ids.is_empty() {
+        "**nothing** (client role only)".to_string()
+    } else {
+        format!("client role only: {}", ids.join(", "))
+    }
+}
+
+/// One row of a knob table in `docs/SELFTEST.md` (the server's and the
+/// client's tables share the columns).
+fn knob_row(out: &mut String, name: &str, requirement: &str, what: &str, caught: &str) {
+    let _ = writeln!(out, "| `{name}` | {requirement} | {what} | {caught} |");
+}
+
+/// The bug-to-scenario table of `docs/SELFTEST.md`, generated from the
+/// scenarios' `catches`.
+pub fn selftest_doc(scenarios: &[Scenario]) -> String {
+    let mut out = String::from(
+        "# Self-test: which scenario catches which knob\n\n\
+         Generated by `osc-harness selftest --write-doc docs/SELFTEST.md` from the\n\
+         `catches` lists of `scenarios/*.toml` and `scenarios/client/*.toml`; a test\n\
+         fails when it is out of date.\n\
+         `osc-harness selftest` runs the suite against the reference server with\n\
+         each knob on and checks that exactly these scenarios fail, and that every\n\
+         other scenario passes (a failure in an honest preparatory step that the\n\
+         knob broke is reported as collateral).\n\n\
+         | knob | requirement | what it breaks | caught by |\n|---|---|---|---|\n",
+    );
+    // Embedded and validated by the client-role tests, so they load.
+    let clients = crate::clientrole::builtin().unwrap_or_default();
+    for bug in Bug::ALL {
+        let by: Vec<String> = scenarios
+            .iter()
+            .filter(|s| s.catches.iter().any(|c| c == bug.name()))
+            .map(|s| format!("`{}`", s.id))
+            .collect();
+        let caught = match bug.caught_by() {
+            CaughtBy::FuzzerOnly => "fuzzer only".to_string(),
+            CaughtBy::ClientSuite => client_scenarios_using(*bug, &clients),
+            CaughtBy::Suite | CaughtBy::Mitm if by.is_empty() => "**nothing**".to_string(),
+            CaughtBy::Suite | CaughtBy::Mitm => by.join(", "),
+        };
+        knob_row(
+            &mut out,
+            bug.name(),
+            bug.requirement(),
+            bug.description(),
+            &caught,
+        );
+    }
+    let nothing = catching_nothing(scenarios);
+    let _ = writeln!(
+        out,
+        "\nScenarios that catch no knob (they check properties no knob breaks): {}.",
+        if nothing.is_empty() {
+            "none".to_string()
+        } else {
+            nothing
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    out.push_str(&client_doc_section(&clients));
+    out
+}
+
+/// The client-knob table of `docs/SELFTEST.md`, generated from the client
+/// scenarios' `catches`: the rows `run_matrix` must reproduce.
+fn client_doc_section(scenarios: &[ClientScenario]) -> String {
+    let mut out = String::from(
+        "\n## The reference client's knobs (`osc-harness call --bug`)\n\n\
+         `osc-harness selftest` (and `test-client --selftest`) then runs the client\n\
+         scenarios with the reference client and with each of these knobs, and\n\
+         checks that exactly these scenarios fail.\n\n\
+         | knob | requirement | what the client does wrong | caught by |\n|---|---|---|---|\n",
+    );
+    for bug in ClientBug::ALL {
+        let by: Vec<String> = scenarios
+            .iter()
+            .filter(|s| s.catches.iter().any(|c| c == bug.name()))
+            .map(|s| format!("`{}`", s.id))
+            .collect();
+        let caught = if by.is_empty() {
+            "**nothing**".to_string()
+        } else {
+            by.join(", ")
+        };
+        knob_row(
+            &mut out,
+            bug.name(),
+            bug.requirement(),
+            bug.description(),
+            &caught,
+        );
+    }
+    out
+}
