@@ -96,6 +96,8 @@ bugs! {
     SessionStoreUnbounded = "session-store-unbounded", "HS-9", "the session store never evicts, so a handshake flood grows it without limit";
     /// The hello announces an expiry in the past.
     ExpiryInPast = "expiry-in-past", "SES-3", "the ServerHello announces an expiresAt one minute in the past";
+    /// The envelope version is checked before the session lookup.
+    VersionBeforeSession = "version-before-session", "CALL-2", "the envelope's v is checked before the session lookup, so an unknown sid with v 2 gets 400 secure_decrypt_failed instead of 401";
     /// A call with an empty ct panics the handler.
     PanicOnEmptyCt = "panic-on-empty-ct", "CALL-2", "a call whose ct is empty panics the handling task (the connection drops)";
     /// A seq above 2^53 panics the handler.
@@ -228,6 +230,12 @@ impl Knobs {
         } else {
             StreamEnd::Fin
         }
+    }
+
+    /// CALL-2: whether the envelope's `v` is checked before the session is
+    /// looked up (honest: after, so an unknown sid is 401 whatever `v` says).
+    pub fn version_before_session(&self) -> bool {
+        self.on(Bug::VersionBeforeSession)
     }
 
     /// LIM-1: whether request bodies are read under a deadline.
@@ -368,6 +376,6 @@ mod tests {
                 .any(|(name, _)| *name == LOW_ORDER_SERVER_POINT),
             "low-order-server-key names a point that exists"
         );
-        assert_eq!(Bug::ALL.len(), 27);
+        assert_eq!(Bug::ALL.len(), 28);
     }
 }
