@@ -29,7 +29,7 @@ pub enum DiffFormat {
     Json,
     /// JUnit XML.
     Junit,
-    /// A self-contained HTML page.
+    /// A self-contained HTML page (not written for `diff` yet: a usage error).
     Html,
 }
 
