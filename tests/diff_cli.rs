@@ -140,8 +140,9 @@ fn the_reference_and_the_python_server_differ_only_where_spec_allows() {
 }
 
 /// Each knob with the requirement it breaks.
-const KNOBS: [(&str, &str); 5] = [
+const KNOBS: [(&str, &str); 6] = [
     ("replay-check-off", "CALL-3"),
+    ("signature-hex-uppercase", "ENC-2"),
     ("version-before-session", "CALL-2"),
     ("status-outside", "RESP-2"),
     ("no-426-gate", "GATE-1"),
@@ -172,6 +173,7 @@ fn each_broken_server_is_named_with_its_requirement() {
         "the honest reference is blamed: {found:?}"
     );
     assert!(stdout.contains("MUST") && stdout.contains("version-before-session CALL-2"));
+    assert!(stdout.contains("signature-hex-uppercase ENC-2"), "{stdout}");
 }
 
 #[test]

@@ -96,6 +96,8 @@ bugs! {
     SessionStoreUnbounded = "session-store-unbounded", "HS-9", "the session store never evicts, so a handshake flood grows it without limit";
     /// The hello announces an expiry in the past.
     ExpiryInPast = "expiry-in-past", "SES-3", "the ServerHello announces an expiresAt one minute in the past";
+    /// The hello's signature is written in uppercase hex.
+    SignatureHexUppercase = "signature-hex-uppercase", "ENC-2", "the ServerHello's signature is written as 0x + UPPERCASE hex instead of lowercase";
     /// The envelope version is checked before the session lookup.
     VersionBeforeSession = "version-before-session", "CALL-2", "the envelope's v is checked before the session lookup, so an unknown sid with v 2 gets 400 secure_decrypt_failed instead of 401";
     /// A call with an empty ct panics the handler.
@@ -278,6 +280,15 @@ impl ServerHandshakeHooks for Knobs {
         }
     }
 
+    fn signature_hex(&self, signature: &[u8; 65]) -> String {
+        let honest = crate::protocol::encoding::hex_encode_0x(signature);
+        if self.on(Bug::SignatureHexUppercase) {
+            format!("0x{}", honest[2..].to_ascii_uppercase())
+        } else {
+            honest
+        }
+    }
+
     fn sign(&self, identity: &AgentIdentity, payload: &[u8]) -> [u8; 65] {
         if self.on(Bug::WrongSigningKey) {
             self.impostor.sign_channel(payload)
@@ -376,6 +387,6 @@ mod tests {
                 .any(|(name, _)| *name == LOW_ORDER_SERVER_POINT),
             "low-order-server-key names a point that exists"
         );
-        assert_eq!(Bug::ALL.len(), 28);
+        assert_eq!(Bug::ALL.len(), 29);
     }
 }
