@@ -93,6 +93,27 @@ pub struct DiffArgs {
     pub verbose: bool,
 }
 
+/// Resolves every target in file order; a usage exit for a bad table, 3
+/// for a target that does not answer (`command` names the command in the
+/// message).
+async fn prepare_all(
+    specs: &[targets::TargetSpec],
+    command: &str,
+) -> Result<Vec<Prepared>, ExitCode> {
+    let mut prepared = Vec::new();
+    for spec in specs {
+        match run::prepare(spec).await {
+            Ok(p) => prepared.push(p),
+            Err(e @ run::PrepareError::Usage { .. }) => return Err(usage(e)),
+            Err(e) => {
+                eprintln!("osc-harness {command}: {e}");
+                return Err(ExitCode::from(3));
+            }
+        }
+    }
+    Ok(prepared)
+}
+
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("osc-harness diff: {msg}");
     ExitCode::from(2)
@@ -133,22 +154,15 @@ pub fn run(args: DiffArgs) -> ExitCode {
         Err(e) => return usage(e),
     };
     rt.block_on(async move {
-        let mut prepared = Vec::new();
-        for spec in &specs {
-            match run::prepare(spec).await {
-                Ok(p) => prepared.push(p),
-                Err(e @ run::PrepareError::Usage { .. }) => return usage(e),
-                Err(e) => {
-                    eprintln!("osc-harness diff: {e}");
-                    return ExitCode::from(3);
-                }
-            }
-        }
+        let prepared = match prepare_all(&specs, "diff").await {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
         let names: Vec<String> = prepared.iter().map(|p| p.name.clone()).collect();
         let reports = run::run_scenarios(&prepared, &scenarios, &registry).await;
         let mut rows: Vec<Row> = scenarios
             .iter()
-            .map(|s| scenario_row(s, &names, &reports, &registry))
+            .map(|s| scenario_row(s, &names, &reports))
             .collect();
         rows.extend(fuzz_rows(&args, duration, &prepared, &registry).await);
         for p in prepared {
@@ -321,17 +335,10 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
     };
     let registry = Registry::builtin();
     rt.block_on(async move {
-        let mut prepared = Vec::new();
-        for spec in &specs {
-            match run::prepare(spec).await {
-                Ok(p) => prepared.push(p),
-                Err(e @ run::PrepareError::Usage { .. }) => return usage(e),
-                Err(e) => {
-                    eprintln!("osc-harness replay: {e}");
-                    return ExitCode::from(3);
-                }
-            }
-        }
+        let prepared = match prepare_all(&specs, "replay").await {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
         let budgets: Vec<Mutex<HandshakeBudget>> = prepared
             .iter()
             .map(|t| Mutex::new(HandshakeBudget::new(t.budget)))

@@ -271,9 +271,7 @@ pub async fn run_scenarios(
 async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     // Each future borrows the targets, so they run concurrently on this
     // task rather than as spawned tasks.
-    let futs: Vec<_> = futs.map(Box::pin).collect();
-    let mut out = Vec::with_capacity(futs.len());
-    let mut pending: Vec<_> = futs.into_iter().map(Some).collect();
+    let mut pending: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
     let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
     std::future::poll_fn(|cx| {
         let mut done = true;
@@ -295,17 +293,11 @@ async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>)
         }
     })
     .await;
-    out.extend(results.into_iter().flatten());
-    out
+    results.into_iter().flatten().collect()
 }
 
 /// Classifies one scenario from each target's report.
-pub fn scenario_row(
-    s: &Scenario,
-    names: &[String],
-    reports: &[RunReport],
-    registry: &Registry,
-) -> Row {
+pub fn scenario_row(s: &Scenario, names: &[String], reports: &[RunReport]) -> Row {
     let mut cells = Vec::new();
     let mut findings = Vec::new();
     for (name, report) in names.iter().zip(reports) {
@@ -333,7 +325,6 @@ pub fn scenario_row(
             detail: r.reason.clone().unwrap_or_default(),
         });
     }
-    let _ = registry;
     finish_row(s.id.clone(), "scenario", cells, findings, None)
 }
 
