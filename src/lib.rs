@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod clientrole;
 pub mod clock;
+pub mod diff;
 pub mod flags;
 pub mod fuzz;
 pub mod fuzz_targets;

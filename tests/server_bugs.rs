@@ -45,6 +45,8 @@ const COVERED: &[&str] = &[
     "low-order-server-key",
     "session-store-unbounded",
     "expiry-in-past",
+    "signature-hex-uppercase",
+    "version-before-session",
     "panic-on-empty-ct",
     "panic-on-huge-seq",
     "hang-on-length-lie",
@@ -95,6 +97,49 @@ async fn seq_zero_accepted() {
     let r = post_call(&s, call.to_json(), true).await;
     assert_eq!(r.status, 200);
     assert_eq!(open_buffered(&sess, 0, &r).status, 200);
+}
+
+#[tokio::test]
+async fn version_before_session_refuses_an_unknown_sid_as_undecryptable() {
+    let s = start_bug(Bug::VersionBeforeSession).await;
+    let mut sess = handshake(&s).await;
+    let mut call = sess
+        .seal_call(&authed(&s, "GET", "/health"), now())
+        .unwrap()
+        .to_json();
+    call = call.replace("\"v\":1", "\"v\":2");
+    call = call.replacen(
+        &format!("\"{}\"", sess.sid()),
+        "\"AAAAAAAAAAAAAAAAAAAAAA\"",
+        1,
+    );
+    let r = post_call(&s, call, true).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("secure_decrypt_failed"));
+}
+
+#[tokio::test]
+async fn signature_hex_uppercase_writes_the_hello_signature_in_capitals() {
+    let s = start_bug(Bug::SignatureHexUppercase).await;
+    let r = send(
+        &s,
+        OuterRequest::post_json(
+            "/secure/session",
+            osc_harness::protocol::handshake::ClientHandshake::new(
+                s.agent_address,
+                [7; 32],
+                [9; 16],
+            )
+            .hello()
+            .to_json(),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let hello = ServerHello::parse(&r.body).unwrap();
+    let hex = hello.signature.strip_prefix("0x").unwrap();
+    assert!(hex.bytes().any(|b| b.is_ascii_uppercase()), "{hex}");
+    assert!(!hex.bytes().any(|b| b.is_ascii_lowercase()), "{hex}");
 }
 
 #[tokio::test]

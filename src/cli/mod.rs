@@ -49,6 +49,8 @@ pub enum Command {
     Fuzz(crate::fuzz::cli::FuzzArgs),
     /// Re-run a saved fuzzer finding: FIXED or STILL FAILING.
     Replay(crate::fuzz::cli::ReplayArgs),
+    /// Send the same inputs to several implementations and classify where they differ.
+    Diff(crate::diff::cli::DiffArgs),
 }
 
 impl Cli {
@@ -66,6 +68,7 @@ impl Cli {
             Command::Adversary(a) => crate::clientrole::cli::run_adversary(a),
             Command::Fuzz(a) => crate::fuzz::cli::run(a),
             Command::Replay(a) => crate::fuzz::cli::run_replay(a),
+            Command::Diff(a) => crate::diff::cli::run(a),
         }
     }
 }

@@ -111,6 +111,10 @@ pub struct ReplayArgs {
     /// instead of replaying it.
     #[arg(long)]
     pub to_scenario: Option<PathBuf>,
+    /// Replay on every target of this `diff --targets` file instead, and
+    /// say whether the divergence the case was saved with remains.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["to_scenario", "bugs"])]
+    pub targets: Option<PathBuf>,
 }
 
 /// A resolved target; holds the in-process server alive for `self`.
@@ -385,6 +389,13 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    if let Some(file) = &args.targets {
+        if args.target.server.target.is_some() {
+            eprintln!("error: --targets replaces --target");
+            return ExitCode::from(2);
+        }
+        return crate::diff::cli::replay(&finding, file);
     }
     let rt = match runtime() {
         Ok(rt) => rt,

@@ -474,21 +474,51 @@ fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Firing> {
     }
 }
 
-/// Opens a 200 answer: a buffered frame or an event stream; returns the
-/// inner status (0 for a stream, which carries none).
-fn open_response(
+/// What opening a 200 answer showed: how far it got and, for a buffered
+/// answer, the inner response. `problem` names the first check that failed
+/// (an oracle name) and why; the counts stop there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// Frames that parsed and opened, in order.
+    pub frames: usize,
+    /// Whether the last opened frame carried an authenticated `fin`.
+    pub fin: bool,
+    /// Whether the answer was an event stream.
+    pub streamed: bool,
+    /// The inner status of a buffered answer.
+    pub inner_status: Option<u16>,
+    /// The decoded inner body of a buffered answer, or the joined
+    /// plaintext of a stream's frames.
+    pub inner_body: Vec<u8>,
+    /// The first check that failed: (oracle, detail).
+    pub problem: Option<(Oracle, String)>,
+}
+
+/// Opens a 200 answer to the call sealed with `seq`: a buffered frame or
+/// an event stream, every frame under the per-call key, in order, ending
+/// in `fin`. Never fails: what went wrong is [`Opened::problem`].
+pub fn open_answer(session: &Session, seq: u64, content_type: Option<&str>, body: &[u8]) -> Opened {
+    let mut out = Opened::default();
+    if let Err(p) = open_into(&mut out, session, seq, content_type, body) {
+        out.problem = Some(p);
+    }
+    out
+}
+
+fn open_into(
+    out: &mut Opened,
     session: &Session,
     seq: u64,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<u16, (Oracle, String)> {
+) -> Result<(), (Oracle, String)> {
     let mut opener = session.core().response_opener(seq);
-    let is_stream = content_type.is_some_and(|c| {
+    out.streamed = content_type.is_some_and(|c| {
         c.trim()
             .to_ascii_lowercase()
             .starts_with("text/event-stream")
     });
-    if is_stream {
+    if out.streamed {
         let mut decoder = SseDecoder::new(body.len() + 1);
         let events = decoder
             .feed(body)
@@ -496,14 +526,16 @@ fn open_response(
         for event in events {
             let frame =
                 Frame::parse(&event).map_err(|e| (Oracle::PlaintextResponse, e.to_string()))?;
-            opener
+            let plain = opener
                 .open(&frame)
                 .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
+            out.frames += 1;
+            out.fin = frame.is_fin();
+            out.inner_body.extend_from_slice(&plain);
         }
-        opener
+        return opener
             .finish()
-            .map_err(|e| (Oracle::MissingFin, e.to_string()))?;
-        return Ok(200);
+            .map_err(|e| (Oracle::MissingFin, e.to_string()));
     }
     let frame = Frame::parse(body).map_err(|e| {
         (
@@ -517,6 +549,8 @@ fn open_response(
     let plaintext = opener
         .open(&frame)
         .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
+    out.frames = 1;
+    out.fin = frame.is_fin();
     opener
         .finish()
         .map_err(|e| (Oracle::MissingFin, e.to_string()))?;
@@ -526,13 +560,35 @@ fn open_response(
             format!("inner response unreadable: {e}"),
         )
     })?;
-    u16::try_from(inner.status)
+    out.inner_body = inner
+        .body
+        .as_deref()
+        .and_then(|b| b64url_decode(b, B64Strictness::Upstream).ok())
+        .unwrap_or_default();
+    let status = u16::try_from(inner.status)
         .ok()
         .filter(|s| (100..=999).contains(s))
         .ok_or((
             Oracle::FrameNotOpening,
             format!("inner status {} is not HTTP", inner.status),
-        ))
+        ))?;
+    out.inner_status = Some(status);
+    Ok(())
+}
+
+/// Opens a 200 answer; returns the inner status (200 for a stream, which
+/// carries none) or the oracle the answer trips.
+fn open_response(
+    session: &Session,
+    seq: u64,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<u16, (Oracle, String)> {
+    let opened = open_answer(session, seq, content_type, body);
+    match opened.problem {
+        Some(p) => Err(p),
+        None => Ok(opened.inner_status.unwrap_or(200)),
+    }
 }
 
 /// A short description of the answer's shape, for the corpus.

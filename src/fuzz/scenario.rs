@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::case::{Auth, EnvelopeEdit, Finding, Inner, Step};
+use super::case::{Auth, EnvelopeEdit, Finding, Inner, Signature, Step};
 use super::oracle::{fixed_answer, Oracle};
 
 /// Why a finding cannot become a scenario.
@@ -27,9 +27,13 @@ fn q(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
-/// The requirement a signature is about (docs/PROTOCOL.md IDs).
 fn requirement(finding: &Finding) -> (&'static str, &'static str) {
-    let s = &finding.signature;
+    requirement_of(&finding.signature)
+}
+
+/// The requirement a signature is about (docs/PROTOCOL.md IDs) and the
+/// scenario category it belongs to.
+pub fn requirement_of(s: &Signature) -> (&'static str, &'static str) {
     match (s.layer.as_str(), s.field.as_str()) {
         ("stateful", "replay") => ("CALL-3", "replay"),
         ("stateful", _) => ("CALL-1", "replay"),

@@ -281,6 +281,10 @@ impl AnnouncedKey {
 /// is the honest protocol; the reference server's `--bug` knobs override
 /// one method each.
 pub trait ServerHandshakeHooks {
+    /// The signature as written on the wire (honest: `0x` + lowercase hex, ENC-2).
+    fn signature_hex(&self, signature: &[u8; 65]) -> String {
+        super::encoding::hex_encode_0x(signature)
+    }
     /// The bytes signed (honest: the full transcript).
     fn signed_payload(&self, transcript: &Transcript) -> String {
         transcript.render()
@@ -354,7 +358,7 @@ pub fn respond(
             sid: sid.clone(),
             enc_pub: server_pub,
             expires_at: inputs.expires_at,
-            signature: super::encoding::hex_encode_0x(&signature),
+            signature: hooks.signature_hex(&signature),
         },
         session: ServerSession::new(sid, keys, inputs.expires_at),
         transcript: rendered,

@@ -96,6 +96,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/mitm-session-store-bounded.toml"),
     ),
     (
+        "mitm-signature-lowercase-hex.toml",
+        include_str!("../../scenarios/mitm-signature-lowercase-hex.toml"),
+    ),
+    (
         "mitm-transcript-bound.toml",
         include_str!("../../scenarios/mitm-transcript-bound.toml"),
     ),

@@ -215,7 +215,8 @@ fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn parse_budget(text: &str) -> Result<Option<(u32, u64)>, String> {
+/// Parses `--handshake-budget`: `N/SECS`, or `none`/`off` for no limit.
+pub fn parse_budget(text: &str) -> Result<Option<(u32, u64)>, String> {
     if text == "none" || text == "off" {
         return Ok(None);
     }

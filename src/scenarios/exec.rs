@@ -378,6 +378,23 @@ impl<'a> Context<'a> {
             return Ok(());
         };
         check_status(expect, resp.status, &resp.body)?;
+        if let Some(want) = expect.lowercase_hex {
+            let signature = ServerHello::parse(&resp.body)
+                .map(|s| s.signature)
+                .unwrap_or_default();
+            let got = signature.strip_prefix("0x").is_some_and(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+            if got != want {
+                return Err(StepFailure::new(
+                    format!("the ServerHello signature is {signature:?}"),
+                    format!("0x + lowercase hex = {want}"),
+                    false,
+                ));
+            }
+        }
         if let Some(want) = expect.verifies {
             let got = verified.unwrap_or(false);
             if got != want {

@@ -201,6 +201,8 @@ pub struct Expect {
     pub streamed: Option<bool>,
     /// The signature recovers to the pinned address.
     pub verifies: Option<bool>,
+    /// The ServerHello's signature is `0x` + lowercase hex (ENC-2).
+    pub lowercase_hex: Option<bool>,
     /// `expiresAt` is in the future and within a few seconds of now + TTL.
     pub expiry_near_ttl: Option<bool>,
     /// The demo app's execution counter moved by exactly this much since

@@ -67,6 +67,10 @@ crate::knobs! {
         SessionStoreUnbounded = "session-store-unbounded", "HS-9", Suite, "the session store never evicts, so a handshake flood grows it without limit";
         /// The hello announces an expiry in the past.
         ExpiryInPast = "expiry-in-past", "SES-3", Suite, "the ServerHello announces an expiresAt one minute in the past";
+        /// The hello's signature is written in uppercase hex.
+        SignatureHexUppercase = "signature-hex-uppercase", "ENC-2", Suite, "the ServerHello's signature is written as 0x + UPPERCASE hex instead of lowercase";
+        /// The envelope version is checked before the session lookup.
+        VersionBeforeSession = "version-before-session", "CALL-2", Suite, "the envelope's v is checked before the session lookup, so an unknown sid with v 2 gets 400 secure_decrypt_failed instead of 401";
         /// A call with an empty ct panics the handler.
         PanicOnEmptyCt = "panic-on-empty-ct", "CALL-2", FuzzerOnly, "a call whose ct is empty panics the handling task (the connection drops)";
         /// A seq above 2^53 panics the handler.
@@ -189,6 +193,12 @@ impl Knobs {
         }
     }
 
+    /// CALL-2: whether the envelope's `v` is checked before the session is
+    /// looked up (honest: after, so an unknown sid is 401 whatever `v` says).
+    pub fn version_before_session(&self) -> bool {
+        self.on(Bug::VersionBeforeSession)
+    }
+
     /// LIM-1: whether request bodies are read under a deadline.
     pub fn body_deadline(&self) -> bool {
         !self.on(Bug::HangOnLengthLie)
@@ -226,6 +236,15 @@ impl ServerHandshakeHooks for Knobs {
             transcript.render_without(Some(TranscriptField::ServerEncPub))
         } else {
             transcript.render()
+        }
+    }
+
+    fn signature_hex(&self, signature: &[u8; 65]) -> String {
+        let honest = crate::protocol::encoding::hex_encode_0x(signature);
+        if self.on(Bug::SignatureHexUppercase) {
+            format!("0x{}", honest[2..].to_ascii_uppercase())
+        } else {
+            honest
         }
     }
 
@@ -327,6 +346,6 @@ mod tests {
                 .any(|(name, _)| *name == LOW_ORDER_SERVER_POINT),
             "low-order-server-key names a point that exists"
         );
-        assert_eq!(Bug::ALL.len(), 27);
+        assert_eq!(Bug::ALL.len(), 29);
     }
 }

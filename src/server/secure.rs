@@ -127,6 +127,9 @@ fn open(shared: &Shared, body: &[u8]) -> Result<(ResponseSealer, InnerRequest), 
     shared.knobs.crash_on_envelope(call.seq, &call.ct);
     let now = unix_now();
     let knobs = &shared.knobs;
+    if knobs.version_before_session() && call.v != crate::protocol::VERSION {
+        return Err(CallError::Version(call.v));
+    }
     let (opened, sealer) = shared
         .store
         .with_session(&call.sid, now, knobs, |session| {

@@ -1,0 +1,386 @@
+//! `osc-harness diff`: the same inputs to several implementations, their
+//! answers compared in normal form and the differences classified.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::fuzz::case::{Finding as SavedCase, Signature, Step};
+use crate::fuzz::exec::HandshakeBudget;
+use crate::fuzz::gen::{Endpoints, Generator};
+use crate::fuzz::shrink::{self, Shrinker};
+use crate::scenarios::loader;
+use crate::scenarios::registry::Registry;
+use crate::scenarios::runner::select;
+
+use super::report::{render_json, render_junit, render_text, DiffReport, DIFF_SCHEMA_ID};
+use super::run::{self, case_row, divergence_key, scenario_row, Class, Prepared, Row};
+use super::targets;
+
+/// Report formats of `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// Terminal text.
+    Text,
+    /// JSON (schema `osc-harness/diff-report/v1`).
+    Json,
+    /// JUnit XML.
+    Junit,
+    /// A self-contained HTML page (not written for `diff` yet: a usage error).
+    Html,
+}
+
+/// Arguments of `diff`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+The --targets file holds one [[target]] table per implementation:
+
+  [[target]]
+  name = \"reference\"
+  url = \"self\"                      # the reference server, in-process
+
+  [[target]]
+  name = \"python\"
+  url = \"http://127.0.0.1:8080\"
+  agent_address = \"0x…\"
+  access_key = \"osk-v1.…\"
+  agent_id = \"my-agent\"             # optional, as --agent-id
+  relay_origin = true               # optional, as --relay-origin
+  handshake_budget = \"none\"         # optional, N/SECS (default 5/60 for a URL)
+
+Classes: must / should (a target breaks that requirement), information
+(SPEC allows either answer: an UPSTREAM scenario or a rule of docs/DIFF.md),
+unexplained (the normal forms differ and no rule covers it).
+
+Exit codes: 0 no MUST broken and nothing unexplained; 1 a MUST broken or an
+unexplained difference; 2 usage error; 3 a target is unreachable.")]
+pub struct DiffArgs {
+    /// The implementations to compare (TOML, two or more [[target]] tables).
+    #[arg(long, value_name = "FILE")]
+    pub targets: PathBuf,
+    /// The seed of the fuzz cases (the same seed sends the same inputs).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fuzz cases sent to every target after the scenarios.
+    #[arg(long, default_value_t = 50, conflicts_with = "duration")]
+    pub cases: u64,
+    /// Send fuzz cases until this much time has passed (`90s`, `10m`)
+    /// instead of a fixed count.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Run only scenarios matching (ID, category or requirement; `*` globs;
+    /// repeatable).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Skip scenarios matching (repeatable).
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    pub format: DiffFormat,
+    /// Also write a report file (format from the extension: .json, .xml,
+    /// else text; repeatable).
+    #[arg(long)]
+    pub report: Vec<PathBuf>,
+    /// Where minimised diverging fuzz cases are saved (for `replay --targets`).
+    #[arg(long, default_value = "diff-findings")]
+    pub save: PathBuf,
+    /// Show every row with each target's normal form.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Resolves every target in file order; a usage exit for a bad table, 3
+/// for a target that does not answer (`command` names the command in the
+/// message).
+async fn prepare_all(
+    specs: &[targets::TargetSpec],
+    command: &str,
+) -> Result<Vec<Prepared>, ExitCode> {
+    let mut prepared = Vec::new();
+    for spec in specs {
+        match run::prepare(spec).await {
+            Ok(p) => prepared.push(p),
+            Err(e @ run::PrepareError::Usage { .. }) => return Err(usage(e)),
+            Err(e) => {
+                eprintln!("osc-harness {command}: {e}");
+                return Err(ExitCode::from(3));
+            }
+        }
+    }
+    Ok(prepared)
+}
+
+fn usage(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("osc-harness diff: {msg}");
+    ExitCode::from(2)
+}
+
+/// Diverging fuzz cases minimised per run; the rest are reported unshrunk.
+const MAX_SHRUNK: usize = 5;
+
+/// Runs `diff`.
+pub fn run(args: DiffArgs) -> ExitCode {
+    if args.format == DiffFormat::Html {
+        return usage("--format html for diff: not yet (use text, json or junit)");
+    }
+    let specs = match targets::load(&args.targets) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let registry = Registry::builtin();
+    let all = match loader::load(None, &registry) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let scenarios = select(all, &args.only, &args.skip);
+    let duration = match args
+        .duration
+        .as_deref()
+        .map(crate::server::parse_duration_secs)
+    {
+        Some(Ok(s)) => Some(Duration::from_secs(s.max(0) as u64)),
+        Some(Err(e)) => return usage(format!("--duration: {e}")),
+        None => None,
+    };
+    if scenarios.is_empty() && args.cases == 0 && duration.is_none() {
+        return usage("no scenario matched --only/--skip and --cases is 0: nothing to compare");
+    }
+    let rt = match crate::cli::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage(e),
+    };
+    rt.block_on(async move {
+        let prepared = match prepare_all(&specs, "diff").await {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        let names: Vec<String> = prepared.iter().map(|p| p.name.clone()).collect();
+        let reports = run::run_scenarios(&prepared, &scenarios, &registry).await;
+        let mut rows: Vec<Row> = scenarios
+            .iter()
+            .map(|s| scenario_row(s, &names, &reports))
+            .collect();
+        rows.extend(fuzz_rows(&args, duration, &prepared, &registry).await);
+        for p in prepared {
+            if let Some(server) = p.resolved.server {
+                server.shutdown().await;
+            }
+        }
+        let report = DiffReport {
+            schema: DIFF_SCHEMA_ID,
+            targets: names,
+            seed: args.seed,
+            rows,
+        };
+        if let Err(e) = write_reports(&report, &args) {
+            return usage(e);
+        }
+        ExitCode::from(report.exit_code())
+    })
+}
+
+async fn fuzz_rows(
+    args: &DiffArgs,
+    duration: Option<Duration>,
+    targets: &[Prepared],
+    registry: &Registry,
+) -> Vec<Row> {
+    let budgets: Vec<Mutex<HandshakeBudget>> = targets
+        .iter()
+        .map(|t| Mutex::new(HandshakeBudget::new(t.budget)))
+        .collect();
+    let endpoints = Endpoints {
+        session: true,
+        call: true,
+        plaintext: true,
+    };
+    let thrifty = targets.iter().any(|t| t.budget.is_some());
+    let mut gen = Generator::new(args.seed, 0, endpoints).thrifty(thrifty);
+    let start = Instant::now();
+    let mut rows = Vec::new();
+    let mut shrunk = 0usize;
+    let mut seen_keys = std::collections::BTreeSet::new();
+    for case in 0u64.. {
+        match duration {
+            Some(d) if start.elapsed() >= d => break,
+            None if case >= args.cases => break,
+            _ => {}
+        }
+        let steps = gen.case();
+        let mut row = case_row(
+            format!("case-{case}"),
+            &steps,
+            args.seed,
+            targets,
+            &budgets,
+            registry,
+        )
+        .await;
+        let diverges = row.cells.iter().any(|c| c.verdict != row.cells[0].verdict)
+            || row.class == Class::Unexplained;
+        let key = divergence_key(&row);
+        if diverges && !key.is_empty() && shrunk < MAX_SHRUNK && seen_keys.insert(key.clone()) {
+            shrunk += 1;
+            let best = minimise(&row, &key, args.seed, targets, &budgets, registry).await;
+            match save(&args.save, &args.targets, args.seed, case, &key, best) {
+                Ok(path) => row.saved = Some(path.display().to_string()),
+                Err(e) => eprintln!("osc-harness diff: {e}"),
+            }
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Shrinks a diverging case like a fuzzer finding: smaller versions are
+/// kept while they still diverge the same way (one fresh session per
+/// target per try).
+async fn minimise(
+    row: &Row,
+    key: &str,
+    seed: u64,
+    targets: &[Prepared],
+    budgets: &[Mutex<HandshakeBudget>],
+    registry: &Registry,
+) -> Vec<Step> {
+    let steps = row.steps.clone().unwrap_or_default();
+    if row
+        .findings
+        .iter()
+        .any(|f| f.detail.starts_with("timeout/"))
+    {
+        // Each try would cost a full timeout; the input is small anyway.
+        return steps;
+    }
+    let mut shrinker = Shrinker::new(steps, shrink::MAX_TRIES);
+    while let Some(candidate) = shrinker.next_candidate() {
+        let again = case_row(String::new(), &candidate, seed, targets, budgets, registry).await;
+        shrinker.record(divergence_key(&again) == key);
+    }
+    shrinker.into_best()
+}
+
+/// Saves a case in the fuzzer's finding format, so `replay` loads it; the
+/// divergence it showed is kept in `notes`.
+fn save(
+    dir: &Path,
+    targets_file: &Path,
+    seed: u64,
+    case: u64,
+    key: &str,
+    steps: Vec<Step>,
+) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let hash = crate::fuzz::dedup::stable_hash(key);
+    let path = dir.join(format!("diff-{hash:016x}.json"));
+    let finding = SavedCase {
+        signature: Signature {
+            oracle: "divergence".into(),
+            layer: "diff".into(),
+            field: key.into(),
+        },
+        detail: key.into(),
+        seed,
+        case,
+        count: 1,
+        steps,
+        exchanges: Vec::new(),
+        target: targets_file.display().to_string(),
+        notes: [("divergence".to_string(), key.to_string())].into(),
+        shape: None,
+    };
+    let text = serde_json::to_string_pretty(&finding).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn render(report: &DiffReport, format: DiffFormat, verbose: bool) -> String {
+    match format {
+        DiffFormat::Json => render_json(report),
+        DiffFormat::Junit => render_junit(report),
+        DiffFormat::Text | DiffFormat::Html => render_text(report, verbose),
+    }
+}
+
+fn write_reports(report: &DiffReport, args: &DiffArgs) -> Result<(), String> {
+    print!("{}", render(report, args.format, args.verbose));
+    for path in &args.report {
+        let format = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => DiffFormat::Json,
+            Some("xml") => DiffFormat::Junit,
+            _ => DiffFormat::Text,
+        };
+        std::fs::write(path, render(report, format, true))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `replay --targets FILE`: runs a saved case on every target of the file
+/// and says whether the divergence it was saved with remains. Exit 1 when
+/// it does, 0 when it is gone, 2 on usage errors, 3 when a target is
+/// unreachable.
+pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
+    let specs = match targets::load(targets_file) {
+        Ok(s) => s,
+        Err(e) => return usage(e),
+    };
+    let rt = match crate::cli::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage(e),
+    };
+    let registry = Registry::builtin();
+    rt.block_on(async move {
+        let prepared = match prepare_all(&specs, "replay").await {
+            Ok(p) => p,
+            Err(code) => return code,
+        };
+        let budgets: Vec<Mutex<HandshakeBudget>> = prepared
+            .iter()
+            .map(|t| Mutex::new(HandshakeBudget::new(t.budget)))
+            .collect();
+        let row = case_row(
+            "replay".into(),
+            &case.steps,
+            case.seed,
+            &prepared,
+            &budgets,
+            &registry,
+        )
+        .await;
+        let now = divergence_key(&row);
+        let was = case
+            .notes
+            .get("divergence")
+            .cloned()
+            .unwrap_or_else(|| case.signature.to_string());
+        for c in &row.cells {
+            println!(
+                "  {:<10} {} {}",
+                c.target,
+                c.verdict,
+                c.normal.as_ref().map(|n| n.to_string()).unwrap_or_default()
+            );
+        }
+        let code = if !now.is_empty() && now == was {
+            println!("DIVERGENCE REMAINS: {now}");
+            ExitCode::from(1)
+        } else if now.is_empty() {
+            println!("NO DIVERGENCE: every target agrees (was: {was})");
+            ExitCode::SUCCESS
+        } else {
+            println!("DIVERGENCE CHANGED: now {now} (was: {was})");
+            ExitCode::from(1)
+        };
+        for p in prepared {
+            if let Some(server) = p.resolved.server {
+                server.shutdown().await;
+            }
+        }
+        code
+    })
+}

@@ -1,0 +1,513 @@
+//! Puts the same inputs to every target and classifies where the answers
+//! part: the built-in scenarios (run by the suite runner) and seeded fuzz
+//! cases (built by the fuzzer's generator, run by its executor).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use crate::cli::target::{RelayDefault, ResolvedTarget, TargetPolicy};
+use crate::fuzz::case::Step;
+use crate::fuzz::exec::{self, ExecError, HandshakeBudget, Reply, Session, TargetInfo};
+use crate::fuzz::oracle::Firing as OracleVerdict;
+use crate::fuzz::runner;
+use crate::fuzz::scenario::requirement_of;
+use crate::report::{RunReport, Verdict};
+use crate::scenarios::model::Scenario;
+use crate::scenarios::registry::Registry;
+use crate::scenarios::runner::{run_suite, Pacer, RunConfig};
+use crate::scenarios::selftest;
+use crate::transport::Limits;
+
+use super::normal::{self, NormalForm};
+use super::rules;
+use super::targets::TargetSpec;
+
+/// How `diff` resolves each target: what `test` assumes (a key for a URL,
+/// the relay marker on loopback), with the fuzzer's fifteen seconds per
+/// answer, longer than a server's usual ten-second read timeout, so an
+/// honest server gives up on a lying body before the harness gives up on it.
+pub const POLICY: TargetPolicy = TargetPolicy {
+    default_target: None,
+    allows_self: true,
+    key_required: true,
+    relay: RelayDefault::OnForLoopback,
+    self_timeout_secs: 15,
+    url_timeout_secs: 15,
+};
+
+/// The handshake budget of a URL target whose table gives none: `test`'s.
+pub const URL_BUDGET: (u32, u64) = (5, 60);
+
+/// Longest wait for a session to expire in a fuzz case; later expiries
+/// skip the step on that target.
+const EXPIRY_WAIT: Duration = Duration::from_secs(10);
+
+/// One target, resolved and ready for both kinds of input.
+pub struct Prepared {
+    /// The name from the targets file.
+    pub name: String,
+    /// The resolved flags (owns the `self` server).
+    pub resolved: ResolvedTarget,
+    /// What the scenario runner needs.
+    pub cfg: Arc<RunConfig>,
+    /// What the fuzz executor needs.
+    pub info: TargetInfo,
+    /// Handshakes allowed per window.
+    pub budget: Option<(u32, u64)>,
+}
+
+/// Why a target cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// The table does not name a usable target (a usage error).
+    #[error("target `{name}`: {message}")]
+    Usage {
+        /// The target.
+        name: String,
+        /// Why.
+        message: String,
+    },
+    /// The target does not answer.
+    #[error("target `{name}` is unreachable: {message}")]
+    Unreachable {
+        /// The target.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Resolves one `[[target]]` with the shared target code and checks that
+/// it answers an honest handshake.
+pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
+    let usage = |message: String| PrepareError::Usage {
+        name: spec.name.clone(),
+        message,
+    };
+    let resolved = spec
+        .args
+        .resolve(POLICY, |_| selftest::self_server_config(&[]))
+        .await
+        .map_err(|e| usage(e.to_string()))?;
+    let budget = match (&spec.handshake_budget, resolved.is_self()) {
+        (Some(text), _) => crate::scenarios::cli::parse_budget(text)
+            .map_err(|e| usage(e.replace("--handshake-budget", "handshake_budget")))?,
+        (None, true) => None,
+        (None, false) => Some(URL_BUDGET),
+    };
+    let mut cfg = match &resolved.server {
+        Some(server) => selftest::self_config(server, false).map_err(usage)?,
+        None => RunConfig {
+            target: resolved.target.clone(),
+            target_label: spec.name.clone(),
+            agent_address: resolved.address,
+            agent_id: resolved.agent_id.clone(),
+            access_key: resolved.access_key.clone().unwrap_or_default(),
+            scoped_key: None,
+            scoped_agent_id: None,
+            session_ttl: None,
+            max_wait: 10,
+            relay_origin: resolved.relay_origin,
+            max_sessions: None,
+            limits: Limits::default(),
+            pacer: Pacer::new(None),
+            concurrency: 4,
+            stable: false,
+            loopback_trusted: false,
+            via_relay: false,
+            pool: Default::default(),
+        },
+    };
+    cfg.pacer = Pacer::new(budget);
+    cfg.limits.response_timeout = resolved.timeout;
+    cfg.limits.idle_timeout = resolved.timeout;
+    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(resolved.timeout);
+    cfg.relay_origin = resolved.relay_origin;
+    let info = TargetInfo {
+        agent_id: resolved.agent_id_or_address(),
+        access_key: resolved.access_key.clone().unwrap_or_default(),
+        target: resolved.target.clone(),
+        label: spec.name.clone(),
+        address: resolved.address,
+        relay_origin: resolved.relay_origin,
+        limits: Limits {
+            connect_timeout: resolved.timeout.min(Duration::from_secs(5)),
+            response_timeout: resolved.timeout,
+            idle_timeout: resolved.timeout,
+            max_body_bytes: 4 * 1024 * 1024,
+        },
+        expiry_wait: EXPIRY_WAIT,
+    };
+    let mut b = HandshakeBudget::new(budget);
+    let mut rng = exec::handshake_rng(0, 0);
+    match Session::open(&info, &mut rng, &mut b).await {
+        Err(ExecError::Transport(e)) => {
+            return Err(PrepareError::Unreachable {
+                name: spec.name.clone(),
+                message: e.to_string(),
+            })
+        }
+        // A target that answers but fails the handshake is still compared:
+        // its scenarios say which requirement it breaks.
+        Err(ExecError::Handshake(_)) | Ok(_) => {}
+    }
+    Ok(Prepared {
+        name: spec.name.clone(),
+        resolved,
+        cfg: Arc::new(cfg),
+        info,
+        budget,
+    })
+}
+
+/// How a row came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    /// Every target that ran it gave the same normal form, and none broke
+    /// a requirement.
+    Same,
+    /// Fewer than two targets ran it.
+    Uncompared,
+    /// The targets differ where SPEC allows either (UPSTREAM or open).
+    Information,
+    /// A target breaks a SHOULD.
+    Should,
+    /// A target breaks a MUST.
+    Must,
+    /// The normal forms differ and no rule explains it.
+    Unexplained,
+}
+
+impl Class {
+    /// Whether this row fails the run.
+    pub fn fails(self) -> bool {
+        matches!(self, Class::Must | Class::Unexplained)
+    }
+}
+
+/// One target's answer to one input.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// The target.
+    pub target: String,
+    /// The scenario verdict (`pass`, `fail`, …) or, for a fuzz case, `ok`,
+    /// `fired` or `skipped`.
+    pub verdict: String,
+    /// The normal form; `None` when the target did not run the input.
+    pub normal: Option<NormalForm>,
+    /// Why it did not pass or run, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A broken requirement, or an explained or unexplained difference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `must`, `should`, `information` or `unexplained`.
+    pub class: Class,
+    /// The target at fault (breaks only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The requirement broken, or the one the allowing rule cites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
+    /// The rule that allows the difference (information only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// One input and every target's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// The scenario id, or `case-N` for fuzz case N.
+    pub input: String,
+    /// `scenario` or `fuzz`.
+    pub kind: &'static str,
+    /// The worst finding's class.
+    pub class: Class,
+    /// Per target, in file order.
+    pub cells: Vec<Cell>,
+    /// What the row says.
+    pub findings: Vec<Finding>,
+    /// The fuzz case's steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<Step>>,
+    /// Where the minimised case was saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved: Option<String>,
+}
+
+fn level_of(registry: &Registry, id: &str) -> Class {
+    match registry
+        .requirements
+        .iter()
+        .find(|r| r.id == id)
+        .map(|r| r.level.as_str())
+    {
+        Some("SHOULD") => Class::Should,
+        Some("UPSTREAM") => Class::Information,
+        _ => Class::Must,
+    }
+}
+
+/// Runs the suite on every target at once and returns one report per
+/// target, in the order given.
+pub async fn run_scenarios(
+    targets: &[Prepared],
+    scenarios: &[Scenario],
+    registry: &Registry,
+) -> Vec<RunReport> {
+    let runs = targets
+        .iter()
+        .map(|t| run_suite(t.cfg.clone(), scenarios, registry, &|_| {}));
+    futures_join_all(runs).await
+}
+
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    // Each future borrows the targets, so they run concurrently on this
+    // task rather than as spawned tasks.
+    let mut pending: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+/// Classifies one scenario from each target's report.
+pub fn scenario_row(s: &Scenario, names: &[String], reports: &[RunReport]) -> Row {
+    let mut cells = Vec::new();
+    let mut findings = Vec::new();
+    for (name, report) in names.iter().zip(reports) {
+        let Some(r) = report.scenarios.iter().find(|r| r.id == s.id) else {
+            continue;
+        };
+        let ran = r.verdict != Verdict::Skip;
+        cells.push(Cell {
+            target: name.clone(),
+            verdict: r.verdict.label().to_ascii_lowercase(),
+            normal: ran.then(|| normal::of_scenario(r)),
+            reason: r.reason.clone(),
+        });
+        let class = match r.verdict {
+            Verdict::Fail => Class::Must,
+            Verdict::Warn => Class::Should,
+            Verdict::Info => Class::Information,
+            Verdict::Pass | Verdict::Skip => continue,
+        };
+        findings.push(Finding {
+            class,
+            target: Some(name.clone()),
+            requirement: Some(r.requirements.join(",")),
+            rule: None,
+            detail: r.reason.clone().unwrap_or_default(),
+        });
+    }
+    finish_row(s.id.clone(), "scenario", cells, findings, None)
+}
+
+/// Decides the row's class: breaks and UPSTREAM differences speak for
+/// themselves; otherwise differing normal forms need a rule.
+fn finish_row(
+    input: String,
+    kind: &'static str,
+    cells: Vec<Cell>,
+    mut findings: Vec<Finding>,
+    steps: Option<Vec<Step>>,
+) -> Row {
+    let ran: Vec<&Cell> = cells.iter().filter(|c| c.normal.is_some()).collect();
+    let differs = ran
+        .windows(2)
+        .any(|w| w[0].normal.as_ref() != w[1].normal.as_ref());
+    if differs && findings.is_empty() {
+        match rules::explain(kind, &input, &ran) {
+            Some(rule) => findings.push(Finding {
+                class: Class::Information,
+                target: None,
+                requirement: Some(rule.requirement.into()),
+                rule: Some(rule.id.into()),
+                detail: rule.why.into(),
+            }),
+            None => findings.push(Finding {
+                class: Class::Unexplained,
+                target: None,
+                requirement: None,
+                rule: None,
+                detail: ran
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}: {}",
+                            c.target,
+                            c.normal.as_ref().map(|n| n.to_string()).unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+    let class = findings
+        .iter()
+        .map(|f| f.class)
+        .max()
+        .unwrap_or(if ran.len() < 2 {
+            Class::Uncompared
+        } else {
+            Class::Same
+        });
+    Row {
+        input,
+        kind,
+        class,
+        cells,
+        findings,
+        steps,
+        saved: None,
+    }
+}
+
+/// One target's run of a fuzz case: the oracle's judgement and the normal
+/// form, or why it did not run.
+pub struct CaseRun {
+    /// The oracle that fired, if any.
+    pub verdict: Option<OracleVerdict>,
+    /// The normal form; `None` when a step was skipped or no session opened.
+    pub normal: Option<NormalForm>,
+    /// Why it did not run, if so.
+    pub note: Option<String>,
+}
+
+/// Runs `steps` on a fresh session of `target` (as `replay` does).
+pub async fn run_case_on(
+    target: &Prepared,
+    steps: &[Step],
+    seed: u64,
+    budget: &Mutex<HandshakeBudget>,
+) -> CaseRun {
+    let mut rng = exec::handshake_rng(seed, 0);
+    let session = {
+        let mut b = budget.lock().await;
+        Session::open(&target.info, &mut rng, &mut b).await
+    };
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => {
+            return CaseRun {
+                verdict: None,
+                normal: None,
+                note: Some(e.to_string()),
+            }
+        }
+    };
+    let (verdict, outcomes) = runner::run_case(&target.info, &mut session, steps).await;
+    if let Some(why) = outcomes.iter().find_map(|o| match &o.reply {
+        Reply::Skipped(why) => Some(why.clone()),
+        _ => None,
+    }) {
+        return CaseRun {
+            verdict,
+            normal: None,
+            note: Some(format!("skipped: {why}")),
+        };
+    }
+    let answers = outcomes
+        .iter()
+        .map(|o| normal::of_outcome(&session, o))
+        .collect();
+    CaseRun {
+        normal: Some(normal::of_case(verdict.as_ref(), answers)),
+        verdict,
+        note: None,
+    }
+}
+
+/// Runs fuzz case `steps` on every target and classifies it.
+pub async fn case_row(
+    input: String,
+    steps: &[Step],
+    seed: u64,
+    targets: &[Prepared],
+    budgets: &[Mutex<HandshakeBudget>],
+    registry: &Registry,
+) -> Row {
+    let runs = futures_join_all(
+        targets
+            .iter()
+            .zip(budgets)
+            .map(|(t, b)| run_case_on(t, steps, seed, b)),
+    )
+    .await;
+    let mut cells = Vec::new();
+    let mut findings = Vec::new();
+    for (t, run) in targets.iter().zip(runs) {
+        if let Some(v) = &run.verdict {
+            let (req, _) = requirement_of(&v.signature);
+            findings.push(Finding {
+                class: level_of(registry, req),
+                target: Some(t.name.clone()),
+                requirement: Some(req.into()),
+                rule: None,
+                detail: format!("{}: {}", v.signature, v.detail),
+            });
+        }
+        cells.push(Cell {
+            target: t.name.clone(),
+            verdict: match (&run.verdict, &run.normal) {
+                (Some(_), _) => "fired".into(),
+                (None, Some(_)) => "ok".into(),
+                (None, None) => "skipped".into(),
+            },
+            normal: run.normal,
+            reason: run
+                .verdict
+                .map(|v| format!("{}: {}", v.signature, v.detail))
+                .or(run.note),
+        });
+    }
+    finish_row(input, "fuzz", cells, findings, Some(steps.to_vec()))
+}
+
+/// What makes two runs of a case "the same divergence": the class and the
+/// targets at fault with their requirements.
+pub fn divergence_key(row: &Row) -> String {
+    let mut parts: Vec<String> = row
+        .findings
+        .iter()
+        .filter(|f| f.class != Class::Information)
+        .map(|f| {
+            format!(
+                "{:?}:{}:{}",
+                f.class,
+                f.target.as_deref().unwrap_or("*"),
+                f.requirement.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    parts.sort();
+    parts.dedup();
+    parts.join(" ")
+}
