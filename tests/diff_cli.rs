@@ -15,36 +15,8 @@ use support::{describe, harness, repo, run_bounded, start, Running};
 /// A diff run sends the whole suite and the fuzz cases to every target.
 const DIFF_WAIT: Duration = Duration::from_secs(300);
 
-/// The Python interpreter, named in one place.
-fn python() -> Command {
-    Command::new("python3")
-}
-
-/// False when the Python side is missing and the run opted out of interop
-/// (as in tests/interop_python.rs).
-fn python_ready() -> bool {
-    let probe = python()
-        .args([
-            "-c",
-            "import cryptography, coincurve; from Crypto.Hash import keccak",
-        ])
-        .output();
-    if matches!(&probe, Ok(out) if out.status.success()) {
-        return true;
-    }
-    if std::env::var("OSC_SKIP_INTEROP").as_deref() == Ok("1") {
-        eprintln!("skipping interop: Python modules missing and OSC_SKIP_INTEROP=1");
-        return false;
-    }
-    panic!(
-        "the interop tests need python3 with its modules: run \
-         `python3 -m pip install -r interop/python/requirements.txt` \
-         (or set OSC_SKIP_INTEROP=1 to skip them); probe said: {probe:?}"
-    );
-}
-
-fn python_server() -> Running {
-    let mut cmd = python();
+fn python_server(python: &std::path::Path) -> Running {
+    let mut cmd = Command::new(python);
     cmd.arg(repo("interop/python/osc_peer.py"))
         .args(["serve", "--port", "0", "--access-key", "osk-v1.interop"])
         .args(["--agent-id", "interop-agent"]);
@@ -113,11 +85,15 @@ fn findings(report: &Value) -> Vec<(String, String, String)> {
 }
 
 #[test]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
 fn the_reference_and_the_python_server_differ_only_where_spec_allows() {
-    if !python_ready() {
+    let Some(python) = support::interop_python() else {
         return;
-    }
-    let py = python_server();
+    };
+    let py = python_server(python);
     let dir = tempfile::tempdir().unwrap();
     let targets = format!("{REFERENCE}{}", table("python", &py));
     let (code, stdout, report) = diff(dir.path(), &targets, &["--cases", "25"]);
@@ -186,9 +162,35 @@ fn three_targets_at_once_and_a_saved_case_replays() {
         table("honest", &honest),
         table("broken", &broken)
     );
-    let (code, stdout, report) = diff(dir.path(), &targets, &["--cases", "30"]);
+    let page = dir.path().join("diff.html");
+    let page_arg = page.display().to_string();
+    let (code, stdout, report) = diff(
+        dir.path(),
+        &targets,
+        &["--cases", "30", "--report", &page_arg],
+    );
     assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(report["targets"].as_array().map(Vec::len), Some(3));
+    // The HTML page: one self-contained file naming every target, the
+    // broken requirement in its matrix, and diverging cells standing out.
+    let html = std::fs::read_to_string(&page).expect("the HTML report is written");
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    for needle in [
+        "reference",
+        "honest",
+        "broken",
+        "RESP-2",
+        "Requirements × targets",
+        "Inputs × targets",
+        "stand-out",
+        "<svg",
+    ] {
+        assert!(html.contains(needle), "the page lacks {needle}");
+    }
+    assert!(
+        !html.contains("src=\"http"),
+        "nothing is fetched from elsewhere"
+    );
     let found = findings(&report);
     assert!(
         found
@@ -271,10 +273,4 @@ fn bad_targets_files_are_usage_errors_and_dead_targets_exit_3() {
     let out = run_diff(&dead);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`gone` is unreachable"));
-    let mut cmd = harness();
-    cmd.args(["diff", "--targets"])
-        .arg(&file)
-        .args(["--format", "html"]);
-    let out = run_bounded(cmd, DIFF_WAIT);
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }

@@ -29,7 +29,8 @@ pub enum DiffFormat {
     Json,
     /// JUnit XML.
     Junit,
-    /// A self-contained HTML page (not written for `diff` yet: a usage error).
+    /// One self-contained HTML page: requirements × targets and inputs ×
+    /// targets with the diverging cells standing out.
     Html,
 }
 
@@ -124,9 +125,6 @@ const MAX_SHRUNK: usize = 5;
 
 /// Runs `diff`.
 pub fn run(args: DiffArgs) -> ExitCode {
-    if args.format == DiffFormat::Html {
-        return usage("--format html for diff: not yet (use text, json or junit)");
-    }
     let specs = match targets::load(&args.targets) {
         Ok(s) => s,
         Err(e) => return usage(e),
@@ -302,7 +300,10 @@ fn render(report: &DiffReport, format: DiffFormat, verbose: bool) -> String {
     match format {
         DiffFormat::Json => render_json(report),
         DiffFormat::Junit => render_junit(report),
-        DiffFormat::Text | DiffFormat::Html => render_text(report, verbose),
+        DiffFormat::Text => render_text(report, verbose),
+        DiffFormat::Html => {
+            super::html::render_diff_html(report, &crate::report::Catalogue::builtin(), verbose)
+        }
     }
 }
 
@@ -312,6 +313,8 @@ fn write_reports(report: &DiffReport, args: &DiffArgs) -> Result<(), String> {
         let format = match path.extension().and_then(|e| e.to_str()) {
             Some("json") => DiffFormat::Json,
             Some("xml") => DiffFormat::Junit,
+            Some("html" | "htm") => DiffFormat::Html,
+            _ if args.format == DiffFormat::Html => DiffFormat::Html,
             _ => DiffFormat::Text,
         };
         std::fs::write(path, render(report, format, true))

@@ -5,6 +5,7 @@
 //! difference is unexplained.
 
 pub mod cli;
+pub mod html;
 pub mod normal;
 pub mod report;
 pub mod rules;
