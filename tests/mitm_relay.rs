@@ -19,6 +19,7 @@ async fn server() -> RunningServer {
 
 async fn relay(server: &RunningServer, attacks: &[Attack], key: bool) -> RunningMitm {
     mitm::spawn(MitmConfig {
+        tls: None,
         listen: ([127, 0, 0, 1], 0).into(),
         upstream: Target::parse(&server.url).unwrap(),
         attacks: attacks.iter().copied().collect::<BTreeSet<_>>(),
@@ -108,6 +109,7 @@ async fn log_file_holds_sizes_and_timing_only() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mitm.jsonl");
     let relay = mitm::spawn(MitmConfig {
+        tls: None,
         listen: ([127, 0, 0, 1], 0).into(),
         upstream: Target::parse(&server.url).unwrap(),
         attacks: BTreeSet::new(),

@@ -349,3 +349,62 @@ fn via_relay_skips_the_loopback_scenario_with_its_reason() {
         "{doc:#}"
     );
 }
+
+/// `mitm --listen-tls-self-signed` in front of `upstream` (trusting
+/// `upstream_ca`), with `extra` flags.
+fn mitm_tls(dir: &Path, upstream: &Running, upstream_ca: &Path, extra: &[&str]) -> Running {
+    let mut cmd = harness();
+    cmd.args([
+        "mitm",
+        "--listen",
+        "127.0.0.1:0",
+        "--listen-tls-self-signed",
+    ])
+    .arg("--tls-ca-out")
+    .arg(dir.join(format!("mitm-{}.pem", extra.join("-"))))
+    .args(["--upstream", &upstream.field("url")])
+    .arg("--ca-cert")
+    .arg(upstream_ca)
+    .args(["--agent-id", &upstream.field("agentId")])
+    .args(extra);
+    start(cmd)
+}
+
+#[test]
+fn mitm_relays_tls_to_tls_with_its_checks_intact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve_tls(dir.path(), "ca.pem", &[]);
+    let server_ca = dir.path().join("ca.pem");
+
+    let passive = mitm_tls(dir.path(), &server, &server_ca, &[]);
+    assert!(passive.field("url").starts_with("https://"));
+    let relay_ca = Path::new(&passive.field("caCert")).to_path_buf();
+    let through = |relay: &Running| {
+        let mut cmd = harness();
+        cmd.arg("call")
+            .args(["--target", &relay.field("url")])
+            .args(["--agent-address", &server.field("agentAddress")])
+            .args(["--access-key", &server.field("accessKey")])
+            .arg("--ca-cert")
+            .arg(Path::new(&relay.field("caCert")));
+        outcome(run(cmd))
+    };
+    let (code, out, err) = through(&passive);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"ok\""), "{out}");
+    // The relay's CA is not the server's: the client must name it.
+    assert_ne!(
+        std::fs::read(&relay_ca).expect("relay CA"),
+        std::fs::read(&server_ca).expect("server CA")
+    );
+
+    // A key swapped in the ServerHello is still caught end to end.
+    let attacking = mitm_tls(
+        dir.path(),
+        &server,
+        &server_ca,
+        &["--attack", "swap-server-key"],
+    );
+    let (code, out, err) = through(&attacking);
+    assert_ne!(code, 0, "the swapped key went unnoticed: {out}{err}");
+}

@@ -73,6 +73,7 @@ pub async fn start_adversary(
     let server = server::spawn(config).await?;
     let upstream = Target::parse(&server.url).map_err(|e| AdversaryError::Url(e.to_string()))?;
     let relay = mitm::spawn(MitmConfig {
+        tls: None,
         listen,
         upstream,
         attacks: scenario.attack_set(),

@@ -88,7 +88,8 @@ impl NetArgs {
 /// assumes when a flag is absent is its [`TargetPolicy`].
 #[derive(Debug, Clone, Default, Args)]
 pub struct TargetArgs {
-    /// The server's base URL (http://host:port[/base]), or `self` for the
+    /// The server's base URL (http[s]://host[:port][/base][?query]; see
+    /// --ca-cert, --insecure, --http1/--http2, --proxy), or `self` for the
     /// reference server started inside this process [default: self for
     /// bench, fuzz and replay; test and call need it; call takes no `self`].
     #[arg(long, value_name = "URL|self")]

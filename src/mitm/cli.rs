@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::transport::{Limits, Target};
+use crate::transport::{tls, Limits, Target};
 
 use super::{spawn, Assessment, Attack, MitmConfig, Observed};
 
@@ -18,9 +18,21 @@ pub struct MitmArgs {
     /// Where to listen, e.g. 127.0.0.1:9090.
     #[arg(long, required_unless_present = "list_attacks")]
     pub listen: Option<SocketAddr>,
-    /// The real server's base URL (http:// only).
+    /// The real server's base URL (http:// or https://; trust as for
+    /// every command: platform roots, --ca-cert, --insecure).
     #[arg(long, required_unless_present = "list_attacks")]
     pub upstream: Option<String>,
+    /// Serve HTTPS to the client with a fresh CA and a certificate for
+    /// localhost/127.0.0.1/::1; the CA's path is `caCert` in the ready line.
+    #[arg(long)]
+    pub listen_tls_self_signed: bool,
+    /// Where --listen-tls-self-signed writes its CA certificate [default: a
+    /// file named after the process id in the temporary directory].
+    #[arg(long, value_name = "FILE", requires = "listen_tls_self_signed")]
+    pub tls_ca_out: Option<PathBuf>,
+    /// How the upstream is reached: TLS trust, HTTP version, proxy.
+    #[command(flatten)]
+    pub net: crate::cli::target::NetArgs,
     /// An active attack (repeatable; one at a time is the intended use).
     #[arg(long = "attack", value_name = "NAME")]
     pub attacks: Vec<Attack>,
@@ -72,6 +84,34 @@ pub fn run(args: MitmArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let upstream = match args.net.net() {
+        Ok(net) => upstream.with_net(net),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (tls, ca_cert) = if args.listen_tls_self_signed {
+        let path = args.tls_ca_out.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("osc-harness-mitm-ca-{}.pem", std::process::id()))
+        });
+        let made = tls::SelfSigned::generate(&[]).and_then(|pair| {
+            std::fs::write(&path, &pair.ca_pem).map_err(|e| tls::TlsConfigError::Pem {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            pair.server_tls(&[tls::ALPN_HTTP1])
+        });
+        match made {
+            Ok(t) => (Some(t), Some(path)),
+            Err(e) => {
+                eprintln!("error: --listen-tls-self-signed: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        (None, None)
+    };
     let config = MitmConfig {
         listen,
         upstream,
@@ -81,6 +121,7 @@ pub fn run(args: MitmArgs) -> ExitCode {
         plaintext_key: args.plaintext_key.clone(),
         limits: Limits::default(),
         log: args.log.clone(),
+        tls,
     };
     let runtime = match crate::runtime::runtime() {
         Ok(r) => r,
@@ -97,10 +138,11 @@ pub fn run(args: MitmArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        println!(
-            "{}",
-            serde_json::json!({"url": relay.url, "attacks": relay.attacks().iter().map(|a| a.name()).collect::<Vec<_>>()})
-        );
+        let mut ready = serde_json::json!({"url": relay.url, "attacks": relay.attacks().iter().map(|a| a.name()).collect::<Vec<_>>()});
+        if let Some(ca) = &ca_cert {
+            ready["caCert"] = ca.display().to_string().into();
+        }
+        println!("{ready}");
         match args.duration {
             Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
             None => {

@@ -58,6 +58,8 @@ pub struct MitmConfig {
     pub limits: Limits,
     /// Where to append the JSON log (one object per exchange), if anywhere.
     pub log: Option<PathBuf>,
+    /// TLS for the listener (`--listen-tls-self-signed`); `None` is plain.
+    pub tls: Option<crate::transport::tls::ServerTls>,
 }
 
 /// What the relay saw. Counts only; no plaintext and no ciphertext.
@@ -471,10 +473,15 @@ pub async fn spawn(config: MitmConfig) -> Result<RunningMitm, MitmError> {
         captured: Mutex::new(None),
         http_log: Mutex::new(http_log::HttpLog::default()),
     });
+    let scheme = if state.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, state.clone(), stop_rx));
     Ok(RunningMitm {
-        url: format!("http://{shown}"),
+        url: format!("{scheme}://{shown}"),
         state,
         stop,
         task: Some(task),
@@ -496,6 +503,19 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
         };
         let state = state.clone();
         tokio::spawn(async move {
+            let stream = match &state.config.tls {
+                None => crate::transport::Stream::Plain(stream),
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+                    let accept = acceptor.accept(stream);
+                    match tokio::time::timeout(std::time::Duration::from_secs(10), accept).await {
+                        Ok(Ok(s)) => crate::transport::Stream::Tls(Box::new(
+                            tokio_rustls::TlsStream::Server(s),
+                        )),
+                        _ => return,
+                    }
+                }
+            };
             let service = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, std::convert::Infallible>(relay::handle(state, req).await) }
