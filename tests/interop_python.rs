@@ -621,7 +621,7 @@ fn fuzzing_the_upstream_lenient_python_server_finds_no_must() {
         return;
     }
     let server = python_server(&["--lenient-base64", "--session-ttl", "600"]);
-    assert_eq!(server.field("lenientBase64"), "true");
+    assert_eq!(server.ready["lenientBase64"], true, "{}", server.ready);
     let dir = tempfile::tempdir().expect("tempdir");
     let (out, summary) = fuzz_python(
         &server,
