@@ -612,3 +612,90 @@ fn a_timed_fuzz_checks_expiry_on_the_python_server() {
     assert!(honest["expiry_checks"].as_u64().unwrap() >= 2, "{honest:#}");
     assert_eq!(honest["unconfirmed"], 0, "{honest:#}");
 }
+
+/// The Python server in its upstream-lenient mode (`--lenient-base64`)
+/// has no bug of its own: a seeded fuzz run finds no MUST finding and
+/// exits 0, and whatever it reports is listed as a warning (SHOULD) or
+/// information (UPSTREAM), with its requirement.
+#[test]
+#[cfg_attr(
+    osc_skip_interop,
+    ignore = "OSC_SKIP_INTEROP=1: needs the Python interop environment"
+)]
+fn fuzzing_the_upstream_lenient_python_server_finds_no_must() {
+    let Some(python) = interop_python() else {
+        return;
+    };
+    let server = python_server(python, &["--lenient-base64", "--session-ttl", "600"]);
+    assert_eq!(server.ready["lenientBase64"], true, "{}", server.ready);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, summary) = fuzz_python(
+        &server,
+        dir.path(),
+        &[
+            "--handshake-budget",
+            "0",
+            "--max-execs",
+            "600",
+            "--seed",
+            "11",
+            "--slow-request-limit",
+            "20",
+        ],
+    );
+    assert_eq!(summary["execs"], 600, "{summary:#}");
+    assert!(summary["target_died_at"].is_null(), "{summary:#}");
+    assert_eq!(summary["failures"], serde_json::json!([]), "{summary:#}");
+    let err = text(&out.stderr);
+    for bucket in summary["findings"].as_array().expect("findings") {
+        let sig = bucket["signature"].as_str().expect("signature");
+        let (list, word) = match bucket["level"].as_str() {
+            Some("SHOULD") => ("warnings", "warning"),
+            Some("UPSTREAM") => ("information", "information"),
+            other => panic!("{sig} is at level {other:?}: {summary:#}"),
+        };
+        assert!(
+            summary[list]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(sig)),
+            "{sig} not under {list}: {summary:#}"
+        );
+        assert!(bucket["requirement"].as_str().is_some(), "{bucket:#}");
+        assert!(err.contains(&format!("{word} (")), "{err}");
+    }
+    // An inner body no decoder reads is run as an empty one, as upstream
+    // does: CALL-9, a SHOULD.
+    let body = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["signature"] == "accepted-invalid/inner/body");
+    if let Some(b) = body {
+        assert_eq!(
+            (&b["requirement"], &b["level"]),
+            (&Value::from("CALL-9"), &Value::from("SHOULD"))
+        );
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // The same findings fail the run under --strict.
+    if !summary["findings"].as_array().unwrap().is_empty() {
+        let (strict, _) = fuzz_python(
+            &server,
+            &dir.path().join("strict"),
+            &[
+                "--handshake-budget",
+                "0",
+                "--max-execs",
+                "600",
+                "--seed",
+                "11",
+                "--slow-request-limit",
+                "20",
+                "--strict",
+            ],
+        );
+        assert_eq!(strict.status.code(), Some(1), "{}", describe(&strict));
+    }
+}

@@ -76,24 +76,46 @@ fn honest_self_has_no_findings() {
 /// and checks `replay` on its file: STILL FAILING with the knob, FIXED
 /// without. Returns the finding's path.
 fn knob_found(bug: &str, expected: &str, dir: &Path) -> PathBuf {
-    let (code, summary) = fuzz(dir, &[bug], 500, 1, &[]);
-    assert_eq!(code, 1, "{bug}: findings mean exit 1: {summary}");
+    knob_found_with(bug, expected, dir, &[])
+}
+
+/// [`knob_found`] with extra flags for the run and both replays.
+fn knob_found_with(bug: &str, expected: &str, dir: &Path, extra: &[&str]) -> PathBuf {
+    let (code, summary) = fuzz(dir, &[bug], 500, 1, extra);
+    assert_eq!(code, 1, "{bug}: MUST findings mean exit 1: {summary}");
     let all = findings(&summary);
     let (sig, file) = all
         .iter()
         .find(|(s, _)| s.starts_with(expected))
         .unwrap_or_else(|| panic!("{bug}: no {expected} finding in {all:?}"))
         .clone();
+    let bucket = summary["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["signature"] == sig.as_str())
+        .unwrap();
+    assert_eq!(bucket["level"], "MUST", "{bucket}");
+    assert!(
+        summary["failures"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(sig.as_str())),
+        "{summary}"
+    );
     let path = PathBuf::from(&file);
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(saved["seed"], 1);
+    assert_eq!(saved["level"], "MUST", "{saved}");
+    assert!(saved["requirement"].as_str().is_some(), "{saved}");
     assert!(!saved["steps"].as_array().unwrap().is_empty());
     assert!(!saved["exchanges"].as_array().unwrap().is_empty());
 
     let (code, out, err) = run(harness()
         .arg("replay")
         .arg(&path)
-        .args(["--target", "self", "--bug", bug]));
+        .args(["--target", "self", "--bug", bug])
+        .args(extra));
     assert_eq!(code, 1, "{bug}: replay against the knob: {out} {err}");
     assert!(out.starts_with("STILL FAILING"), "{out}");
     assert!(out.contains(&sig), "{out}");
@@ -101,7 +123,8 @@ fn knob_found(bug: &str, expected: &str, dir: &Path) -> PathBuf {
     let (code, out, err) = run(harness()
         .arg("replay")
         .arg(&path)
-        .args(["--target", "self"]));
+        .args(["--target", "self"])
+        .args(extra));
     assert_eq!(code, 0, "{bug}: replay against honest self: {out} {err}");
     assert!(out.starts_with("FIXED"), "{out}");
     path
@@ -125,13 +148,26 @@ knob_tests! {
     finds_status_outside: "status-outside" => "undocumented-body/";
     finds_panic_on_empty_ct: "panic-on-empty-ct" => "dropped-connection/envelope/";
     finds_panic_on_huge_seq: "panic-on-huge-seq" => "dropped-connection/stateful/seq-edge";
-    finds_hang_on_length_lie: "hang-on-length-lie" => "timeout/framing/";
     finds_window_off_by_one: "window-off-by-one" => "accepted-invalid/stateful/seq-too-old";
     finds_mark_before_open: "mark-before-open" => "refused-valid/stateful/seq-reuse";
     finds_stream_drops_fin: "stream-drops-fin" => "missing-fin/valid/dispatch";
     finds_stream_cut_mid_frame: "stream-cut-mid-frame" => "missing-fin/valid/dispatch";
     finds_frames_reordered: "frames-reordered" => "frame-not-opening/valid/dispatch";
     finds_fin_on_every_frame: "fin-on-every-frame" => "frame-not-opening/valid/dispatch";
+}
+
+/// A body shorter than its Content-Length, never given up on: held past
+/// `--slow-request-limit` (small here, to keep the test short) it is a
+/// hang, a MUST finding.
+#[test]
+fn finds_hang_on_length_lie() {
+    let dir = tempfile::tempdir().unwrap();
+    knob_found_with(
+        "hang-on-length-lie",
+        "timeout/framing/",
+        dir.path(),
+        &["--slow-request-limit", "4"],
+    );
 }
 
 #[test]
@@ -364,7 +400,12 @@ fn a_finding_becomes_a_scenario_the_suite_runs() {
 #[test]
 fn framing_findings_have_no_scenario_form() {
     let dir = tempfile::tempdir().unwrap();
-    let finding = knob_found("hang-on-length-lie", "timeout/framing/", dir.path());
+    let finding = knob_found_with(
+        "hang-on-length-lie",
+        "timeout/framing/",
+        dir.path(),
+        &["--slow-request-limit", "4"],
+    );
     let (code, _, err) = run(harness()
         .arg("replay")
         .arg(&finding)

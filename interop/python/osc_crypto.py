@@ -50,6 +50,19 @@ def b64u_decode(text: str) -> bytes:
         raise ProtocolError(f"bad base64url: {exc}") from exc
 
 
+def b64u_decode_upstream(text: str) -> bytes:
+    """As upstream decodes (ENC-1): map `-_` to `+/`, re-add `=` until the
+    length is a multiple of 4, then whatever standard base64 accepts."""
+    if not isinstance(text, str):
+        raise ProtocolError("not base64url")
+    std = text.replace("-", "+").replace("_", "/")
+    std += "=" * (-len(std) % 4)
+    try:
+        return base64.b64decode(std.encode("ascii"), validate=True)
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:
+        raise ProtocolError(f"bad base64: {exc}") from exc
+
+
 def keccak256(data: bytes) -> bytes:
     """Original Keccak-256 (padding byte 0x01), not SHA3-256."""
     h = keccak.new(digest_bits=256)

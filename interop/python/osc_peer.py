@@ -4,6 +4,7 @@
   osc_peer.py serve [--port 0] [--agent-key-hex HEX] [--access-key KEY]
                     [--session-ttl SECS] [--trust-loopback true|false] [--break NAME]...
                     [--tls-cert PEM --tls-key PEM]
+                    [--lenient-base64]
   osc_peer.py call --target URL --agent-address 0x… [--access-key KEY]
                    [--method M] [--path P] [--data TEXT] [--stream] [--relay-origin]
                    [--mode buffered|stream] [--max-secs S] [--break NAME]
@@ -48,6 +49,7 @@ def cmd_serve(args) -> int:
         breaks=set(args.breaks),
         scoped_key=args.scoped_key or "osk-v1.scoped-" + secrets.token_urlsafe(16),
         scoped_agent_id=args.scoped_agent_id or str(uuid.uuid4()),
+        lenient_base64=args.lenient_base64,
     )
     server = osc_server.serve(cfg, args.host, args.port)
     host, port = server.server_address[:2]
@@ -84,6 +86,7 @@ def cmd_serve(args) -> int:
         "scopedKey": cfg.scoped_key,
         "scopedAgentId": cfg.scoped_agent_id,
         "breaks": sorted(cfg.breaks),
+        "lenientBase64": cfg.lenient_base64,
     }), flush=True)
     try:
         server.serve_forever()
@@ -191,6 +194,10 @@ def main(argv=None) -> int:
     s.add_argument("--break", dest="breaks", action="append", default=[])
     s.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain")
     s.add_argument("--tls-key", help="the PEM private key of --tls-cert")
+    s.add_argument("--lenient-base64", action="store_true",
+                   help="decode base64url as upstream does: padding re-added, standard base64 "
+                        "accepted, an undecodable inner body run as empty (CALL-9), and the "
+                        "run route refusing a body that is not a JSON object")
 
     k = sub.add_parser("call")
     k.add_argument("--target", required=True)

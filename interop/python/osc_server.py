@@ -2,6 +2,13 @@
 
 `--break NAME` bends exactly one honest step so the harness can show that it
 notices; BREAKS maps each name to the requirement it violates.
+
+`--lenient-base64` behaves as upstream does where the protocol leaves room
+(no bug): base64url is decoded as upstream decodes it (padding re-added,
+whatever standard base64 accepts; ENC-1), an inner `body` that does not
+decode is run as an empty body instead of refused (CALL-9 is a SHOULD),
+and the run route answers `400 Invalid request format` to a body that is
+not a JSON object, as upstream's app does.
 """
 
 from __future__ import annotations
@@ -100,6 +107,11 @@ class Config:
     breaks: set[str]
     scoped_key: str | None = None
     scoped_agent_id: str | None = None
+    lenient_base64: bool = False
+
+    def b64_decode(self, text: str) -> bytes:
+        """The base64url decoder of this mode."""
+        return c.b64u_decode_upstream(text) if self.lenient_base64 else c.b64u_decode(text)
 
     @property
     def address(self) -> str:
@@ -217,6 +229,13 @@ def route(state: State, req: Inner) -> Reply:
 
 
 def run(state: State, req: Inner, kind: str, path: str) -> Reply:
+    if kind == "run" and state.cfg.lenient_base64:
+        try:
+            ok = isinstance(json.loads(req.body), dict)
+        except (ValueError, RecursionError):
+            ok = False
+        if not ok:
+            return Reply(400, "text/plain; charset=utf-8", b"Invalid request format")
     count = state.count_execution()
     if kind == "run":
         try:
@@ -364,8 +383,8 @@ def make_handler(state: State):
             sid = c.b64u(os.urandom(16))
             exp = int(time.time()) + cfg.session_ttl
             try:
-                client_pub = c.b64u_decode(hello["encPub"])
-                if len(client_pub) != 32 or not c.b64u_decode(hello["nonce"]):
+                client_pub = cfg.b64_decode(hello["encPub"])
+                if len(client_pub) != 32 or not cfg.b64_decode(hello["nonce"]):
                     raise c.ProtocolError("bad key or nonce")
                 shared = c.x25519_shared(eph, client_pub)
             except c.ProtocolError:
@@ -405,7 +424,7 @@ def make_handler(state: State):
                 if "mark-before-decrypt" in cfg.breaks and not sess.window.accept(seq):
                     return self.call_error("replay")
                 try:
-                    plain = c.open_sealed(sess.c2s, seq, c.b64u_decode(env["ct"]), c.request_aad(sid, seq))
+                    plain = c.open_sealed(sess.c2s, seq, cfg.b64_decode(env["ct"]), c.request_aad(sid, seq))
                 except c.ProtocolError:
                     return self.call_error("decrypt")
                 if ("mark-before-decrypt" not in cfg.breaks and "no-replay-check" not in cfg.breaks
@@ -448,9 +467,11 @@ def make_handler(state: State):
             body = b""
             if req.get("body") is not None:
                 try:
-                    body = c.b64u_decode(req["body"])
+                    body = cfg.b64_decode(req["body"])
                 except c.ProtocolError:
-                    return None  # CALL-9: refuse rather than run with an empty body
+                    if not cfg.lenient_base64:
+                        return None  # CALL-9: refuse rather than run with an empty body
+                    body = b""  # as upstream: an undecodable body is an empty one
             remote = self.is_remote()
             return Inner(req["method"], req["path"], headers, body, remote, self.loopback_peer(), True)
 

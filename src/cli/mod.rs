@@ -46,6 +46,13 @@ pub enum Command {
     /// Serve one client scenario's adversary and report what the client did.
     Adversary(crate::clientrole::cli::AdversaryArgs),
     /// Fuzz a server's channel endpoints by URL (or `self`).
+    ///
+    /// Every finding carries the requirement and level it judges. Exit 0
+    /// without a MUST finding, 1 with one (under `--strict`, with any
+    /// finding), 2 on bad usage, 3 when the target died. SHOULD findings
+    /// are listed as warnings, UPSTREAM ones as information. Waiting for
+    /// the bytes an incomplete request promised is not a hang until
+    /// `--slow-request-limit`. See docs/FUZZING.md.
     Fuzz(crate::fuzz::cli::FuzzArgs),
     /// Re-run a saved fuzzer finding: FIXED or STILL FAILING.
     Replay(crate::fuzz::cli::ReplayArgs),

@@ -290,6 +290,8 @@ fn save(
         target: targets_file.display().to_string(),
         notes: [("divergence".to_string(), key.to_string())].into(),
         shape: None,
+        requirement: None,
+        level: None,
     };
     let text = serde_json::to_string_pretty(&finding).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

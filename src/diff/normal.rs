@@ -141,6 +141,7 @@ pub fn of_outcome(session: &Session, outcome: &Outcome) -> Answer {
         Reply::Closed => word("closed"),
         Reply::Dropped(_) => word("dropped"),
         Reply::Timeout(_) => word("timeout"),
+        Reply::Held { .. } => word("held"),
         Reply::Skipped(_) => word("skipped"),
         Reply::Http {
             status,

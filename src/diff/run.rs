@@ -127,6 +127,9 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
     cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(resolved.timeout);
     cfg.relay_origin = resolved.relay_origin;
     let info = TargetInfo {
+        // The fuzzer's policy: a target may hold an incomplete request for
+        // this long before it counts as hung.
+        slow_request_limit: Duration::from_secs(60),
         agent_id: resolved.agent_id_or_address(),
         access_key: resolved.access_key.clone().unwrap_or_default(),
         target: resolved.target.clone(),

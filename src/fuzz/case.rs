@@ -250,6 +250,15 @@ impl Framing {
         *self == Framing::Normal
     }
 
+    /// Whether the request never ends: the framing promises bytes that
+    /// are never sent, so the target may fairly wait for them.
+    pub fn leaves_request_incomplete(&self) -> bool {
+        matches!(
+            self,
+            Framing::LengthLie { .. } | Framing::ChunkedUnterminated
+        )
+    }
+
     /// A short name for signatures.
     pub fn name(&self) -> &'static str {
         match self {
@@ -319,6 +328,13 @@ pub struct Finding {
     /// files saved before findings were kept per shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shape: Option<String>,
+    /// The requirement IDs the finding judges; `None` in files saved
+    /// before findings carried them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
+    /// The level of that requirement: only a `MUST` finding fails a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<crate::report::Level>,
 }
 
 /// A corpus entry: an input that reached a new response shape.

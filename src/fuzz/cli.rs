@@ -40,6 +40,14 @@ pub struct TargetArgs {
     /// long as the run has left instead.
     #[arg(long, default_value_t = 120)]
     pub expiry_wait: u64,
+    /// Longest wait, in seconds, for an answer to an incomplete request
+    /// (a Content-Length above the bytes sent, chunks with no final chunk).
+    /// Waiting for promised bytes is not a hang: a target that answers or
+    /// closes after `--timeout` but within this limit is reported as
+    /// information (`slow-request`, LIM-1) with the time it held the
+    /// connection; one that holds the request past it is a hang (`timeout`).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub slow_request_limit: u64,
 }
 
 /// `osc-harness fuzz`.
@@ -88,6 +96,10 @@ pub struct FuzzArgs {
     /// against the target and print both rates and their ratio.
     #[arg(long, value_name = "N")]
     pub measure: Option<u64>,
+    /// Warnings (SHOULD findings) and information (UPSTREAM findings) fail
+    /// the run too; without it only MUST findings do.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// How the summary of a run is written.
@@ -185,13 +197,15 @@ pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
             relay_origin: resolved.relay_origin,
             limits,
             expiry_wait: Duration::from_secs(args.expiry_wait),
+            slow_request_limit: Duration::from_secs(args.slow_request_limit.max(1)),
         },
         server: resolved.server,
     })
 }
 
-/// Runs `osc-harness fuzz`: exit 0 without findings, 1 with, 2 on bad
-/// usage, 3 when the target died.
+/// Runs `osc-harness fuzz`: exit 0 without MUST findings (or without any
+/// finding under `--strict`), 1 with, 2 on bad usage, 3 when the target
+/// died.
 pub fn run(args: FuzzArgs) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -298,13 +312,28 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
                 summary.expiry_evicted
             );
         }
+        for b in &summary.findings {
+            let kind = match b.level {
+                crate::report::Level::Must => "FAIL",
+                crate::report::Level::Should => "warning",
+                crate::report::Level::Upstream => "information",
+            };
+            eprintln!(
+                "{kind} ({} {}): {} x{}: {}",
+                b.level.name(),
+                b.requirement,
+                b.signature,
+                b.count,
+                b.detail
+            );
+        }
         if let (Some(case), Some(why)) = (summary.target_died_at, &summary.died_reason) {
             eprintln!("target died at case {case}: {why}");
             ExitCode::from(3)
-        } else if summary.findings.is_empty() {
-            ExitCode::SUCCESS
-        } else {
+        } else if summary.failed(args.strict) {
             ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
         }
     };
     if let Some(server) = resolved.server {
@@ -445,7 +474,13 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
                     }
                     _ => String::new(),
                 };
-                println!("STILL FAILING: {} ({}){moved}", finding.signature, v.detail);
+                println!(
+                    "STILL FAILING: {} [{} {}] ({}){moved}",
+                    finding.signature,
+                    v.level.name(),
+                    v.requirement,
+                    v.detail
+                );
                 ExitCode::from(1)
             }
             Ok((other, _)) => {

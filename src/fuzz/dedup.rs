@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::report::Level;
+
 use super::case::Signature;
 
 /// Saved findings per bucket; hits with further shapes are only counted.
@@ -36,6 +38,11 @@ pub struct BucketSummary {
     pub layer: String,
     /// The field.
     pub field: String,
+    /// The requirement IDs the bucket judges.
+    pub requirement: String,
+    /// Their level: `MUST` fails the run, `SHOULD` is a warning,
+    /// `UPSTREAM` information.
+    pub level: Level,
     /// Confirmed occurrences, all shapes together.
     pub count: u64,
     /// The first shape's saved finding (each shape's is under `shapes`).
@@ -70,16 +77,23 @@ pub fn admit(
     shape: &str,
     detail: &str,
 ) -> Admission {
-    let bucket = buckets.entry(sig.clone()).or_insert_with(|| BucketSummary {
-        signature: sig.to_string(),
-        oracle: sig.oracle.clone(),
-        layer: sig.layer.clone(),
-        field: sig.field.clone(),
-        count: 0,
-        file: None,
-        detail: detail.to_string(),
-        shapes: Vec::new(),
-        other_shapes: 0,
+    let bucket = buckets.entry(sig.clone()).or_insert_with(|| {
+        // An oracle this version does not name is held to the strictest level.
+        let (requirement, level) =
+            super::oracle::judged_signature(sig).unwrap_or(("unknown", Level::Must));
+        BucketSummary {
+            signature: sig.to_string(),
+            oracle: sig.oracle.clone(),
+            layer: sig.layer.clone(),
+            field: sig.field.clone(),
+            requirement: requirement.to_string(),
+            level,
+            count: 0,
+            file: None,
+            detail: detail.to_string(),
+            shapes: Vec::new(),
+            other_shapes: 0,
+        }
     });
     bucket.count += 1;
     if let Some(known) = bucket.shapes.iter_mut().find(|s| s.shape == shape) {

@@ -37,6 +37,9 @@ pub struct TargetInfo {
     pub limits: Limits,
     /// Longest wait for a session to expire; a later expiry skips the step.
     pub expiry_wait: Duration,
+    /// Longest wait for an answer to an incomplete request (framing that
+    /// promises bytes never sent); held longer, it is a hang.
+    pub slow_request_limit: Duration,
 }
 
 impl TargetInfo {
@@ -264,6 +267,14 @@ pub enum Reply {
     Dropped(String),
     /// No answer in time.
     Timeout(String),
+    /// An incomplete request the target held longer than `--timeout`
+    /// before it answered or closed (within `--slow-request-limit`).
+    Held {
+        /// How long.
+        held: Duration,
+        /// What came at the end.
+        then: String,
+    },
     /// The step was not run (why); never judged.
     Skipped(String),
 }
@@ -285,6 +296,9 @@ impl Reply {
             Reply::Closed => "connection closed without an answer".into(),
             Reply::Dropped(e) => format!("dropped: {e}"),
             Reply::Timeout(e) => format!("timeout: {e}"),
+            Reply::Held { held, then } => {
+                format!("held {:.1}s, then {then}", held.as_secs_f64())
+            }
             Reply::Skipped(why) => format!("skipped: {why}"),
         }
     }
@@ -457,15 +471,33 @@ async fn run_call(
         post(info, "/secure/call", body.clone()).await
     } else {
         let raw = frame_request(info, &body, &call.framing);
+        // A target may wait for promised bytes until its own read timeout
+        // (LIM-1): that wait is timed, and only past the limit a hang.
+        let incomplete = call.framing.leaves_request_incomplete();
         // Only the status line matters here; a keep-alive peer would
         // otherwise hold the reply open for the whole idle timeout.
         let limits = Limits {
             idle_timeout: info.limits.idle_timeout.min(Duration::from_millis(250)),
+            response_timeout: if incomplete {
+                info.slow_request_limit
+            } else {
+                info.limits.response_timeout
+            },
             ..info.limits
         };
-        match transport::send_raw(&info.target, &raw, &limits).await {
+        let started = Instant::now();
+        let reply = match transport::send_raw(&info.target, &raw, &limits).await {
             Ok(bytes) => parse_raw_reply(&bytes),
             Err(e) => Reply::from_error(e),
+        };
+        let held = started.elapsed();
+        match reply {
+            Reply::Timeout(_) | Reply::Skipped(_) => reply,
+            _ if incomplete && held > info.limits.response_timeout => Reply::Held {
+                held,
+                then: reply.describe(),
+            },
+            _ => reply,
         }
     };
     if matches!(reply, Reply::Http { status: 200, .. }) {

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::clock::unix_secs as now_secs;
+use crate::report::Level;
 use crate::rng::SeededRandom;
 
 use super::case::{CorpusEntry, Exchange, Finding, Signature, Step};
@@ -84,8 +85,17 @@ pub struct Summary {
     /// Sessions kept aside for an expiry check that no longer served just
     /// before expiry (evicted under the run's handshake load), so unjudged.
     pub expiry_evicted: u64,
-    /// The findings, one entry per bucket, each listing its shapes.
+    /// The findings, one entry per bucket, each listing its shapes and
+    /// carrying its requirement and level.
     pub findings: Vec<BucketSummary>,
+    /// The signatures of the `MUST` findings: each fails the run.
+    pub failures: Vec<String>,
+    /// The signatures of the `SHOULD` findings: warnings (they fail the
+    /// run only under `--strict`).
+    pub warnings: Vec<String>,
+    /// The signatures of the `UPSTREAM` findings: information (they fail
+    /// the run only under `--strict`).
+    pub information: Vec<String>,
     /// Set when the target stopped answering: the case number.
     pub target_died_at: Option<u64>,
     /// Why the run decided the target died.
@@ -175,7 +185,7 @@ async fn minimise(
     rng: &mut SeededRandom,
     budget: &Mutex<HandshakeBudget>,
 ) -> Vec<Step> {
-    if sig.oracle == Oracle::Timeout.name() {
+    if sig.oracle == Oracle::Timeout.name() || sig.oracle == Oracle::SlowRequest.name() {
         // Each try would cost a full timeout; the input is small anyway.
         return steps;
     }
@@ -740,6 +750,8 @@ async fn book(
         target: info.label.clone(),
         notes: BTreeMap::new(),
         shape: Some(shape.clone()),
+        requirement: Some(first.requirement.to_string()),
+        level: Some(first.level),
     };
     let path = dir.join(file_name);
     match write_json(&path, &finding) {
@@ -766,6 +778,14 @@ fn update_counts(buckets: &[BucketSummary]) {
             f.count = shape.count;
             let _ = write_json(path, &f);
         }
+    }
+}
+
+impl Summary {
+    /// Whether the run fails: a `MUST` finding, or with `strict` any
+    /// finding (as `test --strict` fails on warnings and information).
+    pub fn failed(&self, strict: bool) -> bool {
+        !self.failures.is_empty() || (strict && !self.findings.is_empty())
     }
 }
 
@@ -848,6 +868,15 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     let s = ctx.shared.lock().await;
     let findings: Vec<BucketSummary> = s.buckets.values().cloned().collect();
     update_counts(&findings);
+    let at = |level: Level| -> Vec<String> {
+        findings
+            .iter()
+            .filter(|b| b.level == level)
+            .map(|b| b.signature.clone())
+            .collect()
+    };
+    let (failures, warnings, information) =
+        (at(Level::Must), at(Level::Should), at(Level::Upstream));
     Summary {
         target: ctx.cfg.info.label.clone(),
         insecure: ctx.cfg.info.target.net().settings().trust.insecure,
@@ -868,6 +897,9 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         expiry_checks: s.expiry_checks,
         expiry_evicted: s.expiry_evicted,
         findings,
+        failures,
+        warnings,
+        information,
         target_died_at: s.died.as_ref().map(|d| d.0),
         died_reason: s.died.as_ref().map(|d| d.1.clone()),
         timeline,

@@ -21,7 +21,7 @@ pub use text::{exchange_lines, render_text, TextOptions};
 use serde::{Deserialize, Serialize};
 
 /// How a miss is judged (PROTOCOL.md §0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Level {
     /// A miss fails.
     #[serde(rename = "MUST")]
