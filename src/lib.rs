@@ -14,6 +14,7 @@ pub mod clock;
 pub mod fuzz;
 pub mod fuzz_targets;
 pub mod mitm;
+pub mod peer;
 pub mod protocol;
 pub mod report;
 pub mod rng;
