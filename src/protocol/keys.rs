@@ -164,16 +164,12 @@ pub fn open_b64_in_place(
 /// `buf`, the lenient one (which reads whatever the canonical one accepts
 /// as the same bytes) only when that fails.
 fn decode_b64_into(ct: &str, buf: &mut Vec<u8>) -> Result<(), OpenError> {
-    let codec = base64_simd::URL_SAFE_NO_PAD;
-    if let Ok(n) = codec.decoded_length(ct.as_bytes()) {
-        buf.clear();
-        buf.resize(n, 0);
-        if codec
-            .decode(ct.as_bytes(), base64_simd::Out::from_slice(&mut buf[..]))
-            .is_ok()
-        {
-            return Ok(());
-        }
+    buf.clear();
+    if base64_simd::URL_SAFE_NO_PAD
+        .decode_append(ct.as_bytes(), buf)
+        .is_ok()
+    {
+        return Ok(());
     }
     *buf = b64url_decode(ct, B64Strictness::Upstream).map_err(|_| OpenError::Encoding)?;
     Ok(())
