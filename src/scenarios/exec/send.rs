@@ -378,7 +378,6 @@ impl Context<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-
     pub(super) async fn exchange(
         &mut self,
         action: &str,
@@ -429,10 +428,6 @@ impl Context<'_> {
         );
         Ok(answer)
     }
-
-    /// Opens the frames with the per-call key; if that fails, tries the
-    /// keys a broken server might use, so that only the scenarios about keys
-    /// (KS-1, KS-2) fail on a key mix-up.
 
     pub(super) async fn plain(&mut self, step: &Step) -> StepResult {
         let pre = step.expect.is_none();
