@@ -2,7 +2,9 @@
 //! calls of 1 KiB, 64 KiB and 1 MiB through the JSON envelope, and each raw
 //! primitive alone. After criterion's report, two ratios measured in this
 //! same run: handshake / sum of its primitives (target ≤ 1.3) and call
-//! seal throughput at 64 KiB / raw AEAD throughput (target ≥ 0.8).
+//! seal throughput at 64 KiB / raw AEAD throughput (target ≥ 0.8), and
+//! the open throughput of a 64 KiB call's response frame through the
+//! driver's reader (`peer::ResponseReader`) / raw AEAD (target ≥ 0.8).
 //!
 //! Run with `cargo bench --bench core`; docs/BENCHMARKS.md has figures.
 
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use criterion::{BenchmarkId, Criterion, Throughput};
+use osc_harness::peer::ResponseReader;
 use osc_harness::protocol::handshake::{
     respond, ClientHandshake, HonestServer, ServerHandshake, ServerHandshakeInputs,
 };
@@ -20,7 +23,7 @@ use osc_harness::protocol::identity::{
 };
 use osc_harness::protocol::keys::{derive_session_keys, nonce_for};
 use osc_harness::protocol::session::{ClientSession, HonestCalls, ServerSession};
-use osc_harness::protocol::wire::CallRequest;
+use osc_harness::protocol::wire::{CallRequest, Frame};
 use osc_harness::rng::{RandomSource, SeededRandom};
 use x25519_dalek::{PublicKey, StaticSecret};
 
@@ -105,6 +108,37 @@ fn open_call_json(server: &ServerSession, body: &str) -> usize {
         .open_call(&call, 0, &HonestCalls)
         .expect("our own call opens")
         .plaintext
+        .len()
+}
+
+/// A response frame of `plaintext`, as the server puts it on the wire for
+/// call `seq` (one buffered frame, fin).
+fn response_frame(server: &ServerSession, seq: u64, plaintext: &[u8]) -> Vec<u8> {
+    server
+        .response_sealer(seq)
+        .seal_at(0, plaintext, true)
+        .to_json()
+        .into_bytes()
+}
+
+/// The frame read through the driver's reader, as a client reads its
+/// answer: parse, decode, open, account.
+fn open_response(client: &ClientSession, seq: u64, frame: &[u8]) -> usize {
+    let mut reader = ResponseReader::new(client.sid(), client.keys(), seq).without_raw();
+    let opened = reader.push(frame).plaintext.map_or(0, <[u8]>::len);
+    assert!(reader.in_order(), "our own frame opens in order");
+    opened
+}
+
+/// The same frame through the core's value types: `Frame::parse` (JSON
+/// into a map, `ct` copied) and `ResponseOpener::open` (allocating decode
+/// and open).
+fn open_response_via_value(client: &ClientSession, seq: u64, frame: &[u8]) -> usize {
+    let frame = Frame::parse(frame).expect("our own frame parses");
+    client
+        .response_opener(seq)
+        .open(&frame)
+        .expect("our own frame opens")
         .len()
 }
 
@@ -200,6 +234,10 @@ fn bench_calls(c: &mut Criterion) {
         let body = seal_call_json(&mut client, &plaintext);
         g.bench_function(BenchmarkId::new("open", name), |b| {
             b.iter(|| open_call_json(&server, black_box(&body)))
+        });
+        let frame = response_frame(&server, 1, &plaintext);
+        g.bench_function(BenchmarkId::new("open_response", name), |b| {
+            b.iter(|| open_response(&client, 1, black_box(&frame)))
         });
     }
     g.finish();
@@ -317,6 +355,39 @@ fn report_ratios() {
     println!(
         "call seal throughput / raw AEAD throughput at 64 KiB = {seal_ratio:.3} (target >= 0.8: {})",
         if seal_ratio >= 0.8 { "met" } else { "MISSED" }
+    );
+
+    let (reader_client, reader_server) = sessions();
+    let frame = response_frame(&reader_server, 1, &plaintext);
+    let mut buffer = plaintext.clone();
+    let opens = interleaved_medians(
+        N,
+        &mut [
+            &mut || _ = black_box(open_response(&reader_client, 1, &frame)),
+            &mut || _ = black_box(open_response_via_value(&reader_client, 1, &frame)),
+            &mut || raw_aead(&cipher, &mut buffer),
+        ],
+    );
+    let (reader_open, value_open, open_aead) = (opens[0], opens[1], opens[2]);
+    println!(
+        "  response open 64 KiB {:>9.2} us  {:>8.1} MiB/s",
+        micros(reader_open),
+        mib_s(reader_open)
+    );
+    println!(
+        "  (via Frame + opener) {:>9.2} us  {:>8.1} MiB/s",
+        micros(value_open),
+        mib_s(value_open)
+    );
+    println!(
+        "  raw AEAD 64 KiB      {:>9.2} us  {:>8.1} MiB/s",
+        micros(open_aead),
+        mib_s(open_aead)
+    );
+    let open_ratio = open_aead.as_secs_f64() / reader_open.as_secs_f64();
+    println!(
+        "response open throughput (reader) / raw AEAD throughput at 64 KiB = {open_ratio:.3} (target >= 0.8: {})",
+        if open_ratio >= 0.8 { "met" } else { "MISSED" }
     );
 
     // Per-size medians, robust to the load spikes that blur criterion's

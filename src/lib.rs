@@ -17,6 +17,7 @@ pub mod fuzz;
 pub mod fuzz_targets;
 pub mod knobs;
 pub mod mitm;
+pub mod peer;
 pub mod protocol;
 pub mod report;
 pub mod rng;

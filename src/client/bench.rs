@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::protocol::handshake::{respond, ClientHandshake, HonestServer, ServerHandshakeInputs};
 use crate::protocol::identity::{Address, AgentIdentity};
 use crate::protocol::wire::InnerRequest;
 use crate::rng::{RandomSource, SystemRandom};
@@ -479,16 +478,7 @@ async fn core_handshakes(budget: Duration) -> (u64, f64) {
         let started = Instant::now();
         let mut done = 0u64;
         while started.elapsed() < budget {
-            let client = ClientHandshake::new(identity.address(), rng.bytes(), rng.bytes());
-            let inputs = ServerHandshakeInputs {
-                ephemeral_secret: rng.bytes(),
-                sid: rng.bytes(),
-                expires_at: i64::MAX / 2,
-            };
-            let Ok(server) = respond(client.hello(), &identity, &inputs, &HonestServer) else {
-                break;
-            };
-            if client.finish(&server.hello).is_err() {
+            if !crate::peer::in_process_handshake(&identity, &mut rng) {
                 break;
             }
             done += 1;

@@ -2,20 +2,23 @@
 
 use std::collections::BTreeSet;
 
+use std::ops::ControlFlow;
+
 use crate::clock::unix_secs as now_secs;
+use crate::peer::{
+    self, is_event_stream, read_body, BodyEnd, FrameIssue, HandshakePacer, Offer, RateLimitPolicy,
+    ResponseReader,
+};
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
-use crate::protocol::error::{HandshakeError, HandshakeRefusal};
-use crate::protocol::handshake::ClientHandshake;
+use crate::protocol::error::{FrameError, HandshakeError, HandshakeRefusal};
 use crate::protocol::identity::Address;
 use crate::protocol::session::{ClientSession, ClientSessionError};
-use crate::protocol::sse::SseDecoder;
 use crate::protocol::wire::{
     CodedErrorBody, Frame, InnerRequest, InnerResponse, PlainErrorBody, ServerHello,
 };
 use crate::rng::{RandomSource, SystemRandom};
-use crate::transport::{self, Limits, OuterRequest, StreamingResponse, Target, TransportError};
+use crate::transport::{Limits, OuterRequest, StreamingResponse, Target, TransportError};
 
-use super::response::FrameReader;
 use super::{ClientBug, ClientError};
 
 /// A cached session is reused only while it has more than this many seconds
@@ -26,9 +29,6 @@ pub const SESSION_REUSE_MARGIN_SECS: i64 = 60;
 /// streams (model output, say) may legitimately outlast the response
 /// timeout, but not forever.
 pub const DEFAULT_STREAM_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// The header that marks a request as relayed (GATE-3, CALL-10).
-const RELAY_HEADER: &str = "X-Osaurus-Relay-Origin";
 
 /// What a completed call returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,12 +56,11 @@ impl CallOutcome {
 
 /// A secure channel to one pinned agent.
 pub struct Channel {
-    target: Target,
-    pinned: Address,
-    limits: Limits,
+    peer: peer::Target,
+    /// A channel handshakes only when it needs a session; nothing paces it.
+    pacer: HandshakePacer,
     session: Option<ClientSession>,
     bugs: BTreeSet<ClientBug>,
-    relay_origin: bool,
     rng: Box<dyn RandomSource + Send>,
     handshakes: u64,
     stream_time_limit: std::time::Duration,
@@ -70,11 +69,11 @@ pub struct Channel {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Channel")
-            .field("target", &self.target.url())
-            .field("pinned", &self.pinned)
+            .field("target", &self.peer.endpoint.url())
+            .field("pinned", &self.peer.address)
             .field("session", &self.session.as_ref().map(ClientSession::sid))
             .field("bugs", &self.bugs)
-            .field("relay_origin", &self.relay_origin)
+            .field("relay_origin", &self.peer.relay_origin)
             .finish_non_exhaustive()
     }
 }
@@ -82,13 +81,13 @@ impl std::fmt::Debug for Channel {
 impl Channel {
     /// A channel to `target` that only accepts the agent `pinned`.
     pub fn new(target: Target, pinned: Address, limits: Limits) -> Self {
+        let mut peer = peer::Target::new(target, pinned);
+        peer.limits = limits;
         Self {
-            target,
-            pinned,
-            limits,
+            peer,
+            pacer: HandshakePacer::new(None),
             session: None,
             bugs: BTreeSet::new(),
-            relay_origin: false,
             rng: Box::new(SystemRandom),
             handshakes: 0,
             stream_time_limit: DEFAULT_STREAM_TIME_LIMIT,
@@ -104,7 +103,7 @@ impl Channel {
     /// Sends `X-Osaurus-Relay-Origin: 1` on every outer request, so a
     /// loopback server treats the client as remote.
     pub fn with_relay_origin(mut self, relay: bool) -> Self {
-        self.relay_origin = relay;
+        self.peer.relay_origin = relay;
         self
     }
 
@@ -123,7 +122,7 @@ impl Channel {
 
     /// The target.
     pub fn target(&self) -> &Target {
-        &self.target
+        &self.peer.endpoint
     }
 
     /// The current session, if one is cached.
@@ -145,32 +144,20 @@ impl Channel {
         self.bugs.contains(&bug)
     }
 
-    fn outer(&self, mut request: OuterRequest) -> OuterRequest {
-        if self.relay_origin {
-            request.headers.push((RELAY_HEADER.into(), "1".into()));
-        }
-        request
-    }
-
     /// Performs a fresh handshake, verifies the ServerHello against the
     /// pinned address and caches the new session.
     pub async fn handshake(&mut self) -> Result<&ClientSession, ClientError> {
-        let mut secret = [0u8; 32];
-        let mut nonce = [0u8; 16];
-        self.rng.fill(&mut secret);
-        self.rng.fill(&mut nonce);
-        let mut hs = ClientHandshake::new(self.pinned, secret, nonce);
+        let mut offer = Offer::random(self.peer.address, &mut *self.rng);
         if self.has(ClientBug::IdentityUnchecked) {
-            hs = hs.dangerous_skip_identity_check();
+            offer = offer.dangerous_skip_identity_check();
         }
         if self.has(ClientBug::LowOrderKeyAccepted) {
-            hs = hs.dangerous_accept_low_order();
+            offer = offer.dangerous_accept_low_order();
         }
-        let request = self.outer(OuterRequest::post_json(
-            "/secure/session",
-            hs.hello().to_json(),
-        ));
-        let response = transport::send(&self.target, &request, &self.limits).await?;
+        let response =
+            peer::post_hello(&self.peer, offer.body(), &self.pacer, RateLimitPolicy::NONE)
+                .await?
+                .response;
         self.handshakes += 1;
         if response.status != 200 {
             let refused = refusal("handshake", response.status, &response.body);
@@ -182,7 +169,7 @@ impl Channel {
                 {
                     return Err(ClientError::IdentityMismatch(format!(
                         "the server holds no agent with address {}",
-                        self.pinned
+                        self.peer.address
                     )));
                 }
             }
@@ -190,7 +177,7 @@ impl Channel {
         }
         let hello = ServerHello::parse(&response.body)
             .map_err(|e| ClientError::protocol("reading the ServerHello", e))?;
-        let session = hs.finish(&hello).map_err(|e| match e {
+        let session = offer.finish(&hello).map_err(|e| match e {
             HandshakeError::IdentityMismatch(m) => ClientError::IdentityMismatch(m),
             other => ClientError::protocol("checking the ServerHello", other),
         })?;
@@ -262,8 +249,10 @@ impl Channel {
     ) -> Result<CallOutcome, ClientError> {
         let replay_same_seq = self.has(ClientBug::ReplaySameSeq);
         let expired_ok = self.has(ClientBug::ExpiredSessionUsed);
-        let accept_reordered = self.has(ClientBug::ReorderedFramesAccepted);
-        let ignore_missing_fin = self.has(ClientBug::MissingFinIgnored);
+        let knobs = FrameKnobs {
+            accept_reordered: self.has(ClientBug::ReorderedFramesAccepted),
+            ignore_missing_fin: self.has(ClientBug::MissingFinIgnored),
+        };
         let session = self
             .session
             .as_mut()
@@ -287,32 +276,78 @@ impl Channel {
                     }
                 })?
         };
-        let reader = FrameReader::new(session, seq, accept_reordered, ignore_missing_fin);
-        let request = self.outer(OuterRequest::post_json("/secure/call", body));
-        let response = transport::send_streaming(&self.target, &request, &self.limits).await?;
-        let is_stream = response.header("content-type").is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("text/event-stream")
-        });
-        if is_stream {
+        let reader = ResponseReader::new(session.sid(), session.keys(), seq).without_raw();
+        let request = self
+            .peer
+            .outer(OuterRequest::post_json("/secure/call", body));
+        let mut response = self.peer.send_streaming(&request).await?;
+        if is_event_stream(response.header("content-type")) {
             read_stream(
-                response,
+                &mut response,
                 reader,
-                self.limits.max_body_bytes,
+                knobs,
+                self.peer.limits.max_body_bytes,
                 self.stream_time_limit,
                 on_body,
             )
             .await
         } else {
-            read_buffered(response, reader, &self.limits, on_body).await
+            read_buffered(&mut response, reader, knobs, &self.peer.limits, on_body).await
         }
     }
 }
 
+/// The two client knobs that bend reading, read at the step they bend.
+#[derive(Debug, Clone, Copy)]
+struct FrameKnobs {
+    accept_reordered: bool,
+    ignore_missing_fin: bool,
+}
+
+/// Opens one frame through the shared reader and applies the client's
+/// strictness: any issue is an error, except a reordered frame that opened
+/// when the reorder knob is on.
+fn open_frame(
+    reader: &mut ResponseReader,
+    knobs: FrameKnobs,
+    stage: &'static str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, ClientError> {
+    let pushed = reader.push(bytes);
+    let plaintext = pushed.plaintext.map(<[u8]>::to_vec);
+    match (pushed.issue, plaintext) {
+        (None, Some(p)) => Ok(p),
+        (Some(FrameIssue::OutOfOrder { .. }), Some(p)) if knobs.accept_reordered => Ok(p),
+        (Some(FrameIssue::OutOfOrder { got, .. }), None) if knobs.accept_reordered => Err(
+            ClientError::protocol("opening a response frame", FrameError::Decrypt(got)),
+        ),
+        (Some(FrameIssue::Malformed(e)), _) => Err(ClientError::protocol(stage, e)),
+        (Some(issue), _) => Err(ClientError::protocol("opening the response", issue)),
+        (None, None) => Err(ClientError::protocol(
+            "opening the response",
+            "the frame did not open",
+        )),
+    }
+}
+
+/// The end-of-response check (RESP-5): an authenticated fin, unless the
+/// missing-fin knob is on.
+fn check_fin(reader: &ResponseReader, knobs: FrameKnobs) -> Result<(), ClientError> {
+    if reader.opened().iter().any(|f| f.fin) || knobs.ignore_missing_fin {
+        return Ok(());
+    }
+    Err(ClientError::Truncated {
+        detail: format!(
+            "{} frame(s) arrived but none was the authenticated final frame",
+            reader.opened().len()
+        ),
+    })
+}
+
 async fn read_stream(
-    mut response: StreamingResponse,
-    mut reader: FrameReader,
+    response: &mut StreamingResponse,
+    mut reader: ResponseReader,
+    knobs: FrameKnobs,
     max_event: usize,
     limit: std::time::Duration,
     on_body: &mut (dyn FnMut(&[u8]) + Send),
@@ -320,84 +355,105 @@ async fn read_stream(
     let deadline = tokio::time::Instant::now() + limit;
     let inner_status = response.status;
     let content_type = response.header("content-type").map(str::to_string);
-    let mut decoder = SseDecoder::new(max_event);
     let mut body = Vec::new();
-    loop {
+    let mut failed = None;
+    let read = read_body(
+        response,
+        deadline,
+        max_event,
+        false,
+        |event| match open_frame(&mut reader, knobs, "reading a stream frame", event) {
+            Ok(plaintext) => {
+                on_body(&plaintext);
+                body.extend_from_slice(&plaintext);
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        },
+    )
+    .await?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let fin = reader.opened().iter().any(|f| f.fin);
+    match read.end {
+        BodyEnd::Complete | BodyEnd::Stopped => {}
         // The idle timeout bounds each wait; this bounds a peer that drips
         // just often enough to never trip it.
-        let next = tokio::time::timeout_at(deadline, response.next_chunk()).await;
-        let Ok(next) = next else {
+        BodyEnd::TimedOut => {
             return Err(ClientError::Transport(TransportError::Timeout {
                 url: response.url().to_string(),
                 during: "reading the event stream (whole-stream time limit)",
                 after: limit,
-            }));
-        };
-        let chunk = match next {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            // The body broke off mid-transfer: after fin that is harmless
-            // noise; before it, the answer is incomplete.
-            Err(TransportError::Protocol { detail, .. }) => {
-                if reader.is_finished() {
-                    break;
-                }
+            }))
+        }
+        // The body broke off mid-transfer: after fin that is harmless
+        // noise; before it, the answer is incomplete.
+        BodyEnd::Broke(TransportError::Protocol { detail, .. }) => {
+            if !fin {
                 return Err(ClientError::Truncated {
                     detail: format!(
                         "the stream broke off after {} frame(s) without the final frame ({detail})",
-                        reader.frames()
+                        reader.opened().len()
                     ),
                 });
             }
-            Err(e) => return Err(e.into()),
-        };
-        let events = decoder.feed(&chunk).map_err(|e| {
-            ClientError::protocol(
+        }
+        BodyEnd::Broke(e) => return Err(e.into()),
+        BodyEnd::EventTooLarge(e) => {
+            return Err(ClientError::protocol(
                 "reading the event stream",
                 format!("an event exceeds {} bytes", e.limit),
-            )
-        })?;
-        for event in events {
-            let frame = Frame::parse(&event)
-                .map_err(|e| ClientError::protocol("reading a stream frame", e))?;
-            let plaintext = reader.open(&frame)?;
-            on_body(&plaintext);
-            body.extend_from_slice(&plaintext);
+            ))
         }
     }
-    if !reader.is_finished() && !decoder.leftover().iter().all(u8::is_ascii_whitespace) {
+    if !fin && read.mid_event {
         return Err(ClientError::Truncated {
             detail: format!(
                 "the stream ended in the middle of an event, after {} complete frame(s)",
-                reader.frames()
+                reader.opened().len()
             ),
         });
     }
-    reader.finish()?;
+    check_fin(&reader, knobs)?;
     Ok(CallOutcome {
         inner_status,
         content_type,
         body,
         streamed: true,
-        frames: reader.frames(),
+        frames: reader.opened().len(),
     })
 }
 
 async fn read_buffered(
-    mut response: StreamingResponse,
-    mut reader: FrameReader,
+    response: &mut StreamingResponse,
+    mut reader: ResponseReader,
+    knobs: FrameKnobs,
     limits: &Limits,
     on_body: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<CallOutcome, ClientError> {
     let status = response.status;
-    let raw = read_all(&mut response, limits).await?;
+    let deadline = tokio::time::Instant::now() + limits.response_timeout;
+    let read = read_body(response, deadline, limits.max_body_bytes, false, |_| {
+        ControlFlow::Continue(())
+    })
+    .await?;
+    if let BodyEnd::TimedOut = read.end {
+        return Err(ClientError::Transport(TransportError::Timeout {
+            url: response.url().to_string(),
+            during: "reading the response body",
+            after: limits.response_timeout,
+        }));
+    }
+    let raw = read.body;
     if status != 200 {
         return Err(refusal("call", status, &raw));
     }
-    let frame =
-        Frame::parse(&raw).map_err(|e| ClientError::protocol("reading the response frame", e))?;
-    let plaintext = reader.open(&frame)?;
-    reader.finish()?;
+    let plaintext = open_frame(&mut reader, knobs, "reading the response frame", &raw)?;
+    check_fin(&reader, knobs)?;
     let inner = InnerResponse::parse(&plaintext)
         .map_err(|e| ClientError::protocol("reading the inner response", e))?;
     let inner_status = u16::try_from(inner.status)
@@ -420,29 +476,8 @@ async fn read_buffered(
         content_type: inner.content_type,
         body,
         streamed: false,
-        frames: reader.frames(),
+        frames: reader.opened().len(),
     })
-}
-
-async fn read_all(
-    response: &mut StreamingResponse,
-    limits: &Limits,
-) -> Result<Vec<u8>, ClientError> {
-    let deadline = tokio::time::Instant::now() + limits.response_timeout;
-    let mut raw = Vec::new();
-    loop {
-        let next = tokio::time::timeout_at(deadline, response.next_chunk())
-            .await
-            .map_err(|_| TransportError::Timeout {
-                url: response.url().to_string(),
-                during: "reading the response body",
-                after: limits.response_timeout,
-            })??;
-        match next {
-            Some(chunk) => raw.extend_from_slice(&chunk),
-            None => return Ok(raw),
-        }
-    }
 }
 
 /// A non-200 answer, told in the server's own words where it gave any.

@@ -8,7 +8,6 @@ mod bugs;
 mod channel;
 pub mod cli;
 mod error;
-mod response;
 
 pub use bugs::ClientBug;
 pub use channel::{CallOutcome, Channel, DEFAULT_STREAM_TIME_LIMIT, SESSION_REUSE_MARGIN_SECS};

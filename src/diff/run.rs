@@ -93,7 +93,7 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
         .await
         .map_err(|e| usage(e.to_string()))?;
     let budget = match (&spec.handshake_budget, resolved.is_self()) {
-        (Some(text), _) => crate::scenarios::cli::parse_budget(text)
+        (Some(text), _) => crate::peer::parse_handshake_budget(text)
             .map_err(|e| usage(e.replace("--handshake-budget", "handshake_budget")))?,
         (None, true) => None,
         (None, false) => Some(URL_BUDGET),
@@ -144,9 +144,9 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
         },
         expiry_wait: EXPIRY_WAIT,
     };
-    let mut b = HandshakeBudget::new(budget);
+    let b = HandshakeBudget::new(budget);
     let mut rng = exec::handshake_rng(0, 0);
-    match Session::open(&info, &mut rng, &mut b).await {
+    match Session::open(&info, &mut rng, &b).await {
         Err(ExecError::Transport(e)) => {
             return Err(PrepareError::Unreachable {
                 name: spec.name.clone(),
@@ -413,8 +413,8 @@ pub async fn run_case_on(
 ) -> CaseRun {
     let mut rng = exec::handshake_rng(seed, 0);
     let session = {
-        let mut b = budget.lock().await;
-        Session::open(&target.info, &mut rng, &mut b).await
+        let b = budget.lock().await;
+        Session::open(&target.info, &mut rng, &b).await
     };
     let mut session = match session {
         Ok(s) => s,

@@ -247,10 +247,10 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
     };
     let is_self = resolved.server.is_some();
     let budget = match args.handshake_budget.as_deref() {
-        Some(t) => match crate::server::parse_rate(t) {
+        Some(t) => match crate::peer::parse_handshake_budget(t) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: --handshake-budget: {e}");
+                eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         },
@@ -352,7 +352,7 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
     cfg.corpus = None;
     let info = cfg.info.clone();
     let summary = runner::run(cfg.clone()).await;
-    let mut budget = HandshakeBudget::new(cfg.handshake_budget);
+    let budget = HandshakeBudget::new(cfg.handshake_budget);
     let mut rng = super::exec::handshake_rng(cfg.seed, 999);
     let start = tokio::time::Instant::now();
     let mut done = 0u64;
@@ -363,7 +363,7 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
             .as_ref()
             .is_some_and(|s: &super::exec::Session| s.usable(crate::clock::unix_secs()))
         {
-            match super::exec::Session::open(&info, &mut rng, &mut budget).await {
+            match super::exec::Session::open(&info, &mut rng, &budget).await {
                 Ok(s) => session = Some(s),
                 Err(e) => {
                     eprintln!("error: {e}");

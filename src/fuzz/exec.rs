@@ -1,22 +1,17 @@
 //! Runs a case's steps against a target: the session the steps share, the
 //! bytes each step puts on the wire and what came back.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
-
-use crate::protocol::encoding::b64url_encode;
-use crate::protocol::handshake::ClientHandshake;
 use crate::protocol::identity::Address;
 use crate::protocol::session::{ClientSession, ReplayWindow};
 use crate::protocol::wire::{InnerRequest, ServerHello};
-use crate::rng::{RandomSource, SeededRandom};
+use crate::rng::SeededRandom;
 use crate::transport::{self, Limits, OuterRequest, Target, TransportError};
 
 use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, SeqAt, Step};
 
-const RELAY_HEADER: &str = "X-Osaurus-Relay-Origin";
+use crate::peer::{self, Offer, RateLimitPolicy, RELAY_HEADER};
 
 /// Where and how to reach the target.
 #[derive(Debug, Clone)]
@@ -43,16 +38,26 @@ pub struct TargetInfo {
 }
 
 impl TargetInfo {
+    /// The target as the driver sees it.
+    pub fn peer(&self) -> crate::peer::Target {
+        crate::peer::Target {
+            endpoint: self.target.clone(),
+            label: self.label.clone(),
+            address: self.address,
+            access_key: self.access_key.clone(),
+            agent_id: Some(self.agent_id.clone()),
+            relay_origin: self.relay_origin,
+            limits: self.limits,
+        }
+    }
+
     fn expand(&self, path: &str) -> String {
         path.replace("{agent}", &self.agent_id)
             .replace("{address}", &self.address.to_string())
     }
 
-    fn outer(&self, mut request: OuterRequest) -> OuterRequest {
-        if self.relay_origin {
-            request.headers.push((RELAY_HEADER.into(), "1".into()));
-        }
-        request
+    fn outer(&self, request: OuterRequest) -> OuterRequest {
+        self.peer().outer(request)
     }
 }
 
@@ -67,82 +72,8 @@ pub enum ExecError {
     Transport(#[from] TransportError),
 }
 
-/// Spends at most `count` handshakes per `window`, waiting when spent.
-#[derive(Debug)]
-pub struct HandshakeBudget {
-    count: usize,
-    window: Duration,
-    spent: VecDeque<Instant>,
-    /// Handshakes made so far.
-    pub total: u64,
-    /// `429` answers to handshakes, each waited out rather than judged.
-    pub rate_limited: u64,
-    /// Mutated hellos left out for want of a spare handshake.
-    pub hellos_deferred: u64,
-}
-
-impl HandshakeBudget {
-    /// A budget; `None` is unlimited.
-    pub fn new(limit: Option<(u32, u64)>) -> Self {
-        let (count, secs) = limit.map_or((usize::MAX, 1), |(n, s)| (n.max(1) as usize, s));
-        HandshakeBudget {
-            count,
-            window: Duration::from_secs(secs.max(1)),
-            spent: VecDeque::new(),
-            total: 0,
-            rate_limited: 0,
-            hellos_deferred: 0,
-        }
-    }
-
-    /// Waits until one more handshake fits, then books it.
-    pub async fn acquire(&mut self) {
-        if self.count != usize::MAX {
-            loop {
-                self.forget_expired(Instant::now());
-                match self.spent.front() {
-                    Some(oldest) if self.spent.len() >= self.count => {
-                        tokio::time::sleep_until(*oldest + self.window).await;
-                    }
-                    _ => break,
-                }
-            }
-            self.spent.push_back(Instant::now());
-        }
-        self.total += 1;
-    }
-
-    /// Drops the handshakes that have left the window by `now`.
-    fn forget_expired(&mut self, now: Instant) {
-        while self.spent.front().is_some_and(|t| *t + self.window <= now) {
-            self.spent.pop_front();
-        }
-    }
-
-    /// Books `n` handshakes now if that still leaves one free in the
-    /// window (for an honest session), without waiting; false otherwise.
-    pub fn try_spare(&mut self, n: usize) -> bool {
-        if self.count != usize::MAX {
-            let now = Instant::now();
-            self.forget_expired(now);
-            if self.spent.len() + n >= self.count {
-                return false;
-            }
-            self.spent.extend(std::iter::repeat_n(now, n));
-        }
-        self.total += n as u64;
-        true
-    }
-
-    /// How long to back off after a 429.
-    pub fn backoff(&self) -> Duration {
-        if self.count == usize::MAX {
-            Duration::from_millis(500)
-        } else {
-            self.window / self.count as u32
-        }
-    }
-}
+/// The fuzzer's handshake budget: the driver's one pacer.
+pub use crate::peer::HandshakePacer as HandshakeBudget;
 
 /// An open session and the seqs it has used.
 #[derive(Debug)]
@@ -163,47 +94,35 @@ impl Session {
     pub async fn open(
         info: &TargetInfo,
         rng: &mut SeededRandom,
-        budget: &mut HandshakeBudget,
+        budget: &HandshakeBudget,
     ) -> Result<Session, ExecError> {
-        for attempt in 0..8u32 {
-            budget.acquire().await;
-            let mut secret = [0u8; 32];
-            let mut nonce = [0u8; 16];
-            rng.fill(&mut secret);
-            rng.fill(&mut nonce);
-            let hs = ClientHandshake::new(info.address, secret, nonce);
-            let request = info.outer(OuterRequest::post_json(
-                "/secure/session",
-                hs.hello().to_json(),
+        let offer = Offer::random(info.address, rng);
+        let reply = peer::post_hello(
+            &info.peer(),
+            offer.body(),
+            budget,
+            RateLimitPolicy::new(7, Duration::from_secs(120)),
+        )
+        .await?;
+        let response = reply.response;
+        if response.status == 429 {
+            return Err(ExecError::Handshake(
+                "still rate limited (429) after eight tries".into(),
             ));
-            let response = transport::send(&info.target, &request, &info.limits).await?;
-            if response.status == 429 {
-                budget.rate_limited += 1;
-                let wait = response
-                    .header("retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs)
-                    .unwrap_or_else(|| budget.backoff().max(Duration::from_millis(500 << attempt)));
-                tokio::time::sleep(wait.min(Duration::from_secs(120))).await;
-                continue;
-            }
-            if response.status != 200 {
-                return Err(ExecError::Handshake(format!(
-                    "HTTP {}: {}",
-                    response.status,
-                    lossy(&response.body, 300)
-                )));
-            }
-            let hello = ServerHello::parse(&response.body)
-                .map_err(|e| ExecError::Handshake(format!("bad ServerHello: {e}")))?;
-            let session = hs
-                .finish(&hello)
-                .map_err(|e| ExecError::Handshake(e.to_string()))?;
-            return Ok(Session::new(session));
         }
-        Err(ExecError::Handshake(
-            "still rate limited (429) after eight tries".into(),
-        ))
+        if response.status != 200 {
+            return Err(ExecError::Handshake(format!(
+                "HTTP {}: {}",
+                response.status,
+                lossy(&response.body, 300)
+            )));
+        }
+        let hello = ServerHello::parse(&response.body)
+            .map_err(|e| ExecError::Handshake(format!("bad ServerHello: {e}")))?;
+        let session = offer
+            .finish(&hello)
+            .map_err(|e| ExecError::Handshake(e.to_string()))?;
+        Ok(Session::new(session))
     }
 
     fn new(session: ClientSession) -> Session {
@@ -523,19 +442,9 @@ pub fn edit_envelope(json: &str, edits: &[EnvelopeEdit]) -> Vec<u8> {
         match edit {
             EnvelopeEdit::FlipCt | EnvelopeEdit::FlipTag => {
                 let ct = obj.get("ct").and_then(|v| v.as_str()).unwrap_or("");
-                if let Ok(mut raw) = crate::protocol::encoding::b64url_decode(
-                    ct,
-                    crate::protocol::encoding::B64Strictness::Upstream,
-                ) {
-                    if !raw.is_empty() {
-                        let i = if matches!(edit, EnvelopeEdit::FlipCt) {
-                            0
-                        } else {
-                            raw.len() - 1
-                        };
-                        raw[i] ^= 0x01;
-                        obj.insert("ct".into(), b64url_encode(&raw).into());
-                    }
+                let flipped = peer::seal::flip_bit(ct, matches!(edit, EnvelopeEdit::FlipTag));
+                if flipped != ct {
+                    obj.insert("ct".into(), flipped.into());
                 }
             }
             EnvelopeEdit::Set { field, json, .. } => {

@@ -164,8 +164,8 @@ pub async fn reproduce(
     budget: &Mutex<HandshakeBudget>,
 ) -> Result<(Option<Firing>, Vec<Outcome>), ExecError> {
     let mut session = {
-        let mut b = budget.lock().await;
-        Session::open(info, rng, &mut b).await?
+        let b = budget.lock().await;
+        Session::open(info, rng, &b).await?
     };
     Ok(run_case(info, &mut session, steps).await)
 }
@@ -365,8 +365,8 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
         };
         if !session.as_ref().is_some_and(|s| s.usable(now_secs())) {
             let opened = {
-                let mut b = ctx.budget.lock().await;
-                Session::open(info, &mut rng, &mut b).await
+                let b = ctx.budget.lock().await;
+                Session::open(info, &mut rng, &b).await
             };
             match opened {
                 Ok(s) => session = Some(s),
@@ -390,13 +390,13 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             .count();
         if hellos > 0 {
             let only_hellos = !ctx.cfg.endpoints.call && !ctx.cfg.endpoints.plaintext;
-            let mut b = ctx.budget.lock().await;
+            let b = ctx.budget.lock().await;
             if only_hellos {
                 for _ in 0..hellos {
                     b.acquire().await;
                 }
             } else if !b.try_spare(hellos) {
-                b.hellos_deferred += 1;
+                b.note_hello_deferred();
                 drop(b);
                 ctx.execs.fetch_sub(1, Ordering::Relaxed);
                 continue;
@@ -444,8 +444,8 @@ async fn worker(ctx: Arc<Ctx>, id: u64) {
             // The target refused the mutated hello unread: nothing was
             // tested, so back off and neither judge nor keep the input.
             let wait = {
-                let mut b = ctx.budget.lock().await;
-                b.rate_limited += 1;
+                let b = ctx.budget.lock().await;
+                b.note_rate_limited();
                 b.backoff()
             };
             tokio::time::sleep(wait).await;
@@ -517,8 +517,8 @@ async fn expiry_sentinel(ctx: Arc<Ctx>, workers_done: Arc<AtomicBool>) {
     let mut pending: Option<Hit> = None;
     while !stopped() && (pending.is_some() || !workers_done.load(Ordering::Relaxed)) {
         let opened = {
-            let mut b = ctx.budget.lock().await;
-            Session::open(&ctx.cfg.info, &mut rng, &mut b).await
+            let b = ctx.budget.lock().await;
+            Session::open(&ctx.cfg.info, &mut rng, &b).await
         };
         // A failing handshake is the workers' to report.
         let Ok(mut session) = opened else {
@@ -608,8 +608,8 @@ async fn probe(ctx: &Ctx, case: u64, rng: &mut SeededRandom) -> bool {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let opened = {
-            let mut b = ctx.budget.lock().await;
-            Session::open(&ctx.cfg.info, rng, &mut b).await
+            let b = ctx.budget.lock().await;
+            Session::open(&ctx.cfg.info, rng, &b).await
         };
         match opened {
             Ok(mut s) => match exec::probe(&ctx.cfg.info, &mut s).await {
@@ -863,7 +863,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     let execs = ctx.execs.load(Ordering::Relaxed);
     let (handshakes, rate_limited, hellos_deferred) = {
         let b = ctx.budget.lock().await;
-        (b.total, b.rate_limited, b.hellos_deferred)
+        (b.total(), b.rate_limited(), b.hellos_deferred())
     };
     let s = ctx.shared.lock().await;
     let findings: Vec<BucketSummary> = s.buckets.values().cloned().collect();

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use crate::flags::target::{
     RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy, RELAY_HANDSHAKE_BUCKET,
 };
-use crate::protocol::handshake::ClientHandshake;
-use crate::protocol::keys::{open_b64, request_aad, response_aad, response_key, seal_b64};
-use crate::protocol::wire::{Frame, InnerRequest, InnerResponse, ServerHello};
+use crate::peer::{self, seal, Offer, RateLimitPolicy, ResponseReader};
+use crate::protocol::wire::{InnerRequest, InnerResponse, ServerHello};
 use crate::report::{Format, ReportArgs};
-use crate::rng::{RandomSource, SystemRandom};
-use crate::transport::{self, Limits, OuterRequest};
+use crate::rng::SystemRandom;
+use crate::transport::{Limits, OuterRequest};
 
 use super::loader;
 use super::model::Scenario;
@@ -161,7 +160,7 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
     cfg.stable = args.stable;
     cfg.relay_origin = resolved.relay_origin;
     if let Some(b) = &args.handshake_budget {
-        match parse_budget(b) {
+        match peer::parse_handshake_budget(b) {
             Ok(b) => cfg.pacer = Pacer::new(b),
             Err(e) => return usage(e),
         }
@@ -215,26 +214,6 @@ fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// Parses `--handshake-budget`: `N/SECS`, or `none`/`off` for no limit.
-pub fn parse_budget(text: &str) -> Result<Option<(u32, u64)>, String> {
-    if text == "none" || text == "off" {
-        return Ok(None);
-    }
-    let (n, secs) = text
-        .split_once('/')
-        .ok_or_else(|| format!("--handshake-budget {text:?}: expected N/SECS, e.g. 5/60"))?;
-    let n: u32 = n
-        .parse()
-        .map_err(|_| format!("--handshake-budget: {n:?} is not a count"))?;
-    let secs: u64 = secs
-        .parse()
-        .map_err(|_| format!("--handshake-budget: {secs:?} is not seconds"))?;
-    if n == 0 || secs == 0 {
-        return Err("--handshake-budget: N and SECS must be above 0".into());
-    }
-    Ok(Some((n, secs)))
-}
-
 /// The run configuration for a URL target; the resolver has already
 /// checked the address and the key.
 fn url_config(args: &TestArgs, resolved: &ResolvedTarget) -> RunConfig {
@@ -274,16 +253,16 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
         eprintln!("osc-harness test: preflight: {msg}");
         ExitCode::from(3)
     };
-    let mut secret = [0u8; 32];
-    let mut nonce = [0u8; 16];
-    SystemRandom.fill(&mut secret);
-    SystemRandom.fill(&mut nonce);
-    let hs = ClientHandshake::new(cfg.agent_address, secret, nonce);
-    let req = OuterRequest::post_json("/secure/session", hs.hello().to_json());
-    cfg.pacer.acquire().await;
-    let resp = transport::send(&cfg.target, &req, &cfg.limits)
+    let offer = Offer::random(cfg.agent_address, &mut SystemRandom);
+    let peer = peer::Target {
+        relay_origin: false,
+        ..cfg.peer()
+    };
+    // One try: a 429 here is reported, and the run paces itself.
+    let resp = peer::post_hello(&peer, offer.body(), &cfg.pacer, RateLimitPolicy::NONE)
         .await
-        .map_err(|e| unreachable(format!("the target is unreachable: {e}")))?;
+        .map_err(|e| unreachable(format!("the target is unreachable: {e}")))?
+        .response;
     let body = String::from_utf8_lossy(&resp.body).into_owned();
     match resp.status {
         200 => {}
@@ -303,7 +282,7 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             "the target does not speak the secure channel: its ServerHello is unusable ({e})"
         ))
     })?;
-    let session = match hs.finish(&server) {
+    let session = match offer.finish(&server) {
         Ok(s) => Some(s),
         Err(e) => {
             eprintln!("osc-harness test: preflight: warning: the ServerHello does not verify against the pinned address {} ({e}); the identity scenarios will fail", cfg.agent_address);
@@ -322,29 +301,17 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             ..InnerRequest::default()
         };
         let sid = session.sid().to_owned();
-        let ct = seal_b64(
-            &session.keys().c2s,
-            1,
-            request_aad(&sid, 1).as_bytes(),
-            inner.to_json().as_bytes(),
-        );
-        let envelope = serde_json::json!({"v":1,"sid":sid,"seq":1,"ct":ct}).to_string();
-        let mut call = OuterRequest::post_json("/secure/call", envelope);
-        if cfg.relay_origin {
-            call = call.with_header(super::exec::RELAY_HEADER, "1");
-        }
-        if let Ok(r) = transport::send(&cfg.target, &call, &cfg.limits).await {
-            let inner_status = Frame::parse(&r.body).ok().and_then(|f| {
-                let key = response_key(&session.keys().s2c, 1);
-                let plain = open_b64(
-                    &key,
-                    f.seq,
-                    response_aad(&sid, 1, f.seq, f.is_fin()).as_bytes(),
-                    &f.ct,
-                )
-                .ok()?;
-                InnerResponse::parse(&plain).ok().map(|i| i.status)
-            });
+        let ct = seal::sealed_ct(&session.keys().c2s, &sid, 1, inner.to_json().as_bytes());
+        let envelope = seal::envelope(&sid, 1, ct, |_| {});
+        let call = cfg
+            .peer()
+            .outer(OuterRequest::post_json("/secure/call", envelope));
+        if let Ok(r) = cfg.peer().send(&call).await {
+            let mut reader = ResponseReader::new(&sid, session.keys(), 1).without_raw();
+            let inner_status = reader
+                .push(&r.body)
+                .plaintext
+                .and_then(|plain| InnerResponse::parse(plain).ok().map(|i| i.status));
             if inner_status == Some(401) {
                 eprintln!("osc-harness test: preflight: the access key is refused by the target (sealed 401 for GET /agents/{agent}); check --access-key");
                 return Err(ExitCode::from(2));
@@ -362,7 +329,7 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             b"{}".to_vec(),
         );
         probe = probe.with_header("Authorization", format!("Bearer {}", cfg.access_key));
-        if let Ok(r) = transport::send(&cfg.target, &probe, &cfg.limits).await {
+        if let Ok(r) = cfg.peer().send(&probe).await {
             if (200..300).contains(&r.status) {
                 eprintln!("osc-harness test: preflight: the target treats the harness as a loopback caller (a plaintext run was executed), so no 426 is possible; use --relay-origin on");
             }

@@ -1,10 +1,8 @@
 //! Running a suite: selection, pacing, concurrency, verdicts and the report.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio::sync::Mutex;
 
 use crate::protocol::identity::Address;
 use crate::report::{Level, RunReport, ScenarioResult, Verdict};
@@ -14,59 +12,8 @@ use super::exec::Context;
 use super::model::{Need, Scenario};
 use super::registry::Registry;
 
-/// Paces handshakes to a budget of N per SECS (HS-8).
-#[derive(Debug)]
-pub struct Pacer {
-    budget: Option<(u32, u64)>,
-    recent: Mutex<VecDeque<Instant>>,
-}
-
-impl Pacer {
-    /// A pacer for `budget` (None = no limit).
-    pub fn new(budget: Option<(u32, u64)>) -> Self {
-        Pacer {
-            budget,
-            recent: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// Whether handshakes are unlimited.
-    pub fn unlimited(&self) -> bool {
-        self.budget.is_none()
-    }
-
-    /// Seconds to back off after a 429.
-    pub fn backoff_secs(&self) -> u64 {
-        self.budget
-            .map(|(n, secs)| (secs / u64::from(n.max(1))).max(1))
-            .unwrap_or(1)
-    }
-
-    /// Waits until one more handshake fits the budget, and counts it.
-    pub async fn acquire(&self) {
-        let Some((n, secs)) = self.budget else {
-            return;
-        };
-        let window = Duration::from_secs(secs);
-        loop {
-            let mut recent = self.recent.lock().await;
-            let now = Instant::now();
-            while recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= window)
-            {
-                recent.pop_front();
-            }
-            if recent.len() < n as usize {
-                recent.push_back(now);
-                return;
-            }
-            let wait = window.saturating_sub(now.duration_since(recent[0]));
-            drop(recent);
-            tokio::time::sleep(wait + Duration::from_millis(10)).await;
-        }
-    }
-}
+/// The run's handshake pacer: the driver's one budget (HS-8).
+pub use crate::peer::HandshakePacer as Pacer;
 
 /// Everything a run needs to know about its target.
 #[derive(Debug)]
@@ -125,6 +72,25 @@ pub struct SharedSession {
 }
 
 impl RunConfig {
+    /// The target as the driver sees it.
+    pub fn peer(&self) -> crate::peer::Target {
+        crate::peer::Target {
+            endpoint: self.target.clone(),
+            label: self.target_label.clone(),
+            address: self.agent_address,
+            access_key: self.access_key.clone(),
+            agent_id: self.agent_id.clone(),
+            relay_origin: self.relay_origin,
+            limits: self.limits,
+        }
+    }
+
+    /// How a rate-limited handshake is retried in a run: six times, no
+    /// wait beyond --max-wait.
+    pub fn rate_limits(&self) -> crate::peer::RateLimitPolicy {
+        crate::peer::RateLimitPolicy::new(6, Duration::from_secs(self.max_wait.max(1)))
+    }
+
     /// `text` with the access key and the scoped key replaced by `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();

@@ -1,0 +1,29 @@
+//! The one driver between the protocol core (plus the bounded transport)
+//! and the commands: every command that talks to a server as a client
+//! handshakes, seals, sends and reads the sealed answer through here.
+//!
+//! - [`Target`]: where the server is, which agent it must prove to be,
+//!   the key, the agent id, the relay marker and the request limits;
+//! - [`HandshakePacer`]: the one handshake budget, and its one parser;
+//! - [`RateLimitPolicy`]: the one way a `429` is waited out;
+//! - [`Offer`] and [`post_hello`]: a handshake, honest or with any edit of
+//!   the ClientHello;
+//! - [`seal`]: a sealed call, honest or with any edit of the envelope, and
+//!   the ways to send it (buffered, streamed, raw bytes);
+//! - [`ResponseReader`] and [`read_body`]: the one sealed-response reader.
+
+mod handshake;
+mod pacer;
+mod reader;
+mod retry;
+pub mod seal;
+mod target;
+
+pub use handshake::{in_process_handshake, post_hello, HelloReply, Offer};
+pub use pacer::{parse_handshake_budget, HandshakePacer};
+pub use reader::{
+    is_event_stream, read_body, BodyEnd, BodyRead, FrameIssue, KeyUse, OpenedFrame, Pushed,
+    ResponseReader,
+};
+pub use retry::RateLimitPolicy;
+pub use target::{Target, RELAY_HEADER};

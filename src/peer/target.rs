@@ -1,0 +1,88 @@
+//! [`Target`]: one server as a client sees it.
+
+use crate::protocol::identity::Address;
+use crate::transport::{self, Limits, OuterRequest, OuterResponse, StreamingResponse};
+use crate::transport::{Target as Endpoint, TransportError};
+
+/// The header that marks a request as relayed (GATE-3, CALL-10).
+pub use crate::protocol::names::RELAY_ORIGIN_HEADER as RELAY_HEADER;
+
+/// Where a server is and what the client holds for it. Every request a
+/// command sends as a client goes through [`Target::send`] or
+/// [`Target::send_streaming`], so the relay marker and the limits are
+/// applied in one place.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where to connect (URL and base path).
+    pub endpoint: Endpoint,
+    /// How reports name it: `self` or the URL as given.
+    pub label: String,
+    /// The pinned agent address: a handshake succeeds only if the server
+    /// proves it holds this identity.
+    pub address: Address,
+    /// The access key sent inside the channel (empty when none is known).
+    pub access_key: String,
+    /// The agent id for routes, if one was given.
+    pub agent_id: Option<String>,
+    /// Whether outer requests carry [`RELAY_HEADER`].
+    pub relay_origin: bool,
+    /// Connection, answer and size limits for every request.
+    pub limits: Limits,
+}
+
+impl Target {
+    /// A target at `endpoint` pinned to `address`, with default limits,
+    /// no key, no agent id and no relay marker.
+    pub fn new(endpoint: Endpoint, address: Address) -> Self {
+        Target {
+            label: endpoint.url(),
+            endpoint,
+            address,
+            access_key: String::new(),
+            agent_id: None,
+            relay_origin: false,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The agent id for routes: the explicit one, else the checksummed
+    /// address (what the protocol's servers accept).
+    pub fn agent(&self) -> String {
+        self.agent_id
+            .clone()
+            .unwrap_or_else(|| self.address.to_checksum())
+    }
+
+    /// `request` with the relay marker added when this target wants it.
+    pub fn outer(&self, request: OuterRequest) -> OuterRequest {
+        self.outer_with(request, self.relay_origin)
+    }
+
+    /// `request` with the relay marker added when `relay`.
+    pub fn outer_with(&self, mut request: OuterRequest, relay: bool) -> OuterRequest {
+        if relay {
+            request.headers.push((RELAY_HEADER.into(), "1".into()));
+        }
+        request
+    }
+
+    /// Sends `request` as given (no marker added) and buffers the answer.
+    pub async fn send(&self, request: &OuterRequest) -> Result<OuterResponse, TransportError> {
+        transport::send(&self.endpoint, request, &self.limits).await
+    }
+
+    /// Sends `request` as given and returns the answer's head, the body to
+    /// be read in chunks.
+    pub async fn send_streaming(
+        &self,
+        request: &OuterRequest,
+    ) -> Result<StreamingResponse, TransportError> {
+        transport::send_streaming(&self.endpoint, request, &self.limits).await
+    }
+
+    /// Writes `bytes` as they are and returns whatever came back, with
+    /// `limits` instead of the target's own.
+    pub async fn send_raw(&self, bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, TransportError> {
+        transport::send_raw(&self.endpoint, bytes, limits).await
+    }
+}

@@ -1,0 +1,498 @@
+//! Sending: handshakes, calls, resends, plaintext requests and floods,
+//! each through the driver, each recorded in the transcript.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::clock::unix_secs as now_secs;
+use crate::peer::{self, seal, Offer, Target};
+use crate::protocol::encoding::b64url_encode;
+use crate::protocol::handshake::{low_order_points, Transcript};
+use crate::protocol::identity::{recover_channel_signer, SignaturePolicy};
+use crate::protocol::keys::SymmetricKey;
+use crate::protocol::wire::{ClientHello, ServerHello};
+use crate::rng::SystemRandom;
+use crate::transport::{self, OuterRequest, TransportError};
+
+use super::super::model::{Action, Step};
+use super::super::runner::SharedSession;
+use super::judge::check_status;
+use super::read;
+use super::{
+    describe_inner, random, Answer, Context, Saved, Session, StepFailure, StepResult, RELAY_HEADER,
+};
+
+impl Context<'_> {
+    pub(super) async fn post_session(
+        &mut self,
+        body: &[u8],
+    ) -> Result<transport::OuterResponse, TransportError> {
+        // A 429 is the target protecting itself (HS-8), never a verdict.
+        let peer = Target {
+            relay_origin: false,
+            ..self.cfg.peer()
+        };
+        Ok(
+            peer::post_hello(&peer, body, &self.cfg.pacer, self.cfg.rate_limits())
+                .await?
+                .response,
+        )
+    }
+
+    pub(super) async fn handshake(&mut self, step: &Step) -> StepResult {
+        let pre = step.expect.is_none();
+        let name = Self::session_name(step);
+        let pooled = step.shared == Some(true) && pre && !self.cfg.pacer.unlimited();
+        if pooled {
+            if let Some(shared) = self.pooled_session() {
+                self.sessions.insert(
+                    name,
+                    Session {
+                        hello: shared.hello,
+                        server: shared.server,
+                        keys: shared.keys,
+                        next_seq: 0,
+                        shared_seq: Some(shared.next_seq),
+                    },
+                );
+                return Ok(());
+            }
+        }
+        let secret = random::<32>();
+        let offer = match &step.raw_body {
+            Some(raw) => Offer::raw(
+                self.cfg.agent_address,
+                secret,
+                random::<16>(),
+                raw.clone().into_bytes(),
+            ),
+            None => Offer::edited(self.cfg.agent_address, secret, random::<16>(), |hello| {
+                if let Some(v) = &step.version {
+                    hello.insert(
+                        "v".into(),
+                        serde_json::from_str(v).unwrap_or(Value::from(v.clone())),
+                    );
+                }
+                if let Some(a) = &step.agent_address {
+                    hello.insert("agentAddress".into(), Value::from(a.clone()));
+                }
+                if let Some(e) = &step.enc_pub {
+                    hello.insert("encPub".into(), Value::from(e.clone()));
+                }
+                if let Some(i) = step.low_order {
+                    let points = low_order_points();
+                    let (_, p) = points[i % points.len()];
+                    hello.insert("encPub".into(), Value::from(b64url_encode(&p)));
+                }
+                if let Some(n) = &step.nonce {
+                    hello.insert("nonce".into(), Value::from(n.clone()));
+                }
+            }),
+        };
+        let body = offer.body().to_vec();
+        let resp = self
+            .post_session(&body)
+            .await
+            .map_err(|e| StepFailure::transport(e, pre))?;
+        let req = OuterRequest::post_json("/secure/session", body.clone());
+        self.record("handshake", &req, None, resp.status, &resp.body, None);
+
+        let mut verified = None;
+        let mut expires_at = None;
+        if resp.status == 200 {
+            let sent = ClientHello::parse(&body);
+            let server = ServerHello::parse(&resp.body);
+            if let (Ok(sent), Ok(server)) = (sent, server) {
+                let transcript = Transcript::from_hellos(&sent, &server).render();
+                let signer = recover_channel_signer(
+                    transcript.as_bytes(),
+                    &server.signature,
+                    SignaturePolicy::default(),
+                );
+                verified = Some(matches!(signer, Ok(a) if a == self.cfg.agent_address));
+                expires_at = Some(server.expires_at);
+                // The identity verdict belongs to the scenarios that ask for
+                // it; the keys are needed either way.
+                if let Some((_, session)) = offer.finish_as_sent(&server) {
+                    self.sessions.insert(
+                        name.clone(),
+                        Session {
+                            hello: sent,
+                            server,
+                            keys: session.keys().clone(),
+                            next_seq: 1,
+                            shared_seq: None,
+                        },
+                    );
+                }
+            }
+        }
+        let Some(expect) = &step.expect else {
+            if let Some(exp) = expires_at.filter(|e| *e <= now_secs()) {
+                // An honest client never seals with a session whose expiry
+                // has passed (SES-3), so nothing after this can run.
+                return Err(StepFailure::new(
+                    format!("the ServerHello's expiresAt {exp} has already passed"),
+                    "a session that expires in the future",
+                    true,
+                ));
+            }
+            if pooled {
+                if let Some(s) = self.sessions.get_mut(&name) {
+                    let counter = Arc::new(AtomicU64::new(1));
+                    s.shared_seq = Some(counter.clone());
+                    if let Ok(mut pool) = self.cfg.pool.lock() {
+                        *pool = Some(SharedSession {
+                            hello: s.hello.clone(),
+                            server: s.server.clone(),
+                            keys: s.keys.clone(),
+                            next_seq: counter,
+                        });
+                    }
+                }
+            }
+            if resp.status != 200 || !self.sessions.contains_key(&name) {
+                return Err(StepFailure::new(
+                    format!(
+                        "honest handshake got {} {}",
+                        resp.status,
+                        String::from_utf8_lossy(&resp.body)
+                    ),
+                    "200 with a usable ServerHello",
+                    true,
+                ));
+            }
+            return Ok(());
+        };
+        check_status(expect, resp.status, &resp.body)?;
+        if let Some(want) = expect.lowercase_hex {
+            let signature = ServerHello::parse(&resp.body)
+                .map(|s| s.signature)
+                .unwrap_or_default();
+            let got = signature.strip_prefix("0x").is_some_and(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            });
+            if got != want {
+                return Err(StepFailure::new(
+                    format!("the ServerHello signature is {signature:?}"),
+                    format!("0x + lowercase hex = {want}"),
+                    false,
+                ));
+            }
+        }
+        if let Some(want) = expect.verifies {
+            let got = verified.unwrap_or(false);
+            if got != want {
+                return Err(StepFailure::new(
+                    if got {
+                        "the ServerHello signature verifies".to_string()
+                    } else {
+                        "the ServerHello signature does not recover to the pinned address"
+                            .to_string()
+                    },
+                    format!("signature verifies = {want}"),
+                    false,
+                ));
+            }
+        }
+        if expect.expiry_near_ttl == Some(true) {
+            let exp = expires_at.unwrap_or(0);
+            let now = now_secs();
+            if exp <= now {
+                return Err(StepFailure::new(
+                    format!("expiresAt {exp} is not in the future (now {now})"),
+                    "expiresAt > now",
+                    false,
+                ));
+            }
+            if let Some(ttl) = self.cfg.session_ttl {
+                if (exp - (now + ttl)).abs() > 5 {
+                    return Err(StepFailure::new(
+                        format!(
+                            "expiresAt {exp} is {}s from now, the TTL is {ttl}s",
+                            exp - now
+                        ),
+                        format!("expiresAt within 5 s of now + {ttl}"),
+                        false,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn freshness(&mut self, step: &Step) -> StepResult {
+        let count = step.count.unwrap_or(3).max(2);
+        let mut keys = Vec::new();
+        let mut sids = Vec::new();
+        let mut rs = Vec::new();
+        for i in 0..count {
+            let sub = Step {
+                action: Some(Action::Handshake),
+                session: Some(format!("fresh-{i}")),
+                ..Step::default()
+            };
+            self.handshake(&sub).await?;
+            let s = &self.sessions[&format!("fresh-{i}")];
+            keys.push(s.server.enc_pub.clone());
+            sids.push(s.server.sid.clone());
+            rs.push(s.server.signature.get(..66).unwrap_or("").to_owned());
+        }
+        let repeated = |v: &[String]| {
+            let mut sorted = v.to_vec();
+            sorted.sort();
+            sorted.windows(2).any(|w| w[0] == w[1])
+        };
+        if repeated(&rs) {
+            return Err(StepFailure::new(
+                "two ServerHello signatures over different transcripts share the same r value: the ECDSA nonce repeats, which leaks the agent's private key",
+                "a fresh r in every signature (RFC 6979)",
+                false,
+            ));
+        }
+        if repeated(&keys) {
+            return Err(StepFailure::new(
+                format!("the server's ephemeral key repeats across {count} handshakes: no forward secrecy"),
+                "a new server encPub per session (HS-3)",
+                false,
+            ));
+        }
+        if repeated(&sids) {
+            return Err(StepFailure::new(
+                format!("a sid repeats across {count} handshakes"),
+                "a new sid per session",
+                false,
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn flood(&mut self, step: &Step) -> StepResult {
+        let Some(bound) = self.cfg.max_sessions else {
+            return Err(StepFailure::skip(
+                "the target's session bound is unknown (give --max-sessions)",
+            ));
+        };
+        let n = bound + step.count.unwrap_or(8);
+        for _ in 0..n {
+            let offer = Offer::random(self.cfg.agent_address, &mut SystemRandom);
+            let resp = self
+                .post_session(offer.body())
+                .await
+                .map_err(|e| StepFailure::transport(e, true))?;
+            if resp.status != 200 {
+                return Err(StepFailure::new(
+                    format!("handshake during the flood got {}", resp.status),
+                    "200",
+                    true,
+                ));
+            }
+        }
+        let req = OuterRequest::post_json("/secure/session", b"<flood>".to_vec());
+        self.record(
+            "flood",
+            &req,
+            None,
+            200,
+            format!("{n} handshakes").as_bytes(),
+            None,
+        );
+        Ok(())
+    }
+
+    pub(super) async fn call(&mut self, step: &Step) -> StepResult {
+        let pre = step.expect.is_none();
+        let name = Self::session_name(step);
+        if !self.sessions.contains_key(&name) {
+            return Err(StepFailure::new(
+                format!("no session {name:?}: its handshake failed"),
+                "a session",
+                true,
+            ));
+        }
+        let (plaintext, accept) = self.inner_request(step);
+        let seal_name = step.seal_session.clone().unwrap_or_else(|| name.clone());
+        let Some(sealer) = self.sessions.get(&seal_name) else {
+            return Err(StepFailure::new(
+                format!("no session {seal_name:?}"),
+                "a session",
+                true,
+            ));
+        };
+        let seal_sid = sealer.server.sid.clone();
+        let key: SymmetricKey = if step.wrong_direction == Some(true) {
+            sealer.keys.s2c
+        } else {
+            sealer.keys.c2s
+        };
+        let session = self.sessions.get_mut(&name).expect("checked above");
+        let seq = match (step.seq, &session.shared_seq) {
+            (Some(seq), _) => seq,
+            (None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
+            (None, None) => session.next_seq,
+        };
+        session.next_seq = session.next_seq.max(seq.saturating_add(1));
+        let sid = session.server.sid.clone();
+        let mut ct = seal::sealed_ct(&key, &seal_sid, seq, plaintext.as_bytes());
+        if let Some(which) = &step.flip {
+            ct = seal::flip_bit(&ct, which == "tag");
+        }
+        let body = seal::envelope(&sid, seq, ct, |env| {
+            for (k, raw) in step.set.iter().flatten() {
+                let v = serde_json::from_str(raw).unwrap_or_else(|_| Value::from(raw.clone()));
+                env.insert(k.clone(), v);
+            }
+            for k in step.remove.iter().flatten() {
+                env.remove(k);
+            }
+        });
+        let relay = step.relay.unwrap_or(self.cfg.relay_origin);
+        if let Some(save) = &step.save {
+            self.saved.insert(
+                save.clone(),
+                Saved {
+                    body: body.clone(),
+                    relay,
+                    accept: accept.clone(),
+                    session: name.clone(),
+                    seq,
+                },
+            );
+        }
+        let shown = describe_inner(&plaintext);
+        let answer = self
+            .exchange("call", body, relay, accept, &name, seq, Some(shown))
+            .await
+            .map_err(|e| StepFailure::transport(e, pre))?;
+        self.judge(step.expect.as_ref(), &answer)
+    }
+
+    pub(super) async fn resend(&mut self, step: &Step) -> StepResult {
+        let name = step.envelope.clone().unwrap_or_default();
+        let Some(saved) = self.saved.get(&name) else {
+            return Err(StepFailure::new(
+                format!("no saved envelope {name:?}"),
+                "a saved envelope",
+                true,
+            ));
+        };
+        let (body, relay, accept, session, seq) = (
+            saved.body.clone(),
+            saved.relay,
+            saved.accept.clone(),
+            saved.session.clone(),
+            saved.seq,
+        );
+        let answer = self
+            .exchange("resend", body, relay, accept, &session, seq, None)
+            .await
+            .map_err(|e| StepFailure::transport(e, false))?;
+        self.judge(step.expect.as_ref(), &answer)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn exchange(
+        &mut self,
+        action: &str,
+        body: Vec<u8>,
+        relay: bool,
+        accept: Option<String>,
+        session: &str,
+        seq: u64,
+        inner: Option<String>,
+    ) -> Result<Answer, TransportError> {
+        let mut req = OuterRequest::post_json("/secure/call", body);
+        if let Some(a) = &accept {
+            req = req.with_header("Accept", a.clone());
+        }
+        if relay {
+            req = req.with_header(RELAY_HEADER, "1");
+        }
+        let keys = self
+            .sessions
+            .get(session)
+            .map(|s| (s.server.sid.clone(), s.keys.clone()));
+        let deadline = tokio::time::Instant::now() + self.cfg.limits.response_timeout;
+        let mut stream = self.cfg.peer().send_streaming(&req).await?;
+        let (mut answer, inner_text) = read::read_answer(
+            &mut stream,
+            keys,
+            seq,
+            deadline,
+            self.cfg.limits.max_body_bytes,
+        )
+        .await?;
+        if let Some(v) = serde_json::from_slice::<Value>(&answer.inner_body)
+            .ok()
+            .and_then(|v| v.get("executions").and_then(Value::as_u64))
+        {
+            answer.executions = Some(v);
+            answer.previous_executions = self.last_executions;
+            self.last_executions = Some(v);
+        }
+        let shown_body = answer.body.clone();
+        self.record(
+            action,
+            &req,
+            inner.as_deref(),
+            answer.status,
+            &shown_body,
+            inner_text,
+        );
+        Ok(answer)
+    }
+
+    pub(super) async fn plain(&mut self, step: &Step) -> StepResult {
+        let pre = step.expect.is_none();
+        let method = step.method.clone().unwrap_or_else(|| "GET".into());
+        let path = self.expand(step.path.as_deref().unwrap_or("/health"));
+        let mut req = OuterRequest {
+            method,
+            path,
+            headers: Vec::new(),
+            body: step
+                .body
+                .as_ref()
+                .map(|b| self.expand(b).into_bytes())
+                .unwrap_or_default(),
+        };
+        if !req.body.is_empty() {
+            req.headers
+                .push(("Content-Type".into(), "application/json".into()));
+        }
+        match step.authorization.as_deref() {
+            Some("none") => {}
+            None => req.headers.push((
+                "Authorization".into(),
+                format!("Bearer {}", self.cfg.access_key),
+            )),
+            Some(a) => req.headers.push(("Authorization".into(), self.expand(a))),
+        }
+        for (k, v) in step.headers.iter().flatten() {
+            req.headers.push((k.clone(), self.expand(v)));
+        }
+        if step.relay.unwrap_or(self.cfg.relay_origin) {
+            req.headers.push((RELAY_HEADER.into(), "1".into()));
+        }
+        let resp = transport::send(&self.cfg.target, &req, &self.cfg.limits)
+            .await
+            .map_err(|e| StepFailure::transport(e, pre))?;
+        self.record("plain", &req, None, resp.status, &resp.body, None);
+        let Some(e) = &step.expect else {
+            if !(200..300).contains(&resp.status) {
+                return Err(StepFailure::new(
+                    format!("got {}", resp.status),
+                    "2xx",
+                    true,
+                ));
+            }
+            return Ok(());
+        };
+        check_status(e, resp.status, &resp.body)?;
+        Ok(())
+    }
+}
