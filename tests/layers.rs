@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["peer"],
     &["client", "mitm"],
     &["scenarios", "clientrole", "fuzz"],
-    &["selftest"],
+    &["selftest", "diff"],
     &["cli"],
 ];
 

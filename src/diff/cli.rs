@@ -147,7 +147,7 @@ pub fn run(args: DiffArgs) -> ExitCode {
     if scenarios.is_empty() && args.cases == 0 && duration.is_none() {
         return usage("no scenario matched --only/--skip and --cases is 0: nothing to compare");
     }
-    let rt = match crate::cli::runtime() {
+    let rt = match crate::runtime::runtime() {
         Ok(rt) => rt,
         Err(e) => return usage(e),
     };
@@ -334,7 +334,7 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage(e),
     };
-    let rt = match crate::cli::runtime() {
+    let rt = match crate::runtime::runtime() {
         Ok(rt) => rt,
         Err(e) => return usage(e),
     };

@@ -32,7 +32,7 @@ pub struct MitmArgs {
     pub tls_ca_out: Option<PathBuf>,
     /// How the upstream is reached: TLS trust, HTTP version, proxy.
     #[command(flatten)]
-    pub net: crate::cli::target::NetArgs,
+    pub net: crate::flags::target::NetArgs,
     /// An active attack (repeatable; one at a time is the intended use).
     #[arg(long = "attack", value_name = "NAME")]
     pub attacks: Vec<Attack>,
