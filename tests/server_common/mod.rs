@@ -5,14 +5,14 @@
 
 use std::time::Duration;
 
+use osc_harness::peer::Offer;
 use osc_harness::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
-use osc_harness::protocol::handshake::ClientHandshake;
 use osc_harness::protocol::session::ClientSession;
 use osc_harness::protocol::sse::SseDecoder;
 use osc_harness::protocol::wire::{
     ClientHello, CodedErrorBody, Frame, InnerRequest, InnerResponse, ServerHello,
 };
-use osc_harness::rng::{RandomSource, SystemRandom};
+use osc_harness::rng::SystemRandom;
 use osc_harness::server::{self, Bug, RunningServer, ServerConfig};
 use osc_harness::transport::{self, Limits, OuterRequest, OuterResponse, Target};
 
@@ -67,10 +67,9 @@ pub async fn send(s: &RunningServer, req: OuterRequest) -> OuterResponse {
         .expect("request completes")
 }
 
-/// A fresh client handshake pinned to the server's agent.
-pub fn client_handshake(s: &RunningServer) -> ClientHandshake {
-    let mut rng = SystemRandom;
-    ClientHandshake::new(s.agent_address, rng.bytes(), rng.bytes())
+/// A fresh honest hello through the driver, pinned to the server's agent.
+pub fn client_handshake(s: &RunningServer) -> Offer {
+    Offer::random(s.agent_address, &mut SystemRandom)
 }
 
 /// Posts a ClientHello body.
