@@ -74,7 +74,7 @@ impl Cli {
             Command::TestClient(a) => crate::clientrole::cli::run(a),
             Command::Adversary(a) => crate::clientrole::cli::run_adversary(a),
             Command::Fuzz(a) => crate::fuzz::cli::run(a),
-            Command::Replay(a) => crate::fuzz::cli::run_replay(a),
+            Command::Replay(a) => crate::diff::cli::run_replay_targets(a),
             Command::Diff(a) => crate::diff::cli::run(a),
         }
     }

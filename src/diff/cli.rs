@@ -325,6 +325,31 @@ fn write_reports(report: &DiffReport, args: &DiffArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `replay CASE --targets FILE` as the dispatcher hands it over: loads the
+/// case (or writes its scenario with `--to-scenario`, as plain `replay`
+/// does), then [`replay`]s it on every target of the file.
+pub fn run_replay_targets(args: crate::fuzz::cli::ReplayArgs) -> ExitCode {
+    let Some(file) = args.targets.clone() else {
+        return crate::fuzz::cli::run_replay(args);
+    };
+    if args.to_scenario.is_some() {
+        let mut args = args;
+        args.targets = None;
+        return crate::fuzz::cli::run_replay(args);
+    }
+    if args.target.server.target.is_some() {
+        eprintln!("error: --targets replaces --target");
+        return ExitCode::from(2);
+    }
+    match crate::fuzz::runner::load_finding(&args.finding) {
+        Ok(finding) => replay(&finding, &file),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `replay --targets FILE`: runs a saved case on every target of the file
 /// and says whether the divergence it was saved with remains. Exit 1 when
 /// it does, 0 when it is gone, 2 on usage errors, 3 when a target is

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::cli::target::{RelayDefault, ResolvedTarget, TargetPolicy};
+use crate::flags::target::{RelayDefault, ResolvedTarget, TargetPolicy};
 use crate::fuzz::case::Step;
 use crate::fuzz::exec::{self, ExecError, HandshakeBudget, Reply, Session, TargetInfo};
 use crate::fuzz::oracle::Firing as OracleVerdict;

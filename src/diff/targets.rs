@@ -5,7 +5,7 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::cli::target::TargetArgs;
+use crate::flags::target::TargetArgs;
 
 /// One `[[target]]` table.
 #[derive(Debug, Clone)]

@@ -419,12 +419,11 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
             }
         };
     }
-    if let Some(file) = &args.targets {
-        if args.target.server.target.is_some() {
-            eprintln!("error: --targets replaces --target");
-            return ExitCode::from(2);
-        }
-        return crate::diff::cli::replay(&finding, file);
+    if args.targets.is_some() {
+        // `replay --targets` belongs to `diff`, a room above this one; the
+        // dispatcher sends it there.
+        eprintln!("error: --targets is handled by the diff room");
+        return ExitCode::from(2);
     }
     let rt = match runtime() {
         Ok(rt) => rt,
