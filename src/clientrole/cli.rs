@@ -23,8 +23,8 @@ violation it exits non-zero; exit 89 means \"not implemented\" (skip).
 {calls} is optional: without it, scenarios that need several calls are
 skipped. With --tls, {url} is https://127.0.0.1:PORT and {ca_cert} (also
 optional) is the path of the PEM file of the CA made for the run, which
-the client must trust. A client still running at --timeout fails the scenario and its
-process group is killed.";
+the client must trust. A client still running at --timeout fails the
+scenario and its process group is killed.";
 
 /// Run the client-role conformance suite against a client driven by a shim.
 #[derive(Debug, clap::Args)]
