@@ -65,6 +65,28 @@ fn usage(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The run's CA when `--tls` is on, written to `ca_out` or else to a file
+/// in the temporary directory named for `command` and this process (so
+/// runs side by side do not share one); `Err` is the usage exit.
+fn run_tls(
+    on: bool,
+    ca_out: Option<PathBuf>,
+    command: &str,
+) -> Result<Option<AdversaryTls>, ExitCode> {
+    if !on {
+        return Ok(None);
+    }
+    let path = ca_out.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "osc-harness-{command}-ca-{}.pem",
+            std::process::id()
+        ))
+    });
+    AdversaryTls::generate(path)
+        .map(Some)
+        .map_err(|e| usage(format!("--tls: {e}")))
+}
+
 /// Runs `test-client`.
 pub fn run(args: TestClientArgs) -> ExitCode {
     let all = match builtin() {
@@ -127,18 +149,10 @@ pub fn run(args: TestClientArgs) -> ExitCode {
     if command.contains("{ca_cert}") && !args.tls {
         return usage("the --client-cmd uses {ca_cert}, which only --tls fills in");
     }
-    // One CA for the run, removed with the run; the pid keeps runs apart.
-    let tls = if args.tls {
-        let path = std::env::temp_dir().join(format!(
-            "osc-harness-test-client-ca-{}.pem",
-            std::process::id()
-        ));
-        match AdversaryTls::generate(path) {
-            Ok(t) => Some(t),
-            Err(e) => return usage(format!("--tls: {e}")),
-        }
-    } else {
-        None
+    // One CA for the run, removed with the run.
+    let tls = match run_tls(args.tls, None, "test-client") {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     let started = Instant::now();
     let scenarios = rt.block_on(run_all(
@@ -207,19 +221,9 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(e),
     };
-    let tls = if args.tls {
-        let path = args.tls_ca_out.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!(
-                "osc-harness-adversary-ca-{}.pem",
-                std::process::id()
-            ))
-        });
-        match AdversaryTls::generate(path) {
-            Ok(t) => Some(t),
-            Err(e) => return usage(format!("--tls: {e}")),
-        }
-    } else {
-        None
+    let tls = match run_tls(args.tls, args.tls_ca_out.clone(), "adversary") {
+        Ok(t) => t,
+        Err(code) => return code,
     };
     rt.block_on(async move {
         let adversary = match start_adversary(&scenario, args.listen, tls.as_ref()).await {
