@@ -1,6 +1,7 @@
 //! The `test-client` and `adversary` subcommands.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use crate::report::ReportArgs;
 use crate::report::{exchange_lines, RunReport};
 
 use super::model::{builtin, ClientScenario};
-use super::runner::{run_all, start_adversary};
+use super::runner::{run_all, start_adversary, AdversaryTls};
 use super::selftest;
 
 const SHIM_HELP: &str = "\
@@ -20,8 +21,10 @@ filled in (shell-quoted). It performs the call ({mode} is buffered: GET
 it prints each inner response body and exits 0; on a detected protocol
 violation it exits non-zero; exit 89 means \"not implemented\" (skip).
 {calls} is optional: without it, scenarios that need several calls are
-skipped. A client still running at --timeout fails the scenario and its
-process group is killed.";
+skipped. With --tls, {url} is https://127.0.0.1:PORT and {ca_cert} (also
+optional) is the path of the PEM file of the CA made for the run, which
+the client must trust. A client still running at --timeout fails the
+scenario and its process group is killed.";
 
 /// Run the client-role conformance suite against a client driven by a shim.
 #[derive(Debug, clap::Args)]
@@ -51,11 +54,37 @@ pub struct TestClientArgs {
     /// Run the matrix of the reference client and its --bug knobs instead.
     #[arg(long)]
     pub selftest: bool,
+    /// Serve HTTPS only: a CA is made for the run, {url} is https and
+    /// {ca_cert} is the CA's PEM file.
+    #[arg(long, conflicts_with = "selftest")]
+    pub tls: bool,
 }
 
 fn usage(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
+}
+
+/// The run's CA when `--tls` is on, written to `ca_out` or else to a file
+/// in the temporary directory named for `command` and this process (so
+/// runs side by side do not share one); `Err` is the usage exit.
+fn run_tls(
+    on: bool,
+    ca_out: Option<PathBuf>,
+    command: &str,
+) -> Result<Option<AdversaryTls>, ExitCode> {
+    if !on {
+        return Ok(None);
+    }
+    let path = ca_out.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "osc-harness-{command}-ca-{}.pem",
+            std::process::id()
+        ))
+    });
+    AdversaryTls::generate(path)
+        .map(Some)
+        .map_err(|e| usage(format!("--tls: {e}")))
 }
 
 /// Runs `test-client`.
@@ -117,8 +146,25 @@ pub fn run(args: TestClientArgs) -> ExitCode {
     let Some(command) = args.client_cmd.clone() else {
         return usage("--client-cmd is required");
     };
+    if command.contains("{ca_cert}") && !args.tls {
+        return usage("the --client-cmd uses {ca_cert}, which only --tls fills in");
+    }
+    // One CA for the run, removed with the run.
+    let tls = match run_tls(args.tls, None, "test-client") {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let started = Instant::now();
-    let scenarios = rt.block_on(run_all(&chosen, &command, timeout, args.concurrency));
+    let scenarios = rt.block_on(run_all(
+        &chosen,
+        &command,
+        timeout,
+        args.concurrency,
+        tls.as_ref(),
+    ));
+    if let Some(t) = &tls {
+        let _ = std::fs::remove_file(&t.ca_cert);
+    }
     let mut report = RunReport {
         target: format!("client: {command}"),
         insecure: false,
@@ -146,6 +192,15 @@ pub struct AdversaryArgs {
     /// Seconds of quiet after the client's last request that mean it is done.
     #[arg(long, default_value_t = 5)]
     pub idle: u64,
+    /// Serve HTTPS only, with a certificate signed by a CA made for this
+    /// run; the ready line carries the https url and the CA's PEM file
+    /// (`ca_cert`, and `caCert` as in `serve`'s ready line).
+    #[arg(long)]
+    pub tls: bool,
+    /// Where --tls writes its CA certificate [default: a file in the
+    /// temporary directory].
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub tls_ca_out: Option<PathBuf>,
 }
 
 /// Runs `adversary`: prints the connection details as one JSON line, waits
@@ -166,16 +221,26 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(e),
     };
+    let tls = match run_tls(args.tls, args.tls_ca_out.clone(), "adversary") {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     rt.block_on(async move {
-        let adversary = match start_adversary(&scenario, args.listen).await {
+        let adversary = match start_adversary(&scenario, args.listen, tls.as_ref()).await {
             Ok(a) => a,
             Err(e) => return usage(e),
         };
-        let fields: serde_json::Map<String, serde_json::Value> = adversary
+        let mut fields: serde_json::Map<String, serde_json::Value> = adversary
             .placeholders(scenario.mode, scenario.calls)
             .into_iter()
             .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
             .collect();
+        if let Some(ca) = &adversary.ca_cert {
+            fields.insert(
+                "caCert".into(),
+                serde_json::Value::String(ca.display().to_string()),
+            );
+        }
         println!("{}", serde_json::Value::Object(fields));
         println!("scenario {}: {}", scenario.id, scenario.title);
         if scenario.calls > 1 {

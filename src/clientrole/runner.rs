@@ -1,6 +1,7 @@
 //! Runs client scenarios: starts the adversary (reference server with its
 //! knobs, relay with its attacks), runs the shim command, judges it.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use crate::mitm::{self, MitmConfig, Observed};
 use crate::report::Level;
 use crate::report::{Exchange, ScenarioResult, Verdict};
 use crate::server::{self, RunningServer, ServerConfig};
+use crate::transport::tls::{self, ServerTls, TlsConfigError};
 use crate::transport::{Limits, Target};
 
 use super::model::{Behaviour, ClientScenario, Mode};
@@ -35,22 +37,52 @@ pub enum AdversaryError {
     Url(String),
 }
 
+/// The HTTPS face of the adversaries of one run (`--tls`): a CA made for
+/// the run, its PEM in `ca_cert`, and the listener config of a loopback
+/// certificate it signed. The relay offers HTTP/1.1 only: its attacks
+/// rewrite HTTP/1.1 bodies.
+#[derive(Debug, Clone)]
+pub struct AdversaryTls {
+    /// The listener configuration every relay of the run shows.
+    pub server: ServerTls,
+    /// The CA file the client must trust (the `{ca_cert}` placeholder).
+    pub ca_cert: PathBuf,
+}
+
+impl AdversaryTls {
+    /// Makes a CA and a loopback certificate and writes the CA to `ca_cert`.
+    pub fn generate(ca_cert: PathBuf) -> Result<Self, TlsConfigError> {
+        let pair = tls::SelfSigned::generate(&[])?;
+        std::fs::write(&ca_cert, &pair.ca_pem).map_err(|e| TlsConfigError::Pem {
+            path: ca_cert.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            server: pair.server_tls(&[tls::ALPN_HTTP1])?,
+            ca_cert,
+        })
+    }
+}
+
 /// A running adversary: the bent server behind the bent relay.
 pub struct Adversary {
     /// The server (kept alive with the adversary).
     pub server: RunningServer,
     /// The relay the client talks to.
     pub relay: mitm::RunningMitm,
+    /// The CA the client must trust when the relay serves HTTPS.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Adversary {
-    /// The placeholder values for a shim making `calls` calls.
+    /// The placeholder values for a shim making `calls` calls; `ca_cert`
+    /// is among them only when the relay serves HTTPS.
     pub fn placeholders(&self, mode: Mode, calls: u64) -> Vec<(&'static str, String)> {
         let path = match mode {
             Mode::Buffered => "/health".to_string(),
             Mode::Stream => format!("/agents/{}/dispatch", self.server.agent_id),
         };
-        vec![
+        let mut values = vec![
             ("url", self.relay.url.clone()),
             ("address", self.server.agent_address.to_checksum()),
             ("access_key", self.server.access_key.clone()),
@@ -58,14 +90,20 @@ impl Adversary {
             ("path", path),
             ("mode", mode.name().to_string()),
             ("calls", calls.to_string()),
-        ]
+        ];
+        if let Some(ca) = &self.ca_cert {
+            values.push(("ca_cert", ca.display().to_string()));
+        }
+        values
     }
 }
 
-/// Starts the adversary of `scenario`, the relay on `listen`.
+/// Starts the adversary of `scenario`, the relay on `listen`, serving
+/// HTTPS with `tls` when given (the server behind it stays plain).
 pub async fn start_adversary(
     scenario: &ClientScenario,
     listen: std::net::SocketAddr,
+    tls: Option<&AdversaryTls>,
 ) -> Result<Adversary, AdversaryError> {
     let mut config = ServerConfig::generated();
     config.handshake_rate = None;
@@ -73,7 +111,7 @@ pub async fn start_adversary(
     let server = server::spawn(config).await?;
     let upstream = Target::parse(&server.url).map_err(|e| AdversaryError::Url(e.to_string()))?;
     let relay = mitm::spawn(MitmConfig {
-        tls: None,
+        tls: tls.map(|t| t.server.clone()),
         listen,
         upstream,
         attacks: scenario.attack_set(),
@@ -84,7 +122,11 @@ pub async fn start_adversary(
         log: None,
     })
     .await?;
-    Ok(Adversary { server, relay })
+    Ok(Adversary {
+        server,
+        relay,
+        ca_cert: tls.map(|t| t.ca_cert.clone()),
+    })
 }
 
 /// Fills `{name}` placeholders, each value shell-quoted.
@@ -310,11 +352,13 @@ fn show(code: Option<i32>) -> String {
     code.map_or_else(|| "a signal".into(), |c| c.to_string())
 }
 
-/// Runs one scenario with `command` (placeholders unfilled).
+/// Runs one scenario with `command` (placeholders unfilled), over HTTPS
+/// when `tls` is given.
 pub async fn run_scenario(
     scenario: &ClientScenario,
     command: &str,
     timeout: Duration,
+    tls: Option<&AdversaryTls>,
 ) -> ScenarioResult {
     let started = Instant::now();
     let mut result = ScenarioResult {
@@ -327,7 +371,8 @@ pub async fn run_scenario(
         reason: None,
         expected: None,
         repro: Some(format!(
-            "osc-harness test-client --client-cmd {} --only {}",
+            "osc-harness test-client{} --client-cmd {} --only {}",
+            if tls.is_some() { " --tls" } else { "" },
             shell_quote(command),
             scenario.id
         )),
@@ -341,7 +386,7 @@ pub async fn run_scenario(
         result.reason = Some(why);
         return result;
     }
-    let adversary = match start_adversary(scenario, ([127, 0, 0, 1], 0).into()).await {
+    let adversary = match start_adversary(scenario, ([127, 0, 0, 1], 0).into(), tls).await {
         Ok(a) => a,
         Err(e) => {
             result.verdict = Verdict::Skip;
@@ -447,19 +492,21 @@ fn expected_text(s: &ClientScenario) -> String {
     parts.join("; ")
 }
 
-/// Runs `scenarios`, `concurrency` at a time, results in input order.
+/// Runs `scenarios`, `concurrency` at a time, results in input order,
+/// over HTTPS when `tls` is given.
 pub async fn run_all(
     scenarios: &[ClientScenario],
     command: &str,
     timeout: Duration,
     concurrency: usize,
+    tls: Option<&AdversaryTls>,
 ) -> Vec<ScenarioResult> {
     let mut results = Vec::with_capacity(scenarios.len());
     for chunk in scenarios.chunks(concurrency.max(1)) {
         let mut set = tokio::task::JoinSet::new();
         for (i, s) in chunk.iter().enumerate() {
-            let (s, command) = (s.clone(), command.to_string());
-            set.spawn(async move { (i, run_scenario(&s, &command, timeout).await) });
+            let (s, command, tls) = (s.clone(), command.to_string(), tls.cloned());
+            set.spawn(async move { (i, run_scenario(&s, &command, timeout, tls.as_ref()).await) });
         }
         let mut got = Vec::new();
         while let Some(Ok(r)) = set.join_next().await {

@@ -52,7 +52,7 @@ pub async fn run_matrix(exe: &Path, scenarios: &[ClientScenario], timeout: Durat
     let mut knobs: Vec<Option<ClientBug>> = vec![None];
     knobs.extend(ClientBug::ALL.iter().copied().map(Some));
     for bug in knobs {
-        let results = run_all(scenarios, &reference_command(exe, bug), timeout, 4).await;
+        let results = run_all(scenarios, &reference_command(exe, bug), timeout, 4, None).await;
         let failed = results
             .iter()
             .filter(|r| r.verdict != Verdict::Pass)
