@@ -12,6 +12,18 @@ use crate::report::html::{
     esc, BarChart, Catalogue, Cell, Column, Grid, Page, Row, RowGroup, Tone,
 };
 
+/// One column per target, in file order.
+fn target_columns(report: &DiffReport) -> Vec<Column> {
+    report
+        .targets
+        .iter()
+        .map(|t| Column {
+            label: t.clone(),
+            ..Column::default()
+        })
+        .collect()
+}
+
 fn tone_of(class: Class) -> Tone {
     match class {
         Class::Same => Tone::Pass,
@@ -93,14 +105,7 @@ fn requirement_matrix(report: &DiffReport, catalogue: &Catalogue) -> Grid {
     }
     Grid {
         corner: "requirement".into(),
-        columns: report
-            .targets
-            .iter()
-            .map(|t| Column {
-                label: t.clone(),
-                ..Column::default()
-            })
-            .collect(),
+        columns: target_columns(report),
         groups,
         compact: true,
         caption: "requirements × targets: who broke what".into(),
@@ -176,14 +181,7 @@ fn inputs_grid(report: &DiffReport, verbose: bool) -> Grid {
     }
     Grid {
         corner: "input".into(),
-        columns: report
-            .targets
-            .iter()
-            .map(|t| Column {
-                label: t.clone(),
-                ..Column::default()
-            })
-            .collect(),
+        columns: target_columns(report),
         groups,
         compact: false,
         caption: "inputs × targets, each target's normal form".into(),
