@@ -51,6 +51,11 @@ The --targets file holds one [[target]] table per implementation:
   agent_id = \"my-agent\"             # optional, as --agent-id
   relay_origin = true               # optional, as --relay-origin
   handshake_budget = \"none\"         # optional, N/SECS (default 5/60 for a URL)
+  ca_cert = \"ca.pem\"                # optional, as --ca-cert (relative to this file)
+
+--format html (or a --report file ending in .html) writes one self-contained
+page: requirements x targets, and inputs x targets with the diverging cells
+outlined.
 
 Classes: must / should (a target breaks that requirement), information
 (SPEC allows either answer: an UPSTREAM scenario or a rule of docs/DIFF.md),
