@@ -172,11 +172,7 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
     // Embedded and validated by the client-role tests, so they load.
     let clients = crate::clientrole::builtin().unwrap_or_default();
     for bug in Bug::ALL {
-        let by: Vec<String> = scenarios
-            .iter()
-            .filter(|s| s.catches.iter().any(|c| c == bug.name()))
-            .map(|s| format!("`{}`", s.id))
-            .collect();
+        let by = catchers(scenarios.iter().map(|s| (&s.id, &s.catches)), bug.name());
         let caught = match bug.caught_by() {
             CaughtBy::FuzzerOnly => "fuzzer only".to_string(),
             CaughtBy::ClientSuite => client_scenarios_using(*bug, &clients),
@@ -209,6 +205,17 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
     out
 }
 
+/// The scenarios, as `` `id` ``, whose `catches` name `knob`.
+fn catchers<'a>(
+    scenarios: impl Iterator<Item = (&'a String, &'a Vec<String>)>,
+    knob: &str,
+) -> Vec<String> {
+    scenarios
+        .filter(|(_, catches)| catches.iter().any(|c| c == knob))
+        .map(|(id, _)| format!("`{id}`"))
+        .collect()
+}
+
 /// The client-knob table of `docs/SELFTEST.md`, generated from the client
 /// scenarios' `catches`: the rows `run_matrix` must reproduce.
 fn client_doc_section(scenarios: &[ClientScenario]) -> String {
@@ -220,11 +227,7 @@ fn client_doc_section(scenarios: &[ClientScenario]) -> String {
          | knob | requirement | what the client does wrong | caught by |\n|---|---|---|---|\n",
     );
     for bug in ClientBug::ALL {
-        let by: Vec<String> = scenarios
-            .iter()
-            .filter(|s| s.catches.iter().any(|c| c == bug.name()))
-            .map(|s| format!("`{}`", s.id))
-            .collect();
+        let by = catchers(scenarios.iter().map(|s| (&s.id, &s.catches)), bug.name());
         let caught = if by.is_empty() {
             "**nothing**".to_string()
         } else {

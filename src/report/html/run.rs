@@ -384,34 +384,12 @@ pub fn render_html(report: &RunReport, catalogue: &Catalogue) -> String {
         report.scenarios.len(),
         report.duration_ms as f64 / 1000.0
     ));
+    // A count is coloured only when it is not zero.
+    let tone_if = |n: usize, tone: Tone| if n > 0 { tone } else { Tone::Neutral };
     page.stat("pass", c.pass, Tone::Pass)
-        .stat(
-            "fail",
-            c.fail,
-            if c.fail > 0 {
-                Tone::Fail
-            } else {
-                Tone::Neutral
-            },
-        )
-        .stat(
-            "warn",
-            c.warn,
-            if c.warn > 0 {
-                Tone::Warn
-            } else {
-                Tone::Neutral
-            },
-        )
-        .stat(
-            "info",
-            c.info,
-            if c.info > 0 {
-                Tone::Info
-            } else {
-                Tone::Neutral
-            },
-        )
+        .stat("fail", c.fail, tone_if(c.fail, Tone::Fail))
+        .stat("warn", c.warn, tone_if(c.warn, Tone::Warn))
+        .stat("info", c.info, tone_if(c.info, Tone::Info))
         .stat("skip", c.skip, Tone::Skip);
     if !musts.is_empty() {
         page.stat(
