@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::protocol::identity::{Address, AgentIdentity};
+use crate::protocol::identity::AgentIdentity;
 use crate::protocol::wire::InnerRequest;
 use crate::rng::{RandomSource, SystemRandom};
-use crate::transport::{self, Limits, OuterRequest, Target};
+use crate::transport::{self, OuterRequest};
 
 use super::Channel;
-use crate::cli::target::{RelayDefault, TargetArgs, TargetPolicy};
+use crate::flags::{RelayDefault, TargetArgs, TargetPolicy};
+use crate::peer;
 use crate::server::{RunningServer, ServerConfig};
 
 /// Latency samples kept per phase; beyond this, only counts grow.
@@ -87,7 +88,7 @@ const POLICY: TargetPolicy = TargetPolicy {
 
 /// Runs the command.
 pub fn run(args: BenchArgs) -> ExitCode {
-    let runtime = match crate::cli::runtime() {
+    let runtime = match crate::runtime::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -127,12 +128,7 @@ pub enum BenchError {
 /// Where the bench points and with what credentials.
 #[derive(Clone)]
 struct Setup {
-    target: Target,
-    pinned: Address,
-    access_key: Option<String>,
-    agent_id: String,
-    relay_origin: bool,
-    limits: Limits,
+    target: peer::Target,
     stream_events: usize,
     stream_event_size: usize,
 }
@@ -190,7 +186,7 @@ pub async fn bench(args: BenchArgs) -> Result<Value, BenchError> {
     let (setup, _server) = resolve(&args).await.map_err(BenchError::Other)?;
     // One connection first: a target that cannot be reached at all (TLS
     // refused, nothing listening) is an error, not a page of zero rates.
-    if let Err(e) = transport::connect_only(&setup.target, &setup.limits).await {
+    if let Err(e) = transport::connect_only(&setup.target.endpoint, &setup.target.limits).await {
         if e.is_connection_failure() {
             return Err(BenchError::Unreachable(e.to_string()));
         }
@@ -206,7 +202,7 @@ pub async fn bench(args: BenchArgs) -> Result<Value, BenchError> {
         ("buffered64KiB", Workload::Buffered(64 * 1024)),
         ("stream", Workload::Stream),
     ];
-    if setup.target.is_https() {
+    if setup.target.endpoint.is_https() {
         // What TLS alone costs per connection, apart from the channel: the
         // other phases each pay it once per request.
         workloads.push(("tlsConnect", Workload::Connect));
@@ -267,10 +263,10 @@ pub async fn bench(args: BenchArgs) -> Result<Value, BenchError> {
     };
     let http_handshakes = phases["handshakes"]["opsPerSec"].as_f64().unwrap_or(0.0);
     Ok(json!({
-        "target": setup.target.url(),
-        "tls": setup.target.is_https(),
-        "insecure": setup.target.net().settings().trust.insecure,
-        "agentAddress": setup.pinned.to_checksum(),
+        "target": setup.target.endpoint.url(),
+        "tls": setup.target.endpoint.is_https(),
+        "insecure": setup.target.endpoint.net().settings().trust.insecure,
+        "agentAddress": setup.target.address.to_checksum(),
         "concurrency": concurrency,
         "phaseSeconds": args.duration.as_secs_f64(),
         "rounds": ROUNDS,
@@ -292,19 +288,11 @@ async fn resolve(args: &BenchArgs) -> Result<(Setup, Option<RunningServer>), Str
         })
         .await
         .map_err(|e| e.to_string())?;
-    let timeout = resolved.timeout;
+    let mut target = resolved.target;
+    target.limits.idle_timeout = target.limits.idle_timeout.min(Duration::from_secs(10));
+    target.limits.max_body_bytes = 64 * 1024 * 1024;
     let setup = Setup {
-        target: resolved.target.clone(),
-        pinned: resolved.address,
-        access_key: resolved.access_key.clone(),
-        agent_id: resolved.agent_id_or_address(),
-        relay_origin: resolved.relay_origin,
-        limits: Limits {
-            connect_timeout: timeout.min(Duration::from_secs(5)),
-            response_timeout: timeout,
-            idle_timeout: timeout.min(Duration::from_secs(10)),
-            max_body_bytes: 64 * 1024 * 1024,
-        },
+        target,
         stream_events: args.stream_events,
         stream_event_size: args.stream_event_size,
     };
@@ -375,30 +363,33 @@ async fn worker(
     counter: Arc<AtomicU64>,
 ) -> WorkerStats {
     let mut stats = WorkerStats::default();
-    let mut channel = Channel::new(setup.target.clone(), setup.pinned, setup.limits)
-        .with_relay_origin(setup.relay_origin);
-    let authorization = setup.access_key.as_ref().map(|k| format!("Bearer {k}"));
-    let run_path = format!("/agents/{}/run", setup.agent_id);
-    let dispatch_path = format!("/agents/{}/dispatch", setup.agent_id);
+    let target = &setup.target;
+    let mut channel = Channel::new(target.endpoint.clone(), target.address, target.limits)
+        .with_relay_origin(target.relay_origin);
+    let authorization =
+        (!target.access_key.is_empty()).then(|| format!("Bearer {}", target.access_key));
+    let run_path = format!("/agents/{}/run", target.agent());
+    let dispatch_path = format!("/agents/{}/dispatch", target.agent());
     while Instant::now() < deadline {
         let start = Instant::now();
         let result: Result<u64, String> = match workload {
-            Workload::Health => {
-                transport::send(&setup.target, &OuterRequest::get("/health"), &setup.limits)
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| {
-                        if r.status == 200 {
-                            Ok(0)
-                        } else {
-                            Err(format!("GET /health answered {}", r.status))
-                        }
-                    })
-            }
-            Workload::Connect => transport::connect_only(&setup.target, &setup.limits)
+            Workload::Health => target
+                .send(&OuterRequest::get("/health"))
                 .await
-                .map(|_| 0)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    if r.status == 200 {
+                        Ok(0)
+                    } else {
+                        Err(format!("GET /health answered {}", r.status))
+                    }
+                }),
+            Workload::Connect => {
+                transport::connect_only(&setup.target.endpoint, &setup.target.limits)
+                    .await
+                    .map(|_| 0)
+                    .map_err(|e| e.to_string())
+            }
             Workload::Handshake => channel
                 .handshake()
                 .await

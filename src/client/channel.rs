@@ -83,8 +83,14 @@ impl Channel {
     pub fn new(target: Target, pinned: Address, limits: Limits) -> Self {
         let mut peer = peer::Target::new(target, pinned);
         peer.limits = limits;
+        Self::to(peer)
+    }
+
+    /// A channel to `target`, with its pinned address, relay marker and
+    /// limits (the key and agent id stay with the caller's requests).
+    pub fn to(target: peer::Target) -> Self {
         Self {
-            peer,
+            peer: target,
             pacer: HandshakePacer::new(None),
             session: None,
             bugs: BTreeSet::new(),

@@ -9,7 +9,6 @@ use crate::flags::target::{RelayDefault, TargetArgs, TargetPolicy};
 use crate::protocol::encoding::b64url_encode;
 use crate::protocol::wire::InnerRequest;
 use crate::server::ServerConfig;
-use crate::transport::Limits;
 
 use super::{exit, Channel, ClientBug};
 
@@ -121,17 +120,13 @@ async fn prepare(args: &CallArgs) -> Result<(Channel, InnerRequest), String> {
         .resolve(POLICY, |_| ServerConfig::generated())
         .await
         .map_err(|e| e.to_string())?;
-    let timeout = resolved.timeout;
-    let limits = Limits {
-        connect_timeout: timeout.min(Duration::from_secs(30)),
-        response_timeout: timeout,
-        idle_timeout: timeout,
-        max_body_bytes: args.max_body,
-    };
+    let timeout = resolved.timeout();
+    let mut target = resolved.target;
+    target.limits.connect_timeout = timeout.min(Duration::from_secs(30));
+    target.limits.max_body_bytes = args.max_body;
     let inner = inner_request(args)?;
-    let channel = Channel::new(resolved.target, resolved.address, limits)
+    let channel = Channel::to(target)
         .with_bugs(args.bugs.iter().copied())
-        .with_relay_origin(resolved.relay_origin)
         .with_stream_time_limit(Duration::from_secs(args.max_stream_secs.max(1)));
     Ok((channel, inner))
 }

@@ -169,7 +169,7 @@ pub fn run(args: DiffArgs) -> ExitCode {
             .collect();
         rows.extend(fuzz_rows(&args, duration, &prepared, &registry).await);
         for p in prepared {
-            if let Some(server) = p.resolved.server {
+            if let Some(server) = p.server {
                 server.shutdown().await;
             }
         }
@@ -194,14 +194,16 @@ async fn fuzz_rows(
 ) -> Vec<Row> {
     let budgets: Vec<Mutex<HandshakeBudget>> = targets
         .iter()
-        .map(|t| Mutex::new(HandshakeBudget::new(t.budget)))
+        .map(|t| Mutex::new(HandshakeBudget::new(t.info.target.handshake_budget)))
         .collect();
     let endpoints = Endpoints {
         session: true,
         call: true,
         plaintext: true,
     };
-    let thrifty = targets.iter().any(|t| t.budget.is_some());
+    let thrifty = targets
+        .iter()
+        .any(|t| t.info.target.handshake_budget.is_some());
     let mut gen = Generator::new(args.seed, 0, endpoints).thrifty(thrifty);
     let start = Instant::now();
     let mut rows = Vec::new();
@@ -376,7 +378,7 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
         };
         let budgets: Vec<Mutex<HandshakeBudget>> = prepared
             .iter()
-            .map(|t| Mutex::new(HandshakeBudget::new(t.budget)))
+            .map(|t| Mutex::new(HandshakeBudget::new(t.info.target.handshake_budget)))
             .collect();
         let row = case_row(
             "replay".into(),
@@ -412,7 +414,7 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
             ExitCode::from(1)
         };
         for p in prepared {
-            if let Some(server) = p.resolved.server {
+            if let Some(server) = p.server {
                 server.shutdown().await;
             }
         }

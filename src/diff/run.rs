@@ -8,18 +8,19 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::flags::target::{RelayDefault, ResolvedTarget, TargetPolicy};
+use crate::flags::target::{RelayDefault, TargetPolicy};
 use crate::fuzz::case::Step;
 use crate::fuzz::exec::{self, ExecError, HandshakeBudget, Reply, Session, TargetInfo};
 use crate::fuzz::oracle::Firing as OracleVerdict;
 use crate::fuzz::runner;
 use crate::fuzz::scenario::requirement_of;
+use crate::peer;
 use crate::report::{RunReport, Verdict};
 use crate::scenarios::model::Scenario;
 use crate::scenarios::registry::Registry;
-use crate::scenarios::runner::{run_suite, Pacer, RunConfig};
+use crate::scenarios::runner::{run_suite, RunConfig};
 use crate::scenarios::selftest;
-use crate::transport::Limits;
+use crate::server::RunningServer;
 
 use super::normal::{self, NormalForm};
 use super::rules;
@@ -49,14 +50,12 @@ const EXPIRY_WAIT: Duration = Duration::from_secs(10);
 pub struct Prepared {
     /// The name from the targets file.
     pub name: String,
-    /// The resolved flags (owns the `self` server).
-    pub resolved: ResolvedTarget,
+    /// The reference server behind `self`, kept alive for the run.
+    pub server: Option<RunningServer>,
     /// What the scenario runner needs.
     pub cfg: Arc<RunConfig>,
-    /// What the fuzz executor needs.
+    /// What the fuzz executor needs; its target holds the handshake budget.
     pub info: TargetInfo,
-    /// Handshakes allowed per window.
-    pub budget: Option<(u32, u64)>,
 }
 
 /// Why a target cannot be used.
@@ -98,50 +97,23 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
         (None, true) => None,
         (None, false) => Some(URL_BUDGET),
     };
-    let mut cfg = match &resolved.server {
-        Some(server) => selftest::self_config(server, false).map_err(usage)?,
-        None => RunConfig {
-            target: resolved.target.clone(),
-            target_label: spec.name.clone(),
-            agent_address: resolved.address,
-            agent_id: resolved.agent_id.clone(),
-            access_key: resolved.access_key.clone().unwrap_or_default(),
-            scoped_key: None,
-            scoped_agent_id: None,
-            session_ttl: None,
-            max_wait: 10,
-            relay_origin: resolved.relay_origin,
-            max_sessions: None,
-            limits: Limits::default(),
-            pacer: Pacer::new(None),
-            concurrency: 4,
-            stable: false,
-            loopback_trusted: false,
-            via_relay: false,
-            pool: Default::default(),
-        },
+    let mut target = resolved.target;
+    target.handshake_budget = budget;
+    let cfg = match &resolved.server {
+        // The suite names the reference server `self`, as `test` does.
+        Some(server) => selftest::self_run(target.clone(), server, false),
+        None => RunConfig::new(peer::Target {
+            label: spec.name.clone(),
+            ..target.clone()
+        }),
     };
-    cfg.pacer = Pacer::new(budget);
-    cfg.limits.response_timeout = resolved.timeout;
-    cfg.limits.idle_timeout = resolved.timeout;
-    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(resolved.timeout);
-    cfg.relay_origin = resolved.relay_origin;
+    target.label = spec.name.clone();
+    // The fuzzer's policy: smaller answers, and a target may hold an
+    // incomplete request for this long before it counts as hung.
+    target.limits.max_body_bytes = 4 * 1024 * 1024;
     let info = TargetInfo {
-        // The fuzzer's policy: a target may hold an incomplete request for
-        // this long before it counts as hung.
+        target,
         slow_request_limit: Duration::from_secs(60),
-        agent_id: resolved.agent_id_or_address(),
-        access_key: resolved.access_key.clone().unwrap_or_default(),
-        target: resolved.target.clone(),
-        label: spec.name.clone(),
-        address: resolved.address,
-        relay_origin: resolved.relay_origin,
-        limits: Limits {
-            connect_timeout: resolved.timeout.min(Duration::from_secs(5)),
-            response_timeout: resolved.timeout,
-            idle_timeout: resolved.timeout,
-            max_body_bytes: 4 * 1024 * 1024,
-        },
         expiry_wait: EXPIRY_WAIT,
     };
     let b = HandshakeBudget::new(budget);
@@ -159,10 +131,9 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
     }
     Ok(Prepared {
         name: spec.name.clone(),
-        resolved,
+        server: resolved.server,
         cfg: Arc::new(cfg),
         info,
-        budget,
     })
 }
 

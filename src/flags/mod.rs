@@ -6,4 +6,4 @@
 
 pub mod target;
 
-pub use target::{RelayDefault, ResolvedTarget, TargetArgs, TargetError, TargetPolicy};
+pub use target::{limits_for, RelayDefault, ResolvedTarget, TargetArgs, TargetError, TargetPolicy};

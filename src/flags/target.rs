@@ -9,11 +9,12 @@ use clap::builder::BoolishValueParser;
 use clap::Args;
 use thiserror::Error;
 
+use crate::peer;
 use crate::protocol::identity::Address;
 use crate::server::{self, RunningServer, ServerConfig, ServerError};
 use crate::transport::tls::TrustSettings;
 use crate::transport::{
-    HttpVersion, Net, NetSettings, ProxyAddr, ProxyChoice, Target, TransportError,
+    HttpVersion, Limits, Net, NetSettings, ProxyAddr, ProxyChoice, Target, TransportError,
 };
 
 /// How connections are made: certificate trust, HTTP version and proxy.
@@ -174,41 +175,38 @@ pub enum RelayDefault {
 /// A target ready to connect to. For `self` it owns the reference server,
 /// which stops when this is dropped or shut down.
 pub struct ResolvedTarget {
-    /// Where to connect.
-    pub target: Target,
-    /// How reports name it: `self` or the URL as given.
-    pub label: String,
-    /// The pinned agent address.
-    pub address: Address,
-    /// The access key: the server's own for `self` (a flag cannot change
-    /// what it accepts), else `--access-key` (present when the policy
-    /// requires it).
-    pub access_key: Option<String>,
-    /// `--agent-id`, else the reference server's id for `self`, else none
-    /// (callers fall back to [`ResolvedTarget::agent_id_or_address`]).
-    pub agent_id: Option<String>,
-    /// Whether outer requests carry the relay marker.
-    pub relay_origin: bool,
-    /// The per-answer timeout.
-    pub timeout: Duration,
+    /// The target: for `self`, the server's own address, key and id (a
+    /// flag cannot change what it accepts, only `--agent-id`); else the
+    /// flags, the key present when the policy requires it. Its limits are
+    /// [`limits_for`] the resolved `--timeout`; it has no handshake budget
+    /// (each command sets its own).
+    pub target: peer::Target,
     /// The in-process reference server behind `--target self`.
     pub server: Option<RunningServer>,
-    /// `--via-relay`: the target is reached through a relay.
-    pub via_relay: bool,
 }
 
 impl ResolvedTarget {
-    /// The agent id for routes: the explicit or server id, else the
-    /// checksummed address (what the protocol's servers accept).
-    pub fn agent_id_or_address(&self) -> String {
-        self.agent_id
-            .clone()
-            .unwrap_or_else(|| self.address.to_checksum())
-    }
-
     /// Whether this is the in-process reference server.
     pub fn is_self(&self) -> bool {
         self.server.is_some()
+    }
+
+    /// The resolved `--timeout`: the longest wait for each answer.
+    pub fn timeout(&self) -> Duration {
+        self.target.limits.response_timeout
+    }
+}
+
+/// The request limits for a per-answer `timeout`: the answer and idle
+/// timeouts are it, the connection timeout the default one unless that is
+/// longer. Commands change the rest (body size, say) on the result.
+pub fn limits_for(timeout: Duration) -> Limits {
+    let defaults = Limits::default();
+    Limits {
+        connect_timeout: defaults.connect_timeout.min(timeout),
+        response_timeout: timeout,
+        idle_timeout: timeout,
+        ..defaults
     }
 }
 
@@ -273,18 +271,23 @@ impl TargetArgs {
             let net = self.net.net()?;
             let timeout = self.timeout_or(policy.self_timeout_secs);
             let server = server::spawn(self_config(timeout)).await?;
-            return Ok(ResolvedTarget {
-                target: Target::parse(&server.url)?.with_net(net),
+            let target = peer::Target {
                 label: "self".into(),
-                address: server.agent_address,
-                access_key: Some(server.access_key.clone()),
+                access_key: server.access_key.clone(),
                 agent_id: Some(self.agent_id.clone().unwrap_or(server.agent_id.clone())),
                 relay_origin: self
                     .relay_origin
                     .unwrap_or(policy.relay != RelayDefault::Off),
-                timeout,
-                server: Some(server),
                 via_relay: self.via_relay,
+                limits: limits_for(timeout),
+                ..peer::Target::new(
+                    Target::parse(&server.url)?.with_net(net),
+                    server.agent_address,
+                )
+            };
+            return Ok(ResolvedTarget {
+                target,
+                server: Some(server),
             });
         }
         let target = Target::parse(name)?;
@@ -300,17 +303,18 @@ impl TargetArgs {
             return Err(TargetError::MissingKey);
         }
         let relay_default = policy.relay == RelayDefault::OnForLoopback && is_loopback(&target);
-        let target = target.with_net(self.net.net()?);
-        Ok(ResolvedTarget {
-            target,
+        let target = peer::Target {
             label: name.to_owned(),
-            address,
-            access_key: self.access_key.clone(),
+            access_key: self.access_key.clone().unwrap_or_default(),
             agent_id: self.agent_id.clone(),
             relay_origin: self.relay_origin.unwrap_or(relay_default),
-            timeout: self.timeout_or(policy.url_timeout_secs),
-            server: None,
             via_relay: self.via_relay,
+            limits: limits_for(self.timeout_or(policy.url_timeout_secs)),
+            ..peer::Target::new(target.with_net(self.net.net()?), address)
+        };
+        Ok(ResolvedTarget {
+            target,
+            server: None,
         })
     }
 
@@ -403,9 +407,13 @@ mod tests {
         ])
         .await
         .expect("resolves");
-        assert!(ok.relay_origin, "a loopback URL gets the marker by default");
-        assert_eq!(ok.timeout, Duration::from_secs(15));
-        assert_eq!(ok.agent_id_or_address(), ADDRESS);
+        assert!(
+            ok.target.relay_origin,
+            "a loopback URL gets the marker by default"
+        );
+        assert_eq!(ok.timeout(), Duration::from_secs(15));
+        assert_eq!(ok.target.agent(), ADDRESS);
+        assert_eq!(ok.target.access_key, "k");
         assert!(!ok.is_self());
         let off = parse(&["--target", "http://10.0.0.1:9", "--agent-address", ADDRESS])
             .resolve(
@@ -417,7 +425,7 @@ mod tests {
             )
             .await
             .expect("no key needed");
-        assert!(!off.relay_origin);
+        assert!(!off.target.relay_origin);
     }
 
     #[tokio::test]
@@ -428,14 +436,13 @@ mod tests {
             .await
             .expect("self starts");
         let server = resolved.server.as_ref().expect("a server");
-        assert_eq!(resolved.address, server.agent_address);
-        assert_eq!(
-            resolved.access_key.as_deref(),
-            Some(server.access_key.as_str())
-        );
-        assert_eq!(resolved.agent_id.as_deref(), Some(server.agent_id.as_str()));
-        assert!(resolved.relay_origin);
-        assert_eq!(resolved.timeout, Duration::from_secs(7));
+        let target = &resolved.target;
+        assert_eq!(target.address, server.agent_address);
+        assert_eq!(target.access_key, server.access_key);
+        assert_eq!(target.agent_id.as_deref(), Some(server.agent_id.as_str()));
+        assert!(target.relay_origin);
+        assert_eq!(target.label, "self");
+        assert_eq!(resolved.timeout(), Duration::from_secs(7));
         let refused = args
             .resolve(
                 TargetPolicy {

@@ -9,7 +9,6 @@ use clap::Args;
 use crate::flags::target::{self as shared, RelayDefault, TargetPolicy};
 use crate::runtime::runtime;
 use crate::server::{Bug, RunningServer, ServerConfig};
-use crate::transport::Limits;
 
 use super::exec::{HandshakeBudget, TargetInfo};
 use super::gen::{Endpoints, Generator};
@@ -24,6 +23,8 @@ const URL_HANDSHAKE_BUDGET: (u32, u64) = (4, 60);
 /// Where the target is and how to reach it (shared by `fuzz` and `replay`):
 /// the flags every command shares, plus the knobs that break `self`.
 #[derive(Debug, Clone, Args)]
+// Its own group id: the shared flags it flattens are a `TargetArgs` too.
+#[group(id = "FuzzTargetArgs")]
 pub struct TargetArgs {
     /// The target.
     #[command(flatten)]
@@ -135,8 +136,6 @@ pub struct Resolved {
     pub info: TargetInfo,
     /// The reference server for `--target self`.
     pub server: Option<RunningServer>,
-    /// `--via-relay`: the target is reached through a relay.
-    pub via_relay: bool,
 }
 
 /// Session TTL of the fuzzer's own server: long, so sessions last a run.
@@ -179,23 +178,11 @@ pub async fn resolve(args: &TargetArgs) -> Result<Resolved, String> {
         })
         .await
         .map_err(|e| e.to_string())?;
-    let timeout = resolved.timeout;
-    let limits = Limits {
-        connect_timeout: timeout.min(Duration::from_secs(5)),
-        response_timeout: timeout,
-        idle_timeout: timeout,
-        max_body_bytes: 4 * 1024 * 1024,
-    };
+    let mut target = resolved.target;
+    target.limits.max_body_bytes = 4 * 1024 * 1024;
     Ok(Resolved {
-        via_relay: resolved.via_relay,
         info: TargetInfo {
-            agent_id: resolved.agent_id_or_address(),
-            access_key: resolved.access_key.clone().unwrap_or_default(),
-            target: resolved.target,
-            label: resolved.label,
-            address: resolved.address,
-            relay_origin: resolved.relay_origin,
-            limits,
+            target,
             expiry_wait: Duration::from_secs(args.expiry_wait),
             slow_request_limit: Duration::from_secs(args.slow_request_limit.max(1)),
         },
@@ -218,7 +205,7 @@ pub fn run(args: FuzzArgs) -> ExitCode {
 }
 
 async fn run_async(args: FuzzArgs) -> ExitCode {
-    let resolved = match resolve(&args.target).await {
+    let mut resolved = match resolve(&args.target).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -246,7 +233,7 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         None => None,
     };
     let is_self = resolved.server.is_some();
-    let budget = match args.handshake_budget.as_deref() {
+    resolved.info.target.handshake_budget = match args.handshake_budget.as_deref() {
         Some(t) => match crate::peer::parse_handshake_budget(t) {
             Ok(r) => r,
             Err(e) => {
@@ -257,7 +244,7 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         None if is_self => None,
         // One under the relay origin's bucket, as for a direct URL: the
         // spare keeps liveness probes and replays of findings possible.
-        None if resolved.via_relay => Some((
+        None if resolved.info.target.via_relay => Some((
             crate::flags::target::RELAY_HANDSHAKE_BUCKET.0 - 1,
             crate::flags::target::RELAY_HANDSHAKE_BUCKET.1,
         )),
@@ -274,7 +261,6 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         corpus: args.corpus.clone(),
         findings: Some(args.findings.clone()),
         concurrency: args.concurrency.max(1),
-        handshake_budget: budget,
         endpoints,
         liveness_every: args.liveness_every,
         progress: !args.quiet,
@@ -352,7 +338,7 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
     cfg.corpus = None;
     let info = cfg.info.clone();
     let summary = runner::run(cfg.clone()).await;
-    let budget = HandshakeBudget::new(cfg.handshake_budget);
+    let budget = HandshakeBudget::new(info.target.handshake_budget);
     let mut rng = super::exec::handshake_rng(cfg.seed, 999);
     let start = tokio::time::Instant::now();
     let mut done = 0u64;
@@ -384,7 +370,7 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
     let valid_rate = n as f64 / valid_secs;
     let ratio = summary.execs_per_sec / valid_rate;
     let out = serde_json::json!({
-        "target": info.label,
+        "target": info.target.label,
         "n": n,
         "fuzz_execs_per_sec": summary.execs_per_sec,
         "valid_calls_per_sec": valid_rate,

@@ -3,62 +3,27 @@
 
 use std::time::{Duration, Instant};
 
-use crate::protocol::identity::Address;
 use crate::protocol::session::{ClientSession, ReplayWindow};
 use crate::protocol::wire::{InnerRequest, ServerHello};
 use crate::rng::SeededRandom;
-use crate::transport::{self, Limits, OuterRequest, Target, TransportError};
+use crate::transport::{Limits, OuterRequest, TransportError};
 
 use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, SeqAt, Step};
 
 use crate::peer::{self, Offer, RateLimitPolicy, RELAY_HEADER};
 
-/// Where and how to reach the target.
+/// The fuzzer's view of the one [`peer::Target`]: the target, and how long
+/// the fuzzer waits on it where a case asks it to wait.
 #[derive(Debug, Clone)]
 pub struct TargetInfo {
-    /// The base URL.
-    pub target: Target,
-    /// The label used in reports (`self` or the URL).
-    pub label: String,
-    /// The pinned agent address.
-    pub address: Address,
-    /// The agent id used in inner paths.
-    pub agent_id: String,
-    /// The access key.
-    pub access_key: String,
-    /// Whether outer requests carry the relay marker.
-    pub relay_origin: bool,
-    /// Per-request limits.
-    pub limits: Limits,
+    /// The target: where, which agent, the key, the relay marker, the
+    /// limits and the handshake budget.
+    pub target: peer::Target,
     /// Longest wait for a session to expire; a later expiry skips the step.
     pub expiry_wait: Duration,
     /// Longest wait for an answer to an incomplete request (framing that
     /// promises bytes never sent); held longer, it is a hang.
     pub slow_request_limit: Duration,
-}
-
-impl TargetInfo {
-    /// The target as the driver sees it.
-    pub fn peer(&self) -> crate::peer::Target {
-        crate::peer::Target {
-            endpoint: self.target.clone(),
-            label: self.label.clone(),
-            address: self.address,
-            access_key: self.access_key.clone(),
-            agent_id: Some(self.agent_id.clone()),
-            relay_origin: self.relay_origin,
-            limits: self.limits,
-        }
-    }
-
-    fn expand(&self, path: &str) -> String {
-        path.replace("{agent}", &self.agent_id)
-            .replace("{address}", &self.address.to_string())
-    }
-
-    fn outer(&self, request: OuterRequest) -> OuterRequest {
-        self.peer().outer(request)
-    }
 }
 
 /// Why a run cannot go on (as opposed to a finding).
@@ -96,9 +61,9 @@ impl Session {
         rng: &mut SeededRandom,
         budget: &HandshakeBudget,
     ) -> Result<Session, ExecError> {
-        let offer = Offer::random(info.address, rng);
+        let offer = Offer::random(info.target.address, rng);
         let reply = peer::post_hello(
-            &info.peer(),
+            &info.target,
             offer.body(),
             budget,
             RateLimitPolicy::new(7, Duration::from_secs(120)),
@@ -288,7 +253,7 @@ pub async fn run_step(
             }
         }
         Step::Handshake { body } => {
-            let body = info.expand(body).into_bytes();
+            let body = info.target.expand(body).into_bytes();
             let reply = post(info, "/secure/session", body.clone()).await;
             Outcome {
                 endpoint: "/secure/session",
@@ -304,16 +269,16 @@ pub async fn run_step(
             with_key,
             body,
         } => {
-            let mut request = OuterRequest::post_json(info.expand(path), body.clone());
+            let mut request = OuterRequest::post_json(info.target.expand(path), body.clone());
             request.method = method.clone();
             if *with_key {
                 request.headers.push((
                     "Authorization".into(),
-                    format!("Bearer {}", info.access_key),
+                    format!("Bearer {}", info.target.access_key),
                 ));
             }
-            let request = info.outer(request);
-            let reply = match transport::send(&info.target, &request, &info.limits).await {
+            let request = info.target.outer(request);
+            let reply = match info.target.send(&request).await {
                 Ok(r) => Reply::Http {
                     status: r.status,
                     content_type: r.header("content-type").map(str::to_string),
@@ -333,8 +298,8 @@ pub async fn run_step(
 }
 
 async fn post(info: &TargetInfo, path: &str, body: Vec<u8>) -> Reply {
-    let request = info.outer(OuterRequest::post_json(path, body));
-    match transport::send(&info.target, &request, &info.limits).await {
+    let request = info.target.outer(OuterRequest::post_json(path, body));
+    match info.target.send(&request).await {
         Ok(r) => Reply::Http {
             status: r.status,
             content_type: r.header("content-type").map(str::to_string),
@@ -355,9 +320,9 @@ pub fn inner_plaintext(info: &TargetInfo, inner: &Inner) -> Vec<u8> {
             body,
         } => InnerRequest {
             method: method.clone(),
-            path: info.expand(path),
+            path: info.target.expand(path),
             authorization: match auth {
-                Auth::Key => Some(format!("Bearer {}", info.access_key)),
+                Auth::Key => Some(format!("Bearer {}", info.target.access_key)),
                 Auth::None => None,
                 Auth::Text(t) => Some(t.clone()),
             },
@@ -396,23 +361,27 @@ async fn run_call(
         // Only the status line matters here; a keep-alive peer would
         // otherwise hold the reply open for the whole idle timeout.
         let limits = Limits {
-            idle_timeout: info.limits.idle_timeout.min(Duration::from_millis(250)),
+            idle_timeout: info
+                .target
+                .limits
+                .idle_timeout
+                .min(Duration::from_millis(250)),
             response_timeout: if incomplete {
                 info.slow_request_limit
             } else {
-                info.limits.response_timeout
+                info.target.limits.response_timeout
             },
-            ..info.limits
+            ..info.target.limits
         };
         let started = Instant::now();
-        let reply = match transport::send_raw(&info.target, &raw, &limits).await {
+        let reply = match info.target.send_raw(&raw, &limits).await {
             Ok(bytes) => parse_raw_reply(&bytes),
             Err(e) => Reply::from_error(e),
         };
         let held = started.elapsed();
         match reply {
             Reply::Timeout(_) | Reply::Skipped(_) => reply,
-            _ if incomplete && held > info.limits.response_timeout => Reply::Held {
+            _ if incomplete && held > info.target.limits.response_timeout => Reply::Held {
                 held,
                 then: reply.describe(),
             },
@@ -508,10 +477,10 @@ pub fn apply_byte_edit(body: &mut Vec<u8>, edit: &ByteEdit) {
 fn frame_request(info: &TargetInfo, body: &[u8], framing: &Framing) -> Vec<u8> {
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nConnection: close\r\n",
-        info.target.join("/secure/call"),
-        info.target.authority()
+        info.target.endpoint.join("/secure/call"),
+        info.target.endpoint.authority()
     );
-    if info.relay_origin {
+    if info.target.relay_origin {
         head.push_str(&format!("{RELAY_HEADER}: 1\r\n"));
     }
     let mut payload = Vec::new();

@@ -499,7 +499,8 @@ pub fn judge(
     match step {
         Step::Handshake { .. } => return judge_handshake(&e, status, body),
         Step::Plain { path, .. } => {
-            if info.relay_origin && (200..300).contains(&status) && path.contains("{agent}") {
+            if info.target.relay_origin && (200..300).contains(&status) && path.contains("{agent}")
+            {
                 return fire(
                     &e,
                     Oracle::PlaintextAccepted,

@@ -41,8 +41,6 @@ pub struct FuzzConfig {
     pub findings: Option<PathBuf>,
     /// Concurrent workers, each with its own session and input stream.
     pub concurrency: usize,
-    /// Handshakes allowed per window (`None`: unlimited).
-    pub handshake_budget: Option<(u32, u64)>,
     /// The endpoints aimed at.
     pub endpoints: Endpoints,
     /// A liveness probe after every this many executions.
@@ -332,7 +330,7 @@ impl Ctx {
 async fn worker(ctx: Arc<Ctx>, id: u64) {
     let info = &ctx.cfg.info;
     let mut gen = Generator::new(ctx.cfg.seed, id, ctx.cfg.endpoints)
-        .thrifty(ctx.cfg.handshake_budget.is_some());
+        .thrifty(ctx.cfg.info.target.handshake_budget.is_some());
     let mut rng = exec::handshake_rng(ctx.cfg.seed, id);
     let mut session: Option<Session> = None;
     let mut preload = if id == 0 {
@@ -747,7 +745,7 @@ async fn book(
         count: 1,
         steps: small,
         exchanges: exchanges(&outcomes),
-        target: info.label.clone(),
+        target: info.target.label.clone(),
         notes: BTreeMap::new(),
         shape: Some(shape.clone()),
         requirement: Some(first.requirement.to_string()),
@@ -801,7 +799,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         .map(|e| e.steps)
         .collect();
     let ctx = Arc::new(Ctx {
-        budget: Mutex::new(HandshakeBudget::new(cfg.handshake_budget)),
+        budget: Mutex::new(HandshakeBudget::new(cfg.info.target.handshake_budget)),
         shared: Mutex::new(Shared::default()),
         execs: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -878,8 +876,8 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     let (failures, warnings, information) =
         (at(Level::Must), at(Level::Should), at(Level::Upstream));
     Summary {
-        target: ctx.cfg.info.label.clone(),
-        insecure: ctx.cfg.info.target.net().settings().trust.insecure,
+        target: ctx.cfg.info.target.label.clone(),
+        insecure: ctx.cfg.info.target.endpoint.net().settings().trust.insecure,
         seed: ctx.cfg.seed,
         execs,
         elapsed_secs: elapsed,

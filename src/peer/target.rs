@@ -7,13 +7,16 @@ use crate::transport::{Target as Endpoint, TransportError};
 /// The header that marks a request as relayed (GATE-3, CALL-10).
 pub use crate::protocol::names::RELAY_ORIGIN_HEADER as RELAY_HEADER;
 
-/// Where a server is and what the client holds for it. Every request a
-/// command sends as a client goes through [`Target::send`] or
-/// [`Target::send_streaming`], so the relay marker and the limits are
-/// applied in one place.
+/// Where a server is and what the client holds for it: the one target
+/// every command that reaches a server uses (`call`, `bench`, `test`,
+/// `fuzz`, `replay`, `diff`). What only one command needs wraps it and
+/// never repeats its fields. Every request a command sends as a client goes
+/// through [`Target::send`] or [`Target::send_streaming`], so the relay
+/// marker and the limits are applied in one place.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Where to connect (URL and base path).
+    /// Where to connect (URL and base path) and how: TLS trust, HTTP
+    /// version and proxy.
     pub endpoint: Endpoint,
     /// How reports name it: `self` or the URL as given.
     pub label: String,
@@ -26,13 +29,21 @@ pub struct Target {
     pub agent_id: Option<String>,
     /// Whether outer requests carry [`RELAY_HEADER`].
     pub relay_origin: bool,
-    /// Connection, answer and size limits for every request.
+    /// The target is an agent reached through a relay that stamps the
+    /// marker itself (`--via-relay`): no caller of it can be loopback.
+    pub via_relay: bool,
+    /// Connection, answer and size limits (the timeouts) for every request.
     pub limits: Limits,
+    /// The handshakes it allows, N per SECS (HS-8); `None` is unlimited.
+    /// Each run paces itself with a [`HandshakePacer`] built from it.
+    ///
+    /// [`HandshakePacer`]: super::HandshakePacer
+    pub handshake_budget: Option<(u32, u64)>,
 }
 
 impl Target {
     /// A target at `endpoint` pinned to `address`, with default limits,
-    /// no key, no agent id and no relay marker.
+    /// no key, no agent id, no relay marker and no handshake budget.
     pub fn new(endpoint: Endpoint, address: Address) -> Self {
         Target {
             label: endpoint.url(),
@@ -41,7 +52,9 @@ impl Target {
             access_key: String::new(),
             agent_id: None,
             relay_origin: false,
+            via_relay: false,
             limits: Limits::default(),
+            handshake_budget: None,
         }
     }
 
@@ -51,6 +64,13 @@ impl Target {
         self.agent_id
             .clone()
             .unwrap_or_else(|| self.address.to_checksum())
+    }
+
+    /// `path` with `{agent}` replaced by [`Target::agent`] and `{address}`
+    /// by the pinned address.
+    pub fn expand(&self, path: &str) -> String {
+        path.replace("{agent}", &self.agent())
+            .replace("{address}", &self.address.to_string())
     }
 
     /// `request` with the relay marker added when this target wants it.

@@ -5,19 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::flags::target::{
-    RelayDefault, ResolvedTarget, TargetArgs, TargetPolicy, RELAY_HANDSHAKE_BUCKET,
-};
+use crate::flags::target::{RelayDefault, TargetArgs, TargetPolicy, RELAY_HANDSHAKE_BUCKET};
 use crate::peer::{self, seal, Offer, RateLimitPolicy, ResponseReader};
 use crate::protocol::wire::{InnerRequest, InnerResponse, ServerHello};
 use crate::report::{Format, ReportArgs};
 use crate::rng::SystemRandom;
-use crate::transport::{Limits, OuterRequest};
+use crate::transport::OuterRequest;
 
 use super::loader;
 use super::model::Scenario;
 use super::registry::Registry;
-use super::runner::{run_suite, select, Pacer, RunConfig};
+use super::runner::{run_suite, select, RunConfig};
 use super::selftest;
 
 /// Arguments of `test`.
@@ -144,27 +142,29 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
         Ok(r) => r,
         Err(e) => return usage(e),
     };
-    let mut cfg = match &resolved.server {
-        Some(server) => match selftest::self_config(server, args.stable) {
-            Ok(c) => c,
-            Err(e) => return usage(e),
-        },
-        None => url_config(&args, &resolved),
-    };
-    cfg.agent_id = resolved.agent_id.clone();
-    cfg.concurrency = args.concurrency.max(1);
-    cfg.limits.response_timeout = resolved.timeout;
-    cfg.limits.idle_timeout = resolved.timeout;
-    cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(resolved.timeout);
-    cfg.max_wait = args.max_wait;
-    cfg.stable = args.stable;
-    cfg.relay_origin = resolved.relay_origin;
+    let mut target = resolved.target.clone();
+    if !resolved.is_self() {
+        // Upstream's handshake limit; through a relay, the relay origin's
+        // bucket of the same size.
+        target.handshake_budget = Some(if target.via_relay {
+            RELAY_HANDSHAKE_BUCKET
+        } else {
+            (5, 60)
+        });
+    }
     if let Some(b) = &args.handshake_budget {
         match peer::parse_handshake_budget(b) {
-            Ok(b) => cfg.pacer = Pacer::new(b),
+            Ok(b) => target.handshake_budget = b,
             Err(e) => return usage(e),
         }
     }
+    let mut cfg = match &resolved.server {
+        Some(server) => selftest::self_run(target, server, args.stable),
+        None => url_config(&args, target),
+    };
+    cfg.concurrency = args.concurrency.max(1);
+    cfg.max_wait = args.max_wait;
+    cfg.stable = args.stable;
     if let Err(code) = preflight(&cfg).await {
         return code;
     }
@@ -175,7 +175,7 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
             b.inc(1);
         }
     };
-    let cfg_label = cfg.target_label.clone();
+    let cfg_label = cfg.target.label.clone();
     let mut report = run_suite(Arc::new(cfg), &scenarios, &registry, &tick).await;
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -216,32 +216,17 @@ fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
 
 /// The run configuration for a URL target; the resolver has already
 /// checked the address and the key.
-fn url_config(args: &TestArgs, resolved: &ResolvedTarget) -> RunConfig {
+fn url_config(args: &TestArgs, target: peer::Target) -> RunConfig {
     RunConfig {
-        target: resolved.target.clone(),
-        target_label: resolved.label.clone(),
-        agent_address: resolved.address,
-        agent_id: resolved.agent_id.clone(),
-        access_key: resolved.access_key.clone().unwrap_or_default(),
         scoped_key: args.scoped_key.clone(),
         scoped_agent_id: args.scoped_agent_id.clone(),
         session_ttl: args.session_ttl,
         max_wait: args.max_wait,
-        relay_origin: resolved.relay_origin,
         max_sessions: args.max_sessions,
-        limits: Limits::default(),
-        // Upstream's handshake limit; through a relay, the relay origin's
-        // bucket of the same size.
-        pacer: Pacer::new(Some(if resolved.via_relay {
-            RELAY_HANDSHAKE_BUCKET
-        } else {
-            (5, 60)
-        })),
         concurrency: args.concurrency,
         stable: args.stable,
         loopback_trusted: args.trusts_loopback,
-        via_relay: resolved.via_relay,
-        pool: Default::default(),
+        ..RunConfig::new(target)
     }
 }
 
@@ -253,10 +238,10 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
         eprintln!("osc-harness test: preflight: {msg}");
         ExitCode::from(3)
     };
-    let offer = Offer::random(cfg.agent_address, &mut SystemRandom);
+    let offer = Offer::random(cfg.target.address, &mut SystemRandom);
     let peer = peer::Target {
         relay_origin: false,
-        ..cfg.peer()
+        ..cfg.target.clone()
     };
     // One try: a 429 here is reported, and the run paces itself.
     let resp = peer::post_hello(&peer, offer.body(), &cfg.pacer, RateLimitPolicy::NONE)
@@ -267,7 +252,7 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
     match resp.status {
         200 => {}
         404 if body.contains("Unknown agent address") => {
-            eprintln!("osc-harness test: preflight: the target has no agent with address {} (check --agent-address)", cfg.agent_address);
+            eprintln!("osc-harness test: preflight: the target has no agent with address {} (check --agent-address)", cfg.target.address);
             return Err(ExitCode::from(2));
         }
         429 => eprintln!("osc-harness test: preflight: the target rate-limits handshakes (429); the run will pace itself"),
@@ -285,28 +270,25 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
     let session = match offer.finish(&server) {
         Ok(s) => Some(s),
         Err(e) => {
-            eprintln!("osc-harness test: preflight: warning: the ServerHello does not verify against the pinned address {} ({e}); the identity scenarios will fail", cfg.agent_address);
+            eprintln!("osc-harness test: preflight: warning: the ServerHello does not verify against the pinned address {} ({e}); the identity scenarios will fail", cfg.target.address);
             None
         }
     };
     if let Some(session) = session {
-        let agent = cfg
-            .agent_id
-            .clone()
-            .unwrap_or_else(|| cfg.agent_address.to_checksum());
+        let agent = cfg.target.agent();
         let inner = InnerRequest {
             method: "GET".into(),
             path: format!("/agents/{agent}"),
-            authorization: Some(format!("Bearer {}", cfg.access_key)),
+            authorization: Some(format!("Bearer {}", cfg.target.access_key)),
             ..InnerRequest::default()
         };
         let sid = session.sid().to_owned();
         let ct = seal::sealed_ct(&session.keys().c2s, &sid, 1, inner.to_json().as_bytes());
         let envelope = seal::envelope(&sid, 1, ct, |_| {});
         let call = cfg
-            .peer()
+            .target
             .outer(OuterRequest::post_json("/secure/call", envelope));
-        if let Ok(r) = cfg.peer().send(&call).await {
+        if let Ok(r) = cfg.target.send(&call).await {
             let mut reader = ResponseReader::new(&sid, session.keys(), 1).without_raw();
             let inner_status = reader
                 .push(&r.body)
@@ -318,18 +300,13 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             }
         }
     }
-    if !cfg.relay_origin {
+    if !cfg.target.relay_origin {
         let mut probe = OuterRequest::post_json(
-            format!(
-                "/agents/{}/run",
-                cfg.agent_id
-                    .clone()
-                    .unwrap_or_else(|| cfg.agent_address.to_checksum())
-            ),
+            format!("/agents/{}/run", cfg.target.agent()),
             b"{}".to_vec(),
         );
-        probe = probe.with_header("Authorization", format!("Bearer {}", cfg.access_key));
-        if let Ok(r) = cfg.peer().send(&probe).await {
+        probe = probe.with_header("Authorization", format!("Bearer {}", cfg.target.access_key));
+        if let Ok(r) = cfg.target.send(&probe).await {
             if (200..300).contains(&r.status) {
                 eprintln!("osc-harness test: preflight: the target treats the harness as a loopback caller (a plaintext run was executed), so no 426 is possible; use --relay-origin on");
             }

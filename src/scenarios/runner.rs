@@ -4,9 +4,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::protocol::identity::Address;
+use crate::peer;
 use crate::report::{Level, RunReport, ScenarioResult, Verdict};
-use crate::transport::{Limits, Target};
 
 use super::exec::Context;
 use super::model::{Need, Scenario};
@@ -15,19 +14,12 @@ use super::registry::Registry;
 /// The run's handshake pacer: the driver's one budget (HS-8).
 pub use crate::peer::HandshakePacer as Pacer;
 
-/// Everything a run needs to know about its target.
+/// A suite run: the one [`peer::Target`] and what only `test` knows of it.
 #[derive(Debug)]
 pub struct RunConfig {
-    /// Where to send requests.
-    pub target: Target,
-    /// How the target is named in reports and repro commands (`self` or URL).
-    pub target_label: String,
-    /// The pinned agent address.
-    pub agent_address: Address,
-    /// The agent id used in routes (default: the address).
-    pub agent_id: Option<String>,
-    /// The access key.
-    pub access_key: String,
+    /// The target: where, which agent, the key, the relay marker, the
+    /// limits and the handshake budget.
+    pub target: peer::Target,
     /// A key scoped to another agent.
     pub scoped_key: Option<String>,
     /// The agent the scoped key is for.
@@ -36,13 +28,9 @@ pub struct RunConfig {
     pub session_ttl: Option<i64>,
     /// The longest a scenario may wait (seconds).
     pub max_wait: u64,
-    /// Send the relay marker on outer requests.
-    pub relay_origin: bool,
     /// The session store bound, if known.
     pub max_sessions: Option<usize>,
-    /// Request limits.
-    pub limits: Limits,
-    /// The handshake pacer.
+    /// The run's handshake pacer, spending the target's budget.
     pub pacer: Pacer,
     /// How many scenarios run at once.
     pub concurrency: usize,
@@ -50,9 +38,6 @@ pub struct RunConfig {
     pub stable: bool,
     /// The target trusts the harness as loopback when the marker is absent.
     pub loopback_trusted: bool,
-    /// The target is reached through a relay that marks every request as
-    /// remote (`--via-relay`): no caller can be loopback.
-    pub via_relay: bool,
     /// The session scenarios share when handshakes are budgeted.
     pub pool: std::sync::Mutex<Option<SharedSession>>,
 }
@@ -72,17 +57,29 @@ pub struct SharedSession {
 }
 
 impl RunConfig {
-    /// The target as the driver sees it.
-    pub fn peer(&self) -> crate::peer::Target {
-        crate::peer::Target {
-            endpoint: self.target.clone(),
-            label: self.target_label.clone(),
-            address: self.agent_address,
-            access_key: self.access_key.clone(),
-            agent_id: self.agent_id.clone(),
-            relay_origin: self.relay_origin,
-            limits: self.limits,
+    /// A run against `target`, paced by its handshake budget, with nothing
+    /// else known of it: no scoped key, TTL or session bound, loopback not
+    /// trusted, 10 s of waiting, four scenarios at once.
+    pub fn new(target: peer::Target) -> Self {
+        RunConfig {
+            pacer: Pacer::new(target.handshake_budget),
+            target,
+            scoped_key: None,
+            scoped_agent_id: None,
+            session_ttl: None,
+            max_wait: 10,
+            max_sessions: None,
+            concurrency: 4,
+            stable: false,
+            loopback_trusted: false,
+            pool: Default::default(),
         }
+    }
+
+    /// Sets the target's handshake budget and paces the run by it.
+    pub fn set_handshake_budget(&mut self, budget: Option<(u32, u64)>) {
+        self.target.handshake_budget = budget;
+        self.pacer = Pacer::new(budget);
     }
 
     /// How a rate-limited handshake is retried in a run: six times, no
@@ -94,7 +91,7 @@ impl RunConfig {
     /// `text` with the access key and the scoped key replaced by `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
-        for secret in std::iter::once(&self.access_key).chain(self.scoped_key.iter()) {
+        for secret in std::iter::once(&self.target.access_key).chain(self.scoped_key.iter()) {
             if !secret.is_empty() {
                 out = out.replace(secret.as_str(), "<redacted>");
             }
@@ -104,15 +101,16 @@ impl RunConfig {
 
     /// The command that reruns one scenario against this target.
     pub fn repro(&self, id: &str) -> String {
-        if self.target_label == "self" {
+        let target = &self.target;
+        if target.label == "self" {
             return format!("osc-harness test --target self --only {id}");
         }
         let mut cmd = format!(
             "osc-harness test --target {} --agent-address {} --access-key <redacted>",
-            self.target_label,
-            self.agent_address.to_checksum()
+            target.label,
+            target.address.to_checksum()
         );
-        if let Some(a) = &self.agent_id {
+        if let Some(a) = &target.agent_id {
             cmd.push_str(&format!(" --agent-id {a}"));
         }
         if self.scoped_key.is_some() {
@@ -126,7 +124,7 @@ impl RunConfig {
         }
         cmd.push_str(&format!(
             " --relay-origin {} --only {id}",
-            if self.relay_origin { "on" } else { "off" }
+            if target.relay_origin { "on" } else { "off" }
         ));
         cmd
     }
@@ -183,7 +181,7 @@ fn unmet(cfg: &RunConfig, s: &Scenario) -> Option<String> {
             Need::ScopedKey if cfg.scoped_key.is_none() || cfg.scoped_agent_id.is_none() => {
                 Some("no --scoped-key/--scoped-agent-id given")
             }
-            Need::RelayOrigin if !cfg.relay_origin => {
+            Need::RelayOrigin if !cfg.target.relay_origin => {
                 Some("--relay-origin is off, so the target may treat the harness as loopback")
             }
             Need::UnlimitedHandshakes if !cfg.pacer.unlimited() => {
@@ -192,7 +190,7 @@ fn unmet(cfg: &RunConfig, s: &Scenario) -> Option<String> {
             Need::SessionBound if cfg.max_sessions.is_none() => {
                 Some("the target's session bound is unknown (give --max-sessions)")
             }
-            Need::LoopbackTrusted if cfg.via_relay => {
+            Need::LoopbackTrusted if cfg.target.via_relay => {
                 Some("the target is reached through a relay that marks every request as remote (--via-relay), so no caller is loopback")
             }
             Need::LoopbackTrusted if !cfg.loopback_trusted => {
@@ -345,8 +343,8 @@ pub async fn run_suite(
         .map(|r| r.id.clone())
         .collect();
     RunReport {
-        target: cfg.target_label.clone(),
-        insecure: cfg.target.net().settings().trust.insecure,
+        target: cfg.target.label.clone(),
+        insecure: cfg.target.endpoint.net().settings().trust.insecure,
         duration_ms: if cfg.stable {
             0
         } else {

@@ -7,13 +7,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::knobs::CaughtBy;
+use crate::peer;
 use crate::report::{RunReport, Verdict};
 use crate::server::{self, Bug, RunningServer, ServerConfig, ServerError};
-use crate::transport::{Limits, Target};
+use crate::transport::Target;
 
 use super::model::Scenario;
 use super::registry::Registry;
-use super::runner::{run_suite, Pacer, RunConfig};
+use super::runner::{run_suite, RunConfig};
 
 /// Session TTL of `--target self`: short, so expiry is tested for real.
 pub const SELF_TTL_SECS: i64 = 3;
@@ -50,27 +51,31 @@ pub fn self_server_config(bugs: &[Bug]) -> ServerConfig {
 
 /// The run configuration for a server started by [`spawn_self`].
 pub fn self_config(server: &RunningServer, stable: bool) -> Result<RunConfig, String> {
-    let target = Target::parse(&server.url).map_err(|e| e.to_string())?;
-    Ok(RunConfig {
-        target,
-        target_label: "self".into(),
-        agent_address: server.agent_address,
-        agent_id: Some(server.agent_id.clone()),
+    let endpoint = Target::parse(&server.url).map_err(|e| e.to_string())?;
+    let target = peer::Target {
+        label: "self".into(),
         access_key: server.access_key.clone(),
+        agent_id: Some(server.agent_id.clone()),
+        relay_origin: true,
+        ..peer::Target::new(endpoint, server.agent_address)
+    };
+    Ok(self_run(target, server, stable))
+}
+
+/// A run against the reference server `server`, reached as `target`: the
+/// scoped key, TTL and session bound the harness gave it are known, and
+/// it trusts loopback callers.
+pub fn self_run(target: peer::Target, server: &RunningServer, stable: bool) -> RunConfig {
+    RunConfig {
         scoped_key: server.scoped_key.clone(),
         scoped_agent_id: Some(server.scoped_agent_id.clone()),
         session_ttl: Some(server.session_ttl_secs),
-        max_wait: 10,
-        relay_origin: true,
         max_sessions: Some(SELF_MAX_SESSIONS),
-        limits: Limits::default(),
-        pacer: Pacer::new(None),
         concurrency: 8,
         stable,
         loopback_trusted: true,
-        via_relay: false,
-        pool: Default::default(),
-    })
+        ..RunConfig::new(target)
+    }
 }
 
 /// One row of the matrix.

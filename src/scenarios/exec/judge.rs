@@ -57,7 +57,7 @@ impl Context<'_> {
         let payload = Transcript::from_hellos(&hello, &server).render_without(without);
         let got = matches!(
             recover_channel_signer(payload.as_bytes(), &server.signature, SignaturePolicy::default()),
-            Ok(a) if a == self.cfg.agent_address
+            Ok(a) if a == self.cfg.target.address
         );
         let want = step
             .expect
@@ -239,7 +239,7 @@ impl Context<'_> {
         // A very short key turns up by chance inside base64 ciphertext and
         // sids, so it proves nothing either way; the random canaries below
         // still carry the check.
-        let key = self.cfg.access_key.as_bytes();
+        let key = self.cfg.target.access_key.as_bytes();
         if key.len() >= MIN_SEARCHABLE_SECRET && contains(key) {
             return Err(StepFailure::new(
                 "the access key appeared in clear on the outer connection",

@@ -189,18 +189,13 @@ impl<'a> Context<'a> {
     }
 
     fn expand(&self, text: &str) -> String {
-        let agent = self
-            .cfg
-            .agent_id
-            .clone()
-            .unwrap_or_else(|| self.cfg.agent_address.to_checksum());
-        text.replace("{agent}", &agent)
-            .replace("{address}", &self.cfg.agent_address.to_checksum())
+        text.replace("{agent}", &self.cfg.target.agent())
+            .replace("{address}", &self.cfg.target.address.to_checksum())
             .replace(
                 "{scoped_agent}",
                 self.cfg.scoped_agent_id.as_deref().unwrap_or("none"),
             )
-            .replace("{key}", &self.cfg.access_key)
+            .replace("{key}", &self.cfg.target.access_key)
             .replace("{scoped_key}", self.cfg.scoped_key.as_deref().unwrap_or(""))
     }
 
@@ -243,7 +238,7 @@ impl<'a> Context<'a> {
         let method = step.method.clone().unwrap_or_else(|| "GET".into());
         let path = self.expand(step.path.as_deref().unwrap_or("/health"));
         let authorization = match step.authorization.as_deref() {
-            None => Some(format!("Bearer {}", self.cfg.access_key)),
+            None => Some(format!("Bearer {}", self.cfg.target.access_key)),
             Some("none") => None,
             Some(a) => Some(self.expand(a)),
         };

@@ -32,7 +32,7 @@ impl Context<'_> {
         // A 429 is the target protecting itself (HS-8), never a verdict.
         let peer = Target {
             relay_origin: false,
-            ..self.cfg.peer()
+            ..self.cfg.target.clone()
         };
         Ok(
             peer::post_hello(&peer, body, &self.cfg.pacer, self.cfg.rate_limits())
@@ -63,12 +63,12 @@ impl Context<'_> {
         let secret = random::<32>();
         let offer = match &step.raw_body {
             Some(raw) => Offer::raw(
-                self.cfg.agent_address,
+                self.cfg.target.address,
                 secret,
                 random::<16>(),
                 raw.clone().into_bytes(),
             ),
-            None => Offer::edited(self.cfg.agent_address, secret, random::<16>(), |hello| {
+            None => Offer::edited(self.cfg.target.address, secret, random::<16>(), |hello| {
                 if let Some(v) = &step.version {
                     hello.insert(
                         "v".into(),
@@ -111,7 +111,7 @@ impl Context<'_> {
                     &server.signature,
                     SignaturePolicy::default(),
                 );
-                verified = Some(matches!(signer, Ok(a) if a == self.cfg.agent_address));
+                verified = Some(matches!(signer, Ok(a) if a == self.cfg.target.address));
                 expires_at = Some(server.expires_at);
                 // The identity verdict belongs to the scenarios that ask for
                 // it; the keys are needed either way.
@@ -279,7 +279,7 @@ impl Context<'_> {
         };
         let n = bound + step.count.unwrap_or(8);
         for _ in 0..n {
-            let offer = Offer::random(self.cfg.agent_address, &mut SystemRandom);
+            let offer = Offer::random(self.cfg.target.address, &mut SystemRandom);
             let resp = self
                 .post_session(offer.body())
                 .await
@@ -350,7 +350,7 @@ impl Context<'_> {
                 env.remove(k);
             }
         });
-        let relay = step.relay.unwrap_or(self.cfg.relay_origin);
+        let relay = step.relay.unwrap_or(self.cfg.target.relay_origin);
         if let Some(save) = &step.save {
             self.saved.insert(
                 save.clone(),
@@ -416,14 +416,14 @@ impl Context<'_> {
             .sessions
             .get(session)
             .map(|s| (s.server.sid.clone(), s.keys.clone()));
-        let deadline = tokio::time::Instant::now() + self.cfg.limits.response_timeout;
-        let mut stream = self.cfg.peer().send_streaming(&req).await?;
+        let deadline = tokio::time::Instant::now() + self.cfg.target.limits.response_timeout;
+        let mut stream = self.cfg.target.send_streaming(&req).await?;
         let (mut answer, inner_text) = read::read_answer(
             &mut stream,
             keys,
             seq,
             deadline,
-            self.cfg.limits.max_body_bytes,
+            self.cfg.target.limits.max_body_bytes,
         )
         .await?;
         if let Some(v) = serde_json::from_slice::<Value>(&answer.inner_body)
@@ -468,17 +468,20 @@ impl Context<'_> {
             Some("none") => {}
             None => req.headers.push((
                 "Authorization".into(),
-                format!("Bearer {}", self.cfg.access_key),
+                format!("Bearer {}", self.cfg.target.access_key),
             )),
             Some(a) => req.headers.push(("Authorization".into(), self.expand(a))),
         }
         for (k, v) in step.headers.iter().flatten() {
             req.headers.push((k.clone(), self.expand(v)));
         }
-        if step.relay.unwrap_or(self.cfg.relay_origin) {
+        if step.relay.unwrap_or(self.cfg.target.relay_origin) {
             req.headers.push((RELAY_HEADER.into(), "1".into()));
         }
-        let resp = transport::send(&self.cfg.target, &req, &self.cfg.limits)
+        let resp = self
+            .cfg
+            .target
+            .send(&req)
             .await
             .map_err(|e| StepFailure::transport(e, pre))?;
         self.record("plain", &req, None, resp.status, &resp.body, None);
