@@ -8,10 +8,11 @@
 
 use std::fmt::Write as _;
 
+use crate::peer::{is_event_stream, FrameIssue, ResponseReader};
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
-use crate::protocol::error::ChannelErrorCode;
+use crate::protocol::error::{ChannelErrorCode, FrameError};
 use crate::protocol::sse::SseDecoder;
-use crate::protocol::wire::{CodedErrorBody, Frame, InnerResponse, PlainErrorBody, ServerHello};
+use crate::protocol::wire::{CodedErrorBody, InnerResponse, PlainErrorBody, ServerHello};
 
 use crate::report::Level;
 
@@ -638,48 +639,44 @@ fn open_into(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<(), (Oracle, String)> {
-    let mut opener = session.core().response_opener(seq);
-    out.streamed = content_type.is_some_and(|c| {
-        c.trim()
-            .to_ascii_lowercase()
-            .starts_with("text/event-stream")
-    });
+    let core = session.core();
+    let mut reader = ResponseReader::new(core.sid(), core.keys(), seq).without_raw();
+    out.streamed = is_event_stream(content_type);
     if out.streamed {
         let mut decoder = SseDecoder::new(body.len() + 1);
         let events = decoder
             .feed(body)
             .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
         for event in events {
-            let frame =
-                Frame::parse(&event).map_err(|e| (Oracle::PlaintextResponse, e.to_string()))?;
-            let plain = opener
-                .open(&frame)
-                .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
+            let pushed = reader.push(&event);
+            if let Some(issue) = pushed.issue {
+                return Err(frame_problem(issue));
+            }
+            out.inner_body
+                .extend_from_slice(pushed.plaintext.unwrap_or_default());
             out.frames += 1;
-            out.fin = frame.is_fin();
-            out.inner_body.extend_from_slice(&plain);
         }
-        return opener
-            .finish()
-            .map_err(|e| (Oracle::MissingFin, e.to_string()));
+        out.fin = reader.opened().last().is_some_and(|f| f.fin);
+        return finished(&reader, out.frames);
     }
-    let frame = Frame::parse(body).map_err(|e| {
-        (
-            Oracle::PlaintextResponse,
-            format!(
-                "HTTP 200 body is not a sealed frame ({e}): {}",
-                super::exec::lossy(body, 300)
-            ),
-        )
-    })?;
-    let plaintext = opener
-        .open(&frame)
-        .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
+    let pushed = reader.push(body);
+    match pushed.issue {
+        Some(FrameIssue::Malformed(e)) => {
+            return Err((
+                Oracle::PlaintextResponse,
+                format!(
+                    "HTTP 200 body is not a sealed frame ({e}): {}",
+                    super::exec::lossy(body, 300)
+                ),
+            ))
+        }
+        Some(issue) => return Err(frame_problem(issue)),
+        None => {}
+    }
+    let plaintext = pushed.plaintext.unwrap_or_default().to_vec();
     out.frames = 1;
-    out.fin = frame.is_fin();
-    opener
-        .finish()
-        .map_err(|e| (Oracle::MissingFin, e.to_string()))?;
+    out.fin = reader.finished();
+    finished(&reader, out.frames)?;
     let inner = InnerResponse::parse(&plaintext).map_err(|e| {
         (
             Oracle::FrameNotOpening,
@@ -700,6 +697,29 @@ fn open_into(
         ))?;
     out.inner_status = Some(status);
     Ok(())
+}
+
+/// The oracle a frame's problem trips, worded as the core's opener words it.
+fn frame_problem(issue: FrameIssue) -> (Oracle, String) {
+    let error = match issue {
+        FrameIssue::Malformed(e) => return (Oracle::PlaintextResponse, e.to_string()),
+        FrameIssue::AfterFin(seq) => FrameError::AfterFin(seq),
+        FrameIssue::OutOfOrder { expected, got } => FrameError::OutOfOrder { expected, got },
+        FrameIssue::Decrypt(seq) => FrameError::Decrypt(seq),
+    };
+    (Oracle::FrameNotOpening, error.to_string())
+}
+
+/// `Ok` when the answer ended in an authenticated `fin` after `frames`
+/// frames, else the truncation (RESP-5).
+fn finished(reader: &ResponseReader, frames: usize) -> Result<(), (Oracle, String)> {
+    if reader.finished() {
+        return Ok(());
+    }
+    let error = FrameError::Truncated {
+        frames: frames as u64,
+    };
+    Err((Oracle::MissingFin, error.to_string()))
 }
 
 /// Opens a 200 answer; returns the inner status (200 for a stream, which
