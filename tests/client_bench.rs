@@ -2,30 +2,27 @@
 //! well formed, every workload ran without errors, and ratios are present.
 //! No speed is asserted.
 
-use std::process::Command;
+mod support;
+
+use support::{describe, harness, run, stdout_json};
 
 #[test]
 fn bench_against_self_produces_a_complete_summary() {
-    let out = Command::new(env!("CARGO_BIN_EXE_osc-harness"))
-        .args([
-            "bench",
-            "--target",
-            "self",
-            "--duration",
-            "250ms",
-            "--concurrency",
-            "1",
-            "--stream-events",
-            "16",
-        ])
-        .output()
-        .expect("the binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut cmd = harness();
+    cmd.args([
+        "bench",
+        "--target",
+        "self",
+        "--duration",
+        "250ms",
+        "--concurrency",
+        "1",
+        "--stream-events",
+        "16",
+    ]);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", describe(&out));
+    let summary = stdout_json(&out);
     let phases = &summary["phases"];
     for key in [
         "plaintextHealth",

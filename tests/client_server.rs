@@ -165,7 +165,7 @@ async fn binary_buffered_and_streamed() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let echo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let echo: serde_json::Value = support::stdout_json(&out);
     assert_eq!(echo["bodyLen"], 7);
 
     let mut args = call_args(&s, &format!("/agents/{}/dispatch", s.agent_id));
@@ -319,7 +319,7 @@ async fn binary_sends_headers_and_file_bodies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let echo: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let echo: serde_json::Value = support::stdout_json(&out);
     assert_eq!(echo["bodyLen"], 15);
     assert_eq!(echo["headers"]["x-test"], "yes");
     assert!(String::from_utf8_lossy(&out.stderr).contains("inner status 200"));

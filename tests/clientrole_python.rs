@@ -7,7 +7,7 @@ mod support;
 
 use std::path::Path;
 
-use support::{harness, interop_python, repo, sh_quote};
+use support::{harness, interop_python, peer_script, sh_quote};
 
 /// The shim command that runs the Python client with `python`.
 fn shim(python: &Path) -> String {
@@ -16,7 +16,7 @@ fn shim(python: &Path) -> String {
          --access-key {{access_key}} --path {{path}} --repeat {{calls}} \
          $([ {{mode}} = stream ] && echo \"--stream --data {{}}\")",
         sh_quote(python),
-        sh_quote(&repo("interop/python/osc_peer.py")),
+        sh_quote(&peer_script()),
     )
 }
 
@@ -33,7 +33,7 @@ fn report(python: &Path, extra: &[&str]) -> serde_json::Value {
         .args(extra)
         .output()
         .unwrap();
-    serde_json::from_slice(&out.stdout).expect("json report")
+    support::stdout_json(&out)
 }
 
 fn verdicts(python: &Path, extra: &[&str]) -> Vec<(String, String)> {

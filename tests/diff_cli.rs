@@ -6,22 +6,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{describe, harness, repo, run_bounded, start, Running};
+use support::{describe, harness, python_serve, run_bounded, start, Running};
 
 /// A diff run sends the whole suite and the fuzz cases to every target.
 const DIFF_WAIT: Duration = Duration::from_secs(300);
-
-fn python_server(python: &std::path::Path) -> Running {
-    let mut cmd = Command::new(python);
-    cmd.arg(repo("interop/python/osc_peer.py"))
-        .args(["serve", "--port", "0", "--access-key", "osk-v1.interop"])
-        .args(["--agent-id", "interop-agent"]);
-    start(cmd)
-}
 
 fn knob_server(bug: &str) -> Running {
     let mut cmd = harness();
@@ -93,7 +84,7 @@ fn the_reference_and_the_python_server_differ_only_where_spec_allows() {
     let Some(python) = support::interop_python() else {
         return;
     };
-    let py = python_server(python);
+    let py = start(python_serve(python));
     let dir = tempfile::tempdir().unwrap();
     let targets = format!("{REFERENCE}{}", table("python", &py));
     let (code, stdout, report) = diff(dir.path(), &targets, &["--cases", "25"]);

@@ -8,27 +8,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use serde_json::Value;
-use support::{describe, harness, interop_python, run, sh_quote, start, text, Running};
-
-fn peer_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop/python/osc_peer.py")
-}
-
-fn peer(python: &Path) -> Command {
-    let mut cmd = Command::new(python);
-    cmd.arg(peer_script());
-    cmd
-}
+use support::{
+    describe, harness, interop_python, peer_script, python_peer, python_serve, run, sh_quote,
+    start, text, Running,
+};
 
 fn python_server(python: &Path, extra: &[&str]) -> Running {
-    let mut cmd = peer(python);
-    cmd.args(["serve", "--port", "0", "--access-key", "osk-v1.interop"])
-        .args(["--agent-id", "interop-agent", "--session-ttl", "3"])
-        .args(extra);
+    let mut cmd = python_serve(python);
+    cmd.args(["--session-ttl", "3"]).args(extra);
     start(cmd)
 }
 
@@ -75,7 +66,7 @@ fn harness_client_calls_the_python_server() {
         .args(["--data", r#"{"prompt":"ping"}"#]);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let body: Value = serde_json::from_slice(&out.stdout).expect("run echoes JSON");
+    let body: Value = support::stdout_json(&out);
     assert_eq!(body["input"]["prompt"], "ping");
     assert_eq!(body["secure"], true);
 
@@ -107,15 +98,15 @@ fn python_client_calls_the_harness_server() {
         return;
     };
     let server = harness_server(&[]);
-    let mut cmd = peer(python);
+    let mut cmd = python_peer(python);
     cmd.args(call_args(&server, "/agents/interop-agent/run"))
         .args(["--data", r#"{"prompt":"ping"}"#]);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let body: Value = serde_json::from_slice(&out.stdout).expect("run echoes JSON");
+    let body: Value = support::stdout_json(&out);
     assert_eq!(body["method"], "POST", "{body}");
 
-    let mut cmd = peer(python);
+    let mut cmd = python_peer(python);
     cmd.args(call_args(&server, "/agents/interop-agent/dispatch"))
         .args(["--data", "{}", "--stream"]);
     let out = run(cmd);
@@ -125,7 +116,7 @@ fn python_client_calls_the_harness_server() {
     // A server that signs with the wrong key is refused as an identity failure.
     let liar = harness_server(&["--bug", "wrong-signing-key"]);
     let out = run({
-        let mut cmd = peer(python);
+        let mut cmd = python_peer(python);
         cmd.args(call_args(&liar, "/health"));
         cmd
     });
@@ -135,7 +126,7 @@ fn python_client_calls_the_harness_server() {
     // A stream without its fin frame is a truncation, not a complete answer.
     let cutter = harness_server(&["--bug", "stream-drops-fin"]);
     let out = run({
-        let mut cmd = peer(python);
+        let mut cmd = python_peer(python);
         cmd.args(call_args(&cutter, "/agents/interop-agent/dispatch"))
             .args(["--data", "{}", "--stream"]);
         cmd
@@ -269,7 +260,7 @@ fn vectors_agree_both_ways() {
 
     // The Python peer reproduces the official fixture first.
     let out = run({
-        let mut cmd = peer(python);
+        let mut cmd = python_peer(python);
         cmd.arg("selfcheck");
         cmd
     });
@@ -278,7 +269,7 @@ fn vectors_agree_both_ways() {
     // Python's own vectors pass the harness's checker...
     let ours = dir.path().join("python.json");
     let out = run({
-        let mut cmd = peer(python);
+        let mut cmd = python_peer(python);
         cmd.args(["vectors", "--out"]).arg(&ours);
         cmd
     });
@@ -301,7 +292,7 @@ fn vectors_agree_both_ways() {
     });
     assert!(out.status.success(), "{}", describe(&out));
     let out = run({
-        let mut cmd = peer(python);
+        let mut cmd = python_peer(python);
         cmd.arg("verify-vectors").arg(&theirs);
         cmd
     });
@@ -336,7 +327,7 @@ fn vectors_agree_both_ways() {
                 cmd
             },
             {
-                let mut cmd = peer(python);
+                let mut cmd = python_peer(python);
                 cmd.arg("verify-vectors").arg(&bad);
                 cmd
             },
@@ -464,7 +455,7 @@ fn harness_relay_between_python_client_and_python_server() {
     let mut args = call_args(&server, "/agents/interop-agent/run");
     args[2] = relay.field("url");
     let out = run({
-        let mut cmd = peer(python);
+        let mut cmd = python_peer(python);
         cmd.args(&args)
             .args(["--data", r#"{"prompt":"interop-canary-prompt"}"#]);
         cmd
@@ -487,7 +478,7 @@ fn harness_relay_between_python_client_and_python_server() {
         let mut args = call_args(&server, path);
         args[2] = relay.field("url");
         let out = run({
-            let mut cmd = peer(python);
+            let mut cmd = python_peer(python);
             cmd.args(&args);
             if stream {
                 cmd.args(["--data", r#"{"events":3}"#, "--stream"]);

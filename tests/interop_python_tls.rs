@@ -12,7 +12,7 @@ use std::process::Command;
 
 use osc_harness::transport::tls::SelfSigned;
 use serde_json::Value;
-use support::{describe, harness, outcome, run, start, Running};
+use support::{describe, harness, outcome, python_serve, run, start, Running};
 
 /// Writes a fresh CA and leaf to `dir` as `{name}-ca.pem`,
 /// `{name}-chain.pem` and `{name}-key.pem`.
@@ -29,11 +29,8 @@ fn certificate(dir: &Path, name: &str) -> SelfSigned {
 }
 
 fn python_tls_server(python: &Path, dir: &Path) -> Running {
-    let mut cmd = Command::new(python);
-    cmd.arg(support::repo("interop/python/osc_peer.py"))
-        .args(["serve", "--port", "0", "--access-key", "osk-v1.interop"])
-        .args(["--agent-id", "interop-agent"])
-        .arg("--tls-cert")
+    let mut cmd = python_serve(python);
+    cmd.arg("--tls-cert")
         .arg(dir.join("python-chain.pem"))
         .arg("--tls-key")
         .arg(dir.join("python-key.pem"));
@@ -72,7 +69,7 @@ fn the_python_server_behind_tls_passes_test_call_and_fuzz() {
         .args(["--handshake-budget", "none", "--trusts-loopback"]);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let doc: Value = support::stdout_json(&out);
     assert!(doc["scenarios"]
         .as_array()
         .expect("scenarios")

@@ -3,34 +3,17 @@
 //! The inputs are preloaded through `--corpus` (run first, in name order),
 //! so each run is the same whatever the generator draws.
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use osc_harness::fuzz::case::{Auth, CorpusEntry, EnvelopeEdit, Inner, Step};
 use osc_harness::fuzz::gen::Generator;
 use serde_json::Value;
+use support::{exec, harness};
 
 /// The honest inner body (base64url of `{"input":"fuzz"}`).
 const RUN_BODY: &str = "eyJpbnB1dCI6ImZ1enoifQ";
-
-fn harness() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_osc-harness"));
-    c.env("RUST_BACKTRACE", "0");
-    c
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().expect("the harness binary runs");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
 
 /// Writes `cases` as corpus entries named so they load in this order.
 fn corpus(dir: &Path, cases: &[Vec<Step>]) {
@@ -49,15 +32,17 @@ fn corpus(dir: &Path, cases: &[Vec<Step>]) {
 fn fuzz_preloaded(dir: &Path, bug: &str, cases: &[Vec<Step>]) -> Value {
     let corpus_dir = dir.join("corpus");
     corpus(&corpus_dir, cases);
-    let (code, out, err) = run(harness()
-        .args(["fuzz", "--target", "self", "--quiet", "--seed", "5"])
-        .args(["--bug", bug, "--timeout", "10"])
-        .arg("--max-execs")
-        .arg(cases.len().to_string())
-        .arg("--corpus")
-        .arg(&corpus_dir)
-        .arg("--findings")
-        .arg(dir.join("findings")));
+    let (code, out, err) = exec(
+        harness()
+            .args(["fuzz", "--target", "self", "--quiet", "--seed", "5"])
+            .args(["--bug", bug, "--timeout", "10"])
+            .arg("--max-execs")
+            .arg(cases.len().to_string())
+            .arg("--corpus")
+            .arg(&corpus_dir)
+            .arg("--findings")
+            .arg(dir.join("findings")),
+    );
     let summary: Value =
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\nstderr: {err}"));
     assert_eq!(code, 1, "findings mean exit 1: {summary}");
@@ -70,7 +55,7 @@ fn replay(file: &Path, bugs: &[&str]) -> (i32, String) {
     for b in bugs {
         cmd.args(["--bug", b]);
     }
-    let (code, out, err) = run(&mut cmd);
+    let (code, out, err) = exec(&mut cmd);
     (code, format!("{out}{err}"))
 }
 
@@ -220,11 +205,13 @@ fn a_finding_saved_without_a_shape_still_replays() {
     assert_eq!(code, 0, "{out}");
 
     let toml = dir.path().join("scenarios").join("old.toml");
-    let (code, out, err) = run(harness()
-        .arg("replay")
-        .arg(&old)
-        .arg("--to-scenario")
-        .arg(&toml));
+    let (code, out, err) = exec(
+        harness()
+            .arg("replay")
+            .arg(&old)
+            .arg("--to-scenario")
+            .arg(&toml),
+    );
     assert_eq!(code, 0, "{out} {err}");
     assert!(std::fs::read_to_string(&toml).unwrap().contains("[[step]]"));
 }

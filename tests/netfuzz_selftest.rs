@@ -7,14 +7,9 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
-use support::harness;
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    support::outcome(cmd.output().expect("the harness binary runs"))
-}
+use support::{exec, harness};
 
 fn fuzz(dir: &Path, bugs: &[&str], execs: u64, seed: u64, extra: &[&str]) -> (i32, Value) {
     let (code, summary, _) = fuzz_stderr(dir, bugs, execs, seed, extra);
@@ -40,7 +35,7 @@ fn fuzz_stderr(
         cmd.args(["--bug", b]);
     }
     cmd.args(extra);
-    let (code, out, err) = run(&mut cmd);
+    let (code, out, err) = exec(&mut cmd);
     let summary: Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("summary is JSON ({e}): {out}\nstderr: {err}"));
     (code, summary, err)
@@ -111,20 +106,24 @@ fn knob_found_with(bug: &str, expected: &str, dir: &Path, extra: &[&str]) -> Pat
     assert!(!saved["steps"].as_array().unwrap().is_empty());
     assert!(!saved["exchanges"].as_array().unwrap().is_empty());
 
-    let (code, out, err) = run(harness()
-        .arg("replay")
-        .arg(&path)
-        .args(["--target", "self", "--bug", bug])
-        .args(extra));
+    let (code, out, err) = exec(
+        harness()
+            .arg("replay")
+            .arg(&path)
+            .args(["--target", "self", "--bug", bug])
+            .args(extra),
+    );
     assert_eq!(code, 1, "{bug}: replay against the knob: {out} {err}");
     assert!(out.starts_with("STILL FAILING"), "{out}");
     assert!(out.contains(&sig), "{out}");
 
-    let (code, out, err) = run(harness()
-        .arg("replay")
-        .arg(&path)
-        .args(["--target", "self"])
-        .args(extra));
+    let (code, out, err) = exec(
+        harness()
+            .arg("replay")
+            .arg(&path)
+            .args(["--target", "self"])
+            .args(extra),
+    );
     assert_eq!(code, 0, "{bug}: replay against honest self: {out} {err}");
     assert!(out.starts_with("FIXED"), "{out}");
     path
@@ -201,7 +200,7 @@ fn an_expired_session_that_still_serves_is_found() {
         let mut cmd = harness();
         cmd.arg("replay").arg(file).args(["--target", "self"]);
         cmd.args(extra);
-        run(&mut cmd)
+        exec(&mut cmd)
     };
     let (code, out, _) = replay(&["--self-session-ttl", "3", "--bug", "sessions-never-expire"]);
     assert_eq!((code, out.starts_with("STILL FAILING")), (1, true), "{out}");
@@ -342,27 +341,31 @@ fn a_finding_becomes_a_scenario_the_suite_runs() {
     );
     let scenarios = dir.path().join("scenarios");
     let toml = scenarios.join("fuzz-replay.toml");
-    let (code, out, err) = run(harness()
-        .arg("replay")
-        .arg(&finding)
-        .arg("--to-scenario")
-        .arg(&toml));
+    let (code, out, err) = exec(
+        harness()
+            .arg("replay")
+            .arg(&finding)
+            .arg("--to-scenario")
+            .arg(&toml),
+    );
     assert_eq!(code, 0, "{out} {err}");
     let text = std::fs::read_to_string(&toml).unwrap();
     assert!(text.contains("do = \"resend\""), "{text}");
     assert!(text.contains("status = 409"), "{text}");
 
     // The honest server passes it ...
-    let (code, out, err) = run(harness()
-        .args([
-            "test",
-            "--target",
-            "self",
-            "--only",
-            "fuzz-*",
-            "--scenarios",
-        ])
-        .arg(&scenarios));
+    let (code, out, err) = exec(
+        harness()
+            .args([
+                "test",
+                "--target",
+                "self",
+                "--only",
+                "fuzz-*",
+                "--scenarios",
+            ])
+            .arg(&scenarios),
+    );
     assert_eq!(code, 0, "{out} {err}");
     assert!(out.contains("1 pass"), "{out}");
 
@@ -374,21 +377,23 @@ fn a_finding_becomes_a_scenario_the_suite_runs() {
         config.bugs.insert(osc_harness::server::Bug::ReplayCheckOff);
         osc_harness::server::spawn(config).await.unwrap()
     });
-    let (code, out, err) = run(harness()
-        .args([
-            "test",
-            "--target",
-            &server.url,
-            "--only",
-            "fuzz-*",
-            "--handshake-budget",
-            "none",
-        ])
-        .args(["--agent-address", &server.agent_address.to_string()])
-        .args(["--access-key", &server.access_key])
-        .args(["--agent-id", &server.agent_id])
-        .arg("--scenarios")
-        .arg(&scenarios));
+    let (code, out, err) = exec(
+        harness()
+            .args([
+                "test",
+                "--target",
+                &server.url,
+                "--only",
+                "fuzz-*",
+                "--handshake-budget",
+                "none",
+            ])
+            .args(["--agent-address", &server.agent_address.to_string()])
+            .args(["--access-key", &server.access_key])
+            .args(["--agent-id", &server.agent_id])
+            .arg("--scenarios")
+            .arg(&scenarios),
+    );
     assert_ne!(
         code, 0,
         "the knobbed server must fail the regression scenario: {out} {err}"
@@ -406,11 +411,13 @@ fn framing_findings_have_no_scenario_form() {
         dir.path(),
         &["--slow-request-limit", "4"],
     );
-    let (code, _, err) = run(harness()
-        .arg("replay")
-        .arg(&finding)
-        .arg("--to-scenario")
-        .arg(dir.path().join("x.toml")));
+    let (code, _, err) = exec(
+        harness()
+            .arg("replay")
+            .arg(&finding)
+            .arg("--to-scenario")
+            .arg(dir.path().join("x.toml")),
+    );
     assert_eq!(code, 2);
     assert!(err.contains("no scenario form"), "{err}");
 }
@@ -462,7 +469,7 @@ fn same_seed_same_findings() {
 #[test]
 fn measure_prints_both_rates() {
     let (code, out, err) =
-        run(harness().args(["fuzz", "--target", "self", "--measure", "200", "--quiet"]));
+        exec(harness().args(["fuzz", "--target", "self", "--measure", "200", "--quiet"]));
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["n"], 200);
@@ -505,15 +512,17 @@ fn a_rate_limited_target_is_waited_for_not_reported() {
         osc_harness::server::spawn(config).await.unwrap()
     });
     let dir = tempfile::tempdir().unwrap();
-    let (code, out, err) = run(harness()
-        .args(["fuzz", "--target", &server.url, "--quiet", "--seed", "2"])
-        .args(["--agent-address", &server.agent_address.to_string()])
-        .args(["--access-key", &server.access_key])
-        .args(["--agent-id", &server.agent_id])
-        .args(["--relay-origin", "true", "--handshake-budget", "0"])
-        .args(["--max-execs", "60", "--timeout", "10"])
-        .arg("--findings")
-        .arg(dir.path().join("findings")));
+    let (code, out, err) = exec(
+        harness()
+            .args(["fuzz", "--target", &server.url, "--quiet", "--seed", "2"])
+            .args(["--agent-address", &server.agent_address.to_string()])
+            .args(["--access-key", &server.access_key])
+            .args(["--agent-id", &server.agent_id])
+            .args(["--relay-origin", "true", "--handshake-budget", "0"])
+            .args(["--max-execs", "60", "--timeout", "10"])
+            .arg("--findings")
+            .arg(dir.path().join("findings")),
+    );
     let summary: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
     assert_eq!(findings(&summary), vec![], "{summary}");
     assert_eq!(summary["execs"], 60, "{summary}");

@@ -185,7 +185,7 @@ async fn a_url_target_passes_fails_and_adopts_expectations() {
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = support::stdout_json(&out);
     assert_eq!(doc["schema"], "osc-harness/test-report/v1");
     assert!(doc["scenarios"]
         .as_array()

@@ -2,7 +2,7 @@
 //! each test drives the broken server with the core and sees the one
 //! requirement it breaks (the basis of the harness's self-test).
 
-mod server_common;
+mod support;
 
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use osc_harness::protocol::keys::{derive_session_keys, response_key};
 use osc_harness::protocol::wire::{InnerRequest, ServerHello};
 use osc_harness::server::Bug;
 use osc_harness::transport::{self, Limits, OuterRequest, TransportError};
-use server_common::*;
+use support::server::*;
 
 /// The knobs these tests cover; checked against `Bug::ALL` below.
 const COVERED: &[&str] = &[

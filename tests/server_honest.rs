@@ -1,14 +1,14 @@
 //! The honest reference server meets each server requirement of SPEC
 //! §4–§10, over real loopback HTTP, driven with the protocol core.
 
-mod server_common;
+mod support;
 
 use osc_harness::protocol::encoding::b64url_encode;
 use osc_harness::protocol::error::{HandshakeRefusal, UPGRADE_REQUIRED_BODY};
 use osc_harness::protocol::handshake::low_order_points;
 use osc_harness::protocol::wire::{ClientHello, InnerRequest, ServerHello};
 use osc_harness::transport::OuterRequest;
-use server_common::*;
+use support::server::*;
 
 fn hello_with(base: &ClientHello, f: impl FnOnce(&mut ClientHello)) -> String {
     let mut h = base.clone();

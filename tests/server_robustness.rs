@@ -2,14 +2,14 @@
 //! bound and the server answering; garbage, truncated and oversized
 //! requests get the documented 4xx, never a 5xx or a panic.
 
-mod server_common;
+mod support;
 
 use std::time::Duration;
 
 use osc_harness::protocol::encoding::b64url_encode;
 use osc_harness::rng::{RandomSource, SeededRandom};
 use osc_harness::transport::{self, Limits, OuterRequest};
-use server_common::*;
+use support::server::*;
 
 fn raw_limits() -> Limits {
     Limits {

@@ -49,7 +49,7 @@ fn suite_passes(server: &Running, ca: &Path, extra: &[&str]) -> Value {
         .args(extra);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let doc: Value = support::stdout_json(&out);
     let scenarios = doc["scenarios"].as_array().expect("scenarios");
     assert!(scenarios.iter().any(|s| s["verdict"] == "pass"));
     assert!(scenarios.iter().all(|s| s["verdict"] != "fail"), "{doc:#}");
@@ -87,7 +87,7 @@ fn fuzz_clean(server: &Running, ca: &Path, extra: &[&str]) -> Value {
         .args(extra);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let summary: Value = support::stdout_json(&out);
     assert!(summary["execs"].as_u64().unwrap_or(0) > 0, "{summary:#}");
     summary
 }
@@ -113,7 +113,7 @@ fn every_command_reaches_a_self_signed_https_server() {
     cmd.args(["--duration", "500ms", "--concurrency", "1"]);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let bench: Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    let bench: Value = support::stdout_json(&out);
     assert_eq!(bench["tls"], true);
     for phase in ["handshakes", "buffered1KiB", "tlsConnect"] {
         assert!(
@@ -199,7 +199,7 @@ fn a_wrong_ca_is_exit_3_and_insecure_warns_and_is_recorded() {
     .args(["--only", "replay-*"]);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let doc: Value = support::stdout_json(&out);
     assert_eq!(doc["insecure"], true, "{doc:#}");
     assert!(text(&out.stderr).contains("warning: --insecure"));
 }
@@ -339,7 +339,7 @@ fn via_relay_skips_the_loopback_scenario_with_its_reason() {
     .args(["--only", "gate-loopback-plaintext", "--format", "json"]);
     let out = run(cmd);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let doc: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let doc: Value = support::stdout_json(&out);
     let scenario = &doc["scenarios"][0];
     assert_eq!(scenario["verdict"], "skip", "{doc:#}");
     assert!(
