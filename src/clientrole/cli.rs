@@ -19,7 +19,13 @@ filled in (shell-quoted). It performs the call ({mode} is buffered: GET
 {path}, or stream: POST {path} with body {} and Accept: text/event-stream)
 {calls} times over one channel to {url} pinned to {address}; on success
 it prints each inner response body and exits 0; on a detected protocol
-violation it exits non-zero; exit 89 means \"not implemented\" (skip).
+violation it exits non-zero, optionally with a last line `osc-refusal:
+<class>` (identity, truncation, order, expiry, downgrade, transport) that
+must match the scenario's; exit 89 means \"not implemented\" (skip).
+A refusal counts only when the honest baseline of its mode passed in the
+same run (it runs first, also under --only); otherwise it is inconclusive
+and never passes. A completed call counts only when the server answered
+2xx to inner requests that carried the access key.
 {calls} is optional: without it, scenarios that need several calls are
 skipped. With --tls, {url} is https://127.0.0.1:PORT and {ca_cert} (also
 optional) is the path of the PEM file of the CA made for the run, which

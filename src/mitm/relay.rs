@@ -196,6 +196,7 @@ async fn handshake(
             }
             Err(e) => state.problem(format!("a ServerHello is malformed: {e}")),
         }
+        state.observe(|o| o.hellos_answered += 1);
     }
     let headers = pass_headers(&response.headers);
     state.finish_full(entry, started, response.status, headers, body)

@@ -122,6 +122,12 @@ impl RunningServer {
         self.shared.app.executions()
     }
 
+    /// How many requests inside the channel carried the access key and
+    /// got a 2xx answer.
+    pub fn keyed_answers(&self) -> u64 {
+        self.shared.app.keyed_answers()
+    }
+
     /// Stops accepting, ends open connections and waits for the server task.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
