@@ -250,11 +250,10 @@ fn placeholders_are_filled_and_reports_and_expectations_work() {
 fn through_adversary(scenario: &str, extra: &[&str]) -> (std::process::Output, String) {
     let mut child = Command::new(EXE)
         .args([
+            // No --listen: the default is a free loopback port.
             "adversary",
             "--scenario",
             scenario,
-            "--listen",
-            "127.0.0.1:0",
             "--idle",
             "1",
         ])

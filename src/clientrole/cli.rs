@@ -192,8 +192,9 @@ pub struct AdversaryArgs {
     /// The client scenario ID (see `test-client --list`).
     #[arg(long)]
     pub scenario: String,
-    /// Where the relay listens (the URL the client uses).
-    #[arg(long, default_value = "127.0.0.1:8089")]
+    /// Where the relay listens (the URL the client uses; port 0 picks a
+    /// free one, and the ready line carries the URL).
+    #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// Seconds of quiet after the client's last request that mean it is done.
     #[arg(long, default_value_t = 5)]
