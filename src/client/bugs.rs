@@ -12,8 +12,9 @@ crate::knobs! {
         ReorderedFramesAccepted = "reordered-frames-accepted", "RESP-4", ClientSuite, "opens response frames in any order";
         /// A call refused with `409 secure_replay` is sent again (SES-2).
         RetryOn409 = "retry-on-409", "SES-2", ClientSuite, "sends a call again after 409 secure_replay";
-        /// A session is sealed with even after its `expiresAt` (SES-3).
-        ExpiredSessionUsed = "expired-session-used", "SES-3", ClientSuite, "keeps sealing with a session past its expiry";
+        /// A session is sealed with even after its `expiresAt`, one announced
+        /// already expired included (SES-5).
+        ExpiredSessionUsed = "expired-session-used", "SES-5", ClientSuite, "keeps sealing with a session past its expiry, even one whose ServerHello arrived already expired";
         /// Every call of a session is sealed with seq 1 (CALL-1).
         ReplaySameSeq = "replay-same-seq", "CALL-1", ClientSuite, "seals every call of a session with seq 1";
         /// A low-order server key in the ServerHello is accepted (HS-7).

@@ -182,6 +182,7 @@ impl Channel {
             other => ClientError::protocol("checking the ServerHello", other),
         })?;
         let now = now_secs();
+        // SES-5: never seal on a hello that arrived already expired.
         if session.expires_at() <= now && !self.has(ClientBug::ExpiredSessionUsed) {
             return Err(ClientError::protocol(
                 "checking the ServerHello",
