@@ -35,6 +35,18 @@ async fn reference_client_passes_and_each_knob_fails_exactly_its_scenarios() {
     assert!(caught >= 10, "the knobs are caught by real scenarios");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_must_scenario_passes_against_a_null_client() {
+    let scenarios = builtin().expect("built-in scenarios load");
+    let rows =
+        selftest::run_null_clients(Path::new(EXE), &scenarios, Duration::from_secs(20)).await;
+    assert_eq!(rows.len(), selftest::NullClient::ALL.len());
+    for row in &rows {
+        assert_eq!(row.ran, scenarios.len());
+        assert!(row.ok(), "{}", selftest::render_null(&rows));
+    }
+}
+
 #[test]
 fn every_scenario_file_is_embedded_and_valid() {
     let ids: Vec<String> = builtin().unwrap().into_iter().map(|s| s.id).collect();

@@ -134,6 +134,8 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         };
         let rows = rt.block_on(selftest::run_matrix(&exe, &chosen, timeout));
         print!("{}", selftest::render(&rows));
+        let nulls = rt.block_on(selftest::run_null_clients(&exe, &chosen, timeout));
+        print!("{}", selftest::render_null(&nulls));
         // The kill matrix goes to each HTML report file; other formats
         // have no model for it.
         for path in &args.output.report {
@@ -147,7 +149,8 @@ pub fn run(args: TestClientArgs) -> ExitCode {
                 }
             }
         }
-        return ExitCode::from(u8::from(!rows.iter().all(selftest::Row::ok)));
+        let ok = rows.iter().all(selftest::Row::ok) && nulls.iter().all(selftest::NullRow::ok);
+        return ExitCode::from(u8::from(!ok));
     }
     let Some(command) = args.client_cmd.clone() else {
         return usage("--client-cmd is required");

@@ -105,6 +105,16 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             false
         }
     };
+    let nulls_ok = match client::run_null_reference(&rt) {
+        Ok(rows) => {
+            say(&client::render_null(&rows));
+            rows.iter().all(client::NullRow::ok)
+        }
+        Err(e) => {
+            say(&format!("client-role null clients: {e}\n"));
+            false
+        }
+    };
     if html || args.report.is_some() {
         let mut matrices = vec![selftest::kill_matrix(&rows, &scenarios)];
         if let Ok((clients, rows)) = &client {
@@ -120,7 +130,7 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             }
         }
     }
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
+    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok && nulls_ok {
         say("selftest: ok\n");
         ExitCode::SUCCESS
     } else {
@@ -202,6 +212,7 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
         }
     );
     out.push_str(&client_doc_section(&clients));
+    out.push_str(&client::null_doc_section());
     out
 }
 
