@@ -27,10 +27,16 @@ fn test_client(args: &[&str]) -> (i32, String, String) {
 async fn reference_client_passes_and_each_knob_fails_exactly_its_scenarios() {
     let scenarios = builtin().expect("built-in scenarios load");
     let rows = selftest::run_matrix(Path::new(EXE), &scenarios, Duration::from_secs(20)).await;
-    assert_eq!(rows.len(), 8);
+    assert_eq!(rows.len(), osc_harness::client::ClientBug::ALL.len() + 1);
     for row in &rows {
         assert!(row.ok(), "{}", selftest::render(&rows));
     }
+    let unkilled = selftest::unkilled_musts(&rows, &scenarios);
+    assert!(
+        unkilled.is_empty(),
+        "{}",
+        selftest::render_unkilled(&unkilled)
+    );
     let caught: usize = rows.iter().map(|r| r.failed.len()).sum();
     assert!(caught >= 10, "the knobs are caught by real scenarios");
 }

@@ -149,7 +149,15 @@ pub fn run(args: TestClientArgs) -> ExitCode {
                 }
             }
         }
-        let ok = rows.iter().all(selftest::Row::ok) && nulls.iter().all(selftest::NullRow::ok);
+        // A subset of the scenarios cannot show every MUST killed.
+        let whole = args.only.is_empty() && args.skip.is_empty();
+        let unkilled = selftest::unkilled_musts(&rows, &chosen);
+        if whole {
+            print!("{}", selftest::render_unkilled(&unkilled));
+        }
+        let ok = rows.iter().all(selftest::Row::ok)
+            && nulls.iter().all(selftest::NullRow::ok)
+            && (!whole || unkilled.is_empty());
         return ExitCode::from(u8::from(!ok));
     }
     let Some(command) = args.client_cmd.clone() else {

@@ -142,6 +142,19 @@ pub async fn run_null_clients(
     rows
 }
 
+/// The MUST requirements no knob kills, as a line of text (empty when
+/// every one is killed).
+pub fn render_unkilled(unkilled: &[String]) -> String {
+    if unkilled.is_empty() {
+        "every MUST of the client role has a killing knob\n".into()
+    } else {
+        format!(
+            "client MUST requirements with no killing knob: {}\n",
+            unkilled.join(", ")
+        )
+    }
+}
+
 /// The null-client rows as text.
 pub fn render_null(rows: &[NullRow]) -> String {
     let mut out =
@@ -149,7 +162,7 @@ pub fn render_null(rows: &[NullRow]) -> String {
     for row in rows {
         let _ = writeln!(
             out,
-            "  {:<26} {:<8} {} scenario(s), {} MUST passed",
+            "  {:<28} {:<8} {} scenario(s), {} MUST passed",
             row.client.name(),
             if row.ok() { "ok" } else { "VACUOUS" },
             row.ran,
@@ -185,15 +198,40 @@ pub struct Row {
     pub bug: Option<ClientBug>,
     /// Scenarios declaring the knob.
     pub declared: BTreeSet<String>,
-    /// Scenarios that did not pass.
+    /// Scenarios that did not pass, a failed precondition aside.
     pub failed: BTreeSet<String>,
+    /// Scenarios that ended inconclusive (their baseline did not pass):
+    /// a catch there proves nothing, so it is never counted as one.
+    pub inconclusive: BTreeSet<String>,
 }
 
 impl Row {
-    /// Whether the row is as it must be.
+    /// Whether the row is as it must be: exactly the declared scenarios
+    /// fail, and none for want of its baseline.
     pub fn ok(&self) -> bool {
-        self.declared == self.failed
+        self.declared == self.failed && self.inconclusive.is_empty()
     }
+}
+
+/// The requirement IDs cited by MUST client scenarios that no knob is
+/// shown to break: no row fails, as declared, a MUST scenario citing them.
+pub fn unkilled_musts(rows: &[Row], scenarios: &[ClientScenario]) -> Vec<String> {
+    let must: Vec<&ClientScenario> = scenarios
+        .iter()
+        .filter(|s| s.level == crate::report::Level::Must)
+        .collect();
+    let killed: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.bug.is_some())
+        .flat_map(|r| r.failed.intersection(&r.declared))
+        .filter_map(|id| must.iter().find(|s| &s.id == id))
+        .flat_map(|s| s.requirements.iter().map(String::as_str))
+        .collect();
+    let all: BTreeSet<&str> = must
+        .iter()
+        .flat_map(|s| s.requirements.iter().map(String::as_str))
+        .collect();
+    all.difference(&killed).map(|s| s.to_string()).collect()
 }
 
 /// Runs the matrix: the honest reference client, then each knob.
@@ -205,7 +243,12 @@ pub async fn run_matrix(exe: &Path, scenarios: &[ClientScenario], timeout: Durat
         let results = run_all(scenarios, &reference_command(exe, bug), timeout, 4, None).await;
         let failed = results
             .iter()
-            .filter(|r| r.verdict != Verdict::Pass)
+            .filter(|r| r.verdict != Verdict::Pass && !r.precondition)
+            .map(|r| r.id.clone())
+            .collect();
+        let inconclusive = results
+            .iter()
+            .filter(|r| r.precondition)
             .map(|r| r.id.clone())
             .collect();
         let declared = match bug {
@@ -220,6 +263,7 @@ pub async fn run_matrix(exe: &Path, scenarios: &[ClientScenario], timeout: Durat
             bug,
             declared,
             failed,
+            inconclusive,
         });
     }
     rows
@@ -233,7 +277,7 @@ pub fn render(rows: &[Row]) -> String {
         let status = if row.ok() { "ok" } else { "MISMATCH" };
         let _ = write!(
             out,
-            "  {name:<26} {status:<8} declared {:>2}, failed {:>2}",
+            "  {name:<28} {status:<8} declared {:>2}, failed {:>2}",
             row.declared.len(),
             row.failed.len()
         );
@@ -245,7 +289,10 @@ pub fn render(rows: &[Row]) -> String {
             let _ = writeln!(out, "      unexpected failure: {id}");
         }
         for id in row.declared.difference(&row.failed) {
-            let _ = writeln!(out, "      declared but passed: {id}");
+            let _ = writeln!(out, "      declared but not caught: {id}");
+        }
+        for id in &row.inconclusive {
+            let _ = writeln!(out, "      inconclusive (its baseline failed): {id}");
         }
     }
     out
@@ -267,7 +314,7 @@ pub fn kill_matrix(rows: &[Row], scenarios: &[ClientScenario]) -> crate::report:
                 ok: r.ok(),
                 declared: r.declared.clone(),
                 failed: r.failed.clone(),
-                collateral: Default::default(),
+                collateral: r.inconclusive.clone(),
                 error: None,
             })
             .collect(),
@@ -309,6 +356,36 @@ mod tests {
         let text = render_null(&[row]);
         assert!(text.contains("VACUOUS"), "{text}");
         assert!(text.contains("passed against a null client: client-id-wrong-key"));
+    }
+
+    #[test]
+    fn a_must_is_killed_only_by_a_declared_catch_of_a_knob() {
+        let scenarios = super::super::model::builtin().unwrap();
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let honest = Row {
+            bug: None,
+            declared: BTreeSet::new(),
+            failed: ids(&["client-id-hello-v2"]),
+            inconclusive: BTreeSet::new(),
+        };
+        let undeclared = Row {
+            bug: Some(ClientBug::HelloVersionUnchecked),
+            declared: BTreeSet::new(),
+            failed: ids(&["client-id-hello-v2"]),
+            inconclusive: BTreeSet::new(),
+        };
+        let unkilled = unkilled_musts(&[honest.clone(), undeclared], &scenarios);
+        assert!(unkilled.contains(&"HS-4".to_string()), "{unkilled:?}");
+        let declared = Row {
+            bug: Some(ClientBug::HelloVersionUnchecked),
+            declared: ids(&["client-id-hello-v2"]),
+            failed: ids(&["client-id-hello-v2"]),
+            inconclusive: BTreeSet::new(),
+        };
+        assert!(!unkilled_musts(&[honest, declared.clone()], &scenarios).contains(&"HS-4".into()));
+        let mut lost = declared;
+        lost.inconclusive = ids(&["client-frames-foreign"]);
+        assert!(!lost.ok(), "an inconclusive scenario is never a catch");
     }
 
     #[test]

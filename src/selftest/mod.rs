@@ -96,9 +96,11 @@ pub fn run(args: SelftestArgs) -> ExitCode {
     }
     let client = client::run_reference(&rt);
     let client_ok = match &client {
-        Ok((_, rows)) => {
+        Ok((clients, rows)) => {
             say(&client::render(rows));
-            rows.iter().all(client::Row::ok)
+            let unkilled = client::unkilled_musts(rows, clients);
+            say(&client::render_unkilled(&unkilled));
+            rows.iter().all(client::Row::ok) && unkilled.is_empty()
         }
         Err(e) => {
             say(&format!("client-role selftest: {e}\n"));
