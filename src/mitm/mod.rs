@@ -9,6 +9,8 @@
 mod attack;
 mod body;
 pub mod cli;
+mod edits;
+mod fake;
 mod http_log;
 mod relay;
 
