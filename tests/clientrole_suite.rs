@@ -461,7 +461,7 @@ fn transcripts_show_each_exchange_and_never_the_key() {
         calls[0]["note"]
             .as_str()
             .unwrap()
-            .contains("adversary (409)"),
+            .contains("--bug replay-refused-once"),
         "{s:#}"
     );
 

@@ -435,7 +435,7 @@ async fn read_stream(
     if let Some(e) = failed {
         return Err(e);
     }
-    let fin = reader.opened().iter().any(|f| f.fin) || knobs.accept_without_fin();
+    let fin = reader.opened().iter().any(|f| f.fin);
     match read.end {
         BodyEnd::Complete | BodyEnd::Stopped => {}
         // The idle timeout bounds each wait; this bounds a peer that drips
@@ -467,7 +467,7 @@ async fn read_stream(
             ))
         }
     }
-    if !fin && read.mid_event {
+    if !fin && read.mid_event && !knobs.accept_without_fin() {
         return Err(ClientError::Truncated {
             detail: format!(
                 "the stream ended in the middle of an event, after {} complete frame(s)",

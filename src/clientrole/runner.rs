@@ -16,6 +16,10 @@ use crate::transport::{Limits, Target};
 
 use super::model::{Behaviour, ClientScenario, Mode, RefusalClass};
 
+/// The most body bytes the adversary's relay carries in one response:
+/// beyond the 64 MiB of the huge-event knob.
+const RELAY_MAX_BODY: usize = 128 * 1024 * 1024;
+
 /// The exit status by which a shim says "not implemented".
 pub const EXIT_NOT_IMPLEMENTED: i32 = 89;
 
@@ -118,7 +122,13 @@ pub async fn start_adversary(
         canaries: vec![server.access_key.clone()],
         agent_id: server.agent_id.clone(),
         plaintext_key: None,
-        limits: Limits::default(),
+        // The relay carries what the server sends well past any client's
+        // limits, so a hostile body reaches the client whole and a cut is
+        // the server's, never the relay's.
+        limits: Limits {
+            max_body_bytes: RELAY_MAX_BODY,
+            ..Limits::default()
+        },
         log: None,
     })
     .await?;

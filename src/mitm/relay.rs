@@ -11,17 +11,14 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use tokio::sync::mpsc;
 
-use crate::protocol::error::HandshakeRefusal;
-use crate::protocol::names::{
-    CALL_PATH, RELAY_ORIGIN_HEADER, SECURE_CHANNEL_HEADER, SECURE_PREFIX, SESSION_PATH,
-};
+use crate::protocol::names::{CALL_PATH, RELAY_ORIGIN_HEADER, SECURE_PREFIX, SESSION_PATH};
 use crate::protocol::sse::SseDecoder;
 use crate::protocol::wire::{ClientHello, ServerHello};
 use crate::transport::{self, OutBody, OuterRequest, StreamingResponse};
 
 use super::body::CanaryScan;
 use super::edits::{buffered_edit, edit_hello, StreamEdit};
-use super::fake::{fake_answer, foreign_frames, hostile_stream};
+use super::fake::foreign_frames;
 use super::http_log::body_text;
 use super::{Attack, LogEntry, State};
 
@@ -136,11 +133,6 @@ async fn handshake(
     if let Err(e) = ClientHello::parse(&outer.body) {
         state.problem(format!("a ClientHello is malformed: {e}"));
     }
-    if state.has(Attack::RateLimit429) {
-        let r = HandshakeRefusal::RateLimited;
-        state.note(entry.slot, adversary_note(Attack::RateLimit429));
-        return state.finish_full(entry, started, r.status(), json_headers(), r.body().into());
-    }
     let response = match transport::send(&state.config.upstream, &outer, &state.config.limits).await
     {
         Ok(r) => r,
@@ -173,22 +165,8 @@ async fn call(
         o.calls
     });
     state.check_envelope(&outer.body, entry.slot);
-    let answer = fake_answer(&state, entry.slot, n);
-    if let Some((status, text)) = answer {
-        let mut headers = json_headers();
-        if status == 200 {
-            headers.push((SECURE_CHANNEL_HEADER.into(), "1".into()));
-        }
-        return state.finish_full(entry, started, status, headers, text.into_bytes());
-    }
     if state.has(Attack::ForeignFrames) {
         return foreign_frames(&state, &outer, entry, started, n).await;
-    }
-    if state.has(Attack::EndlessStream)
-        || state.has(Attack::SlowDrip)
-        || state.has(Attack::HugeFrame)
-    {
-        return hostile_stream(state, entry);
     }
     if state.has(Attack::Plaintext) {
         state.note(entry.slot, adversary_note(Attack::Plaintext));

@@ -29,6 +29,7 @@ mod head;
 mod http;
 mod ratelimit;
 mod secure;
+mod stand_in;
 mod store;
 
 use std::net::SocketAddr;
