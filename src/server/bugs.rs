@@ -375,6 +375,6 @@ mod tests {
                 .any(|(name, _)| *name == LOW_ORDER_SERVER_POINT),
             "low-order-server-key names a point that exists"
         );
-        assert_eq!(Bug::ALL.len(), 29);
+        assert_eq!(Bug::ALL.len(), 38);
     }
 }
