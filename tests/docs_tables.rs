@@ -50,3 +50,12 @@ fn every_oracle_is_a_table_row_with_a_requirement() {
         }
     }
 }
+
+#[test]
+fn client_shim_scenario_table_is_up_to_date() {
+    let path = "docs/CLIENT-SHIM.md";
+    let doc = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let expected = osc_harness::clientrole::model::with_shim_table(&doc)
+        .expect("docs/CLIENT-SHIM.md keeps the table markers");
+    check_or_write(path, expected);
+}

@@ -128,7 +128,7 @@ fn the_knob_registry_has_one_row_per_knob() {
     let count = |role| rows.iter().filter(|r| r.role == role).count();
     assert_eq!(
         (count(Role::Server), count(Role::Client), count(Role::Relay)),
-        (29, 7, 24)
+        (38, 14, 15)
     );
 }
 

@@ -50,6 +50,15 @@ const COVERED: &[&str] = &[
     "panic-on-empty-ct",
     "panic-on-huge-seq",
     "hang-on-length-lie",
+    "unknown-session-once",
+    "unknown-session-always",
+    "replay-refused-once",
+    "rate-limit-every-handshake",
+    "upgrade-required-on-call",
+    "plaintext-inner-response",
+    "endless-stream",
+    "slow-drip",
+    "huge-event",
 ];
 
 #[test]
@@ -525,4 +534,82 @@ async fn hang_on_length_lie_never_times_out() {
         matches!(result, Err(TransportError::Timeout { .. })),
         "still waiting for the body: {result:?}"
     );
+}
+
+/// An honest sealed `GET /health` on a fresh session of `s`.
+async fn health_call(s: &osc_harness::server::RunningServer) -> transport::OuterResponse {
+    let sess = handshake(s).await;
+    let pt = authed(s, "GET", "/health").to_json();
+    post_call(s, sess.seal_at(1, pt.as_bytes()).to_json(), true).await
+}
+
+#[tokio::test]
+async fn refusal_knobs_answer_in_the_servers_place() {
+    let once = start_bug(Bug::UnknownSessionOnce).await;
+    let first = health_call(&once).await;
+    assert_eq!(
+        (first.status, error_code(&first).as_deref()),
+        (401, Some("secure_session_unknown"))
+    );
+    assert_eq!(health_call(&once).await.status, 200, "only the first call");
+
+    let always = start_bug(Bug::UnknownSessionAlways).await;
+    for _ in 0..2 {
+        assert_eq!(health_call(&always).await.status, 401);
+    }
+
+    let replay = start_bug(Bug::ReplayRefusedOnce).await;
+    let first = health_call(&replay).await;
+    assert_eq!(
+        (first.status, error_code(&first).as_deref()),
+        (409, Some("secure_replay"))
+    );
+    assert_eq!(health_call(&replay).await.status, 200);
+
+    let upgrade = start_bug(Bug::UpgradeRequiredOnCall).await;
+    let r = health_call(&upgrade).await;
+    assert_eq!(r.status, 426);
+    assert!(text(&r).contains("secure_channel_required"), "{}", text(&r));
+
+    let limited = start_bug(Bug::RateLimitEveryHandshake).await;
+    let r = post_hello(&limited, client_handshake(&limited).body().to_vec()).await;
+    assert_eq!(r.status, 429);
+}
+
+#[tokio::test]
+async fn plaintext_inner_response_is_no_frame() {
+    let s = start_bug(Bug::PlaintextInnerResponse).await;
+    let r = health_call(&s).await;
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert!(
+        v.get("ct").is_none(),
+        "a plaintext inner response, not a frame: {v}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_stream_knobs_answer_with_a_made_up_stream() {
+    for (bug, starts) in [
+        (Bug::EndlessStream, &b": keep-alive"[..]),
+        (Bug::SlowDrip, &b": ."[..]),
+        (Bug::HugeEvent, &b"data: "[..]),
+    ] {
+        let s = start_bug(bug).await;
+        let sess = handshake(&s).await;
+        let pt = authed(&s, "GET", "/health").to_json();
+        let req = OuterRequest::post_json("/secure/call", sess.seal_at(1, pt.as_bytes()).to_json());
+        let mut r = transport::send_streaming(&target(&s), &req, &limits())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{bug}");
+        assert_eq!(r.header("content-type"), Some("text/event-stream"), "{bug}");
+        let chunk = r.next_chunk().await.unwrap().expect("a first chunk");
+        assert!(
+            chunk.starts_with(starts),
+            "{bug}: {:?}",
+            &chunk[..chunk.len().min(20)]
+        );
+    }
 }

@@ -1,7 +1,5 @@
 //! [`Channel`]: handshakes, the session cache and sealed calls over HTTP.
 
-use std::collections::BTreeSet;
-
 use std::ops::ControlFlow;
 
 use crate::clock::unix_secs as now_secs;
@@ -19,7 +17,9 @@ use crate::protocol::wire::{
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{Limits, OuterRequest, StreamingResponse, Target, TransportError};
 
-use super::{ClientBug, ClientError};
+use crate::protocol::client_hooks::{ClientCallHooks, ClientHandshakeHooks, ClientResponseHooks};
+
+use super::{ClientBug, ClientError, ClientKnobs};
 
 /// A cached session is reused only while it has more than this many seconds
 /// left (SES-3, as the upstream clients do).
@@ -60,7 +60,10 @@ pub struct Channel {
     /// A channel handshakes only when it needs a session; nothing paces it.
     pacer: HandshakePacer,
     session: Option<ClientSession>,
-    bugs: BTreeSet<ClientBug>,
+    /// The session a retried call was first sent on (kept only for the
+    /// `earlier-session-accepted` knob).
+    earlier: Option<ClientSession>,
+    knobs: ClientKnobs,
     rng: Box<dyn RandomSource + Send>,
     handshakes: u64,
     stream_time_limit: std::time::Duration,
@@ -72,7 +75,7 @@ impl std::fmt::Debug for Channel {
             .field("target", &self.peer.endpoint.url())
             .field("pinned", &self.peer.address)
             .field("session", &self.session.as_ref().map(ClientSession::sid))
-            .field("bugs", &self.bugs)
+            .field("bugs", self.knobs.set())
             .field("relay_origin", &self.peer.relay_origin)
             .finish_non_exhaustive()
     }
@@ -93,7 +96,8 @@ impl Channel {
             peer: target,
             pacer: HandshakePacer::new(None),
             session: None,
-            bugs: BTreeSet::new(),
+            earlier: None,
+            knobs: ClientKnobs::default(),
             rng: Box::new(SystemRandom),
             handshakes: 0,
             stream_time_limit: DEFAULT_STREAM_TIME_LIMIT,
@@ -102,7 +106,7 @@ impl Channel {
 
     /// Makes the client misbehave on purpose (see [`ClientBug`]).
     pub fn with_bugs(mut self, bugs: impl IntoIterator<Item = ClientBug>) -> Self {
-        self.bugs.extend(bugs);
+        self.knobs.extend(bugs);
         self
     }
 
@@ -146,20 +150,10 @@ impl Channel {
         self.session = None;
     }
 
-    fn has(&self, bug: ClientBug) -> bool {
-        self.bugs.contains(&bug)
-    }
-
     /// Performs a fresh handshake, verifies the ServerHello against the
     /// pinned address and caches the new session.
     pub async fn handshake(&mut self) -> Result<&ClientSession, ClientError> {
-        let mut offer = Offer::random(self.peer.address, &mut *self.rng);
-        if self.has(ClientBug::IdentityUnchecked) {
-            offer = offer.dangerous_skip_identity_check();
-        }
-        if self.has(ClientBug::LowOrderKeyAccepted) {
-            offer = offer.dangerous_accept_low_order();
-        }
+        let offer = Offer::random(self.peer.address, &mut *self.rng);
         let response =
             peer::post_hello(&self.peer, offer.body(), &self.pacer, RateLimitPolicy::NONE)
                 .await?
@@ -183,12 +177,15 @@ impl Channel {
         }
         let hello = ServerHello::parse(&response.body)
             .map_err(|e| ClientError::protocol("reading the ServerHello", e))?;
-        let session = offer.finish(&hello).map_err(|e| match e {
-            HandshakeError::IdentityMismatch(m) => ClientError::IdentityMismatch(m),
-            other => ClientError::protocol("checking the ServerHello", other),
-        })?;
+        let session = offer
+            .finish_with(&hello, &self.knobs)
+            .map_err(|e| match e {
+                HandshakeError::IdentityMismatch(m) => ClientError::IdentityMismatch(m),
+                other => ClientError::protocol("checking the ServerHello", other),
+            })?;
         let now = now_secs();
-        if session.expires_at() <= now && !self.has(ClientBug::ExpiredSessionUsed) {
+        // SES-5: never seal on a hello that arrived already expired.
+        if session.expires_at() <= now && self.knobs.refuse_expired() {
             return Err(ClientError::protocol(
                 "checking the ServerHello",
                 format!(
@@ -219,26 +216,71 @@ impl Channel {
     ) -> Result<CallOutcome, ClientError> {
         let plaintext = inner.to_json();
         self.ensure_session().await?;
+        self.earlier = None;
         match self.call_once(plaintext.as_bytes(), on_body).await {
-            Err(e) if e.refusal_code() == Some("secure_session_unknown") => {
-                self.session = None;
+            Err(e)
+                if e.refusal_code() == Some("secure_session_unknown")
+                    && self.knobs.retry_unknown_session() =>
+            {
+                self.earlier = self.session.take();
                 self.handshake().await?;
                 self.call_once(plaintext.as_bytes(), on_body).await
             }
-            Err(e)
-                if e.refusal_code() == Some("secure_replay") && self.has(ClientBug::RetryOn409) =>
-            {
+            Err(e) if e.refusal_code() == Some("secure_replay") && self.knobs.retry_replay() => {
                 self.call_once(plaintext.as_bytes(), on_body).await
+            }
+            Err(ClientError::Refused { status: 426, .. }) if self.knobs.plaintext_after_426() => {
+                self.plaintext_call(&inner, on_body).await
             }
             other => other,
         }
     }
 
+    /// The `plaintext-fallback` knob: the inner request sent as it is,
+    /// outside the channel, and its answer taken.
+    async fn plaintext_call(
+        &mut self,
+        inner: &InnerRequest,
+        on_body: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<CallOutcome, ClientError> {
+        let mut request = match &inner.body {
+            Some(b) => OuterRequest::post_json(
+                inner.path.clone(),
+                b64url_decode(b, B64Strictness::Upstream).unwrap_or_default(),
+            ),
+            None => OuterRequest::get(inner.path.clone()),
+        };
+        request.method = inner.method.clone();
+        if let Some(auth) = &inner.authorization {
+            request = request.with_header("authorization", auth.clone());
+        }
+        let request = self.peer.outer(request);
+        let mut response = self.peer.send_streaming(&request).await?;
+        let status = response.status;
+        let content_type = response.header("content-type").map(str::to_string);
+        let deadline = tokio::time::Instant::now() + self.peer.limits.response_timeout;
+        let read = read_body(
+            &mut response,
+            deadline,
+            self.peer.limits.max_body_bytes,
+            false,
+            |_| ControlFlow::Continue(()),
+        )
+        .await?;
+        on_body(&read.body);
+        Ok(CallOutcome {
+            inner_status: status,
+            content_type,
+            body: read.body,
+            streamed: false,
+            frames: 0,
+        })
+    }
+
     async fn ensure_session(&mut self) -> Result<(), ClientError> {
         let reuse = match &self.session {
             Some(s) => {
-                self.has(ClientBug::ExpiredSessionUsed)
-                    || s.usable_at(now_secs(), SESSION_REUSE_MARGIN_SECS)
+                !self.knobs.refuse_expired() || s.usable_at(now_secs(), SESSION_REUSE_MARGIN_SECS)
             }
             None => false,
         };
@@ -253,12 +295,9 @@ impl Channel {
         plaintext: &[u8],
         on_body: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<CallOutcome, ClientError> {
-        let replay_same_seq = self.has(ClientBug::ReplaySameSeq);
-        let expired_ok = self.has(ClientBug::ExpiredSessionUsed);
-        let knobs = FrameKnobs {
-            accept_reordered: self.has(ClientBug::ReorderedFramesAccepted),
-            ignore_missing_fin: self.has(ClientBug::MissingFinIgnored),
-        };
+        let fixed_seq = self.knobs.fixed_seq();
+        let expired_ok = !self.knobs.refuse_expired();
+        let knobs = self.knobs.clone();
         let session = self
             .session
             .as_mut()
@@ -271,8 +310,8 @@ impl Channel {
         } else {
             now
         };
-        let (seq, body) = if replay_same_seq {
-            (1, session.seal_at(1, plaintext).to_json())
+        let (seq, body) = if let Some(seq) = fixed_seq {
+            (seq, session.seal_at(seq, plaintext).to_json())
         } else {
             session
                 .seal_call_json(plaintext, seal_now)
@@ -282,7 +321,23 @@ impl Channel {
                     }
                 })?
         };
-        let reader = ResponseReader::new(session.sid(), session.keys(), seq).without_raw();
+        let reader = if knobs.accept_session_key() {
+            ResponseReader::trying_every_key(session.sid(), session.keys(), seq)
+        } else {
+            ResponseReader::new(session.sid(), session.keys(), seq)
+        }
+        .without_raw();
+        let mut spares = Vec::new();
+        if knobs.accept_without_fin() {
+            spares.push(ResponseReader::new(session.sid(), session.keys(), seq).without_raw());
+        }
+        if let Some(e) = self
+            .earlier
+            .as_ref()
+            .filter(|_| knobs.accept_earlier_session())
+        {
+            spares.push(ResponseReader::new(e.sid(), e.keys(), seq).without_raw());
+        }
         let request = self
             .peer
             .outer(OuterRequest::post_json("/secure/call", body));
@@ -291,23 +346,17 @@ impl Channel {
             read_stream(
                 &mut response,
                 reader,
-                knobs,
+                &knobs,
                 self.peer.limits.max_body_bytes,
                 self.stream_time_limit,
                 on_body,
             )
             .await
         } else {
-            read_buffered(&mut response, reader, knobs, &self.peer.limits, on_body).await
+            let readers = (reader, spares);
+            read_buffered(&mut response, readers, &knobs, &self.peer.limits, on_body).await
         }
     }
-}
-
-/// The two client knobs that bend reading, read at the step they bend.
-#[derive(Debug, Clone, Copy)]
-struct FrameKnobs {
-    accept_reordered: bool,
-    ignore_missing_fin: bool,
 }
 
 /// Opens one frame through the shared reader and applies the client's
@@ -315,7 +364,7 @@ struct FrameKnobs {
 /// when the reorder knob is on.
 fn open_frame(
     reader: &mut ResponseReader,
-    knobs: FrameKnobs,
+    knobs: &(dyn ClientResponseHooks + Sync),
     stage: &'static str,
     bytes: &[u8],
 ) -> Result<Vec<u8>, ClientError> {
@@ -323,8 +372,8 @@ fn open_frame(
     let plaintext = pushed.plaintext.map(<[u8]>::to_vec);
     match (pushed.issue, plaintext) {
         (None, Some(p)) => Ok(p),
-        (Some(FrameIssue::OutOfOrder { .. }), Some(p)) if knobs.accept_reordered => Ok(p),
-        (Some(FrameIssue::OutOfOrder { got, .. }), None) if knobs.accept_reordered => Err(
+        (Some(FrameIssue::OutOfOrder { .. }), Some(p)) if knobs.accept_out_of_order() => Ok(p),
+        (Some(FrameIssue::OutOfOrder { got, .. }), None) if knobs.accept_out_of_order() => Err(
             ClientError::protocol("opening a response frame", FrameError::Decrypt(got)),
         ),
         (Some(FrameIssue::Malformed(e)), _) => Err(ClientError::protocol(stage, e)),
@@ -338,8 +387,11 @@ fn open_frame(
 
 /// The end-of-response check (RESP-5): an authenticated fin, unless the
 /// missing-fin knob is on.
-fn check_fin(reader: &ResponseReader, knobs: FrameKnobs) -> Result<(), ClientError> {
-    if reader.opened().iter().any(|f| f.fin) || knobs.ignore_missing_fin {
+fn check_fin(
+    reader: &ResponseReader,
+    knobs: &(dyn ClientResponseHooks + Sync),
+) -> Result<(), ClientError> {
+    if reader.opened().iter().any(|f| f.fin) || knobs.accept_without_fin() {
         return Ok(());
     }
     Err(ClientError::Truncated {
@@ -353,7 +405,7 @@ fn check_fin(reader: &ResponseReader, knobs: FrameKnobs) -> Result<(), ClientErr
 async fn read_stream(
     response: &mut StreamingResponse,
     mut reader: ResponseReader,
-    knobs: FrameKnobs,
+    knobs: &(dyn ClientResponseHooks + Sync),
     max_event: usize,
     limit: std::time::Duration,
     on_body: &mut (dyn FnMut(&[u8]) + Send),
@@ -372,7 +424,12 @@ async fn read_stream(
             Ok(plaintext) => {
                 on_body(&plaintext);
                 body.extend_from_slice(&plaintext);
-                ControlFlow::Continue(())
+                let at_fin = reader.opened().last().is_some_and(|f| f.fin);
+                if at_fin && knobs.stop_at_first_fin() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             }
             Err(e) => {
                 failed = Some(e);
@@ -416,7 +473,7 @@ async fn read_stream(
             ))
         }
     }
-    if !fin && read.mid_event {
+    if !fin && read.mid_event && !knobs.accept_without_fin() {
         return Err(ClientError::Truncated {
             detail: format!(
                 "the stream ended in the middle of an event, after {} complete frame(s)",
@@ -436,8 +493,8 @@ async fn read_stream(
 
 async fn read_buffered(
     response: &mut StreamingResponse,
-    mut reader: ResponseReader,
-    knobs: FrameKnobs,
+    (mut reader, spares): (ResponseReader, Vec<ResponseReader>),
+    knobs: &(dyn ClientResponseHooks + Sync),
     limits: &Limits,
     on_body: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<CallOutcome, ClientError> {
@@ -458,8 +515,19 @@ async fn read_buffered(
     if status != 200 {
         return Err(refusal("call", status, &raw));
     }
-    let plaintext = open_frame(&mut reader, knobs, "reading the response frame", &raw)?;
-    check_fin(&reader, knobs)?;
+    let plaintext = match open_frame(&mut reader, knobs, "reading the response frame", &raw) {
+        Ok(p) => {
+            check_fin(&reader, knobs)?;
+            p
+        }
+        Err(e) => match bent_buffered(&raw, spares, knobs) {
+            Some((p, r)) => {
+                reader = r.unwrap_or(reader);
+                p
+            }
+            None => return Err(e),
+        },
+    };
     let inner = InnerResponse::parse(&plaintext)
         .map_err(|e| ClientError::protocol("reading the inner response", e))?;
     let inner_status = u16::try_from(inner.status)
@@ -484,6 +552,41 @@ async fn read_buffered(
         streamed: false,
         frames: reader.opened().len(),
     })
+}
+
+/// What the reading knobs make of a buffered answer the honest reader
+/// refused: the plaintext, and the reader that opened it (`None` when
+/// nothing was opened at all). `spares` are fresh readers: this call's
+/// (for a frame opened as final whatever its fin flag says) and the
+/// earlier session's.
+fn bent_buffered(
+    raw: &[u8],
+    spares: Vec<ResponseReader>,
+    knobs: &(dyn ClientResponseHooks + Sync),
+) -> Option<(Vec<u8>, Option<ResponseReader>)> {
+    if knobs.accept_plaintext_response()
+        && Frame::parse(raw).is_err()
+        && InnerResponse::parse(raw).is_ok()
+    {
+        return Some((raw.to_vec(), None));
+    }
+    let as_final = Frame::parse(raw).ok().map(|mut f| {
+        f.fin = Some(true);
+        f.to_json().into_bytes()
+    });
+    for mut r in spares {
+        for bytes in [Some(raw.to_vec()), as_final.clone()].into_iter().flatten() {
+            if bytes != raw && !knobs.accept_without_fin() {
+                continue;
+            }
+            let mut tried = r;
+            if let Ok(p) = open_frame(&mut tried, knobs, "reading the response frame", &bytes) {
+                return Some((p, Some(tried)));
+            }
+            r = tried;
+        }
+    }
+    None
 }
 
 /// A non-200 answer, told in the server's own words where it gave any.

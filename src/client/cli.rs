@@ -68,6 +68,20 @@ pub struct CallArgs {
     /// List the client --bug knobs with the requirement each breaks, and exit.
     #[arg(long)]
     pub list_bugs: bool,
+    /// Play a degenerate client instead of making the call: the self-test
+    /// shows no client scenario passes against it.
+    #[arg(long, value_enum, hide = true)]
+    pub null: Option<NullClient>,
+}
+
+/// A client that does not do its job, for the self-test's null clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NullClient {
+    /// Handshakes (checking the hello as the reference does), then
+    /// exits 0 without a call.
+    HandshakeOnly,
+    /// Handshakes, then aborts (killed by a signal) without a call.
+    CrashAfterHandshake,
 }
 
 /// Runs the command.
@@ -92,6 +106,9 @@ pub fn run(args: CallArgs) -> ExitCode {
     };
     runtime.block_on(async {
         match prepare(&args).await {
+            Ok((channel, _)) if args.null.is_some() => {
+                ExitCode::from(play_null(channel, args.null).await)
+            }
             Ok((channel, inner)) => {
                 ExitCode::from(execute(channel, inner, args.repeat, args.include).await)
             }
@@ -185,6 +202,18 @@ pub fn inner_request(args: &CallArgs) -> Result<InnerRequest, String> {
 
 /// Makes the call `repeat` times on one channel; the exit code is the first
 /// failure's, or success when every call succeeded.
+/// The handshake of a null client, then what it does instead of a call.
+async fn play_null(mut channel: Channel, null: Option<NullClient>) -> u8 {
+    if let Err(e) = channel.handshake().await {
+        eprintln!("error: {e}");
+        return e.exit_code();
+    }
+    match null {
+        Some(NullClient::CrashAfterHandshake) => std::process::abort(),
+        _ => exit::OK,
+    }
+}
+
 async fn execute(mut channel: Channel, inner: InnerRequest, repeat: u64, include: bool) -> u8 {
     let stdout = std::io::stdout();
     // Whether the last byte printed ended a line (an atomic only because

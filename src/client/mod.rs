@@ -9,6 +9,6 @@ mod channel;
 pub mod cli;
 mod error;
 
-pub use bugs::ClientBug;
+pub use bugs::{ClientBug, ClientKnobs};
 pub use channel::{CallOutcome, Channel, DEFAULT_STREAM_TIME_LIMIT, SESSION_REUSE_MARGIN_SECS};
 pub use error::{exit, ClientError};

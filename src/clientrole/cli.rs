@@ -19,7 +19,13 @@ filled in (shell-quoted). It performs the call ({mode} is buffered: GET
 {path}, or stream: POST {path} with body {} and Accept: text/event-stream)
 {calls} times over one channel to {url} pinned to {address}; on success
 it prints each inner response body and exits 0; on a detected protocol
-violation it exits non-zero; exit 89 means \"not implemented\" (skip).
+violation it exits non-zero, optionally with a last line `osc-refusal:
+<class>` (identity, truncation, order, expiry, downgrade, transport) that
+must match the scenario's; exit 89 means \"not implemented\" (skip).
+A refusal counts only when the honest baseline of its mode passed in the
+same run (it runs first, also under --only); otherwise it is inconclusive
+and never passes. A completed call counts only when the server answered
+2xx to inner requests that carried the access key.
 {calls} is optional: without it, scenarios that need several calls are
 skipped. With --tls, {url} is https://127.0.0.1:PORT and {ca_cert} (also
 optional) is the path of the PEM file of the CA made for the run, which
@@ -128,6 +134,8 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         };
         let rows = rt.block_on(selftest::run_matrix(&exe, &chosen, timeout));
         print!("{}", selftest::render(&rows));
+        let nulls = rt.block_on(selftest::run_null_clients(&exe, &chosen, timeout));
+        print!("{}", selftest::render_null(&nulls));
         // The kill matrix goes to each HTML report file; other formats
         // have no model for it.
         for path in &args.output.report {
@@ -141,7 +149,16 @@ pub fn run(args: TestClientArgs) -> ExitCode {
                 }
             }
         }
-        return ExitCode::from(u8::from(!rows.iter().all(selftest::Row::ok)));
+        // A subset of the scenarios cannot show every MUST killed.
+        let whole = args.only.is_empty() && args.skip.is_empty();
+        let unkilled = selftest::unkilled_musts(&rows, &chosen);
+        if whole {
+            print!("{}", selftest::render_unkilled(&unkilled));
+        }
+        let ok = rows.iter().all(selftest::Row::ok)
+            && nulls.iter().all(selftest::NullRow::ok)
+            && (!whole || unkilled.is_empty());
+        return ExitCode::from(u8::from(!ok));
     }
     let Some(command) = args.client_cmd.clone() else {
         return usage("--client-cmd is required");
@@ -186,8 +203,9 @@ pub struct AdversaryArgs {
     /// The client scenario ID (see `test-client --list`).
     #[arg(long)]
     pub scenario: String,
-    /// Where the relay listens (the URL the client uses).
-    #[arg(long, default_value = "127.0.0.1:8089")]
+    /// Where the relay listens (the URL the client uses; port 0 picks a
+    /// free one, and the ready line carries the URL).
+    #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// Seconds of quiet after the client's last request that mean it is done.
     #[arg(long, default_value_t = 5)]

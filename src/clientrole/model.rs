@@ -3,6 +3,8 @@
 //! `--bug` knobs plus the relay with some attacks; the judgement is the
 //! client's exit status and what the relay saw it do.
 
+use std::fmt::Write as _;
+
 use serde::Deserialize;
 
 use crate::client::ClientBug;
@@ -11,7 +13,7 @@ use crate::report::Level;
 use crate::server::Bug;
 
 /// How the shim's call is made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// `GET /health`, one sealed response frame.
@@ -40,12 +42,73 @@ pub enum Behaviour {
     Refuse,
 }
 
+/// Why a client refused: the class a scenario's fault belongs to, and the
+/// word a shim may print on its last line as `osc-refusal: <class>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefusalClass {
+    /// The ServerHello does not prove the pinned agent: signer, domain,
+    /// signed fields, version, key.
+    Identity,
+    /// The response ended before an authenticated `fin`.
+    Truncation,
+    /// The frames do not open in sequence under the call's key: swapped,
+    /// duplicated, after `fin`, sealed under another key or for another call.
+    Order,
+    /// The session's `expiresAt` has passed.
+    Expiry,
+    /// A plaintext answer stands where a sealed one belongs.
+    Downgrade,
+    /// The HTTP exchange itself ended the call: a refusal status that may
+    /// not be retried (again), or a body past the client's limits.
+    Transport,
+}
+
+impl RefusalClass {
+    /// Every class, in documentation order.
+    pub const ALL: &'static [RefusalClass] = &[
+        RefusalClass::Identity,
+        RefusalClass::Truncation,
+        RefusalClass::Order,
+        RefusalClass::Expiry,
+        RefusalClass::Downgrade,
+        RefusalClass::Transport,
+    ];
+
+    /// The word of `osc-refusal: <class>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RefusalClass::Identity => "identity",
+            RefusalClass::Truncation => "truncation",
+            RefusalClass::Order => "order",
+            RefusalClass::Expiry => "expiry",
+            RefusalClass::Downgrade => "downgrade",
+            RefusalClass::Transport => "transport",
+        }
+    }
+
+    /// The class named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.name() == name)
+    }
+
+    /// Whether the fault is in the ServerHello, so a refusal counts only
+    /// once a hello reached the client and before any call on it.
+    pub fn at_handshake(self) -> bool {
+        matches!(self, RefusalClass::Identity | RefusalClass::Expiry)
+    }
+}
+
 /// The expectation of a client scenario.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// Complete or refuse.
     pub outcome: Behaviour,
+    /// Why the client refuses (required with `outcome = "refuse"`, not
+    /// allowed otherwise): what an `osc-refusal:` line must name.
+    #[serde(default)]
+    pub refusal: Option<RefusalClass>,
     /// The most `/secure/call` requests allowed.
     #[serde(default)]
     pub max_calls: Option<u64>,
@@ -149,10 +212,28 @@ impl ClientScenario {
                 s.calls
             )));
         }
+        match (s.expect.outcome, s.expect.refusal) {
+            (Behaviour::Refuse, None) => {
+                return Err(invalid("a refusal needs expect.refusal (its class)".into()))
+            }
+            (Behaviour::Complete, Some(_)) => {
+                return Err(invalid(
+                    "expect.refusal is for outcome = \"refuse\" only".into(),
+                ))
+            }
+            _ => {}
+        }
         for c in &s.catches {
             ClientBug::from_name(c).ok_or_else(|| invalid(format!("unknown client bug {c:?}")))?;
         }
         Ok(s)
+    }
+
+    /// Whether this is an honest baseline: an honest server behind an
+    /// honest relay, which the client must complete. A refusal in the
+    /// same mode counts only once its baseline passed.
+    pub fn is_baseline(&self) -> bool {
+        self.category == "baseline"
     }
 
     /// The server knobs (validated by [`ClientScenario::parse`]).
@@ -182,4 +263,65 @@ pub fn builtin() -> Result<Vec<ClientScenario>, ModelError> {
         .collect::<Result<Vec<_>, _>>()?;
     all.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(all)
+}
+
+/// The markers around the generated scenario table of `docs/CLIENT-SHIM.md`.
+pub const SHIM_TABLE_MARKERS: (&str, &str) = (
+    "<!-- client scenario table: generated from scenarios/client -->",
+    "<!-- end of client scenario table -->",
+);
+
+/// The generated part of `docs/CLIENT-SHIM.md`: the counts by level and
+/// outcome, then one row per built-in scenario with its mode, what the
+/// client must do and the refusal class an `osc-refusal:` line must name.
+pub fn shim_table(scenarios: &[ClientScenario]) -> String {
+    let count = |f: &dyn Fn(&ClientScenario) -> bool| scenarios.iter().filter(|s| f(s)).count();
+    let mut out = format!(
+        "{} client scenarios: {} MUST, {} SHOULD, {} UPSTREAM; {} where the client must \
+         complete the call ({} of them honest baselines), {} where it must refuse.\n\n",
+        scenarios.len(),
+        count(&|s| s.level == Level::Must),
+        count(&|s| s.level == Level::Should),
+        count(&|s| s.level == Level::Upstream),
+        count(&|s| s.expect.outcome == Behaviour::Complete),
+        count(&|s| s.is_baseline()),
+        count(&|s| s.expect.outcome == Behaviour::Refuse),
+    );
+    out.push_str("| scenario | level | requirements | mode | the client must | refusal class |\n");
+    out.push_str("|----------|-------|--------------|------|-----------------|---------------|\n");
+    for s in scenarios {
+        let (must, class) = match (s.expect.outcome, s.expect.refusal) {
+            (Behaviour::Complete, _) => ("complete", "".to_string()),
+            (Behaviour::Refuse, c) => ("refuse", c.map_or("", |c| c.name()).to_string()),
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {must} | {} |",
+            s.id,
+            s.level.name(),
+            s.requirements.join(", "),
+            s.mode.name(),
+            if class.is_empty() {
+                "".into()
+            } else {
+                format!("`{class}`")
+            }
+        );
+    }
+    out
+}
+
+/// `doc` with the text between [`SHIM_TABLE_MARKERS`] replaced by
+/// [`shim_table`] of the built-in scenarios; `None` when a marker is
+/// missing or the scenarios do not load.
+pub fn with_shim_table(doc: &str) -> Option<String> {
+    let start = doc.find(SHIM_TABLE_MARKERS.0)? + SHIM_TABLE_MARKERS.0.len();
+    let end = start + doc[start..].find(SHIM_TABLE_MARKERS.1)?;
+    let scenarios = builtin().ok()?;
+    Some(format!(
+        "{}\n{}{}",
+        &doc[..start],
+        shim_table(&scenarios),
+        &doc[end..]
+    ))
 }

@@ -14,7 +14,11 @@ use crate::server::{self, RunningServer, ServerConfig};
 use crate::transport::tls::{self, ServerTls, TlsConfigError};
 use crate::transport::{Limits, Target};
 
-use super::model::{Behaviour, ClientScenario, Mode};
+use super::model::{Behaviour, ClientScenario, Mode, RefusalClass};
+
+/// The most body bytes the adversary's relay carries in one response:
+/// beyond the 64 MiB of the huge-event knob.
+const RELAY_MAX_BODY: usize = 128 * 1024 * 1024;
 
 /// The exit status by which a shim says "not implemented".
 pub const EXIT_NOT_IMPLEMENTED: i32 = 89;
@@ -118,7 +122,13 @@ pub async fn start_adversary(
         canaries: vec![server.access_key.clone()],
         agent_id: server.agent_id.clone(),
         plaintext_key: None,
-        limits: Limits::default(),
+        // The relay carries what the server sends well past any client's
+        // limits, so a hostile body reaches the client whole and a cut is
+        // the server's, never the relay's.
+        limits: Limits {
+            max_body_bytes: RELAY_MAX_BODY,
+            ..Limits::default()
+        },
         log: None,
     })
     .await?;
@@ -244,12 +254,28 @@ async fn read_bounded<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Strin
     String::from_utf8_lossy(&kept).into_owned()
 }
 
+/// The prefix of the shim's optional last line naming why it refused.
+pub const REFUSAL_LINE: &str = "osc-refusal:";
+
+/// The class the shim named on its last non-empty line of stdout or of
+/// stderr (`osc-refusal: <class>`): `None` when it named none,
+/// `Some(Err(word))` when the word is no class.
+pub fn refusal_line(run: &ShimRun) -> Option<Result<RefusalClass, String>> {
+    [&run.stdout, &run.stderr].into_iter().find_map(|text| {
+        let last = text.lines().rev().find(|l| !l.trim().is_empty())?;
+        let word = last.trim().strip_prefix(REFUSAL_LINE)?.trim();
+        Some(RefusalClass::from_name(word).ok_or_else(|| word.to_string()))
+    })
+}
+
 /// Judges one run: `None` when the client did what the scenario wants,
-/// else the reason; `Err(reason)` means skip.
+/// else the reason; `Err(reason)` means skip. `served` is how many inner
+/// requests the server answered 2xx with the access key on them.
 pub fn judge(
     scenario: &ClientScenario,
     run: &ShimRun,
     seen: &Observed,
+    served: u64,
 ) -> Result<Option<String>, String> {
     let e = &scenario.expect;
     let said = || {
@@ -334,6 +360,50 @@ pub fn judge(
             )));
         }
     }
+    if e.outcome == Behaviour::Refuse {
+        // A refusal counts only at the stage where the fault is.
+        if seen.handshakes == 0 {
+            return Ok(Some(
+                "the client never made a handshake, so it refused nothing".into(),
+            ));
+        }
+        let at_handshake = e.refusal.is_some_and(RefusalClass::at_handshake);
+        if at_handshake && seen.hellos_answered == 0 {
+            return Ok(Some(
+                "no ServerHello reached the client, so it refused before the fault it had to \
+                 find"
+                    .into(),
+            ));
+        }
+    }
+    if let (Behaviour::Refuse, Some(1..)) = (e.outcome, code) {
+        match (refusal_line(run), e.refusal) {
+            (Some(Err(word)), _) => {
+                return Ok(Some(format!(
+                    "the client's last line names {word:?}, which is no refusal class \
+                     (docs/CLIENT-SHIM.md)"
+                )))
+            }
+            (Some(Ok(said)), Some(want)) if said != want => {
+                return Ok(Some(format!(
+                    "the client refused for {} where the fault is {}",
+                    said.name(),
+                    want.name()
+                )))
+            }
+            _ => {}
+        }
+    }
+    if let (Behaviour::Complete, Some(0)) = (e.outcome, code) {
+        if served < scenario.calls {
+            return Ok(Some(format!(
+                "the client exited 0, but the server answered {served} inner request(s) that \
+                 carried the access key with 2xx where {} were due (is `Authorization: Bearer \
+                 {{access_key}}` sent inside the channel?)",
+                scenario.calls
+            )));
+        }
+    }
     match (e.outcome, code) {
         (Behaviour::Complete, Some(0)) | (Behaviour::Refuse, Some(1..)) => Ok(None),
         (Behaviour::Complete, c) => Ok(Some(format!(
@@ -361,7 +431,24 @@ pub async fn run_scenario(
     tls: Option<&AdversaryTls>,
 ) -> ScenarioResult {
     let started = Instant::now();
-    let mut result = ScenarioResult {
+    let mut result = blank_result(scenario, command, tls);
+    if let Some(why) = needs_calls_placeholder(scenario, command) {
+        result.verdict = Verdict::Skip;
+        result.reason = Some(why);
+        return result;
+    }
+    run_adversary_and_judge(scenario, command, timeout, tls, &mut result).await;
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
+/// A passing result for `scenario` with its rerun command.
+fn blank_result(
+    scenario: &ClientScenario,
+    command: &str,
+    tls: Option<&AdversaryTls>,
+) -> ScenarioResult {
+    ScenarioResult {
         id: scenario.id.clone(),
         title: scenario.title.clone(),
         category: scenario.category.clone(),
@@ -380,18 +467,31 @@ pub async fn run_scenario(
         known: false,
         duration_ms: 0,
         transcript: Vec::new(),
-    };
-    if let Some(why) = needs_calls_placeholder(scenario, command) {
-        result.verdict = Verdict::Skip;
-        result.reason = Some(why);
-        return result;
     }
+}
+
+/// The verdict a scenario gets when its requirement does not hold.
+fn missed(level: Level) -> Verdict {
+    match level {
+        Level::Must => Verdict::Fail,
+        Level::Should => Verdict::Warn,
+        Level::Upstream => Verdict::Info,
+    }
+}
+
+async fn run_adversary_and_judge(
+    scenario: &ClientScenario,
+    command: &str,
+    timeout: Duration,
+    tls: Option<&AdversaryTls>,
+    result: &mut ScenarioResult,
+) {
     let adversary = match start_adversary(scenario, ([127, 0, 0, 1], 0).into(), tls).await {
         Ok(a) => a,
         Err(e) => {
             result.verdict = Verdict::Skip;
             result.reason = Some(e.to_string());
-            return result;
+            return;
         }
     };
     let filled = fill(
@@ -401,14 +501,10 @@ pub async fn run_scenario(
     let run = run_shim(&filled, timeout).await;
     let seen = adversary.relay.observed();
     result.transcript = transcript(scenario, &adversary).await;
-    match judge(scenario, &run, &seen) {
+    match judge(scenario, &run, &seen, adversary.server.keyed_answers()) {
         Ok(None) => {}
         Ok(Some(reason)) => {
-            result.verdict = match scenario.level {
-                Level::Must => Verdict::Fail,
-                Level::Should => Verdict::Warn,
-                Level::Upstream => Verdict::Info,
-            };
+            result.verdict = missed(scenario.level);
             result.reason = Some(reason);
             result.expected = Some(expected_text(scenario));
         }
@@ -420,12 +516,13 @@ pub async fn run_scenario(
     // The reason may quote the client's own stderr, which may quote the key.
     let key = &adversary.server.access_key;
     if !key.is_empty() {
-        result.reason = result.reason.map(|r| r.replace(key.as_str(), "<redacted>"));
+        result.reason = result
+            .reason
+            .take()
+            .map(|r| r.replace(key.as_str(), "<redacted>"));
     }
     adversary.relay.shutdown().await;
     adversary.server.shutdown().await;
-    result.duration_ms = started.elapsed().as_millis() as u64;
-    result
 }
 
 /// Why `scenario` cannot run with `command`: it needs several calls over
@@ -494,7 +591,101 @@ fn expected_text(s: &ClientScenario) -> String {
 
 /// Runs `scenarios`, `concurrency` at a time, results in input order,
 /// over HTTPS when `tls` is given.
+///
+/// The honest baseline of each mode a refusal scenario uses runs first
+/// (unreported when it was not asked for). A refusal proves something
+/// only about a client shown able to complete a call in that mode, so
+/// when the baseline did not pass, the refusal scenarios of its mode are
+/// not run: they end inconclusive, marked as a failed precondition, and
+/// never pass.
 pub async fn run_all(
+    scenarios: &[ClientScenario],
+    command: &str,
+    timeout: Duration,
+    concurrency: usize,
+    tls: Option<&AdversaryTls>,
+) -> Vec<ScenarioResult> {
+    let modes: std::collections::BTreeSet<Mode> = scenarios
+        .iter()
+        .filter(|s| s.expect.outcome == Behaviour::Refuse)
+        .map(|s| s.mode)
+        .collect();
+    let builtin = super::model::builtin().unwrap_or_default();
+    let baselines: Vec<ClientScenario> = modes
+        .iter()
+        .filter_map(|m| {
+            scenarios
+                .iter()
+                .chain(&builtin)
+                .find(|s| s.is_baseline() && s.mode == *m)
+                .cloned()
+        })
+        .collect();
+    let baseline_results = run_batch(&baselines, command, timeout, concurrency, tls).await;
+    let shown: std::collections::BTreeMap<Mode, Result<(), String>> = modes
+        .iter()
+        .map(|m| {
+            let got = baselines
+                .iter()
+                .zip(&baseline_results)
+                .find(|(s, _)| s.mode == *m);
+            let state = match got {
+                Some((_, r)) if r.verdict == Verdict::Pass => Ok(()),
+                Some((s, r)) => Err(format!(
+                    "the honest baseline {} did not pass in this run ({})",
+                    s.id,
+                    r.reason.as_deref().unwrap_or("no reason given")
+                )),
+                None => Err(format!(
+                    "no honest baseline scenario runs in {} mode",
+                    m.name()
+                )),
+            };
+            (*m, state)
+        })
+        .collect();
+    let mut pending = Vec::new();
+    let mut done: Vec<Option<ScenarioResult>> = Vec::with_capacity(scenarios.len());
+    for s in scenarios {
+        let ran = baselines
+            .iter()
+            .zip(&baseline_results)
+            .find(|(b, _)| b.id == s.id)
+            .map(|(_, r)| r.clone());
+        let inconclusive = match (s.expect.outcome, shown.get(&s.mode)) {
+            (Behaviour::Refuse, Some(Err(why))) => Some(why.clone()),
+            _ => None,
+        };
+        done.push(match (ran, inconclusive) {
+            (Some(r), _) => Some(r),
+            (None, Some(why)) => {
+                let mut r = blank_result(s, command, tls);
+                r.verdict = missed(s.level);
+                r.precondition = true;
+                r.reason = Some(format!(
+                    "inconclusive: {why}; a refusal by a client not shown able to complete \
+                     a {} call proves nothing",
+                    s.mode.name()
+                ));
+                r.expected = Some(expected_text(s));
+                Some(r)
+            }
+            (None, None) => {
+                pending.push(s.clone());
+                None
+            }
+        });
+    }
+    let mut rest = run_batch(&pending, command, timeout, concurrency, tls)
+        .await
+        .into_iter();
+    done.into_iter()
+        .filter_map(|r| r.or_else(|| rest.next()))
+        .collect()
+}
+
+/// Runs `scenarios`, `concurrency` at a time, results in input order.
+async fn run_batch(
     scenarios: &[ClientScenario],
     command: &str,
     timeout: Duration,

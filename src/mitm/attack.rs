@@ -2,9 +2,11 @@
 //!
 //! Rows of the knob registry ([`crate::knobs`]): the attacks of class
 //! `Mitm` are those of `osc-harness mitm --attack`; the `ClientSuite` ones
-//! are the misbehaviours a client-role scenario needs from the network side
-//! (a refused call, a tampered hello, a hostile body). Each is one bent
-//! step of an otherwise faithful relay.
+//! are the edits a client-role scenario needs from the network side (a
+//! tampered hello, a frame after fin, another session's response). Each is
+//! one bent step of an otherwise faithful relay. Answers that stand for a
+//! whole server response (401, 409, 426, 429, a plaintext inner response,
+//! hostile streams) are server knobs (`crate::server::Bug`).
 
 use crate::knobs::CaughtBy;
 
@@ -37,28 +39,10 @@ crate::knobs! {
         SigV01 = "sig-v-01", "", ClientSuite, "rewrite the ServerHello signature's v byte from 27/28 to 0/1 (same signature, other encoding)";
         /// Rewrites the signature as its high-S twin.
         SigHighS = "sig-high-s", "", ClientSuite, "rewrite the ServerHello signature as its high-S twin (valid, not canonical)";
-        /// Refuses the first call with 401 secure_session_unknown.
-        Unknown401Once = "401-once", "", ClientSuite, "answer the first call with 401 secure_session_unknown";
-        /// Refuses every call with 401 secure_session_unknown.
-        Unknown401Always = "401-always", "", ClientSuite, "answer every call with 401 secure_session_unknown";
-        /// Refuses the first call with 409 secure_replay.
-        Replay409 = "409", "", ClientSuite, "answer the first call with 409 secure_replay";
-        /// Refuses every handshake with 429.
-        RateLimit429 = "429", "", ClientSuite, "answer every handshake with 429";
-        /// Answers the sealed call with a plaintext 426.
-        Upgrade426 = "426", "", ClientSuite, "answer every call with the plaintext 426 upgrade_required body";
         /// A frame appears after the fin frame.
         FrameAfterFin = "frame-after-fin", "", ClientSuite, "send the first frame again after the fin frame";
-        /// The response is plaintext where a sealed frame belongs.
-        PlaintextFrame = "plaintext-frame", "", ClientSuite, "answer the call with a plaintext inner response instead of a sealed frame";
         /// Answers the retried call with the response of the first one.
         ForeignFrames = "foreign-frames", "", ClientSuite, "forward the first call but answer it 401; answer the retry (a new session) with the first call's sealed response";
-        /// An event stream that never ends.
-        EndlessStream = "endless-stream", "", ClientSuite, "answer the call with an event stream of keep-alive comments that never ends";
-        /// An event stream that drips one line every 200 ms.
-        SlowDrip = "slow-drip", "", ClientSuite, "answer the call with an event stream that sends one short line every 200 ms";
-        /// One event far larger than any frame.
-        HugeFrame = "huge-frame", "", ClientSuite, "answer the call with one 64 MiB event";
     }
 }
 

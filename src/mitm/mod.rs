@@ -9,6 +9,8 @@
 mod attack;
 mod body;
 pub mod cli;
+mod edits;
+mod fake;
 mod http_log;
 mod relay;
 
@@ -73,6 +75,9 @@ pub struct Observed {
     pub plaintext_requests: u64,
     /// ServerHellos the relay changed.
     pub tampered_hellos: u64,
+    /// Handshakes answered 200 with a ServerHello (tampered or not) that
+    /// the relay passed on to the client.
+    pub hellos_answered: u64,
     /// Calls made on a session whose hello the relay changed (a client that
     /// checked the hello makes none).
     pub calls_on_tampered_sessions: u64,

@@ -116,6 +116,15 @@ impl Offer {
         self.handshake.finish(server)
     }
 
+    /// [`Offer::finish`] with the checks `hooks` keeps.
+    pub fn finish_with(
+        self,
+        server: &ServerHello,
+        hooks: &dyn crate::protocol::client_hooks::ClientHandshakeHooks,
+    ) -> Result<ClientSession, HandshakeError> {
+        self.handshake.finish_with(server, hooks)
+    }
+
     /// The hello as actually sent (parsed back from the body) and the
     /// session derived from it, the identity not checked: for a caller
     /// that judges the signature on its own and needs the keys either way.

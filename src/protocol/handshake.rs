@@ -215,7 +215,19 @@ impl ClientHandshake {
     /// Check order follows upstream: version, key and sid, signature,
     /// key agreement.
     pub fn finish(self, server: &ServerHello) -> Result<ClientSession, HandshakeError> {
-        if server.v != VERSION {
+        self.finish_with(server, &super::client_hooks::HonestClient)
+    }
+
+    /// [`ClientHandshake::finish`] with the checks `hooks` keeps (a client
+    /// knob switches one off).
+    pub fn finish_with(
+        mut self,
+        server: &ServerHello,
+        hooks: &dyn super::client_hooks::ClientHandshakeHooks,
+    ) -> Result<ClientSession, HandshakeError> {
+        self.verify_identity &= hooks.verify_identity();
+        self.refuse_low_order &= hooks.refuse_low_order();
+        if server.v != VERSION && hooks.check_version() {
             return Err(HandshakeError::UnsupportedVersion(server.v));
         }
         let server_pub = parse_x25519_public(&server.enc_pub)?;

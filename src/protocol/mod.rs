@@ -10,6 +10,7 @@
 //! [`error`] maps every failure to the protocol's error codes in one place;
 //! [`names`] holds the header names and endpoint paths.
 
+pub mod client_hooks;
 pub mod encoding;
 pub mod error;
 pub mod framing;

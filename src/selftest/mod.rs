@@ -96,12 +96,24 @@ pub fn run(args: SelftestArgs) -> ExitCode {
     }
     let client = client::run_reference(&rt);
     let client_ok = match &client {
-        Ok((_, rows)) => {
+        Ok((clients, rows)) => {
             say(&client::render(rows));
-            rows.iter().all(client::Row::ok)
+            let unkilled = client::unkilled_musts(rows, clients);
+            say(&client::render_unkilled(&unkilled));
+            rows.iter().all(client::Row::ok) && unkilled.is_empty()
         }
         Err(e) => {
             say(&format!("client-role selftest: {e}\n"));
+            false
+        }
+    };
+    let nulls_ok = match client::run_null_reference(&rt) {
+        Ok(rows) => {
+            say(&client::render_null(&rows));
+            rows.iter().all(client::NullRow::ok)
+        }
+        Err(e) => {
+            say(&format!("client-role null clients: {e}\n"));
             false
         }
     };
@@ -120,7 +132,7 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             }
         }
     }
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
+    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok && nulls_ok {
         say("selftest: ok\n");
         ExitCode::SUCCESS
     } else {
@@ -202,6 +214,7 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
         }
     );
     out.push_str(&client_doc_section(&clients));
+    out.push_str(&client::null_doc_section());
     out
 }
 

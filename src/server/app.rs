@@ -106,6 +106,7 @@ pub struct App {
     scoped_key: Option<String>,
     scoped_agent_id: String,
     executions: AtomicU64,
+    keyed_answers: AtomicU64,
 }
 
 /// Which agent a route's `{id}` named.
@@ -131,6 +132,7 @@ impl App {
             scoped_key,
             scoped_agent_id,
             executions: AtomicU64::new(0),
+            keyed_answers: AtomicU64::new(0),
         }
     }
 
@@ -139,8 +141,28 @@ impl App {
         self.executions.load(Ordering::SeqCst)
     }
 
+    /// How many requests inside the channel carried the full access key
+    /// and got a 2xx answer: what a client-role baseline shows it did,
+    /// seen from the server's side.
+    pub fn keyed_answers(&self) -> u64 {
+        self.keyed_answers.load(Ordering::SeqCst)
+    }
+
     /// Answers one request: access-key gate, then routing.
     pub fn handle(&self, req: &AppRequest, knobs: &Knobs) -> AppResponse {
+        let resp = self.answer(req, knobs);
+        let keyed = req.header("authorization").is_some_and(|v| {
+            v.trim().split_once(' ').is_some_and(|(scheme, token)| {
+                scheme.eq_ignore_ascii_case("bearer") && token.trim() == self.access_key
+            })
+        });
+        if req.inside_channel && keyed && (200..300).contains(&resp.status) {
+            self.keyed_answers.fetch_add(1, Ordering::SeqCst);
+        }
+        resp
+    }
+
+    fn answer(&self, req: &AppRequest, knobs: &Knobs) -> AppResponse {
         let routed = gate::normalize(&req.path);
         let keys = Keys {
             access_key: &self.access_key,

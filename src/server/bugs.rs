@@ -77,6 +77,24 @@ crate::knobs! {
         PanicOnHugeSeq = "panic-on-huge-seq", "CALL-2", FuzzerOnly, "a call whose seq is above 2^53 panics the handling task (the connection drops)";
         /// A body shorter than its Content-Length is waited for forever.
         HangOnLengthLie = "hang-on-length-lie", "LIM-1", FuzzerOnly, "a request body shorter than its Content-Length is waited for forever";
+        /// The first call is answered 401 secure_session_unknown (a client-role knob).
+        UnknownSessionOnce = "unknown-session-once", "SES-2", ClientSuite, "the first call is answered 401 secure_session_unknown, as after a restart";
+        /// Every call is answered 401 secure_session_unknown (a client-role knob).
+        UnknownSessionAlways = "unknown-session-always", "SES-2", ClientSuite, "every call is answered 401 secure_session_unknown";
+        /// The first call is answered 409 secure_replay (a client-role knob).
+        ReplayRefusedOnce = "replay-refused-once", "SES-2", ClientSuite, "the first call is answered 409 secure_replay";
+        /// Every handshake is answered 429 (a client-role knob).
+        RateLimitEveryHandshake = "rate-limit-every-handshake", "HS-8", ClientSuite, "every handshake is answered 429";
+        /// Every call is answered with the plaintext 426 (a client-role knob).
+        UpgradeRequiredOnCall = "upgrade-required-on-call", "GATE-1", ClientSuite, "every sealed call is answered with the plaintext 426 upgrade_required body";
+        /// A plaintext inner response stands where the sealed frame belongs (a client-role knob).
+        PlaintextInnerResponse = "plaintext-inner-response", "RESP-2", ClientSuite, "the call is answered with a plaintext inner response instead of a sealed frame";
+        /// The call is answered with an event stream that never ends (a client-role knob).
+        EndlessStream = "endless-stream", "LIM-1", ClientSuite, "the call is answered with an event stream of keep-alive comments that never ends";
+        /// The call is answered with a stream that drips (a client-role knob).
+        SlowDrip = "slow-drip", "LIM-1", ClientSuite, "the call is answered with an event stream that sends one short line every 200 ms";
+        /// The call is answered with one huge event (a client-role knob).
+        HugeEvent = "huge-event", "LIM-1", ClientSuite, "the call is answered with one 64 MiB event";
     }
 }
 
@@ -97,6 +115,9 @@ pub struct Knobs {
     impostor: AgentIdentity,
     /// The ephemeral secret reused under `static-ephemeral-key`.
     static_ephemeral: [u8; 32],
+    /// Calls seen, for the knobs that answer only the first in the
+    /// server's place.
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl Knobs {
@@ -107,7 +128,15 @@ impl Knobs {
             bugs,
             impostor,
             static_ephemeral,
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Counts one more call: its number, from 1.
+    pub fn next_call(&self) -> u64 {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            .saturating_add(1)
     }
 
     /// Whether `bug` is on.
@@ -346,6 +375,6 @@ mod tests {
                 .any(|(name, _)| *name == LOW_ORDER_SERVER_POINT),
             "low-order-server-key names a point that exists"
         );
-        assert_eq!(Bug::ALL.len(), 29);
+        assert_eq!(Bug::ALL.len(), 38);
     }
 }

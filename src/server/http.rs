@@ -274,6 +274,9 @@ async fn handle(
             relay_marker,
             header_str("x-forwarded-for").as_deref(),
         );
+        if let Some(r) = super::stand_in::handshake(&shared.knobs) {
+            return r;
+        }
         if !shared.limiter.allow(&source, Instant::now()) {
             let r = HandshakeRefusal::RateLimited;
             return json_response(r.status(), r.body());
@@ -284,6 +287,9 @@ async fn handle(
         };
     }
     if is_post && routed == CALL_PATH {
+        if let Some(r) = super::stand_in::call(&shared.knobs, shared.knobs.next_call()) {
+            return r;
+        }
         let outer = Outer {
             remote,
             relay_marker,

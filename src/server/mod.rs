@@ -29,6 +29,7 @@ mod head;
 mod http;
 mod ratelimit;
 mod secure;
+mod stand_in;
 mod store;
 
 use std::net::SocketAddr;
@@ -120,6 +121,12 @@ impl RunningServer {
     /// How many agent runs have executed (the demo app's side effect).
     pub fn executions(&self) -> u64 {
         self.shared.app.executions()
+    }
+
+    /// How many requests inside the channel carried the access key and
+    /// got a 2xx answer.
+    pub fn keyed_answers(&self) -> u64 {
+        self.shared.app.keyed_answers()
     }
 
     /// Stops accepting, ends open connections and waits for the server task.

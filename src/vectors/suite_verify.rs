@@ -38,8 +38,8 @@ pub const KNOWN_REQUIREMENTS: &[&str] = &[
     "ENC-1", "ENC-2", "ENC-3", "ENC-4", "ID-1", "ID-2", "ID-3", "ID-4", "HS-1", "HS-2", "HS-3",
     "HS-4", "HS-5", "HS-6", "HS-7", "HS-8", "HS-9", "KS-1", "KS-2", "KS-3", "CALL-1", "CALL-2",
     "CALL-3", "CALL-4", "CALL-5", "CALL-6", "CALL-7", "CALL-8", "CALL-9", "CALL-10", "RESP-1",
-    "RESP-2", "RESP-3", "RESP-4", "RESP-5", "SES-1", "SES-2", "SES-3", "SES-4", "GATE-1", "GATE-2",
-    "GATE-3", "GATE-4", "GATE-5", "GATE-6", "GATE-7", "GATE-8",
+    "RESP-2", "RESP-3", "RESP-4", "RESP-5", "SES-1", "SES-2", "SES-3", "SES-4", "SES-5", "GATE-1",
+    "GATE-2", "GATE-3", "GATE-4", "GATE-5", "GATE-6", "GATE-7", "GATE-8",
 ];
 
 /// The policy a case is run under.
