@@ -130,6 +130,8 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
         c.skip,
         report.duration_ms as f64 / 1000.0
     );
+    let cov = report.must_coverage();
+    let _ = writeln!(out, "{}", cov.headline());
     for p in &report.run_problems {
         let _ = writeln!(out, "{} {p}", paint(opts.color, "1;31", "problem:"));
     }
@@ -151,6 +153,15 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
                 s.reason.as_deref().unwrap_or("no reason given")
             );
         }
+    }
+    if cov.not_exercised.is_empty() {
+        let _ = writeln!(out, "  MUST requirements not exercised: none");
+    } else {
+        let _ = writeln!(
+            out,
+            "  MUST requirements not exercised: {}",
+            cov.not_exercised.join(", ")
+        );
     }
     if report.not_exercised.is_empty() {
         let _ = writeln!(out, "  requirements not exercised by this run: none");

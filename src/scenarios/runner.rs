@@ -1,6 +1,5 @@
 //! Running a suite: selection, pacing, concurrency, verdicts and the report.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -333,17 +332,10 @@ pub async fn run_suite(
             })
         })
         .collect();
-    let exercised: BTreeSet<&str> = scenarios_out
-        .iter()
-        .filter(|r| r.verdict != Verdict::Skip)
-        .flat_map(|r| r.requirements.iter().map(String::as_str))
-        .collect();
-    let not_exercised = registry
-        .requirements
-        .iter()
-        .filter(|r| !exercised.contains(r.id.as_str()))
-        .map(|r| r.id.clone())
-        .collect();
+    let not_exercised = crate::report::not_exercised(
+        &scenarios_out,
+        registry.requirements.iter().map(|r| r.id.as_str()),
+    );
     RunReport {
         target: cfg.target_label.clone(),
         insecure: cfg.target.net().settings().trust.insecure,
