@@ -119,6 +119,7 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
             loopback_trusted: false,
             via_relay: false,
             pool: Default::default(),
+            remote_caller: false,
         },
     };
     cfg.pacer = Pacer::new(budget);
@@ -126,6 +127,14 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
     cfg.limits.idle_timeout = resolved.timeout;
     cfg.limits.connect_timeout = cfg.limits.connect_timeout.min(resolved.timeout);
     cfg.relay_origin = resolved.relay_origin;
+    if !resolved.is_self() {
+        cfg.remote_caller = crate::scenarios::runner::caller_is_remote(
+            &resolved.target,
+            resolved.via_relay,
+            cfg.limits.connect_timeout,
+        )
+        .await;
+    }
     let info = TargetInfo {
         // The fuzzer's policy: a target may hold an incomplete request for
         // this long before it counts as hung.

@@ -17,7 +17,7 @@ use crate::transport::{Limits, OuterRequest};
 use super::loader;
 use super::model::Scenario;
 use super::registry::Registry;
-use super::runner::{run_suite, select, Pacer, RunConfig};
+use super::runner::{caller_is_remote, run_suite, select, Pacer, RunConfig};
 use super::selftest;
 
 /// Arguments of `test`.
@@ -159,6 +159,14 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
     cfg.max_wait = args.max_wait;
     cfg.stable = args.stable;
     cfg.relay_origin = resolved.relay_origin;
+    if resolved.server.is_none() {
+        cfg.remote_caller = caller_is_remote(
+            &resolved.target,
+            resolved.via_relay,
+            cfg.limits.connect_timeout,
+        )
+        .await;
+    }
     if let Some(b) = &args.handshake_budget {
         match peer::parse_handshake_budget(b) {
             Ok(b) => cfg.pacer = Pacer::new(b),
@@ -242,6 +250,8 @@ fn url_config(args: &TestArgs, resolved: &ResolvedTarget) -> RunConfig {
         loopback_trusted: args.trusts_loopback,
         via_relay: resolved.via_relay,
         pool: Default::default(),
+        // Decided in run_test, where the host can be resolved.
+        remote_caller: false,
     }
 }
 
@@ -318,7 +328,9 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             }
         }
     }
-    if !cfg.relay_origin {
+    // A remote caller's plaintext run is GATE-1's own question, answered
+    // by its scenario; only a local caller needs the hint.
+    if !cfg.relay_origin && !cfg.remote_caller {
         let mut probe = OuterRequest::post_json(
             format!(
                 "/agents/{}/run",

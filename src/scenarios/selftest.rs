@@ -70,6 +70,7 @@ pub fn self_config(server: &RunningServer, stable: bool) -> Result<RunConfig, St
         loopback_trusted: true,
         via_relay: false,
         pool: Default::default(),
+        remote_caller: false,
     })
 }
 

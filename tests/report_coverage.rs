@@ -1,0 +1,271 @@
+//! Skips and coverage as a user meets them: a target on a non-loopback
+//! address runs GATE-1 with no flag, and every report of `test` and
+//! `test-client` states how many MUST requirements the run exercised.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
+
+use osc_harness::scenarios::runner::{caller_is_remote, remote_by_addresses};
+use osc_harness::transport::Target;
+use serde_json::Value;
+
+use support::{describe, text};
+
+/// An address of this machine that is not loopback, if it has one: the
+/// source address the kernel picks towards a documentation address (a UDP
+/// `connect` sends nothing), kept only if a listener can bind it.
+fn own_non_loopback_address() -> Option<IpAddr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((Ipv4Addr::new(198, 51, 100, 1), 9)).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    if !remote_by_addresses(&[ip]) {
+        return None;
+    }
+    TcpListener::bind((ip, 0)).ok()?;
+    Some(ip)
+}
+
+/// `serve` on `listen` (with `extra` flags) and the `test` arguments that
+/// reach it with no `--relay-origin` flag.
+fn served(listen: &str, extra: &[&str]) -> (support::Running, Vec<String>) {
+    let mut cmd = support::harness();
+    cmd.args(["serve", "--listen", listen, "--handshake-rate", "0"])
+        .args(extra);
+    let server = support::start(cmd);
+    let args = [
+        "test",
+        "--target",
+        &server.field("url"),
+        "--agent-address",
+        &server.field("agentAddress"),
+        "--access-key",
+        &server.field("accessKey"),
+        "--agent-id",
+        &server.field("agentId"),
+        "--handshake-budget",
+        "none",
+        "--only",
+        "gate-plain-run-426",
+        "--format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    (server, args)
+}
+
+/// Runs the harness; returns its exit code and its JSON report.
+fn json_run(args: &[String]) -> (Option<i32>, Value) {
+    let mut cmd = support::harness();
+    cmd.args(args);
+    let out = support::run(cmd);
+    let json = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", describe(&out)));
+    (out.status.code(), json)
+}
+
+fn only_verdict(report: &Value) -> (String, String) {
+    let s = &report["scenarios"][0];
+    (
+        s["verdict"].as_str().unwrap_or_default().to_owned(),
+        s["reason"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+#[test]
+fn remote_is_decided_from_the_address_the_target_sees() {
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    assert!(remote_by_addresses(&[v4(192, 0, 2, 2)]));
+    assert!(remote_by_addresses(&[v4(10, 0, 0, 1), v4(203, 0, 113, 9)]));
+    // Every 127/8 address, ::1 and IPv4-mapped loopback are this machine.
+    assert!(!remote_by_addresses(&[v4(127, 0, 0, 1)]));
+    assert!(!remote_by_addresses(&[v4(127, 0, 0, 2)]));
+    assert!(!remote_by_addresses(&[IpAddr::V6(Ipv6Addr::LOCALHOST)]));
+    assert!(!remote_by_addresses(&[IpAddr::V6(
+        Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()
+    )]));
+    // A connection to the unspecified address arrives from loopback.
+    assert!(!remote_by_addresses(&[v4(0, 0, 0, 0)]));
+    // One loopback address among several, or none at all, is not remote.
+    assert!(!remote_by_addresses(&[v4(192, 0, 2, 2), v4(127, 0, 0, 1)]));
+    assert!(!remote_by_addresses(&[]));
+}
+
+#[tokio::test]
+async fn a_target_url_is_remote_by_its_resolved_address_or_a_relay() {
+    let within = std::time::Duration::from_secs(5);
+    let remote = |url: &str, via_relay: bool| {
+        let target = Target::parse(url).unwrap();
+        async move { caller_is_remote(&target, via_relay, within).await }
+    };
+    assert!(remote("http://192.0.2.2:8080", false).await);
+    assert!(remote("https://[2001:db8::1]:443/base", false).await);
+    assert!(!remote("http://127.0.0.1:8080", false).await);
+    assert!(!remote("http://[::1]:8080", false).await);
+    // `localhost` resolves here, without asking a name server.
+    assert!(!remote("http://localhost:8080", false).await);
+    assert!(!remote("http://LOCALHOST:8080", false).await);
+    // Behind a relay that marks every request, the caller is remote.
+    assert!(remote("http://127.0.0.1:8080", true).await);
+}
+
+#[test]
+fn gate1_runs_with_no_flag_against_a_non_loopback_target() {
+    let Some(ip) = own_non_loopback_address() else {
+        eprintln!(
+            "this machine has no non-loopback address a listener can bind: \
+             only the decision function is tested (remote_is_decided_from_the_address_the_target_sees)"
+        );
+        return;
+    };
+    let listen = format!("{ip}:0");
+
+    // The honest server refuses the remote plaintext run: GATE-1 passes.
+    let (_honest, args) = served(&listen, &[]);
+    let (code, report) = json_run(&args);
+    let (verdict, reason) = only_verdict(&report);
+    assert_eq!(verdict, "pass", "{reason}");
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        !report["not_exercised"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "GATE-1"),
+        "{report}"
+    );
+
+    // A server without the 426 gate executes it: GATE-1 fails.
+    let (_broken, args) = served(&listen, &["--bug", "no-426-gate"]);
+    let (code, report) = json_run(&args);
+    let (verdict, reason) = only_verdict(&report);
+    assert_eq!(verdict, "fail", "{reason}");
+    assert_eq!(code, Some(1));
+}
+
+#[test]
+fn gate1_still_skips_on_loopback_without_the_marker_and_says_why() {
+    let (_server, mut args) = served("127.0.0.1:0", &["--trust-loopback", "false"]);
+    args.extend(["--relay-origin", "off"].map(String::from));
+    let (code, report) = json_run(&args);
+    let (verdict, reason) = only_verdict(&report);
+    assert_eq!(verdict, "skip");
+    assert!(reason.contains("loopback"), "{reason}");
+    assert_eq!(code, Some(0));
+    // The skip shows in the coverage: GATE-1 is a MUST left unexercised.
+    let cov = &report["must_coverage"];
+    assert!(
+        cov["not_exercised"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "GATE-1"),
+        "{cov}"
+    );
+}
+
+#[test]
+fn test_reports_state_must_coverage_and_strict_fails_on_a_gap() {
+    let base = ["test", "--target", "self", "--only", "replay-window"];
+    let out = support::run({
+        let mut cmd = support::harness();
+        cmd.args(base);
+        cmd
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("MUST requirements exercised: "))
+        .unwrap_or_else(|| panic!("no coverage line: {stdout}"));
+    let (n, m) = line
+        .trim_start_matches("MUST requirements exercised: ")
+        .split_once(" of ")
+        .unwrap();
+    let (n, m): (usize, usize) = (n.parse().unwrap(), m.parse().unwrap());
+    assert!(n >= 1 && n < m, "{line}");
+    assert!(stdout.contains("MUST requirements not exercised: ENC-1,"));
+
+    // --strict fails the same clean run, naming what it left out.
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("r.xml");
+    let mut cmd = support::harness();
+    cmd.args(base)
+        .args(["--strict", "--format", "json", "--report"])
+        .arg(&junit);
+    let out = support::run(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["fail"], 0);
+    assert_eq!(report["must_coverage"]["exercised"], n);
+    assert_eq!(report["must_coverage"]["total"], m);
+    let problems = report["run_problems"].to_string();
+    assert!(
+        problems.contains("--strict") && problems.contains("GATE-1"),
+        "{problems}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(&format!("MUST requirements exercised: {n} of {m}")),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("MUST requirements not exercised: ENC-1"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn test_client_reports_answer_for_the_client_suite() {
+    let exe = support::EXE.replace('\'', r"'\''");
+    let shim = format!(
+        "'{exe}' call --target {{url}} --agent-address {{address}} --access-key {{access_key}} \
+         --path {{path}} --repeat {{calls}} --timeout 5"
+    );
+    let mut cmd = support::harness();
+    cmd.args([
+        "test-client",
+        "--client-cmd",
+        &shim,
+        "--only",
+        "client-honest-buffered",
+        "--format",
+        "json",
+    ]);
+    let out = support::run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cov = &report["must_coverage"];
+    // The baseline exercises RESP-2; the rest of the client suite is listed.
+    assert_eq!(cov["exercised"], 1, "{cov}");
+    let missing: Vec<&str> = cov["not_exercised"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        missing.contains(&"HS-2") && missing.contains(&"RESP-5"),
+        "{cov}"
+    );
+    // Server-only requirements are not the client's to exercise.
+    assert!(
+        !missing.contains(&"HS-9") && !missing.contains(&"GATE-2"),
+        "{cov}"
+    );
+    assert_eq!(cov["total"], missing.len() + 1);
+
+    let mut cmd = support::harness();
+    cmd.args([
+        "test-client",
+        "--client-cmd",
+        &shim,
+        "--only",
+        "client-honest-buffered",
+        "--strict",
+    ]);
+    let out = support::run(cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(text(&out.stdout).contains("MUST requirements exercised: 1 of "));
+}
