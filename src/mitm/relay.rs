@@ -427,6 +427,11 @@ async fn pump(
         }
     }
     if is_stream {
+        // What the stream edits had to work on (reorder needs two frames).
+        state.observe(|o| {
+            o.streamed_responses += 1;
+            o.multi_frame_streams += u64::from(frames >= 2);
+        });
         for out in edit.flush() {
             if tx.send(out).await.is_err() {
                 delivered = false;
@@ -515,6 +520,14 @@ fn adversary_note(attack: Attack) -> String {
 
 /// The buffered (one-frame) response after checks and edits.
 fn buffered_edit(state: &State, slot: Option<usize>, status: u16, body: Vec<u8>) -> Bytes {
+    for a in [Attack::Reorder, Attack::Duplicate] {
+        if state.has(a) {
+            state.note(
+                slot,
+                format!("adversary ({a}): not applicable to a buffered answer (one frame)"),
+            );
+        }
+    }
     if status != 200 {
         return Bytes::from(body);
     }
