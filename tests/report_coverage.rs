@@ -29,30 +29,32 @@ fn own_non_loopback_address() -> Option<IpAddr> {
 /// `serve` on `listen` (with `extra` flags) and the `test` arguments that
 /// reach it with no `--relay-origin` flag.
 fn served(listen: &str, extra: &[&str]) -> (support::Running, Vec<String>) {
+    support::served_for_test(listen, extra, "gate-plain-run-426")
+}
+
+/// The shim that drives the reference client (`osc-harness call`), as the
+/// client self-test does.
+fn reference_shim() -> String {
+    let exe = support::EXE.replace('\'', r"'\''");
+    format!(
+        "'{exe}' call --target {{url}} --agent-address {{address}} --access-key {{access_key}} \
+         --path {{path}} --repeat {{calls}} --timeout 5 --max-stream-secs 2 \
+         $([ {{mode}} = stream ] && echo '--stream --data {{}}')"
+    )
+}
+
+/// `test-client` with the reference client on the baseline only, plus `extra`.
+fn baseline_only(extra: &[&str]) -> std::process::Output {
     let mut cmd = support::harness();
-    cmd.args(["serve", "--listen", listen, "--handshake-rate", "0"])
-        .args(extra);
-    let server = support::start(cmd);
-    let args = [
-        "test",
-        "--target",
-        &server.field("url"),
-        "--agent-address",
-        &server.field("agentAddress"),
-        "--access-key",
-        &server.field("accessKey"),
-        "--agent-id",
-        &server.field("agentId"),
-        "--handshake-budget",
-        "none",
+    cmd.args([
+        "test-client",
+        "--client-cmd",
+        &reference_shim(),
         "--only",
-        "gate-plain-run-426",
-        "--format",
-        "json",
-    ]
-    .map(String::from)
-    .to_vec();
-    (server, args)
+        "client-honest-buffered",
+    ])
+    .args(extra);
+    support::run(cmd)
 }
 
 /// Runs the harness; returns its exit code and its JSON report.
@@ -218,22 +220,7 @@ fn test_reports_state_must_coverage_and_strict_fails_on_a_gap() {
 
 #[test]
 fn test_client_reports_answer_for_the_client_suite() {
-    let exe = support::EXE.replace('\'', r"'\''");
-    let shim = format!(
-        "'{exe}' call --target {{url}} --agent-address {{address}} --access-key {{access_key}} \
-         --path {{path}} --repeat {{calls}} --timeout 5"
-    );
-    let mut cmd = support::harness();
-    cmd.args([
-        "test-client",
-        "--client-cmd",
-        &shim,
-        "--only",
-        "client-honest-buffered",
-        "--format",
-        "json",
-    ]);
-    let out = support::run(cmd);
+    let out = baseline_only(&["--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cov = &report["must_coverage"];
@@ -256,16 +243,7 @@ fn test_client_reports_answer_for_the_client_suite() {
     );
     assert_eq!(cov["total"], missing.len() + 1);
 
-    let mut cmd = support::harness();
-    cmd.args([
-        "test-client",
-        "--client-cmd",
-        &shim,
-        "--only",
-        "client-honest-buffered",
-        "--strict",
-    ]);
-    let out = support::run(cmd);
+    let out = baseline_only(&["--strict"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(text(&out.stdout).contains("MUST requirements exercised: 1 of "));
 }
@@ -305,13 +283,7 @@ fn coverage_sentence(command: &str, (n, m, missing): &(u64, u64, Vec<String>)) -
 #[test]
 fn readme_states_the_must_coverage_of_real_runs() {
     let server = real_coverage(&["test", "--target", "self"]);
-    let exe = support::EXE.replace('\'', r"'\''");
-    let shim = format!(
-        "'{exe}' call --target {{url}} --agent-address {{address}} --access-key {{access_key}} \
-         --path {{path}} --repeat {{calls}} --timeout 5 --max-stream-secs 2 \
-         $([ {{mode}} = stream ] && echo '--stream --data {{}}')"
-    );
-    let client = real_coverage(&["test-client", "--client-cmd", &shim]);
+    let client = real_coverage(&["test-client", "--client-cmd", &reference_shim()]);
     let mut block = String::new();
     block.push_str(&coverage_sentence(
         "`osc-harness test --target self`",

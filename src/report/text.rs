@@ -154,15 +154,12 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
             );
         }
     }
-    if cov.not_exercised.is_empty() {
-        let _ = writeln!(out, "  MUST requirements not exercised: none");
+    let must_left = if cov.not_exercised.is_empty() {
+        "none".to_string()
     } else {
-        let _ = writeln!(
-            out,
-            "  MUST requirements not exercised: {}",
-            cov.not_exercised.join(", ")
-        );
-    }
+        cov.not_exercised.join(", ")
+    };
+    let _ = writeln!(out, "  MUST requirements not exercised: {must_left}");
     if report.not_exercised.is_empty() {
         let _ = writeln!(out, "  requirements not exercised by this run: none");
     } else {
