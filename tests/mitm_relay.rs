@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use osc_harness::client::{exit, CallOutcome, Channel, ClientError};
-use osc_harness::mitm::{self, Attack, MitmConfig, RunningMitm};
+use osc_harness::mitm::{self, Attack, MitmConfig, Outcome, RunningMitm};
 use osc_harness::protocol::encoding::b64url_encode;
 use osc_harness::protocol::wire::InnerRequest;
 use osc_harness::server::{self, RunningServer, ServerConfig};
@@ -79,7 +79,7 @@ async fn passive_buffered_and_streamed_calls_hold_and_no_canary_crosses() {
         assert!(seen.problems.is_empty(), "{:?}", seen.problems);
         assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
         assert!(seen.bytes_down > 0 && seen.bytes_up > 0);
-        assert_eq!(relay.assessment().held, Some(true));
+        assert_eq!(relay.assessment().outcome, Outcome::Held);
     }
 }
 
@@ -100,7 +100,7 @@ async fn canary_in_plaintext_traffic_is_reported() {
         seen.canary_hits,
         vec!["canary #1 seen client to server".to_string()]
     );
-    assert_eq!(relay.assessment().held, Some(false));
+    assert_eq!(relay.assessment().outcome, Outcome::Broken);
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn replay_is_refused_with_409_and_the_client_sees_one_execution() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(relay.observed().replay_statuses, vec![409]);
-    assert_eq!(relay.assessment().held, Some(true));
+    assert_eq!(relay.assessment().outcome, Outcome::Held);
 }
 
 #[tokio::test]
@@ -173,8 +173,8 @@ async fn stream_attacks_are_detected_by_the_client() {
             .expect_err(&format!("{attack}: the client must refuse"));
         assert_eq!(err.exit_code(), code, "{attack}: {err}");
         assert_eq!(
-            relay.assessment().held,
-            None,
+            relay.assessment().outcome,
+            Outcome::ClientMustTell,
             "{attack}: only the client can tell"
         );
     }
@@ -203,7 +203,7 @@ async fn swapped_server_key_is_refused_before_any_call() {
     assert_eq!(err.exit_code(), exit::IDENTITY_MISMATCH, "{err}");
     let seen = relay.observed();
     assert_eq!((seen.tampered_hellos, seen.calls), (1, 0));
-    assert_eq!(relay.assessment().held, Some(true));
+    assert_eq!(relay.assessment().outcome, Outcome::Held);
 }
 
 #[tokio::test]
@@ -217,7 +217,7 @@ async fn plaintext_downgrade_gets_426_and_nothing_executes() {
     assert_ne!(err.exit_code(), exit::OK);
     assert_eq!(relay.observed().plaintext_statuses, vec![426]);
     assert_eq!(server.executions(), before);
-    assert_eq!(relay.assessment().held, Some(true));
+    assert_eq!(relay.assessment().outcome, Outcome::Held);
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn stripped_relay_marker_leaves_the_channel_intact() {
     assert_eq!(outcome.inner_status, 200);
     let seen = relay.observed();
     assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
-    assert_eq!(relay.assessment().held, Some(true));
+    assert_eq!(relay.assessment().outcome, Outcome::Held);
 }
 
 #[tokio::test]
@@ -317,4 +317,76 @@ async fn mitm_command_between_real_processes_prints_a_summary() {
         "{summary}"
     );
     assert!(summary.contains("verdict: the protocol held"), "{summary}");
+}
+
+#[tokio::test]
+async fn a_relay_that_saw_no_traffic_is_inconclusive() {
+    let server = server().await;
+    for attacks in [&[][..], &[Attack::Replay][..]] {
+        let relay = relay(&server, attacks, false).await;
+        let judged = relay.assessment();
+        assert!(
+            matches!(&judged.outcome, Outcome::Inconclusive(why) if why.contains("no traffic")),
+            "{attacks:?}: {judged:?}"
+        );
+        assert_eq!(judged.outcome.exit_code(), 3);
+    }
+}
+
+#[tokio::test]
+async fn an_attack_with_nothing_to_act_on_is_inconclusive_not_a_break() {
+    // A handshake crosses the relay but no call does: nothing was replayed.
+    let server = server().await;
+    let relay = relay(&server, &[Attack::Replay], false).await;
+    let target = Target::parse(&relay.url).unwrap();
+    let mut channel = Channel::new(target, server.agent_address, Limits::default());
+    channel.handshake().await.expect("the handshake completes");
+    let judged = relay.assessment();
+    assert!(
+        matches!(&judged.outcome, Outcome::Inconclusive(why) if why.contains("no call")),
+        "{judged:?}"
+    );
+}
+
+#[tokio::test]
+async fn reorder_and_duplicate_are_not_applicable_to_buffered_answers() {
+    let server = server().await;
+    for attack in [Attack::Reorder, Attack::Duplicate] {
+        let relay = relay(&server, &[attack], false).await;
+        let outcome = call_through(&server, &relay, false)
+            .await
+            .expect("a buffered answer passes unchanged");
+        assert_eq!(outcome.inner_status, 200);
+        let judged = relay.assessment();
+        assert!(
+            matches!(&judged.outcome, Outcome::NotApplicable(why) if why.contains("buffered")),
+            "{attack}: {judged:?}"
+        );
+        assert_eq!(judged.outcome.exit_code(), 3);
+        let log = relay.http_log(std::time::Duration::from_secs(2)).await;
+        assert!(
+            log.iter()
+                .filter_map(|x| x.note.as_deref())
+                .any(|n| n.contains("not applicable to a buffered answer")),
+            "{attack}: {log:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mitm_command_with_no_traffic_says_inconclusive_and_exits_3() {
+    let server = server().await;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_osc-harness"))
+            .args(["mitm", "--listen", "127.0.0.1:0", "--upstream", &server.url])
+            .args(["--attack", "reorder", "--duration", "1"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("verdict: inconclusive"), "{stdout}");
+    assert!(!stdout.contains("the protocol held"), "{stdout}");
 }

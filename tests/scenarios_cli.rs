@@ -267,30 +267,7 @@ async fn a_target_echoing_the_key_does_not_leak_it_into_reports() {
 /// `serve` as its own process (its default trusts loopback callers unless
 /// `extra` says otherwise), and the `test` arguments that reach it.
 fn served(extra: &[&str]) -> (support::Running, Vec<String>) {
-    let mut cmd = support::harness();
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--handshake-rate", "0"])
-        .args(extra);
-    let server = support::start(cmd);
-    let args = [
-        "test",
-        "--target",
-        &server.field("url"),
-        "--agent-address",
-        &server.field("agentAddress"),
-        "--access-key",
-        &server.field("accessKey"),
-        "--agent-id",
-        &server.field("agentId"),
-        "--handshake-budget",
-        "none",
-        "--only",
-        "gate-loopback-plaintext",
-        "--format",
-        "json",
-    ]
-    .map(String::from)
-    .to_vec();
-    (server, args)
+    support::served_for_test("127.0.0.1:0", extra, "gate-loopback-plaintext")
 }
 
 /// The GATE-2 scenario's verdict and the run's exit code.

@@ -144,7 +144,13 @@ async fn honest_self_passes_everything_with_transcripts() {
         assert_eq!(r.verdict, Verdict::Pass, "{}: {:?}", r.id, r.reason);
         assert!(!r.transcript.is_empty(), "{} recorded no exchange", r.id);
     }
-    assert_eq!(report.exit_code(true), 0);
+    assert_eq!(report.exit_code(false), 0);
+    // Under --strict an unexercised MUST requirement fails the run too;
+    // the suite leaves exactly the vector-only ones.
+    let cov = report.must_coverage();
+    assert_eq!(cov.not_exercised, ["ENC-1", "ID-1"], "{cov:?}");
+    assert_eq!(cov.exercised + 2, cov.total);
+    assert_eq!(report.exit_code(true), 1);
     let json = osc_harness::report::render_json(&report);
     assert!(
         !json.contains(&key),

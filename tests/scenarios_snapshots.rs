@@ -81,7 +81,7 @@ fn fixed() -> RunReport {
                 Some("no --scoped-key/--scoped-agent-id given"),
             ),
         ],
-        not_exercised: vec!["HS-8".into(), "LIM-1".into()],
+        not_exercised: vec!["ENC-1".into(), "HS-8".into(), "LIM-1".into()],
         run_problems: Vec::new(),
     }
 }

@@ -161,3 +161,41 @@ fn warnings_and_information_fail_only_under_strict() {
     assert_eq!(r.exit_code(false), 0);
     assert_eq!(r.exit_code(true), 1);
 }
+
+#[test]
+fn must_coverage_counts_only_scenarios_that_reached_their_step() {
+    let mut reached = result("a", Verdict::Pass);
+    reached.requirements = vec!["CALL-3".into(), "HS-8".into()];
+    let mut skipped = result("b", Verdict::Skip);
+    skipped.requirements = vec!["GATE-1".into()];
+    let mut setup_broke = result("c", Verdict::Fail);
+    setup_broke.requirements = vec!["RESP-3".into()];
+    setup_broke.precondition = true;
+    let results = vec![reached, skipped, setup_broke];
+    let scope = ["CALL-3", "GATE-1", "RESP-3", "HS-8", "LIM-1"];
+    let mut r = report(results.clone());
+    r.not_exercised = osc_harness::report::not_exercised(&results, scope);
+    assert_eq!(r.not_exercised, ["GATE-1", "RESP-3", "LIM-1"]);
+    let cov = r.must_coverage();
+    // HS-8 and LIM-1 are not MUSTs: only CALL-3, GATE-1 and RESP-3 count.
+    assert_eq!((cov.exercised, cov.total), (1, 3));
+    // In the protocol document's order.
+    assert_eq!(cov.not_exercised, ["RESP-3", "GATE-1"]);
+    assert_eq!(cov.headline(), "MUST requirements exercised: 1 of 3");
+}
+
+#[test]
+fn strict_fails_a_clean_run_that_left_a_must_unexercised() {
+    let mut r = report(vec![result("a", Verdict::Pass)]);
+    assert_eq!(r.exit_code(true), 0, "nothing in scope is missing");
+    r.not_exercised = vec!["GATE-1".into(), "LIM-1".into()];
+    assert_eq!(
+        r.exit_code(false),
+        0,
+        "coverage alone never fails a plain run"
+    );
+    assert_eq!(r.exit_code(true), 1);
+    // An UPSTREAM requirement left out is not enough.
+    r.not_exercised = vec!["LIM-1".into()];
+    assert_eq!(r.exit_code(true), 0);
+}

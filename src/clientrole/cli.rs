@@ -117,6 +117,14 @@ pub fn run(args: TestClientArgs) -> ExitCode {
             return usage(format!("no client scenario is called {id:?} (see --list)"));
         }
     }
+    // The requirements a client run answers for: those the client suite
+    // checks, whatever --only/--skip chose.
+    let scope: Vec<String> = crate::report::registry::Registry::builtin()
+        .requirements
+        .into_iter()
+        .filter(|r| all.iter().any(|s| s.requirements.contains(&r.id)))
+        .map(|r| r.id)
+        .collect();
     let chosen: Vec<ClientScenario> = all
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.contains(&s.id))
@@ -186,8 +194,8 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         target: format!("client: {command}"),
         insecure: false,
         duration_ms: started.elapsed().as_millis() as u64,
+        not_exercised: crate::report::not_exercised(&scenarios, scope.iter().map(String::as_str)),
         scenarios,
-        not_exercised: Vec::new(),
         run_problems: Vec::new(),
     };
     match args.output.finish(&mut report) {

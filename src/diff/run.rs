@@ -99,7 +99,7 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
     };
     let mut target = resolved.target;
     target.handshake_budget = budget;
-    let cfg = match &resolved.server {
+    let mut cfg = match &resolved.server {
         // The suite names the reference server `self`, as `test` does.
         Some(server) => selftest::self_run(target.clone(), server, false),
         None => RunConfig::new(peer::Target {
@@ -107,6 +107,14 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
             ..target.clone()
         }),
     };
+    if resolved.server.is_none() {
+        cfg.remote_caller = crate::scenarios::runner::caller_is_remote(
+            &target.endpoint,
+            target.via_relay,
+            target.limits.connect_timeout,
+        )
+        .await;
+    }
     target.label = spec.name.clone();
     // The fuzzer's policy: smaller answers, and a target may hold an
     // incomplete request for this long before it counts as hung.

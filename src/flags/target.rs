@@ -111,7 +111,8 @@ pub struct TargetArgs {
     /// Send `X-Osaurus-Relay-Origin: 1` on outer requests, so a loopback
     /// server treats the caller as remote: on/off (or true/false); the bare
     /// flag means on [default: off for call and bench; on for `self` with
-    /// fuzz and replay; with test, on for `self` and loopback URLs].
+    /// fuzz and replay; with test, on for `self` and loopback URLs (a URL
+    /// whose address is not loopback is a remote caller as it is)].
     #[arg(
         long,
         value_name = "on|off",

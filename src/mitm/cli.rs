@@ -11,11 +11,24 @@ use crate::transport::{tls, Limits, Target};
 
 use super::{spawn, Assessment, Attack, MitmConfig, Observed};
 
+const MITM_HELP: &str = "\
+Output: the first line is JSON, {\"url\": …, \"attacks\": […]} (plus caCert with
+--listen-tls-self-signed), so --listen 127.0.0.1:0 can pick a free port; the
+summary follows when the run ends (--duration or Ctrl-C).
+
+Exit codes: 0 the protocol held, or only the client can tell (the attack
+reached it); 1 a check failed, a canary crossed or an attack got through;
+2 usage; 3 nothing was judged: inconclusive (no traffic crossed the relay, or
+nothing the attack needs) or not applicable (reorder/duplicate on buffered
+answers, which are one frame).";
+
 /// Relay between a real client and a real server, checking (and optionally
 /// attacking) the traffic.
 #[derive(Debug, clap::Args)]
+#[command(after_help = MITM_HELP)]
 pub struct MitmArgs {
-    /// Where to listen, e.g. 127.0.0.1:9090.
+    /// Where to listen (required), e.g. 127.0.0.1:9090; port 0 picks a free
+    /// port, named in the ready line.
     #[arg(long, required_unless_present = "list_attacks")]
     pub listen: Option<SocketAddr>,
     /// The real server's base URL (http:// or https://; trust as for
@@ -60,7 +73,8 @@ pub struct MitmArgs {
 
 /// Runs the command: 0 when the protocol held (or only the client can
 /// tell), 1 when a check failed or an attack got through, 2 on a bad
-/// command line.
+/// command line, 3 when nothing was judged (no traffic: inconclusive; an
+/// attack that cannot apply to what was relayed: not applicable).
 pub fn run(args: MitmArgs) -> ExitCode {
     if args.list_attacks {
         for a in Attack::ALL {
@@ -154,7 +168,7 @@ pub fn run(args: MitmArgs) -> ExitCode {
         let attacks = relay.attacks();
         relay.shutdown().await;
         print!("{}", summary(&attacks, &observed, &outcome));
-        ExitCode::from(u8::from(outcome.held == Some(false)))
+        ExitCode::from(outcome.outcome.exit_code())
     })
 }
 
@@ -188,11 +202,11 @@ pub fn summary(attacks: &[Attack], o: &Observed, outcome: &Assessment) -> String
     for p in &o.problems {
         let _ = writeln!(s, "  check: {p}");
     }
-    let verdict = match outcome.held {
-        Some(true) => "the protocol held",
-        Some(false) => "the protocol did NOT hold",
-        None => "only the client can tell: it must have reported an error",
-    };
-    let _ = writeln!(s, "  verdict: {verdict}");
+    if outcome.attacks.len() > 1 {
+        for (a, one) in &outcome.attacks {
+            let _ = writeln!(s, "  attack {a}: {}", one.describe());
+        }
+    }
+    let _ = writeln!(s, "  verdict: {}", outcome.outcome.describe());
     s
 }

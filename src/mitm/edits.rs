@@ -89,6 +89,14 @@ pub(super) fn buffered_edit(
     status: u16,
     body: Vec<u8>,
 ) -> Bytes {
+    for a in [Attack::Reorder, Attack::Duplicate] {
+        if state.has(a) {
+            state.note(
+                slot,
+                format!("adversary ({a}): not applicable to a buffered answer (one frame)"),
+            );
+        }
+    }
     if status != 200 {
         return Bytes::from(body);
     }

@@ -96,6 +96,10 @@ pub struct Observed {
     pub responses_delivered: u64,
     /// Responses the client stopped reading before their end.
     pub client_hung_up: u64,
+    /// Call responses that were event streams.
+    pub streamed_responses: u64,
+    /// Event streams of two frames or more (what `reorder` needs).
+    pub multi_frame_streams: u64,
     /// Bytes from client to server (bodies).
     pub bytes_up: u64,
     /// Bytes from server to client (bodies).
@@ -380,58 +384,180 @@ impl Drop for RunningMitm {
     }
 }
 
+/// What the relay concludes, as far as it can tell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "why", rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every check held and every attack was refused.
+    Held,
+    /// A check failed or an attack got through.
+    Broken,
+    /// The attack reached the client; only the client can tell whether it
+    /// noticed (it must have reported an error).
+    ClientMustTell,
+    /// Nothing to judge (no traffic, or nothing the attack needs): why.
+    Inconclusive(String),
+    /// The attack cannot apply to the traffic seen (e.g. `reorder` on
+    /// buffered answers): why.
+    NotApplicable(String),
+}
+
+impl Outcome {
+    /// How bad an outcome is when several attacks are combined: a break
+    /// wins, then anything that judged nothing, then the client's word.
+    fn rank(&self) -> u8 {
+        match self {
+            Outcome::Held => 0,
+            Outcome::ClientMustTell => 1,
+            Outcome::NotApplicable(_) => 2,
+            Outcome::Inconclusive(_) => 3,
+            Outcome::Broken => 4,
+        }
+    }
+
+    /// The exit code of `mitm`: 0 held (or only the client can tell), 1
+    /// broken, 3 nothing judged (inconclusive or not applicable).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Held | Outcome::ClientMustTell => 0,
+            Outcome::Broken => 1,
+            Outcome::Inconclusive(_) | Outcome::NotApplicable(_) => 3,
+        }
+    }
+
+    /// The outcome in words, as the summary prints it.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Held => "the protocol held".into(),
+            Outcome::Broken => "the protocol did NOT hold".into(),
+            Outcome::ClientMustTell => {
+                "only the client can tell: it must have reported an error".into()
+            }
+            Outcome::Inconclusive(why) => format!("inconclusive: {why}"),
+            Outcome::NotApplicable(why) => format!("not applicable: {why}"),
+        }
+    }
+}
+
 /// Whether the protocol held, as far as the relay can tell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Assessment {
-    /// `Some(true)`: held; `Some(false)`: broken; `None`: only the client
-    /// can tell (it must report an error for this attack).
-    pub held: Option<bool>,
+    /// The whole run's outcome: the worst of the passive checks and of
+    /// each attack (see [`Outcome`]).
+    pub outcome: Outcome,
+    /// Each attack in force with its own outcome.
+    #[serde(serialize_with = "by_name")]
+    pub attacks: Vec<(Attack, Outcome)>,
     /// What the server did, in a sentence.
     pub server: String,
     /// What the client did, as far as the relay saw.
     pub client: String,
 }
 
-/// Assesses the attacks in force against what the relay saw.
+fn by_name<S: serde::Serializer>(v: &[(Attack, Outcome)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|(a, o)| (a.name(), o)))
+}
+
+/// One attack judged against what the relay saw; `server` is set when the
+/// attack is about the server's answers.
+fn assess_attack(a: Attack, o: &Observed, server: &mut String) -> Outcome {
+    let no_call = || {
+        Outcome::Inconclusive(format!(
+            "no call crossed the relay, so {a} had nothing to act on"
+        ))
+    };
+    match a {
+        Attack::Replay => {
+            *server = format!("answered the replayed call(s) with {:?}", o.replay_statuses);
+            if o.replay_statuses.is_empty() {
+                no_call()
+            } else if o.replay_statuses.iter().all(|s| *s == 409) {
+                Outcome::Held
+            } else {
+                Outcome::Broken
+            }
+        }
+        Attack::Plaintext => {
+            *server = format!(
+                "answered the plaintext agent request(s) with {:?}",
+                o.plaintext_statuses
+            );
+            // 426 is the gate; 401 is the access-key check that runs
+            // before it (GATE-6). Either way nothing executed.
+            if o.plaintext_statuses.is_empty() {
+                no_call()
+            } else if o.plaintext_statuses.iter().all(|s| matches!(*s, 401 | 426)) {
+                Outcome::Held
+            } else {
+                Outcome::Broken
+            }
+        }
+        Attack::SwapServerKey | Attack::EditSid | Attack::EditExp | Attack::HelloV2 => {
+            if o.tampered_hellos == 0 {
+                Outcome::Inconclusive(format!(
+                    "no ServerHello crossed the relay, so {a} had nothing to act on"
+                ))
+            } else if o.calls_on_tampered_sessions == 0 {
+                Outcome::Held
+            } else {
+                Outcome::Broken
+            }
+        }
+        Attack::DropFin | Attack::CutMidFrame if o.calls == 0 => no_call(),
+        Attack::DropFin | Attack::CutMidFrame => Outcome::ClientMustTell,
+        Attack::Reorder | Attack::Duplicate if o.calls == 0 => no_call(),
+        Attack::Reorder if o.multi_frame_streams == 0 => Outcome::NotApplicable(
+            "reorder swaps the first two frames of a stream, and no answer was a stream of two frames or more (a buffered answer is one frame)".into(),
+        ),
+        Attack::Duplicate if o.streamed_responses == 0 => Outcome::NotApplicable(
+            "duplicate repeats the first frame of a stream, and every answer was buffered (one frame)".into(),
+        ),
+        Attack::Reorder | Attack::Duplicate => Outcome::ClientMustTell,
+        _ => Outcome::Held,
+    }
+}
+
+/// Assesses the attacks in force against what the relay saw. A relay that
+/// saw no traffic judged nothing: its outcome is inconclusive.
 pub fn assess(attacks: &BTreeSet<Attack>, o: &Observed) -> Assessment {
-    let clean = o.canary_hits.is_empty();
     let client = format!(
         "{} handshake(s), {} call(s), {} plaintext request(s), {} response(s) read to the end, {} abandoned",
         o.handshakes, o.calls, o.plaintext_requests, o.responses_delivered, o.client_hung_up
     );
-    let mut held = Some(clean && (attacks.iter().any(|a| a.is_mitm()) || o.problems.is_empty()));
+    if o.handshakes == 0 && o.calls == 0 && o.plaintext_requests == 0 {
+        return Assessment {
+            outcome: Outcome::Inconclusive(
+                "the relay saw no traffic (no client sent a request through it)".into(),
+            ),
+            attacks: attacks
+                .iter()
+                .map(|a| (*a, Outcome::Inconclusive("no traffic".into())))
+                .collect(),
+            server: "was sent nothing".into(),
+            client,
+        };
+    }
+    // Under an attack the passive checks are expected to trip; a canary
+    // in plaintext is a break whatever is in force.
+    let active = attacks.iter().any(|a| a.is_mitm());
+    let clean = o.canary_hits.is_empty();
+    let mut outcome = if clean && (active || o.problems.is_empty()) {
+        Outcome::Held
+    } else {
+        Outcome::Broken
+    };
     let mut server = "answered every request it was sent".to_string();
+    let mut judged = Vec::new();
     for a in attacks {
-        match a {
-            Attack::Replay => {
-                let all_409 =
-                    !o.replay_statuses.is_empty() && o.replay_statuses.iter().all(|s| *s == 409);
-                server = format!("answered the replayed call(s) with {:?}", o.replay_statuses);
-                held = held.map(|h| h && all_409);
-            }
-            Attack::Plaintext => {
-                // 426 is the gate; 401 is the access-key check that runs
-                // before it (GATE-6). Either way nothing executed.
-                let all_426 = !o.plaintext_statuses.is_empty()
-                    && o.plaintext_statuses.iter().all(|s| matches!(*s, 401 | 426));
-                server = format!(
-                    "answered the plaintext agent request(s) with {:?}",
-                    o.plaintext_statuses
-                );
-                held = held.map(|h| h && all_426);
-            }
-            Attack::SwapServerKey | Attack::EditSid | Attack::EditExp | Attack::HelloV2 => {
-                held =
-                    held.map(|h| h && o.tampered_hellos > 0 && o.calls_on_tampered_sessions == 0);
-            }
-            Attack::DropFin | Attack::CutMidFrame | Attack::Reorder | Attack::Duplicate => {
-                held = if clean { None } else { Some(false) };
-            }
-            _ => {}
+        let one = assess_attack(*a, o, &mut server);
+        if one.rank() > outcome.rank() {
+            outcome = one.clone();
         }
+        judged.push((*a, one));
     }
     Assessment {
-        held,
+        outcome,
+        attacks: judged,
         server,
         client,
     }

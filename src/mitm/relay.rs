@@ -279,6 +279,11 @@ async fn pump(
         }
     }
     if is_stream {
+        // What the stream edits had to work on (reorder needs two frames).
+        state.observe(|o| {
+            o.streamed_responses += 1;
+            o.multi_frame_streams += u64::from(frames >= 2);
+        });
         for out in edit.flush() {
             if tx.send(out).await.is_err() {
                 delivered = false;

@@ -34,7 +34,7 @@ pub struct ReportArgs {
     /// Print every scenario's transcript.
     #[arg(long)]
     pub verbose: bool,
-    /// Warnings and information fail the run too.
+    /// Warnings, information and an unexercised MUST requirement fail the run too.
     #[arg(long)]
     pub strict: bool,
     /// Known failures of this target (TOML; see --write-expect).
@@ -58,6 +58,16 @@ impl ReportArgs {
         if let Some(path) = &self.write_expect {
             std::fs::write(path, write_expectations(report))
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        if self.strict {
+            let cov = report.must_coverage();
+            if !cov.not_exercised.is_empty() {
+                report.run_problems.push(format!(
+                    "--strict: {}; not exercised: {}",
+                    cov.headline(),
+                    cov.not_exercised.join(", ")
+                ));
+            }
         }
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let text_opts = TextOptions {

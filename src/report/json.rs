@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Counts, RunReport, ScenarioResult};
+use super::{Counts, MustCoverage, RunReport, ScenarioResult};
 
 /// The value of the report's `schema` field.
 pub const JSON_SCHEMA_ID: &str = "osc-harness/test-report/v1";
@@ -16,6 +16,7 @@ struct Document<'a> {
     insecure: bool,
     duration_ms: u64,
     summary: Counts,
+    must_coverage: MustCoverage,
     not_exercised: &'a [String],
     run_problems: &'a [String],
     scenarios: &'a [ScenarioResult],
@@ -29,6 +30,7 @@ pub fn render_json(report: &RunReport) -> String {
         insecure: report.insecure,
         duration_ms: report.duration_ms,
         summary: report.counts(),
+        must_coverage: report.must_coverage(),
         not_exercised: &report.not_exercised,
         run_problems: &report.run_problems,
         scenarios: &report.scenarios,

@@ -8,7 +8,8 @@ use super::{exchange_lines, RunReport, Verdict};
 
 /// Renders the report as JUnit XML. A MUST failure is a `failure`; warnings
 /// and information pass (their reason goes to system-out); skips are
-/// `skipped` with their reason.
+/// `skipped` with their reason. A last suite, `coverage`, states "MUST
+/// requirements exercised: N of M", skipped when some went unexercised.
 pub fn render_junit(report: &RunReport) -> String {
     let mut junit = Report::new("osc-harness");
     junit.set_time(Duration::from_millis(report.duration_ms));
@@ -66,6 +67,26 @@ pub fn render_junit(report: &RunReport) -> String {
         }
         junit.add_test_suite(suite);
     }
+    // Coverage is a suite of its own so CI pages show it next to the
+    // verdicts: a skipped case when a MUST requirement went unexercised.
+    let cov = report.must_coverage();
+    let mut suite = TestSuite::new("coverage");
+    suite.add_property(Property::new("must_exercised", cov.exercised.to_string()));
+    suite.add_property(Property::new("must_total", cov.total.to_string()));
+    let status = if cov.not_exercised.is_empty() {
+        TestCaseStatus::success()
+    } else {
+        let mut st = TestCaseStatus::skipped();
+        st.set_message(format!(
+            "MUST requirements not exercised: {}",
+            cov.not_exercised.join(", ")
+        ));
+        st
+    };
+    let mut case = TestCase::new(cov.headline(), status);
+    case.set_classname("osc.coverage");
+    suite.add_test_case(case);
+    junit.add_test_suite(suite);
     junit
         .to_string()
         .unwrap_or_else(|e| format!("<!-- junit serialisation failed: {e} -->\n"))

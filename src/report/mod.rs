@@ -18,6 +18,8 @@ pub use json::{render_json, JSON_SCHEMA_ID};
 pub use junit::render_junit;
 pub use text::{exchange_lines, render_text, TextOptions};
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 /// How a miss is judged (PROTOCOL.md §0).
@@ -152,11 +154,59 @@ pub struct RunReport {
     pub duration_ms: u64,
     /// Every scenario, in suite order.
     pub scenarios: Vec<ScenarioResult>,
-    /// Requirement IDs of the protocol document no scenario exercised in
-    /// this run (skipped scenarios do not count).
+    /// Requirement IDs the run answers for that no scenario exercised
+    /// (see [`exercised`]): for `test` every requirement of the protocol
+    /// document, for `test-client` those the client suite checks. With
+    /// the exercised ones they make the scope of [`RunReport::must_coverage`].
     pub not_exercised: Vec<String>,
     /// Problems with the run itself (e.g. `--expect` entries), each a sentence.
     pub run_problems: Vec<String>,
+}
+
+/// How many of the MUST requirements a run answers for it exercised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MustCoverage {
+    /// MUST requirements some scenario exercised.
+    pub exercised: usize,
+    /// MUST requirements the run answers for.
+    pub total: usize,
+    /// The MUST requirements it left unexercised, in document order.
+    pub not_exercised: Vec<String>,
+}
+
+impl MustCoverage {
+    /// The sentence every report prints: `MUST requirements exercised: N of M`.
+    pub fn headline(&self) -> String {
+        format!(
+            "MUST requirements exercised: {} of {}",
+            self.exercised, self.total
+        )
+    }
+}
+
+/// The requirement IDs the scenarios of a run exercised: those of every
+/// scenario that reached the step it exists for. A skipped scenario, or
+/// one that failed in an honest preparatory step, exercised nothing.
+pub fn exercised(scenarios: &[ScenarioResult]) -> BTreeSet<&str> {
+    scenarios
+        .iter()
+        .filter(|s| s.verdict != Verdict::Skip && !s.precondition)
+        .flat_map(|s| s.requirements.iter().map(String::as_str))
+        .collect()
+}
+
+/// The requirements of `scope` (in its order) that the scenarios did not
+/// exercise: the value of [`RunReport::not_exercised`].
+pub fn not_exercised<'a>(
+    scenarios: &[ScenarioResult],
+    scope: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let done = exercised(scenarios);
+    scope
+        .into_iter()
+        .filter(|id| !done.contains(id))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Counts of each verdict.
@@ -190,9 +240,28 @@ impl RunReport {
         c
     }
 
+    /// MUST coverage: the scope is every MUST requirement (levels from the
+    /// protocol document) that the run exercised or lists in
+    /// [`RunReport::not_exercised`].
+    pub fn must_coverage(&self) -> MustCoverage {
+        let registry = registry::Registry::builtin();
+        let done = exercised(&self.scenarios);
+        let mut cov = MustCoverage::default();
+        for r in registry.requirements.iter().filter(|r| r.level == "MUST") {
+            if done.contains(r.id.as_str()) {
+                cov.exercised += 1;
+                cov.total += 1;
+            } else if self.not_exercised.contains(&r.id) {
+                cov.total += 1;
+                cov.not_exercised.push(r.id.clone());
+            }
+        }
+        cov
+    }
+
     /// The exit code of `test`: 1 when a MUST failed (known failures
-    /// excepted) or the run has problems; with `strict`, warnings and
-    /// information count too.
+    /// excepted) or the run has problems; with `strict`, warnings,
+    /// information and an unexercised MUST requirement count too.
     pub fn exit_code(&self, strict: bool) -> u8 {
         let bad = self.scenarios.iter().any(|s| {
             !s.known
@@ -202,6 +271,7 @@ impl RunReport {
                     Verdict::Pass | Verdict::Skip => false,
                 }
         });
-        u8::from(bad || !self.run_problems.is_empty())
+        let uncovered = strict && !self.must_coverage().not_exercised.is_empty();
+        u8::from(bad || uncovered || !self.run_problems.is_empty())
     }
 }

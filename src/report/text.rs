@@ -130,6 +130,8 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
         c.skip,
         report.duration_ms as f64 / 1000.0
     );
+    let cov = report.must_coverage();
+    let _ = writeln!(out, "{}", cov.headline());
     for p in &report.run_problems {
         let _ = writeln!(out, "{} {p}", paint(opts.color, "1;31", "problem:"));
     }
@@ -152,6 +154,12 @@ pub fn render_text(report: &RunReport, opts: TextOptions) -> String {
             );
         }
     }
+    let must_left = if cov.not_exercised.is_empty() {
+        "none".to_string()
+    } else {
+        cov.not_exercised.join(", ")
+    };
+    let _ = writeln!(out, "  MUST requirements not exercised: {must_left}");
     if report.not_exercised.is_empty() {
         let _ = writeln!(out, "  requirements not exercised by this run: none");
     } else {

@@ -15,7 +15,7 @@ use crate::transport::OuterRequest;
 use super::loader;
 use super::model::Scenario;
 use super::registry::Registry;
-use super::runner::{run_suite, select, RunConfig};
+use super::runner::{caller_is_remote, run_suite, select, RunConfig};
 use super::selftest;
 
 /// Arguments of `test`.
@@ -165,6 +165,14 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
     cfg.concurrency = args.concurrency.max(1);
     cfg.max_wait = args.max_wait;
     cfg.stable = args.stable;
+    if resolved.server.is_none() {
+        cfg.remote_caller = caller_is_remote(
+            &cfg.target.endpoint,
+            cfg.target.via_relay,
+            cfg.target.limits.connect_timeout,
+        )
+        .await;
+    }
     if let Err(code) = preflight(&cfg).await {
         return code;
     }
@@ -300,7 +308,9 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             }
         }
     }
-    if !cfg.target.relay_origin {
+    // A remote caller's plaintext run is GATE-1's own question, answered
+    // by its scenario; only a local caller needs the hint.
+    if !cfg.target.relay_origin && !cfg.remote_caller {
         let mut probe = OuterRequest::post_json(
             format!("/agents/{}/run", cfg.target.agent()),
             b"{}".to_vec(),

@@ -1,6 +1,6 @@
 //! Running a suite: selection, pacing, concurrency, verdicts and the report.
 
-use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,9 @@ pub struct RunConfig {
     pub loopback_trusted: bool,
     /// The session scenarios share when handshakes are budgeted.
     pub pool: std::sync::Mutex<Option<SharedSession>>,
+    /// The target sees the harness as a remote caller without the relay
+    /// marker (see [`caller_is_remote`]), so GATE-1 applies as is.
+    pub remote_caller: bool,
 }
 
 /// A session several scenarios use at once; seqs come from one counter so
@@ -73,6 +76,7 @@ impl RunConfig {
             stable: false,
             loopback_trusted: false,
             pool: Default::default(),
+            remote_caller: false,
         }
     }
 
@@ -175,14 +179,47 @@ pub fn select(all: Vec<Scenario>, only: &[String], skip: &[String]) -> Vec<Scena
         .collect()
 }
 
+/// Whether a target at these addresses sees the harness as a remote
+/// caller: every address is neither loopback (IPv4-mapped included) nor
+/// unspecified (a connection to `0.0.0.0` arrives from loopback); an
+/// empty list is unknown, so not remote.
+pub fn remote_by_addresses(addrs: &[IpAddr]) -> bool {
+    !addrs.is_empty()
+        && addrs.iter().all(|a| {
+            let a = a.to_canonical();
+            !a.is_loopback() && !a.is_unspecified()
+        })
+}
+
+/// Whether `target` sees the harness as a remote caller with no relay
+/// marker: through a relay that marks every request (`via_relay`), or when
+/// its host resolves (within `within`) to addresses of
+/// [`remote_by_addresses`]. A host that does not resolve is not remote.
+pub async fn caller_is_remote(target: &Target, via_relay: bool, within: Duration) -> bool {
+    if via_relay {
+        return true;
+    }
+    if let Some(addr) = target.socket_addr() {
+        return remote_by_addresses(&[addr.ip()]);
+    }
+    let host = target.host().trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return false;
+    }
+    match tokio::time::timeout(within, tokio::net::lookup_host((host, target.port()))).await {
+        Ok(Ok(addrs)) => remote_by_addresses(&addrs.map(|a| a.ip()).collect::<Vec<_>>()),
+        _ => false,
+    }
+}
+
 fn unmet(cfg: &RunConfig, s: &Scenario) -> Option<String> {
     for need in &s.needs {
         let missing = match need {
             Need::ScopedKey if cfg.scoped_key.is_none() || cfg.scoped_agent_id.is_none() => {
                 Some("no --scoped-key/--scoped-agent-id given")
             }
-            Need::RelayOrigin if !cfg.target.relay_origin => {
-                Some("--relay-origin is off, so the target may treat the harness as loopback")
+            Need::RelayOrigin if !cfg.target.relay_origin && !cfg.remote_caller => {
+                Some("the target's address is loopback (or did not resolve) and --relay-origin is off, so the target may treat the harness as loopback")
             }
             Need::UnlimitedHandshakes if !cfg.pacer.unlimited() => {
                 Some("it needs more handshakes than --handshake-budget allows")
@@ -331,17 +368,10 @@ pub async fn run_suite(
             })
         })
         .collect();
-    let exercised: BTreeSet<&str> = scenarios_out
-        .iter()
-        .filter(|r| r.verdict != Verdict::Skip)
-        .flat_map(|r| r.requirements.iter().map(String::as_str))
-        .collect();
-    let not_exercised = registry
-        .requirements
-        .iter()
-        .filter(|r| !exercised.contains(r.id.as_str()))
-        .map(|r| r.id.clone())
-        .collect();
+    let not_exercised = crate::report::not_exercised(
+        &scenarios_out,
+        registry.requirements.iter().map(|r| r.id.as_str()),
+    );
     RunReport {
         target: cfg.target.label.clone(),
         insecure: cfg.target.endpoint.net().settings().trust.insecure,

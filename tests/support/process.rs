@@ -177,3 +177,33 @@ fn wait_bounded(cmd: &mut Command, limit: Duration) -> Output {
     }
     waiter.join().expect("waiter").expect("output")
 }
+
+/// `serve` as its own process on `listen` (no handshake limit, plus
+/// `extra` flags), and the `test` arguments that reach it and run only
+/// `only` with a JSON report (no `--relay-origin`: each command's default).
+pub fn served_for_test(listen: &str, extra: &[&str], only: &str) -> (Running, Vec<String>) {
+    let mut cmd = harness();
+    cmd.args(["serve", "--listen", listen, "--handshake-rate", "0"])
+        .args(extra);
+    let server = start(cmd);
+    let args = [
+        "test",
+        "--target",
+        &server.field("url"),
+        "--agent-address",
+        &server.field("agentAddress"),
+        "--access-key",
+        &server.field("accessKey"),
+        "--agent-id",
+        &server.field("agentId"),
+        "--handshake-budget",
+        "none",
+        "--only",
+        only,
+        "--format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    (server, args)
+}

@@ -1,7 +1,6 @@
 //! The page of a conformance run (`test`, `test-client`): the requirement
 //! matrix, every scenario with its transcript, and what was not tested.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::chart::BarChart;
@@ -99,29 +98,6 @@ fn badge(v: Verdict) -> String {
     )
 }
 
-/// The IDs of the MUST requirements some scenario that ran checks, and
-/// the MUST requirements of the catalogue.
-fn must_coverage(report: &RunReport, catalogue: &Catalogue) -> (Vec<String>, Vec<String>) {
-    let ran: BTreeSet<&str> = report
-        .scenarios
-        .iter()
-        .filter(|s| s.verdict != Verdict::Skip)
-        .flat_map(|s| s.requirements.iter().map(String::as_str))
-        .collect();
-    let musts: Vec<String> = catalogue
-        .entries
-        .iter()
-        .filter(|e| e.level == "MUST")
-        .map(|e| e.id.clone())
-        .collect();
-    let exercised = musts
-        .iter()
-        .filter(|id| ran.contains(id.as_str()))
-        .cloned()
-        .collect();
-    (exercised, musts)
-}
-
 /// The requirement matrix: rows are the catalogue's requirements grouped by
 /// section (plus any a scenario names that the catalogue lacks), columns
 /// the scenarios.
@@ -147,6 +123,7 @@ fn matrix(report: &RunReport, catalogue: &Catalogue) -> Grid {
             }
         }
     }
+    let done = crate::report::exercised(&report.scenarios);
     let mut groups: Vec<RowGroup> = Vec::new();
     for e in &entries {
         if groups.last().is_none_or(|g| g.title != e.section) {
@@ -172,10 +149,7 @@ fn matrix(report: &RunReport, catalogue: &Catalogue) -> Grid {
                 }
             })
             .collect();
-        let exercised = report
-            .scenarios
-            .iter()
-            .any(|s| s.verdict != Verdict::Skip && s.requirements.contains(&e.id));
+        let exercised = done.contains(e.id.as_str());
         let row = Row {
             label: format!("{} {}", e.id, level_letter(&e.level)),
             title: Some(format!(
@@ -373,7 +347,7 @@ fn scenario(out: &mut String, s: &ScenarioResult) {
 /// scenarios name.
 pub fn render_html(report: &RunReport, catalogue: &Catalogue) -> String {
     let c = report.counts();
-    let (exercised, musts) = must_coverage(report, catalogue);
+    let cov = report.must_coverage();
     let mut page = Page::new("osc-harness conformance report");
     page.subtitle(format!("target: {}", report.target));
     if report.insecure {
@@ -391,11 +365,11 @@ pub fn render_html(report: &RunReport, catalogue: &Catalogue) -> String {
         .stat("warn", c.warn, tone_if(c.warn, Tone::Warn))
         .stat("info", c.info, tone_if(c.info, Tone::Info))
         .stat("skip", c.skip, Tone::Skip);
-    if !musts.is_empty() {
+    if !catalogue.entries.is_empty() {
         page.stat(
-            format!("of {} MUST exercised", musts.len()),
-            exercised.len(),
-            if exercised.len() == musts.len() {
+            format!("of {} MUST exercised", cov.total),
+            cov.exercised,
+            if cov.not_exercised.is_empty() {
                 Tone::Pass
             } else {
                 Tone::Warn
@@ -434,21 +408,21 @@ pub fn render_html(report: &RunReport, catalogue: &Catalogue) -> String {
     page.section("overview", "Overview", body);
 
     body = String::new();
-    if musts.is_empty() {
+    if catalogue.entries.is_empty() {
         body.push_str("<p>No requirement catalogue was given.</p>");
     } else {
-        let missing: Vec<&String> = musts.iter().filter(|m| !exercised.contains(m)).collect();
         let _ = write!(
             body,
-            "<p class=\"coverage\"><b>{} of {} MUST exercised</b> by the scenarios that ran (a skipped scenario exercises nothing).{}</p>",
-            exercised.len(),
-            musts.len(),
-            if missing.is_empty() {
+            "<p class=\"coverage\"><b>{}</b> ({} of {} MUST exercised by the scenarios that ran; a skipped scenario, or one that failed in a preparatory step, exercises nothing).{}</p>",
+            esc(&cov.headline()),
+            cov.exercised,
+            cov.total,
+            if cov.not_exercised.is_empty() {
                 String::new()
             } else {
                 format!(
                     " Not exercised: {}.",
-                    esc(&missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                    esc(&cov.not_exercised.join(", "))
                 )
             }
         );
