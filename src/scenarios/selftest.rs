@@ -85,7 +85,7 @@ pub struct KnobRow {
     /// Failures outside the declared set that happened in an honest
     /// precondition step (the knob broke the setup, not the property).
     pub collateral: BTreeSet<String>,
-    /// Declared but passed.
+    /// Declared but passed, or failed only in an honest precondition step.
     pub missed: BTreeSet<String>,
     /// Failed in its own step although not declared.
     pub unexpected: BTreeSet<String>,
@@ -128,7 +128,9 @@ fn tally(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KnobRo
             row.failed.insert(r.id.clone());
         }
         if declared.contains(&r.id) {
-            if !failed {
+            // A catch in an honest precondition step shows the knob broke
+            // the setup, not that the scenario's own check can fail.
+            if !failed || r.precondition {
                 row.missed.insert(r.id.clone());
             }
         } else if failed {
@@ -257,7 +259,11 @@ pub fn render_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> String {
             let _ = writeln!(out, "    error: {e}");
         }
         if !r.missed.is_empty() {
-            let _ = writeln!(out, "    declared but passed: {}", list(&r.missed));
+            let _ = writeln!(
+                out,
+                "    declared but not caught in a judged step: {}",
+                list(&r.missed)
+            );
         }
         if !r.unexpected.is_empty() {
             let _ = writeln!(

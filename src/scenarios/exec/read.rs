@@ -110,11 +110,26 @@ fn open_frames(answer: &mut Answer, raw: &[Vec<u8>], sid: &str, keys: &SessionKe
     }
     answer.opened = true;
     answer.per_call_key = reader.key() == Some(KeyUse::PerCall);
-    // The scenarios judge fin on its own (`fin = true`), so their order
-    // check is the numbering alone; counting a missing fin here too would
-    // make the order scenario catch the fin knobs the matrix gives to
-    // `resp-stream-fin` only.
-    answer.in_order = reader.numbered_in_order();
-    answer.fin = reader.opened().last().is_some_and(|f| f.fin) && answer.problems.is_empty();
+    // Strict order (RESP-1, RESP-4): every frame opened, numbered from 0,
+    // ending in an authenticated fin with no fin before it. A stream with
+    // no frame at all, or one that never finished, is not "in order".
+    answer.in_order = reader.in_order();
+    let opened = reader.opened();
+    let earlier_fin = opened.iter().rev().skip(1).any(|f| f.fin);
+    let last = opened.last();
+    answer.fin = last.is_some_and(|f| f.fin) && !earlier_fin && answer.problems.is_empty();
+    // RESP-3: a stream ends in its own frame, whose plaintext is empty; a
+    // buffered answer is one fin frame that carries the InnerResponse.
+    if answer.streamed && answer.fin && last.is_some_and(|f| !f.plaintext.is_empty()) {
+        answer.fin = false;
+        answer.problems.push(
+            "the stream's fin frame carries data: the last chunk was sealed with fin instead of a separate empty fin frame".into(),
+        );
+    }
+    if earlier_fin {
+        answer
+            .problems
+            .push("a frame before the last one carries fin".into());
+    }
     answer.inner_body = reader.plaintext();
 }

@@ -16,7 +16,7 @@ use crate::protocol::wire::{ClientHello, ServerHello};
 use crate::rng::SystemRandom;
 use crate::transport::{self, OuterRequest, TransportError};
 
-use super::super::model::{Action, Step};
+use super::super::model::{Action, Expect, Step};
 use super::super::runner::SharedSession;
 use super::judge::check_status;
 use super::read;
@@ -97,6 +97,7 @@ impl Context<'_> {
             .await
             .map_err(|e| StepFailure::transport(e, pre))?;
         let req = OuterRequest::post_json("/secure/session", body.clone());
+        self.remember_headers(&resp.headers);
         self.record("handshake", &req, None, resp.status, &resp.body, None);
 
         let mut verified = None;
@@ -164,9 +165,18 @@ impl Context<'_> {
                     true,
                 ));
             }
+            if verified == Some(false) {
+                // An honest client never uses a session whose hello does
+                // not recover to the pinned address (HS-1).
+                return Err(StepFailure::new(
+                    "the ServerHello signature does not recover to the pinned address",
+                    "a ServerHello signed by the pinned agent",
+                    true,
+                ));
+            }
             return Ok(());
         };
-        check_status(expect, resp.status, &resp.body)?;
+        check_status(expect, resp.status, &resp.headers, &resp.body)?;
         if let Some(want) = expect.lowercase_hex {
             let signature = ServerHello::parse(&resp.body)
                 .map(|s| s.signature)
@@ -231,9 +241,16 @@ impl Context<'_> {
         let mut sids = Vec::new();
         let mut rs = Vec::new();
         for i in 0..count {
+            // Each handshake is judged, not a precondition: freshness means
+            // nothing for hellos the pinned agent did not sign.
             let sub = Step {
                 action: Some(Action::Handshake),
                 session: Some(format!("fresh-{i}")),
+                expect: Some(Expect {
+                    status: Some(200),
+                    verifies: Some(true),
+                    ..Expect::default()
+                }),
                 ..Step::default()
             };
             self.handshake(&sub).await?;
@@ -434,6 +451,7 @@ impl Context<'_> {
             answer.previous_executions = self.last_executions;
             self.last_executions = Some(v);
         }
+        self.remember_headers(&answer.headers);
         let shown_body = answer.body.clone();
         self.record(
             action,
@@ -481,6 +499,7 @@ impl Context<'_> {
         let resp = transport::send(&self.cfg.target, &req, &self.cfg.limits)
             .await
             .map_err(|e| StepFailure::transport(e, pre))?;
+        self.remember_headers(&resp.headers);
         self.record("plain", &req, None, resp.status, &resp.body, None);
         let Some(e) = &step.expect else {
             if !(200..300).contains(&resp.status) {
@@ -492,7 +511,7 @@ impl Context<'_> {
             }
             return Ok(());
         };
-        check_status(e, resp.status, &resp.body)?;
+        check_status(e, resp.status, &resp.headers, &resp.body)?;
         Ok(())
     }
 }
