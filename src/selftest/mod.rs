@@ -94,6 +94,13 @@ pub fn run(args: SelftestArgs) -> ExitCode {
                 .join(", ")
         ));
     }
+    let unkilled = selftest::unkilled_musts(&rows);
+    if !unkilled.is_empty() {
+        say(&format!(
+            "server MUST requirements no knob was shown to break: {}\n",
+            unkilled.join(", ")
+        ));
+    }
     let client = client::run_reference(&rt);
     let client_ok = match &client {
         Ok((_, rows)) => {
@@ -120,7 +127,7 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             }
         }
     }
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok {
+    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && unkilled.is_empty() && client_ok {
         say("selftest: ok\n");
         ExitCode::SUCCESS
     } else {
@@ -201,7 +208,35 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
                 .join(", ")
         }
     );
+    out.push_str(&must_kill_section(scenarios));
     out.push_str(&client_doc_section(&clients));
+    out
+}
+
+/// The server MUSTs and the knobs that show each can fail: `selftest`
+/// fails when one has none.
+fn must_kill_section(scenarios: &[Scenario]) -> String {
+    let mut out = String::from(
+        "\n## Server MUST requirements and the knobs that break them\n\n\
+         Every MUST a server can break has at least one knob above that breaks it\n\
+         and a scenario that catches that knob in a judged step (a failure only in\n\
+         an honest preparatory step does not count); `osc-harness selftest` fails\n\
+         otherwise. Client-only MUSTs (",
+    );
+    out.push_str(&selftest::CLIENT_ONLY_MUSTS.join(", "));
+    out.push_str(") are shown by the client matrix.\n\n| requirement | knobs |\n|---|---|\n");
+    for (id, knobs) in selftest::must_killers(scenarios) {
+        let knobs = if knobs.is_empty() {
+            "**none**".to_string()
+        } else {
+            knobs
+                .iter()
+                .map(|b| format!("`{}`", b.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "| {id} | {knobs} |");
+    }
     out
 }
 

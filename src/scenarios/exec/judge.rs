@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::protocol::encoding::b64url_encode;
+use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
 use crate::protocol::handshake::{Transcript, TranscriptField};
 use crate::protocol::identity::{recover_channel_signer, Address, SignaturePolicy};
 
@@ -213,6 +213,18 @@ impl Context<'_> {
                 },
                 "frames sealed with HKDF(s2c, respkey:<seq>) (KS-2)".into(),
             );
+        }
+        if let Some(want) = e.canonical {
+            if a.encoding.is_empty() != want {
+                return fail(
+                    if a.encoding.is_empty() {
+                        "every encoding is canonical".into()
+                    } else {
+                        a.encoding.join("; ")
+                    },
+                    format!("canonical encodings = {want} (ENC-1)"),
+                );
+            }
         }
         if let Some(want) = e.inner_status {
             if a.inner_status != Some(want) {
@@ -443,6 +455,60 @@ fn check_error_body(want: &str, headers: &[(String, String)], body: &[u8]) -> St
         }
     }
     Ok(())
+}
+
+/// Whether `text` is canonical base64url: URL-safe alphabet, no padding,
+/// no stray bits (ENC-1).
+pub(super) fn canonical_b64(text: &str) -> bool {
+    b64url_decode(text, B64Strictness::Canonical).is_ok()
+}
+
+/// What is not canonical in a ServerHello as the target wrote it: `encPub`
+/// and `sid` as unpadded base64url (ENC-1), the signature as `0x` + 130
+/// lowercase hex digits (ENC-2) whose `v` is 27 or 28 (ID-3).
+pub(super) fn hello_encoding_problems(body: &[u8]) -> Vec<String> {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return vec!["the ServerHello is not JSON".into()];
+    };
+    let mut problems = Vec::new();
+    for field in ["encPub", "sid"] {
+        match v.get(field).and_then(Value::as_str) {
+            Some(t) if canonical_b64(t) => {}
+            other => problems.push(format!(
+                "{field} {other:?} is not canonical unpadded base64url (ENC-1)"
+            )),
+        }
+    }
+    let signature = v.get("signature").and_then(Value::as_str).unwrap_or("");
+    let digits = signature.strip_prefix("0x").unwrap_or("");
+    let lower_hex = digits.len() == 130
+        && digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !lower_hex {
+        problems.push(format!(
+            "signature {:?} is not 0x + 130 lowercase hex digits (ENC-2)",
+            truncate(signature, 140)
+        ));
+    } else if let Ok(bytes) = hex::decode(digits) {
+        if !matches!(bytes[64], 27 | 28) {
+            problems.push(format!(
+                "the signature's v is {}, not 27 or 28 (ID-3)",
+                bytes[64]
+            ));
+        }
+    }
+    problems
+}
+
+/// Whether the ServerHello's signature has a low `s` (ID-4); `None` when
+/// it cannot be read.
+pub(super) fn hello_low_s(body: &[u8]) -> Option<bool> {
+    let v = serde_json::from_slice::<Value>(body).ok()?;
+    let signature = v.get("signature")?.as_str()?;
+    let bytes = hex::decode(signature.strip_prefix("0x")?).ok()?;
+    let sig = k256::ecdsa::Signature::from_slice(bytes.get(..64)?).ok()?;
+    Some(sig.normalize_s() == sig)
 }
 
 /// Secrets shorter than this are not searched for in the outer bytes: at

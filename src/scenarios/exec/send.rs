@@ -194,6 +194,40 @@ impl Context<'_> {
                 ));
             }
         }
+        if let Some(want) = expect.canonical {
+            let problems = super::judge::hello_encoding_problems(&resp.body);
+            if problems.is_empty() != want {
+                return Err(StepFailure::new(
+                    format!(
+                        "the ServerHello: {}",
+                        if problems.is_empty() {
+                            "canonical".into()
+                        } else {
+                            problems.join("; ")
+                        }
+                    ),
+                    format!("canonical encodings = {want}"),
+                    false,
+                ));
+            }
+        }
+        if let Some(want) = expect.low_s {
+            let got = super::judge::hello_low_s(&resp.body);
+            if got != Some(want) {
+                return Err(StepFailure::new(
+                    format!(
+                        "the ServerHello signature's s is {}",
+                        match got {
+                            Some(true) => "low",
+                            Some(false) => "high",
+                            None => "unreadable",
+                        }
+                    ),
+                    format!("low-S = {want}"),
+                    false,
+                ));
+            }
+        }
         if let Some(want) = expect.verifies {
             let got = verified.unwrap_or(false);
             if got != want {
@@ -347,7 +381,8 @@ impl Context<'_> {
             sealer.keys.c2s
         };
         let session = self.sessions.get_mut(&name).expect("checked above");
-        let seq = match (step.seq, &session.shared_seq) {
+        let big = step.big_seq.as_deref().and_then(|t| t.parse::<u64>().ok());
+        let seq = match (step.seq.or(big), &session.shared_seq) {
             (Some(seq), _) => seq,
             (None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
             (None, None) => session.next_seq,
