@@ -5,6 +5,8 @@
 //! ([`crate::clientrole::selftest`]); this room sits above both, runs the
 //! two matrices and writes `docs/SELFTEST.md`.
 
+pub mod null;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,6 +103,9 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             unkilled.join(", ")
         ));
     }
+    let nulls = rt.block_on(null::run_nulls(&scenarios, &registry));
+    say(&null::render(&nulls));
+    let nulls_ok = nulls.iter().all(null::NullRow::ok);
     let client = client::run_reference(&rt);
     let client_ok = match &client {
         Ok((_, rows)) => {
@@ -127,7 +132,12 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             }
         }
     }
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && unkilled.is_empty() && client_ok {
+    if rows.iter().all(|r| r.ok())
+        && uncaught.is_empty()
+        && unkilled.is_empty()
+        && nulls_ok
+        && client_ok
+    {
         say("selftest: ok\n");
         ExitCode::SUCCESS
     } else {
@@ -209,6 +219,7 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
         }
     );
     out.push_str(&must_kill_section(scenarios));
+    out.push_str(&null::doc_section());
     out.push_str(&client_doc_section(&clients));
     out
 }
