@@ -514,3 +514,59 @@ pub(super) fn hello_low_s(body: &[u8]) -> Option<bool> {
 /// Secrets shorter than this are not searched for in the outer bytes: at
 /// this length a chance match inside base64 becomes unlikely.
 const MIN_SEARCHABLE_SECRET: usize = 12;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers() -> Vec<(String, String)> {
+        vec![(
+            "content-type".into(),
+            "application/json; charset=utf-8".into(),
+        )]
+    }
+
+    #[test]
+    fn an_error_answer_is_held_against_the_whole_documented_body() {
+        let exact = br#"{"error":{"code":"secure_replay","message":"Replayed secure call rejected","type":"secure_channel_error"}}"#;
+        assert!(check_error_body("secure_replay", &json_headers(), exact).is_ok());
+        let wrong_type = br#"{"error":{"code":"secure_replay","message":"Replayed secure call rejected","type":"invalid_request_error"}}"#;
+        assert!(check_error_body("secure_replay", &json_headers(), wrong_type).is_err());
+        let wrong_message =
+            br#"{"error":{"code":"secure_replay","message":"nope","type":"secure_channel_error"}}"#;
+        assert!(check_error_body("secure_replay", &json_headers(), wrong_message).is_err());
+        let text = vec![("content-type".to_string(), "text/plain".to_string())];
+        assert!(check_error_body("secure_replay", &text, exact).is_err());
+        assert!(check_error_body(
+            "secure_replay",
+            &json_headers(),
+            br#"{"error":"secure_replay"}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_handshake_error_is_the_sentence_form() {
+        let body = br#"{"error":"Invalid handshake request"}"#;
+        assert!(check_error_body("Invalid handshake request", &json_headers(), body).is_ok());
+        let coded = br#"{"error":{"code":"Invalid handshake request"}}"#;
+        assert!(check_error_body("Invalid handshake request", &json_headers(), coded).is_err());
+    }
+
+    #[test]
+    fn hello_encodings_are_judged_as_written() {
+        let sig = format!("0x{}1b", "ab".repeat(64));
+        let good =
+            serde_json::json!({"encPub": "AAAA", "sid": "AAAA", "signature": sig}).to_string();
+        assert!(hello_encoding_problems(good.as_bytes()).is_empty());
+        let padded =
+            serde_json::json!({"encPub": "AA==", "sid": "AAAA", "signature": sig}).to_string();
+        assert_eq!(hello_encoding_problems(padded.as_bytes()).len(), 1);
+        let upper = serde_json::json!({"encPub": "AAAA", "sid": "AAAA", "signature": sig.to_uppercase().replacen("0X", "0x", 1)}).to_string();
+        assert_eq!(hello_encoding_problems(upper.as_bytes()).len(), 1);
+        let raw_v = format!("0x{}01", "ab".repeat(64));
+        let raw =
+            serde_json::json!({"encPub": "AAAA", "sid": "AAAA", "signature": raw_v}).to_string();
+        assert!(hello_encoding_problems(raw.as_bytes())[0].contains("ID-3"));
+    }
+}
