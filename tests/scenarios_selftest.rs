@@ -65,6 +65,23 @@ fn every_knob_is_declared_and_names_exist() {
 }
 
 #[test]
+fn every_server_must_has_a_declared_killing_knob() {
+    let registry = Registry::builtin();
+    let scenarios = loader::load(None, &registry).unwrap();
+    let killers = osc_harness::scenarios::selftest::must_killers(&scenarios);
+    assert!(killers.len() >= 30, "{} server MUSTs", killers.len());
+    let bare: Vec<&String> = killers
+        .iter()
+        .filter(|(_, k)| k.is_empty())
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "server MUSTs no declared knob breaks: {bare:?}"
+    );
+}
+
+#[test]
 fn client_only_knobs_are_left_to_client_scenarios() {
     use osc_harness::knobs::CaughtBy;
     use osc_harness::scenarios::selftest::suite_knobs;
@@ -128,7 +145,7 @@ fn the_knob_registry_has_one_row_per_knob() {
     let count = |role| rows.iter().filter(|r| r.role == role).count();
     assert_eq!(
         (count(Role::Server), count(Role::Client), count(Role::Relay)),
-        (38, 14, 15)
+        (52, 14, 15)
     );
 }
 
@@ -175,6 +192,11 @@ async fn every_knob_is_caught_by_exactly_its_scenarios() {
     assert_eq!(
         rows.len(),
         osc_harness::scenarios::selftest::suite_knobs().len() + 1
+    );
+    let unkilled = osc_harness::scenarios::selftest::unkilled_musts(&rows);
+    assert!(
+        unkilled.is_empty(),
+        "server MUSTs no knob was shown to break: {unkilled:?}"
     );
     // The HTML kill matrix of the same run: a row per knob, all right, and
     // a caught cell per declaration.

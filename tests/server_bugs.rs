@@ -47,6 +47,20 @@ const COVERED: &[&str] = &[
     "expiry-in-past",
     "signature-hex-uppercase",
     "version-before-session",
+    "frame-ct-padded",
+    "hello-refusal-not-json",
+    "signature-raw-v",
+    "address-sha3",
+    "hello-version-unchecked",
+    "garbage-hello-500",
+    "unknown-agent-malformed",
+    "stream-nonce-little-endian",
+    "replay-before-aead",
+    "either-direction-opens",
+    "fin-on-last-chunk",
+    "session-tied-to-origin",
+    "loopback-gated",
+    "channel-run-gated",
     "panic-on-empty-ct",
     "panic-on-huge-seq",
     "hang-on-length-lie",
@@ -612,4 +626,174 @@ async fn hostile_stream_knobs_answer_with_a_made_up_stream() {
             &chunk[..chunk.len().min(20)]
         );
     }
+
+#[tokio::test]
+async fn frame_ct_padded_writes_padding() {
+    let (frames, _, mut opener) = stream_frames(Bug::FrameCtPadded).await;
+    // The empty fin frame is 16 bytes of tag: base64 of it always needs padding.
+    let fin = frames.last().unwrap();
+    assert!(fin.ct.ends_with("=="), "{}", fin.ct);
+    assert!(b64url_decode(&fin.ct, B64Strictness::Canonical).is_err());
+    for f in &frames {
+        opener.open(f).unwrap();
+    }
+    opener.finish().unwrap();
+}
+
+#[tokio::test]
+async fn hello_refusal_not_json_answers_in_plain_text() {
+    let s = start_bug(Bug::HelloRefusalNotJson).await;
+    let r = post_hello(&s, "not json").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(text(&r), "Invalid handshake request");
+    let content_type = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(content_type, Some("text/plain; charset=utf-8"));
+}
+
+#[tokio::test]
+async fn signature_raw_v_writes_the_recovery_id() {
+    let s = start_bug(Bug::SignatureRawV).await;
+    let r = post_hello(&s, client_handshake(&s).hello().to_json()).await;
+    assert_eq!(r.status, 200);
+    let hello = ServerHello::parse(&r.body).unwrap();
+    let sig = hex_decode_0x(&hello.signature).unwrap();
+    assert!(sig[64] <= 1, "v = {}", sig[64]);
+}
+
+#[tokio::test]
+async fn address_sha3_announces_an_address_the_signature_does_not_recover_to() {
+    let s = start_bug(Bug::AddressSha3).await;
+    let hs = client_handshake(&s);
+    let hello = hs.hello().clone();
+    let r = post_hello(&s, hello.to_json()).await;
+    assert_eq!(r.status, 200, "the server answers to its SHA3 address");
+    let server = ServerHello::parse(&r.body).unwrap();
+    let payload = Transcript::from_hellos(&hello, &server).render();
+    let signer = recover_channel_signer(
+        payload.as_bytes(),
+        &server.signature,
+        SignaturePolicy::default(),
+    )
+    .unwrap();
+    assert_ne!(signer, s.agent_address);
+}
+
+fn hello_with(
+    s: &osc_harness::server::RunningServer,
+    field: &str,
+    value: serde_json::Value,
+) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&client_handshake(s).hello().to_json()).unwrap();
+    v[field] = value;
+    v.to_string()
+}
+
+#[tokio::test]
+async fn hello_version_unchecked_serves_v2() {
+    let s = start_bug(Bug::HelloVersionUnchecked).await;
+    let r = post_hello(&s, hello_with(&s, "v", 2.into())).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+}
+
+#[tokio::test]
+async fn garbage_hello_500() {
+    let s = start_bug(Bug::GarbageHello500).await;
+    let r = post_hello(&s, "not json").await;
+    assert_eq!(r.status, 500, "{}", text(&r));
+}
+
+#[tokio::test]
+async fn unknown_agent_malformed() {
+    let s = start_bug(Bug::UnknownAgentMalformed).await;
+    let other = format!("0x{}", "ab".repeat(20));
+    let r = post_hello(&s, hello_with(&s, "agentAddress", other.into())).await;
+    assert_eq!(r.status, 400, "{}", text(&r));
+    assert!(text(&r).contains("Malformed handshake"));
+}
+
+#[tokio::test]
+async fn stream_nonce_little_endian_breaks_frames_after_the_first() {
+    let (frames, _, mut opener) = stream_frames(Bug::StreamNonceLittleEndian).await;
+    opener.open(&frames[0]).unwrap();
+    assert!(opener.open(&frames[1]).is_err());
+}
+
+#[tokio::test]
+async fn replay_before_aead_answers_a_forgery_on_a_used_seq_with_409() {
+    let s = start_bug(Bug::ReplayBeforeAead).await;
+    let sess = handshake(&s).await;
+    let pt = authed(&s, "GET", "/health").to_json();
+    let r = post_call(&s, sess.seal_at(5, pt.as_bytes()).to_json(), true).await;
+    assert_eq!(r.status, 200);
+    let mut forged = sess.seal_at(5, pt.as_bytes());
+    forged.ct = b64url_encode(&[1u8; 48]);
+    let r = post_call(&s, forged.to_json(), true).await;
+    assert_eq!(r.status, 409, "{}", text(&r));
+}
+
+#[tokio::test]
+async fn either_direction_opens_a_call_sealed_with_s2c() {
+    let s = start_bug(Bug::EitherDirectionOpens).await;
+    let sess = handshake(&s).await;
+    let pt = authed(&s, "GET", "/health").to_json();
+    let aad = osc_harness::protocol::keys::request_aad(sess.sid(), 7);
+    let ct =
+        osc_harness::protocol::keys::seal_b64(&sess.keys().s2c, 7, aad.as_bytes(), pt.as_bytes());
+    let body = serde_json::json!({"v": 1, "sid": sess.sid(), "seq": 7, "ct": ct}).to_string();
+    let r = post_call(&s, body, true).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+}
+
+#[tokio::test]
+async fn fin_on_last_chunk_has_no_empty_fin_frame() {
+    let (frames, _, mut opener) = stream_frames(Bug::FinOnLastChunk).await;
+    assert_eq!(
+        frames.len(),
+        4,
+        "three events and [DONE], the last with fin"
+    );
+    let mut last = Vec::new();
+    for f in &frames {
+        last = opener.open(f).unwrap();
+    }
+    opener.finish().unwrap();
+    assert!(frames.last().unwrap().is_fin());
+    assert!(!last.is_empty(), "the fin frame carries data");
+}
+
+#[tokio::test]
+async fn session_tied_to_origin_refuses_the_other_kind_of_caller() {
+    let s = start_bug(Bug::SessionTiedToOrigin).await;
+    let mut sess = handshake(&s).await;
+    let inner = authed(&s, "GET", "/health");
+    let (_, r) = call(&s, &mut sess, &inner, true).await;
+    assert_eq!(r.status, 200);
+    let (_, r) = call(&s, &mut sess, &inner, false).await;
+    assert_eq!(r.status, 401, "{}", text(&r));
+}
+
+#[tokio::test]
+async fn loopback_gated_refuses_local_plaintext_runs() {
+    let s = start_bug(Bug::LoopbackGated).await;
+    let r = send(
+        &s,
+        OuterRequest::post_json(run_path(&s), "{}")
+            .with_header("Authorization", format!("Bearer {}", s.access_key)),
+    )
+    .await;
+    assert_eq!(r.status, 426, "{}", text(&r));
+}
+
+#[tokio::test]
+async fn channel_run_gated_refuses_sealed_runs() {
+    let s = start_bug(Bug::ChannelRunGated).await;
+    let mut sess = handshake(&s).await;
+    let inner = authed(&s, "POST", &run_path(&s));
+    let r = call_ok(&s, &mut sess, &inner, true).await;
+    assert_eq!(r.status, 426);
 }

@@ -4,8 +4,16 @@
 /// `(file name, contents)` of every built-in scenario, in suite order.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "enc-canonical.toml",
+        include_str!("../../scenarios/enc-canonical.toml"),
+    ),
+    (
         "expiry-announced.toml",
         include_str!("../../scenarios/expiry-announced.toml"),
+    ),
+    (
+        "expiry-known-v2.toml",
+        include_str!("../../scenarios/expiry-known-v2.toml"),
     ),
     (
         "expiry-really-expires.toml",
@@ -96,6 +104,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/mitm-session-store-bounded.toml"),
     ),
     (
+        "mitm-signature-low-s.toml",
+        include_str!("../../scenarios/mitm-signature-low-s.toml"),
+    ),
+    (
         "mitm-signature-lowercase-hex.toml",
         include_str!("../../scenarios/mitm-signature-lowercase-hex.toml"),
     ),
@@ -154,6 +166,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
     (
         "tamper-aead.toml",
         include_str!("../../scenarios/tamper-aead.toml"),
+    ),
+    (
+        "tamper-check-order-edges.toml",
+        include_str!("../../scenarios/tamper-check-order-edges.toml"),
     ),
     (
         "tamper-check-order.toml",

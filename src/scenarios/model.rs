@@ -141,6 +141,9 @@ pub struct Step {
     pub plaintext: Option<String>,
     /// The seq to seal with (default: the session's next).
     pub seq: Option<u64>,
+    /// The seq as decimal text, for values above 2^63 that a TOML integer
+    /// cannot hold (`"18446744073709551615"`); `seq` wins when both are set.
+    pub big_seq: Option<String>,
     /// Seal with the named session's keys and sid (sent under this one's sid).
     pub seal_session: Option<String>,
     /// Seal with the `s2c` key instead of `c2s`.
@@ -210,4 +213,10 @@ pub struct Expect {
     pub executions_delta: Option<u64>,
     /// An outer response header that must be present (`name` or `name=value`).
     pub header: Option<String>,
+    /// What the target wrote is canonical: base64url without padding
+    /// (ENC-1), signatures `0x` + lowercase hex (ENC-2) with `v` 27 or 28
+    /// (ID-3), frame seqs as integers.
+    pub canonical: Option<bool>,
+    /// The ServerHello's signature has a low `s` (ID-4).
+    pub low_s: Option<bool>,
 }

@@ -90,7 +90,7 @@ pub struct KnobRow {
     /// Failures outside the declared set that happened in an honest
     /// precondition step (the knob broke the setup, not the property).
     pub collateral: BTreeSet<String>,
-    /// Declared but passed.
+    /// Declared but passed, or failed only in an honest precondition step.
     pub missed: BTreeSet<String>,
     /// Failed in its own step although not declared.
     pub unexpected: BTreeSet<String>,
@@ -133,7 +133,9 @@ fn tally(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KnobRo
             row.failed.insert(r.id.clone());
         }
         if declared.contains(&r.id) {
-            if !failed {
+            // A catch in an honest precondition step shows the knob broke
+            // the setup, not that the scenario's own check can fail.
+            if !failed || r.precondition {
                 row.missed.insert(r.id.clone());
             }
         } else if failed {
@@ -209,6 +211,58 @@ pub async fn run_matrix(
     rows
 }
 
+/// MUST requirements that bind only the client: no server can break
+/// them, so the server matrix does not look for a knob that kills them.
+pub const CLIENT_ONLY_MUSTS: &[&str] = &["SES-2", "SES-5"];
+
+/// The MUST requirements of `docs/PROTOCOL.md` a server can break.
+pub fn server_musts() -> Vec<String> {
+    crate::report::registry::Registry::builtin()
+        .requirements
+        .into_iter()
+        .filter(|r| r.level == "MUST" && !CLIENT_ONLY_MUSTS.contains(&r.id.as_str()))
+        .map(|r| r.id)
+        .collect()
+}
+
+/// Each server MUST with the suite knobs that break it and that a
+/// scenario declares it catches (from the registry and the `catches`
+/// lists, no run needed).
+pub fn must_killers(scenarios: &[Scenario]) -> Vec<(String, Vec<Bug>)> {
+    let declared = |b: &Bug| {
+        scenarios
+            .iter()
+            .any(|s| s.catches.iter().any(|c| c == b.name()))
+    };
+    server_musts()
+        .into_iter()
+        .map(|id| {
+            let knobs = suite_knobs()
+                .into_iter()
+                .filter(|b| b.requirement().split(", ").any(|r| r == id) && declared(b))
+                .collect();
+            (id, knobs)
+        })
+        .collect()
+}
+
+/// Server MUSTs that no knob of the run was shown to kill: none of the
+/// knobs breaking it has a row that is right and caught by at least one
+/// scenario in a judged step.
+pub fn unkilled_musts(rows: &[KnobRow]) -> Vec<String> {
+    server_musts()
+        .into_iter()
+        .filter(|id| {
+            !rows.iter().any(|r| {
+                r.ok()
+                    && !r.declared.is_empty()
+                    && r.bug
+                        .is_some_and(|b| b.requirement().split(", ").any(|x| x == id))
+            })
+        })
+        .collect()
+}
+
 /// Scenarios that declare no knob.
 pub fn catching_nothing(scenarios: &[Scenario]) -> Vec<String> {
     scenarios
@@ -262,7 +316,11 @@ pub fn render_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> String {
             let _ = writeln!(out, "    error: {e}");
         }
         if !r.missed.is_empty() {
-            let _ = writeln!(out, "    declared but passed: {}", list(&r.missed));
+            let _ = writeln!(
+                out,
+                "    declared but not caught in a judged step: {}",
+                list(&r.missed)
+            );
         }
         if !r.unexpected.is_empty() {
             let _ = writeln!(

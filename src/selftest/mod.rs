@@ -5,6 +5,8 @@
 //! ([`crate::clientrole::selftest`]); this room sits above both, runs the
 //! two matrices and writes `docs/SELFTEST.md`.
 
+pub mod null;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -94,6 +96,16 @@ pub fn run(args: SelftestArgs) -> ExitCode {
                 .join(", ")
         ));
     }
+    let unkilled = selftest::unkilled_musts(&rows);
+    if !unkilled.is_empty() {
+        say(&format!(
+            "server MUST requirements no knob was shown to break: {}\n",
+            unkilled.join(", ")
+        ));
+    }
+    let nulls = rt.block_on(null::run_nulls(&scenarios, &registry));
+    say(&null::render(&nulls));
+    let null_servers_ok = nulls.iter().all(null::NullRow::ok);
     let client = client::run_reference(&rt);
     let client_ok = match &client {
         Ok((clients, rows)) => {
@@ -107,7 +119,7 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             false
         }
     };
-    let nulls_ok = match client::run_null_reference(&rt) {
+    let null_clients_ok = match client::run_null_reference(&rt) {
         Ok(rows) => {
             say(&client::render_null(&rows));
             rows.iter().all(client::NullRow::ok)
@@ -132,7 +144,13 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             }
         }
     }
-    if rows.iter().all(|r| r.ok()) && uncaught.is_empty() && client_ok && nulls_ok {
+    if rows.iter().all(|r| r.ok())
+        && uncaught.is_empty()
+        && unkilled.is_empty()
+        && null_servers_ok
+        && null_clients_ok
+        && client_ok
+    {
         say("selftest: ok\n");
         ExitCode::SUCCESS
     } else {
@@ -213,8 +231,37 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
                 .join(", ")
         }
     );
+    out.push_str(&must_kill_section(scenarios));
+    out.push_str(&null::doc_section());
     out.push_str(&client_doc_section(&clients));
     out.push_str(&client::null_doc_section());
+    out
+}
+
+/// The server MUSTs and the knobs that show each can fail: `selftest`
+/// fails when one has none.
+fn must_kill_section(scenarios: &[Scenario]) -> String {
+    let mut out = String::from(
+        "\n## Server MUST requirements and the knobs that break them\n\n\
+         Every MUST a server can break has at least one knob above that breaks it\n\
+         and a scenario that catches that knob in a judged step (a failure only in\n\
+         an honest preparatory step does not count); `osc-harness selftest` fails\n\
+         otherwise. Client-only MUSTs (",
+    );
+    out.push_str(&selftest::CLIENT_ONLY_MUSTS.join(", "));
+    out.push_str(") are shown by the client matrix.\n\n| requirement | knobs |\n|---|---|\n");
+    for (id, knobs) in selftest::must_killers(scenarios) {
+        let knobs = if knobs.is_empty() {
+            "**none**".to_string()
+        } else {
+            knobs
+                .iter()
+                .map(|b| format!("`{}`", b.name()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "| {id} | {knobs} |");
+    }
     out
 }
 

@@ -6,14 +6,20 @@
 //! honest code does the right thing. Reading this file tells you every way
 //! the reference server can be made to lie.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
 
+use crate::protocol::error::HandshakeRefusal;
+use crate::protocol::framing::ResponseSealer;
 use crate::protocol::handshake::{
     low_order_points, AnnouncedKey, ServerHandshakeHooks, Transcript, TranscriptField,
 };
-use crate::protocol::identity::{domain_digest, AgentIdentity, OTHER_PREFIXES};
-use crate::protocol::keys::{derive_session_keys, SessionKeys};
+use crate::protocol::identity::{domain_digest, Address, AgentIdentity, OTHER_PREFIXES};
+use crate::protocol::keys::{
+    derive_session_keys, response_aad, seal_b64, SessionKeys, SymmetricKey,
+};
 use crate::protocol::session::{CallHooks, ReplayWindow};
+use crate::protocol::wire::Frame;
 use crate::protocol::REPLAY_WINDOW;
 
 crate::knobs! {
@@ -71,6 +77,34 @@ crate::knobs! {
         SignatureHexUppercase = "signature-hex-uppercase", "ENC-2", Suite, "the ServerHello's signature is written as 0x + UPPERCASE hex instead of lowercase";
         /// The envelope version is checked before the session lookup.
         VersionBeforeSession = "version-before-session", "CALL-2", Suite, "the envelope's v is checked before the session lookup, so an unknown sid with v 2 gets 400 secure_decrypt_failed instead of 401";
+        /// Response frames carry padded base64url.
+        FrameCtPadded = "frame-ct-padded", "ENC-1", Suite, "response frames write ct as base64url with = padding";
+        /// Handshake refusals are plain text.
+        HelloRefusalNotJson = "hello-refusal-not-json", "ENC-3", Suite, "handshake refusals are sent as text/plain sentences instead of JSON";
+        /// The signature's v is the raw recovery id.
+        SignatureRawV = "signature-raw-v", "ID-3", Suite, "the ServerHello signature's v byte is the raw recovery id 0/1 instead of 27/28";
+        /// The address is derived with SHA3-256.
+        AddressSha3 = "address-sha3", "ID-1", Suite, "the server derives its agent address with SHA3-256 instead of Keccak-256, so the signature recovers to another address";
+        /// A hello with v 2 is served.
+        HelloVersionUnchecked = "hello-version-unchecked", "HS-4", Suite, "a ClientHello with v != 1 is answered as if it said 1";
+        /// An undecodable hello gets 500.
+        GarbageHello500 = "garbage-hello-500", "HS-5", Suite, "a handshake body that does not decode gets 500 instead of 400 Invalid handshake request";
+        /// An unknown agent gets 400.
+        UnknownAgentMalformed = "unknown-agent-malformed", "HS-6", Suite, "an unknown agentAddress gets 400 Malformed handshake instead of 404 Unknown agent address";
+        /// Stream frames after the first use a little-endian nonce.
+        StreamNonceLittleEndian = "stream-nonce-little-endian", "KS-3", Suite, "stream frames are sealed with the seq written little-endian in the nonce";
+        /// The replay window is consulted before the AEAD.
+        ReplayBeforeAead = "replay-before-aead", "CALL-2", Suite, "the replay check runs before the AEAD, so a forged tag on a used seq (or seq 0) gets 409 instead of 400";
+        /// Calls sealed with s2c open too.
+        EitherDirectionOpens = "either-direction-opens", "CALL-5", Suite, "a call sealed with the s2c key opens as well as one sealed with c2s";
+        /// The last chunk carries fin.
+        FinOnLastChunk = "fin-on-last-chunk", "RESP-3", Suite, "a stream's last data frame carries fin instead of a separate empty fin frame";
+        /// A session answers only callers of the origin of its first call.
+        SessionTiedToOrigin = "session-tied-to-origin", "SES-4", Suite, "a session remembers whether its first call came from a remote or a loopback caller and answers 401 to calls from the other";
+        /// Loopback callers get 426 too.
+        LoopbackGated = "loopback-gated", "GATE-2", Suite, "plaintext agent runs from loopback callers are refused with 426 too";
+        /// Sealed runs get 426.
+        ChannelRunGated = "channel-run-gated", "GATE-4", Suite, "agent runs through the channel are refused with 426 like plaintext ones";
         /// A call with an empty ct panics the handler.
         PanicOnEmptyCt = "panic-on-empty-ct", "CALL-2", FuzzerOnly, "a call whose ct is empty panics the handling task (the connection drops)";
         /// A seq above 2^53 panics the handler.
@@ -118,6 +152,11 @@ pub struct Knobs {
     /// Calls seen, for the knobs that answer only the first in the
     /// server's place.
     calls: std::sync::atomic::AtomicU64,
+    /// `(sid, seq)` of calls that opened, for `replay-before-aead`.
+    seen: Mutex<HashSet<(String, u64)>>,
+    /// Whether each session's first call was remote, for
+    /// `session-tied-to-origin`.
+    origins: Mutex<HashMap<String, bool>>,
 }
 
 impl Knobs {
@@ -129,6 +168,8 @@ impl Knobs {
             impostor,
             static_ephemeral,
             calls: std::sync::atomic::AtomicU64::new(0),
+            seen: Mutex::new(HashSet::new()),
+            origins: Mutex::new(HashMap::new()),
         }
     }
 
@@ -228,6 +269,149 @@ impl Knobs {
         self.on(Bug::VersionBeforeSession)
     }
 
+    /// ID-1: the address the server announces and answers to (honest:
+    /// Keccak-256 of the public key; `address-sha3`: SHA3-256).
+    pub fn agent_address(&self, identity: &AgentIdentity) -> Address {
+        if !self.on(Bug::AddressSha3) {
+            return identity.address();
+        }
+        use sha3::Digest as _;
+        let Ok(key) = k256::ecdsa::SigningKey::from_slice(&identity.secret_bytes()) else {
+            return identity.address();
+        };
+        let point = key.verifying_key().to_sec1_point(false);
+        let hash = sha3::Sha3_256::digest(&point.as_bytes()[1..]);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&hash[12..]);
+        Address(out)
+    }
+
+    /// HS-4: the `v` the handshake goes on with (`hello-version-unchecked`
+    /// reads every `v` as 1).
+    pub fn hello_version(&self, v: i64) -> i64 {
+        if self.on(Bug::HelloVersionUnchecked) {
+            crate::protocol::VERSION
+        } else {
+            v
+        }
+    }
+
+    /// HS-5, HS-6, ENC-3: the refusal actually sent for `honest`, as
+    /// (status, content type, body).
+    pub fn hello_refusal(&self, honest: HandshakeRefusal) -> (u16, &'static str, String) {
+        let r = match honest {
+            HandshakeRefusal::InvalidRequest if self.on(Bug::GarbageHello500) => {
+                HandshakeRefusal::Internal
+            }
+            HandshakeRefusal::UnknownAgent if self.on(Bug::UnknownAgentMalformed) => {
+                HandshakeRefusal::Malformed
+            }
+            r => r,
+        };
+        if self.on(Bug::HelloRefusalNotJson) {
+            (
+                r.status(),
+                "text/plain; charset=utf-8",
+                r.message().to_owned(),
+            )
+        } else {
+            (r.status(), super::app::JSON, r.body())
+        }
+    }
+
+    /// CALL-2 order under `replay-before-aead`: whether `seq` is refused
+    /// as a replay before its frame is opened (seq 0, or one that opened
+    /// before on this session).
+    pub fn replay_before_aead(&self, sid: &str, seq: u64) -> bool {
+        if !self.on(Bug::ReplayBeforeAead) {
+            return false;
+        }
+        seq == 0
+            || self
+                .seen
+                .lock()
+                .is_ok_and(|s| s.contains(&(sid.to_owned(), seq)))
+    }
+
+    /// Notes a call that opened, for [`Knobs::replay_before_aead`].
+    pub fn opened(&self, sid: &str, seq: u64) {
+        if self.on(Bug::ReplayBeforeAead) {
+            if let Ok(mut seen) = self.seen.lock() {
+                // Bounded: only the self-test's few sessions go through here.
+                if seen.len() > 100_000 {
+                    seen.clear();
+                }
+                seen.insert((sid.to_owned(), seq));
+            }
+        }
+    }
+
+    /// SES-4 under `session-tied-to-origin`: whether a call from a
+    /// `remote` (or loopback) caller is refused because the session's
+    /// first call came from the other kind.
+    pub fn origin_refused(&self, sid: &str, remote: bool) -> bool {
+        if !self.on(Bug::SessionTiedToOrigin) {
+            return false;
+        }
+        let Ok(mut origins) = self.origins.lock() else {
+            return false;
+        };
+        if origins.len() > 100_000 {
+            origins.clear();
+        }
+        *origins.entry(sid.to_owned()).or_insert(remote) != remote
+    }
+
+    /// CALL-5: whether a call that fails to open under c2s is tried
+    /// under s2c.
+    pub fn either_direction_opens(&self) -> bool {
+        self.on(Bug::EitherDirectionOpens)
+    }
+
+    /// RESP-3: whether the last data frame carries fin in place of a
+    /// separate empty fin frame.
+    pub fn fin_on_last_chunk(&self) -> bool {
+        self.on(Bug::FinOnLastChunk)
+    }
+
+    /// GATE-2: whether loopback callers are gated too.
+    pub fn gate_loopback(&self) -> bool {
+        self.on(Bug::LoopbackGated)
+    }
+
+    /// GATE-4: whether runs inside the channel are gated too.
+    pub fn gate_channel(&self) -> bool {
+        self.on(Bug::ChannelRunGated)
+    }
+
+    /// Seals one response frame (RESP-1), bent by `frame-ct-padded`
+    /// (ENC-1) and `stream-nonce-little-endian` (KS-3).
+    pub fn seal_frame(
+        &self,
+        sealer: &ResponseSealer,
+        raw: &RawSealer,
+        seq: u64,
+        plaintext: &[u8],
+        fin: bool,
+    ) -> Frame {
+        let mut frame = if self.on(Bug::StreamNonceLittleEndian) && seq > 0 {
+            let aad = response_aad(&raw.sid, raw.request_seq, seq, fin);
+            Frame {
+                seq,
+                ct: seal_b64(&raw.key, seq.swap_bytes(), aad.as_bytes(), plaintext),
+                fin: fin.then_some(true),
+            }
+        } else {
+            sealer.seal_at(seq, plaintext, fin)
+        };
+        if self.on(Bug::FrameCtPadded) {
+            while frame.ct.len() % 4 != 0 {
+                frame.ct.push('=');
+            }
+        }
+        frame
+    }
+
     /// LIM-1: whether request bodies are read under a deadline.
     pub fn body_deadline(&self) -> bool {
         !self.on(Bug::HangOnLengthLie)
@@ -243,6 +427,16 @@ impl Knobs {
             panic!("panic-on-huge-seq: seq {seq} is above 2^53");
         }
     }
+}
+
+/// What a response sealer holds, for the knobs that seal by hand.
+pub struct RawSealer {
+    /// The response key (KS-2).
+    pub key: SymmetricKey,
+    /// The session id.
+    pub sid: String,
+    /// The seq of the call answered.
+    pub request_seq: u64,
 }
 
 /// How the last frame of a stream is written.
@@ -278,6 +472,11 @@ impl ServerHandshakeHooks for Knobs {
     }
 
     fn sign(&self, identity: &AgentIdentity, payload: &[u8]) -> [u8; 65] {
+        if self.on(Bug::SignatureRawV) {
+            let mut sig = identity.sign_channel(payload);
+            sig[64] = sig[64].wrapping_sub(27);
+            return sig;
+        }
         if self.on(Bug::WrongSigningKey) {
             self.impostor.sign_channel(payload)
         } else if self.on(Bug::WrongSignatureDomain) {
@@ -375,6 +574,6 @@ mod tests {
                 .any(|(name, _)| *name == LOW_ORDER_SERVER_POINT),
             "low-order-server-key names a point that exists"
         );
-        assert_eq!(Bug::ALL.len(), 38);
+        assert_eq!(Bug::ALL.len(), 52);
     }
 }

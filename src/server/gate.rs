@@ -112,7 +112,8 @@ fn auth_error(reason: &str) -> AppResponse {
 /// The 426 gate of agent execution routes: passes inside the channel or
 /// for a trusted loopback caller (GATE-1, GATE-2, GATE-4).
 pub fn upgrade_gate(inside_channel: bool, remote: bool, knobs: &Knobs) -> Result<(), AppResponse> {
-    if inside_channel || !remote || !knobs.gate_426() {
+    let exempt = (inside_channel && !knobs.gate_channel()) || (!remote && !knobs.gate_loopback());
+    if exempt || !knobs.gate_426() {
         return Ok(());
     }
     Err(AppResponse::json(426, UPGRADE_REQUIRED_BODY.to_owned()))

@@ -322,15 +322,16 @@ async fn handle(
 
 /// Builds the shared state of a server from its configuration.
 pub fn shared_state(config: ServerConfig, knobs: Knobs) -> Shared {
+    let address = knobs.agent_address(&config.identity);
     let app = App::new(
         config.agent_id.clone(),
-        config.identity.address(),
+        address,
         config.access_key.clone(),
         config.scoped_key.clone(),
         config.scoped_agent_id.clone(),
     );
     Shared {
-        agent_address_lower: config.identity.address().to_lower(),
+        agent_address_lower: address.to_lower(),
         store: SessionStore::new(config.max_sessions),
         limiter: RateLimiter::new(config.handshake_rate),
         app,

@@ -176,7 +176,7 @@ pub async fn spawn(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let ca_cert = config.tls_ca_file.clone();
     let running_fields = (
-        config.identity.address(),
+        knobs.agent_address(&config.identity),
         config.agent_id.clone(),
         config.access_key.clone(),
         config.scoped_key.clone(),

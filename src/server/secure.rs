@@ -12,8 +12,9 @@ use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
 use crate::protocol::error::{CallError, HandshakeRefusal};
 use crate::protocol::framing::ResponseSealer;
 use crate::protocol::handshake::{respond, ServerHandshakeInputs};
+use crate::protocol::keys::SessionKeys;
 use crate::protocol::names::{RELAY_ORIGIN_HEADER, SECURE_CHANNEL_HEADER, SESSION_PATH};
-use crate::protocol::session::validate_inner;
+use crate::protocol::session::{validate_inner, ServerSession};
 use crate::protocol::sse::encode_event;
 use crate::protocol::wire::{
     CallRequest, ClientHello, InnerRequest, InnerResponse, MAX_CALL_BYTES,
@@ -47,22 +48,28 @@ const STALLED_READER: std::time::Duration = std::time::Duration::from_secs(30);
 /// The current Unix time in seconds.
 pub use crate::clock::unix_secs as unix_now;
 
-fn refusal(r: HandshakeRefusal) -> AppResponse {
-    AppResponse::json(r.status(), r.body())
+fn refusal(shared: &Shared, r: HandshakeRefusal) -> AppResponse {
+    let (status, content_type, body) = shared.knobs.hello_refusal(r);
+    AppResponse {
+        status,
+        content_type: Some(content_type.to_owned()),
+        body: AppBody::Full(body.into_bytes()),
+    }
 }
 
 /// `POST /secure/session`, after the rate limit: decode, version, agent,
 /// handshake, register (SPEC §4, upstream's check order).
 pub fn handshake(shared: &Shared, body: &[u8]) -> AppResponse {
-    let Ok(hello) = ClientHello::parse(body) else {
-        return refusal(HandshakeRefusal::InvalidRequest);
+    let Ok(mut hello) = ClientHello::parse(body) else {
+        return refusal(shared, HandshakeRefusal::InvalidRequest);
     };
+    hello.v = shared.knobs.hello_version(hello.v);
     if hello.v != VERSION {
-        return refusal(HandshakeRefusal::UnsupportedVersion);
+        return refusal(shared, HandshakeRefusal::UnsupportedVersion);
     }
     let identity = &shared.config.identity;
     if hello.agent_address.to_lowercase() != shared.agent_address_lower {
-        return refusal(HandshakeRefusal::UnknownAgent);
+        return refusal(shared, HandshakeRefusal::UnknownAgent);
     }
     let now = unix_now();
     let mut rng = SystemRandom;
@@ -84,7 +91,7 @@ pub fn handshake(shared: &Shared, body: &[u8]) -> AppResponse {
         }
         Err(e) => {
             tracing::debug!("handshake refused: {e}");
-            refusal(HandshakeRefusal::from(&e))
+            refusal(shared, HandshakeRefusal::from(&e))
         }
     }
 }
@@ -111,6 +118,10 @@ pub async fn call(shared: Arc<Shared>, body: &[u8], outer: Outer) -> Response<Ou
             return json_response(status, body);
         }
     };
+    if shared.knobs.origin_refused(&sealer.1.sid, outer.remote) {
+        let (status, body) = CallError::SessionUnknown.response();
+        return json_response(status, body);
+    }
     let req = inner_app_request(inner, &outer);
     let resp = if req.method == "POST" && gate::normalize(&req.path) == SESSION_PATH {
         // Reachable only when the nesting check is bent (CALL-8): then,
@@ -122,7 +133,10 @@ pub async fn call(shared: Arc<Shared>, body: &[u8], outer: Outer) -> Response<Ou
     seal_response(shared, sealer, resp).await
 }
 
-fn open(shared: &Shared, body: &[u8]) -> Result<(ResponseSealer, InnerRequest), CallError> {
+/// A response sealer, with what the knobs that seal by hand need.
+type Sealers = (ResponseSealer, bugs::RawSealer);
+
+fn open(shared: &Shared, body: &[u8]) -> Result<(Sealers, InnerRequest), CallError> {
     let call = CallRequest::parse(body).map_err(CallError::MalformedEnvelope)?;
     shared.knobs.crash_on_envelope(call.seq, &call.ct);
     let now = unix_now();
@@ -133,10 +147,30 @@ fn open(shared: &Shared, body: &[u8]) -> Result<(ResponseSealer, InnerRequest), 
     let (opened, sealer) = shared
         .store
         .with_session(&call.sid, now, knobs, |session| {
-            let opened = session.open_call(&call, now, knobs)?;
+            if call.v == VERSION && knobs.replay_before_aead(&call.sid, call.seq) {
+                return Err(CallError::Replay(call.seq));
+            }
+            let opened = match session.open_call(&call, now, knobs) {
+                Err(CallError::Decrypt(_)) if knobs.either_direction_opens() => {
+                    let keys = session.keys();
+                    let swapped = SessionKeys {
+                        c2s: keys.s2c,
+                        s2c: keys.s2c,
+                    };
+                    ServerSession::new(call.sid.clone(), swapped, session.expires_at())
+                        .open_call(&call, now, knobs)
+                }
+                other => other,
+            }?;
+            knobs.opened(&call.sid, opened.seq);
             let key = bugs::response_key(knobs, session, opened.seq);
             let sealer = session.response_sealer_with_key(opened.seq, key);
-            Ok((opened, sealer))
+            let raw = bugs::RawSealer {
+                key,
+                sid: call.sid.clone(),
+                request_seq: opened.seq,
+            };
+            Ok((opened, (sealer, raw)))
         })
         .ok_or(CallError::SessionUnknown)??;
     let inner = validate_inner(&opened.plaintext, |p| knobs.nesting_normalize(p), true)?;
@@ -200,7 +234,7 @@ fn is_event_stream(content_type: Option<&str>) -> bool {
 /// else as one fin frame holding the InnerResponse (RESP-2).
 async fn seal_response(
     shared: Arc<Shared>,
-    sealer: ResponseSealer,
+    sealer: Sealers,
     resp: AppResponse,
 ) -> Response<OutBody> {
     if is_event_stream(resp.content_type.as_deref()) {
@@ -224,7 +258,9 @@ async fn seal_response(
         content_type: resp.content_type,
         body: Some(b64url_encode(&body)),
     };
-    let frame = sealer.seal_at(0, inner.to_json().as_bytes(), true);
+    let frame = shared
+        .knobs
+        .seal_frame(&sealer.0, &sealer.1, 0, inner.to_json().as_bytes(), true);
     let outer_status = shared.knobs.buffered_outer_status(resp.status);
     Response::builder()
         .status(outer_status)
@@ -247,11 +283,7 @@ fn internal_error() -> Response<OutBody> {
 
 /// One frame per inner write, then the empty fin frame; the knobs bend
 /// the fin flag, the order of the first two frames, and the ending.
-fn seal_stream(
-    shared: Arc<Shared>,
-    sealer: ResponseSealer,
-    resp: AppResponse,
-) -> Response<OutBody> {
+fn seal_stream(shared: Arc<Shared>, sealer: Sealers, resp: AppResponse) -> Response<OutBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(FRAME_BUFFER);
     let mut writes = match resp.body {
         AppBody::Stream(rx) => rx,
@@ -264,9 +296,34 @@ fn seal_stream(
     tokio::spawn(async move {
         let knobs = &shared.knobs;
         let mut seq = 0u64;
+        let (sealer, raw) = &sealer;
         let mut swap = SwapFirstTwo::new(knobs.reorder_frames());
-        while let Some(chunk) = writes.recv().await {
-            let frame = sealer.seal_at(seq, &chunk, knobs.fin_on_data_frame());
+        // Under `fin-on-last-chunk` one write is held back, so the last
+        // can be sealed with fin once the end is known.
+        let hold = knobs.fin_on_last_chunk();
+        let mut held: Option<Bytes> = None;
+        loop {
+            let next = writes.recv().await;
+            let (chunk, fin) = if hold {
+                match (held.take(), next) {
+                    (None, Some(n)) => {
+                        held = Some(n);
+                        continue;
+                    }
+                    (Some(h), Some(n)) => {
+                        held = Some(n);
+                        (h, false)
+                    }
+                    (Some(h), None) => (h, true),
+                    (None, None) => break,
+                }
+            } else {
+                match next {
+                    Some(c) => (c, knobs.fin_on_data_frame()),
+                    None => break,
+                }
+            };
+            let frame = knobs.seal_frame(sealer, raw, seq, &chunk, fin);
             let event = Bytes::from(encode_event(&frame));
             for event in swap.pass(event, true) {
                 if tx.send_timeout(event, STALLED_READER).await.is_err() {
@@ -274,11 +331,14 @@ fn seal_stream(
                 }
             }
             seq += 1;
+            if hold && fin {
+                return;
+            }
         }
         if let Some(h) = swap.flush() {
             let _ = tx.send_timeout(h, STALLED_READER).await;
         }
-        let fin = encode_event(&sealer.seal_at(seq, b"", true));
+        let fin = encode_event(&knobs.seal_frame(sealer, raw, seq, b"", true));
         match knobs.stream_end() {
             StreamEnd::Fin => {
                 let _ = tx.send_timeout(Bytes::from(fin), STALLED_READER).await;

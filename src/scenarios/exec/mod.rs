@@ -108,6 +108,8 @@ struct Answer {
     per_call_key: bool,
     opened: bool,
     problems: Vec<String>,
+    /// Non-canonical encodings in what the target wrote (ENC-1).
+    encoding: Vec<String>,
     inner_status: Option<u16>,
     inner_body: Vec<u8>,
     executions: Option<u64>,

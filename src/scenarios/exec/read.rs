@@ -52,6 +52,7 @@ pub(super) async fn read_answer(
     if !answer.streamed && Frame::parse_view(&answer.body).is_ok() {
         raw_frames.push(answer.body.clone());
     }
+    answer.encoding = frame_encoding_problems(&raw_frames);
     let mut inner_text = None;
     if let Some((sid, keys)) = keys {
         open_frames(&mut answer, &raw_frames, &sid, &keys, seq);
@@ -60,6 +61,16 @@ pub(super) async fn read_answer(
             if !answer.streamed {
                 if let Ok(r) = InnerResponse::parse(&answer.inner_body) {
                     answer.inner_status = u16::try_from(r.status).ok();
+                    if let Some(b) = r
+                        .body
+                        .as_deref()
+                        .filter(|b| !super::judge::canonical_b64(b))
+                    {
+                        answer.encoding.push(format!(
+                            "the inner response body {:?} is not canonical unpadded base64url (ENC-1)",
+                            super::truncate(b, 60)
+                        ));
+                    }
                     let body = r
                         .body
                         .as_deref()
@@ -110,11 +121,55 @@ fn open_frames(answer: &mut Answer, raw: &[Vec<u8>], sid: &str, keys: &SessionKe
     }
     answer.opened = true;
     answer.per_call_key = reader.key() == Some(KeyUse::PerCall);
-    // The scenarios judge fin on its own (`fin = true`), so their order
-    // check is the numbering alone; counting a missing fin here too would
-    // make the order scenario catch the fin knobs the matrix gives to
-    // `resp-stream-fin` only.
-    answer.in_order = reader.numbered_in_order();
-    answer.fin = reader.opened().last().is_some_and(|f| f.fin) && answer.problems.is_empty();
+    // Strict order (RESP-1, RESP-4): every frame opened, numbered from 0,
+    // ending in an authenticated fin with no fin before it. A stream with
+    // no frame at all, or one that never finished, is not "in order".
+    answer.in_order = reader.in_order();
+    let opened = reader.opened();
+    let earlier_fin = opened.iter().rev().skip(1).any(|f| f.fin);
+    let last = opened.last();
+    answer.fin = last.is_some_and(|f| f.fin) && !earlier_fin && answer.problems.is_empty();
+    // RESP-3: a stream ends in its own frame, whose plaintext is empty; a
+    // buffered answer is one fin frame that carries the InnerResponse.
+    if answer.streamed && answer.fin && last.is_some_and(|f| !f.plaintext.is_empty()) {
+        answer.fin = false;
+        answer.problems.push(
+            "the stream's fin frame carries data: the last chunk was sealed with fin instead of a separate empty fin frame".into(),
+        );
+    }
+    if earlier_fin {
+        answer
+            .problems
+            .push("a frame before the last one carries fin".into());
+    }
     answer.inner_body = reader.plaintext();
+}
+
+/// What is not canonical in the frames exactly as the target wrote them:
+/// `seq` a non-negative integer, `ct` unpadded base64url (ENC-1).
+fn frame_encoding_problems(raw: &[Vec<u8>]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for bytes in raw {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            continue;
+        };
+        if !v.get("seq").is_some_and(serde_json::Value::is_u64) {
+            problems.push(format!(
+                "a frame's seq is {:?}, not an integer",
+                v.get("seq")
+            ));
+        }
+        match v.get("ct").and_then(serde_json::Value::as_str) {
+            Some(ct) if super::judge::canonical_b64(ct) => {}
+            Some(ct) => problems.push(format!(
+                "frame {} writes ct as {:?}, not canonical unpadded base64url (ENC-1)",
+                v.get("seq")
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0),
+                super::truncate(ct, 60)
+            )),
+            None => problems.push("a frame has no ct string".into()),
+        }
+    }
+    problems
 }

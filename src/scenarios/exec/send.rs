@@ -16,7 +16,7 @@ use crate::protocol::wire::{ClientHello, ServerHello};
 use crate::rng::SystemRandom;
 use crate::transport::{self, OuterRequest, TransportError};
 
-use super::super::model::{Action, Step};
+use super::super::model::{Action, Expect, Step};
 use super::super::runner::SharedSession;
 use super::judge::check_status;
 use super::read;
@@ -97,6 +97,7 @@ impl Context<'_> {
             .await
             .map_err(|e| StepFailure::transport(e, pre))?;
         let req = OuterRequest::post_json("/secure/session", body.clone());
+        self.remember_headers(&resp.headers);
         self.record("handshake", &req, None, resp.status, &resp.body, None);
 
         let mut verified = None;
@@ -164,9 +165,18 @@ impl Context<'_> {
                     true,
                 ));
             }
+            if verified == Some(false) {
+                // An honest client never uses a session whose hello does
+                // not recover to the pinned address (HS-1).
+                return Err(StepFailure::new(
+                    "the ServerHello signature does not recover to the pinned address",
+                    "a ServerHello signed by the pinned agent",
+                    true,
+                ));
+            }
             return Ok(());
         };
-        check_status(expect, resp.status, &resp.body)?;
+        check_status(expect, resp.status, &resp.headers, &resp.body)?;
         if let Some(want) = expect.lowercase_hex {
             let signature = ServerHello::parse(&resp.body)
                 .map(|s| s.signature)
@@ -180,6 +190,40 @@ impl Context<'_> {
                 return Err(StepFailure::new(
                     format!("the ServerHello signature is {signature:?}"),
                     format!("0x + lowercase hex = {want}"),
+                    false,
+                ));
+            }
+        }
+        if let Some(want) = expect.canonical {
+            let problems = super::judge::hello_encoding_problems(&resp.body);
+            if problems.is_empty() != want {
+                return Err(StepFailure::new(
+                    format!(
+                        "the ServerHello: {}",
+                        if problems.is_empty() {
+                            "canonical".into()
+                        } else {
+                            problems.join("; ")
+                        }
+                    ),
+                    format!("canonical encodings = {want}"),
+                    false,
+                ));
+            }
+        }
+        if let Some(want) = expect.low_s {
+            let got = super::judge::hello_low_s(&resp.body);
+            if got != Some(want) {
+                return Err(StepFailure::new(
+                    format!(
+                        "the ServerHello signature's s is {}",
+                        match got {
+                            Some(true) => "low",
+                            Some(false) => "high",
+                            None => "unreadable",
+                        }
+                    ),
+                    format!("low-S = {want}"),
                     false,
                 ));
             }
@@ -231,9 +275,16 @@ impl Context<'_> {
         let mut sids = Vec::new();
         let mut rs = Vec::new();
         for i in 0..count {
+            // Each handshake is judged, not a precondition: freshness means
+            // nothing for hellos the pinned agent did not sign.
             let sub = Step {
                 action: Some(Action::Handshake),
                 session: Some(format!("fresh-{i}")),
+                expect: Some(Expect {
+                    status: Some(200),
+                    verifies: Some(true),
+                    ..Expect::default()
+                }),
                 ..Step::default()
             };
             self.handshake(&sub).await?;
@@ -330,7 +381,8 @@ impl Context<'_> {
             sealer.keys.c2s
         };
         let session = self.sessions.get_mut(&name).expect("checked above");
-        let seq = match (step.seq, &session.shared_seq) {
+        let big = step.big_seq.as_deref().and_then(|t| t.parse::<u64>().ok());
+        let seq = match (step.seq.or(big), &session.shared_seq) {
             (Some(seq), _) => seq,
             (None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
             (None, None) => session.next_seq,
@@ -434,6 +486,7 @@ impl Context<'_> {
             answer.previous_executions = self.last_executions;
             self.last_executions = Some(v);
         }
+        self.remember_headers(&answer.headers);
         let shown_body = answer.body.clone();
         self.record(
             action,
@@ -484,6 +537,7 @@ impl Context<'_> {
             .send(&req)
             .await
             .map_err(|e| StepFailure::transport(e, pre))?;
+        self.remember_headers(&resp.headers);
         self.record("plain", &req, None, resp.status, &resp.body, None);
         let Some(e) = &step.expect else {
             if !(200..300).contains(&resp.status) {
@@ -495,7 +549,7 @@ impl Context<'_> {
             }
             return Ok(());
         };
-        check_status(e, resp.status, &resp.body)?;
+        check_status(e, resp.status, &resp.headers, &resp.body)?;
         Ok(())
     }
 }
