@@ -261,6 +261,7 @@ impl Context<'_> {
 }
 
 pub(super) fn check_status(e: &Expect, status: u16, body: &[u8]) -> StepResult {
+    super::answered::check(e, status, body)?;
     let text = String::from_utf8_lossy(body);
     if let Some(want) = e.status {
         if status != want {
