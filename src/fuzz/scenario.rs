@@ -174,11 +174,13 @@ pub fn render(finding: &Finding) -> String {
         })
         .collect();
     let (fallback, category) = requirement_of(s);
-    let (requirements, level) = match judged_signature(s) {
-        Some((reqs, level)) => (reqs, level),
+    // The oracle's own requirement when it names one, else the one the
+    // mutated layer and field point at.
+    let (requirement, level) = match judged_signature(s) {
+        Some((req, level)) if !req.contains(',') => (req, level),
+        Some((_, level)) => (fallback, level),
         None => (fallback, crate::report::Level::Must),
     };
-    let requirements: Vec<String> = requirements.split(", ").map(q).collect();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -195,7 +197,7 @@ pub fn render(finding: &Finding) -> String {
     let _ = writeln!(out, "title = {}", q(&format!("Fuzzer regression: {s}")));
     let _ = writeln!(out, "category = {}", q(category));
     let _ = writeln!(out, "level = {}", q(level.name()));
-    let _ = writeln!(out, "requirements = [{}]", requirements.join(", "));
+    let _ = writeln!(out, "requirements = [{}]", q(requirement));
     let _ = writeln!(out, "\n[[step]]\ndo = \"handshake\"");
     let answers = fixed_answers(&finding.steps);
     let last = finding.steps.len().saturating_sub(1);
