@@ -327,6 +327,9 @@ pub struct Expect {
     /// A refusal's body is a documented error shape whose code belongs
     /// with its status (a call), or a documented refusal (a handshake).
     pub documented: Option<bool>,
+    /// A 200 answer to a call opened whole: every frame under the per-call
+    /// key, in order, ending in an authenticated `fin` (a refusal passes).
+    pub sealed: Option<bool>,
 }
 
 impl Step {

@@ -1,12 +1,13 @@
 //! The expectations a fuzzer finding leaves when the protocol fixes no
-//! single answer: the target stayed up (`alive`), refused (`refused`), and
-//! refused in a documented shape (`documented`).
+//! single answer: the target stayed up (`alive`), refused (`refused`),
+//! refused in a documented shape (`documented`), and sealed whatever it
+//! accepted (`sealed`).
 
 use crate::protocol::error::ChannelErrorCode;
 use crate::protocol::wire::{CodedErrorBody, PlainErrorBody};
 
 use super::super::model::Expect;
-use super::{truncate, StepFailure, StepResult};
+use super::{truncate, Answer, StepFailure, StepResult};
 
 /// Checks `alive`, `refused` and `documented` against an answer's status
 /// and body (status 0: a connection closed without an answer, fair only
@@ -68,4 +69,33 @@ fn documented(status: u16, body: &[u8]) -> Result<(), String> {
         )),
         None => Err(format!("HTTP {status} with undocumented code {code:?}")),
     }
+}
+
+/// Checks `sealed`: a 200 answer to a call opened whole (every frame under
+/// the per-call key, in order, ending in an authenticated `fin`); any
+/// other status passes.
+pub(super) fn check_sealed(e: &Expect, a: &Answer) -> StepResult {
+    if e.sealed != Some(true) || a.status != 200 {
+        return Ok(());
+    }
+    if a.opened && a.per_call_key && a.in_order && a.fin {
+        return Ok(());
+    }
+    Err(StepFailure::new(
+        format!(
+            "a 200 answer that does not open whole: {} frame(s), opened {}, per-call key {}, in order {}, fin {}{}",
+            a.frames,
+            a.opened,
+            a.per_call_key,
+            a.in_order,
+            a.fin,
+            if a.problems.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", a.problems.join("; "))
+            }
+        ),
+        "every frame opened under the per-call key, in order, ending in an authenticated fin",
+        false,
+    ))
 }

@@ -379,6 +379,9 @@ impl Context<'_> {
             }
         }
         .map_err(|e| StepFailure::transport(e, pre))?;
+        if let Some(e) = &step.expect {
+            super::answered::check_sealed(e, &answer)?;
+        }
         self.judge(step.expect.as_ref(), &answer)
     }
 
@@ -394,12 +397,20 @@ impl Context<'_> {
         let raw = edit::frame_request(&self.cfg.target, relay, &body, framing);
         // Only the status line matters; a keep-alive peer would otherwise
         // hold the reply open for the whole idle timeout.
+        // A request that never ends may fairly be waited on for the
+        // promised bytes (LIM-1): it gets `--max-wait` more to be answered.
+        let response_timeout = if framing.leaves_request_incomplete() {
+            self.cfg.limits.response_timeout + std::time::Duration::from_secs(self.cfg.max_wait)
+        } else {
+            self.cfg.limits.response_timeout
+        };
         let limits = crate::transport::Limits {
             idle_timeout: self
                 .cfg
                 .limits
                 .idle_timeout
                 .min(std::time::Duration::from_millis(250)),
+            response_timeout,
             ..self.cfg.limits
         };
         let bytes = transport::send_raw(&self.cfg.target, &raw, &limits).await?;
