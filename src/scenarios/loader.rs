@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::builtin::BUILTIN;
-use super::model::{Action, EnvelopeKey, Scenario};
+use super::model::{Action, EnvelopeKey, Scenario, INNER_SHORT_FORMS};
 use super::registry::Registry;
 
 /// A scenario file that cannot be used.
@@ -39,21 +39,6 @@ fn line_of(text: &str, offset: usize) -> usize {
 fn line_containing(text: &str, needle: &str) -> usize {
     text.find(needle).map(|o| line_of(text, o)).unwrap_or(0)
 }
-
-/// The keys that say what a call seals in the short form; `inner` says
-/// it in the edit language's form, so they do not go with it.
-const INNER_SHORT_FORMS: &[&str] = &[
-    "method",
-    "path",
-    "authorization",
-    "headers",
-    "body",
-    "body_field",
-    "accept",
-    "content_type",
-    "plaintext",
-    "canary",
-];
 
 /// The first line of the `index`-th `[[step]]` table and the byte range
 /// of its text (up to the next table header).
@@ -127,7 +112,7 @@ pub fn parse_scenario(file: &str, text: &str, registry: &Registry) -> Result<Sce
             message: format!("step {}: key `{key}` {why}", i + 1),
         };
         for key in step.keys() {
-            if !action.keys().contains(&key) {
+            if !action.takes(key) {
                 return Err(misplaced(
                     key,
                     format!("does not apply to `do = \"{}\"`", action.name()),

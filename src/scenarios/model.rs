@@ -101,8 +101,14 @@ impl Action {
         }
     }
 
-    /// The step keys that apply to this action (besides `do`); any other
+    /// Whether `key` applies to this action (`do` itself aside); any other
     /// key is a load error.
+    pub fn takes(self, key: &str) -> bool {
+        self.keys().contains(&key) || (self == Action::Call && INNER_SHORT_FORMS.contains(&key))
+    }
+
+    /// The step keys that apply to this action (besides `do` and, on
+    /// `call`, the [`INNER_SHORT_FORMS`]).
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             Action::Handshake => &[
@@ -120,15 +126,6 @@ impl Action {
             Action::Freshness => &["count", "expect"],
             Action::Call => &[
                 "session",
-                "method",
-                "path",
-                "authorization",
-                "headers",
-                "body",
-                "body_field",
-                "accept",
-                "content_type",
-                "plaintext",
                 "seq",
                 "seal_session",
                 "wrong_direction",
@@ -137,7 +134,6 @@ impl Action {
                 "remove",
                 "relay",
                 "save",
-                "canary",
                 "inner",
                 "at",
                 "envelope",
@@ -162,6 +158,21 @@ impl Action {
         }
     }
 }
+
+/// The `call` keys that say what is sealed in the short form; `inner`
+/// says it in the edit language's form, so they do not go with it.
+pub const INNER_SHORT_FORMS: &[&str] = &[
+    "method",
+    "path",
+    "authorization",
+    "headers",
+    "body",
+    "body_field",
+    "accept",
+    "content_type",
+    "plaintext",
+    "canary",
+];
 
 /// The `envelope` key: on `resend`, the name of a saved envelope; on
 /// `call`, the edits of the sealed envelope (the fuzz cases' form).
