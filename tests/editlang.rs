@@ -254,3 +254,43 @@ fn misplaced_and_unknown_keys_name_file_line_and_key() {
     let e = load_error(&text);
     assert!(e.starts_with("dir/x.toml:8:") && e.contains("lots"), "{e}");
 }
+
+#[test]
+fn the_short_envelope_forms_are_edits_of_the_language() {
+    let text = format!(
+        "{HEAD}[[step]]\ndo = \"call\"\nflip = \"tag\"\nset = {{ seq = \"7\", sid = \"not json\" }}\nremove = [\"v\"]\nenvelope = [{{ edit = \"duplicate\", field = \"seq\", json = \"8\" }}]\n"
+    );
+    let s = parse_scenario("short.toml", &text, &Registry::builtin()).unwrap();
+    let step = &s.steps[0];
+    assert_eq!(
+        step.envelope_edits(),
+        vec![
+            EnvelopeEdit::FlipTag,
+            EnvelopeEdit::Set {
+                field: "seq".into(),
+                json: "7".into(),
+                invalid: false
+            },
+            EnvelopeEdit::Set {
+                field: "sid".into(),
+                json: "\"not json\"".into(),
+                invalid: false
+            },
+            EnvelopeEdit::Remove { field: "v".into() },
+            EnvelopeEdit::Duplicate {
+                field: "seq".into(),
+                json: "8".into()
+            },
+        ]
+    );
+    // Short forms are not the language's own form.
+    assert_eq!(step.edit_step(), None);
+    let body = osc_harness::peer::edit::edit_envelope(
+        r#"{"ct":"AAAA","seq":1,"sid":"s","v":1}"#,
+        &step.envelope_edits(),
+    );
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        r#"{"ct":"AAAB","seq":7,"sid":"not json","seq":8}"#
+    );
+}
