@@ -626,6 +626,7 @@ async fn hostile_stream_knobs_answer_with_a_made_up_stream() {
             &chunk[..chunk.len().min(20)]
         );
     }
+}
 
 #[tokio::test]
 async fn frame_ct_padded_writes_padding() {

@@ -4,13 +4,14 @@
 use std::time::{Duration, Instant};
 
 use crate::protocol::session::{ClientSession, ReplayWindow};
-use crate::protocol::wire::{InnerRequest, ServerHello};
+use crate::protocol::wire::ServerHello;
 use crate::rng::SeededRandom;
 use crate::transport::{Limits, OuterRequest, TransportError};
 
-use super::case::{Auth, ByteEdit, CallStep, EnvelopeEdit, Framing, Inner, SeqAt, Step};
+use super::case::{CallStep, Inner, Step};
 
-use crate::peer::{self, Offer, RateLimitPolicy, RELAY_HEADER};
+use crate::peer::edit::{self, SeqCursor};
+use crate::peer::{self, Offer, RateLimitPolicy};
 
 /// The fuzzer's view of the one [`peer::Target`]: the target, and how long
 /// the fuzzer waits on it where a case asks it to wait.
@@ -44,9 +45,8 @@ pub use crate::peer::HandshakePacer as HandshakeBudget;
 #[derive(Debug)]
 pub struct Session {
     session: ClientSession,
-    next: u64,
-    /// The seq of the latest call made on it.
-    last_seq: u64,
+    /// The next fresh seq and the seq of the latest call made on it.
+    cursor: SeqCursor,
     /// The window an honest target holds after the answers seen so far: a
     /// seq is marked exactly when its call was answered 200 (CALL-4).
     window: ReplayWindow,
@@ -93,8 +93,7 @@ impl Session {
     fn new(session: ClientSession) -> Session {
         Session {
             session,
-            next: 1,
-            last_seq: 0,
+            cursor: SeqCursor::default(),
             window: ReplayWindow::new(),
             burned: false,
         }
@@ -102,33 +101,28 @@ impl Session {
 
     /// Whether the session can take another call at `now`.
     pub fn usable(&self, now: i64) -> bool {
-        !self.burned && self.session.usable_at(now, 5) && self.next < (1 << 52)
+        !self.burned && self.session.usable_at(now, 5) && self.cursor.next < (1 << 52)
     }
 
     /// The seq a call step is sealed with; moves the session's counter.
     fn seq_for(&mut self, call: &CallStep) -> u64 {
-        let highest = self.next - 1;
-        let seq = match (call.at, call.seq) {
-            (Some(SeqAt::Ahead { by }), _) => {
-                let s = highest.saturating_add(by.max(1));
-                self.next = s.saturating_add(1);
-                s
-            }
-            (Some(SeqAt::Behind { by }), _) => highest.saturating_sub(by),
-            (Some(SeqAt::Same), _) => self.last_seq,
-            (None, Some(s)) => {
-                if s >= self.next {
+        if let Some(at) = call.at {
+            return self.cursor.relative(at);
+        }
+        let seq = match call.seq {
+            Some(s) => {
+                if s >= self.cursor.next {
                     self.burned = true;
                 }
                 s
             }
-            (None, None) => {
-                let s = self.next;
-                self.next += 1;
+            None => {
+                let s = self.cursor.next;
+                self.cursor.next += 1;
                 s
             }
         };
-        self.last_seq = seq;
+        self.cursor.last = seq;
         seq
     }
 }
@@ -311,29 +305,7 @@ async fn post(info: &TargetInfo, path: &str, body: Vec<u8>) -> Reply {
 
 /// The plaintext a call step seals.
 pub fn inner_plaintext(info: &TargetInfo, inner: &Inner) -> Vec<u8> {
-    match inner {
-        Inner::Plaintext { text } => text.as_bytes().to_vec(),
-        Inner::Request {
-            method,
-            path,
-            auth,
-            body,
-        } => InnerRequest {
-            method: method.clone(),
-            path: info.target.expand(path),
-            authorization: match auth {
-                Auth::Key => Some(format!("Bearer {}", info.target.access_key)),
-                Auth::None => None,
-                Auth::Text(t) => Some(t.clone()),
-            },
-            accept: None,
-            content_type: body.as_ref().map(|_| "application/json".to_string()),
-            headers: None,
-            body: body.clone(),
-        }
-        .to_json()
-        .into_bytes(),
-    }
+    edit::inner_plaintext(inner, &info.target.access_key, |p| info.target.expand(p))
 }
 
 async fn run_call(
@@ -346,15 +318,20 @@ async fn run_call(
     let fresh = session.window.would_accept(seq);
     let plaintext = inner_plaintext(info, &call.inner);
     let envelope = session.session.seal_at(seq, &plaintext);
-    let mut body = edit_envelope(&envelope.to_json(), &call.envelope);
-    for edit in &call.bytes {
-        apply_byte_edit(&mut body, edit);
+    let mut body = edit::edit_envelope(&envelope.to_json(), &call.envelope);
+    for e in &call.bytes {
+        edit::apply_byte_edit(&mut body, e);
     }
     *last_call = Some(body.clone());
     let reply = if call.framing.is_normal() {
         post(info, "/secure/call", body.clone()).await
     } else {
-        let raw = frame_request(info, &body, &call.framing);
+        let raw = edit::frame_request(
+            &info.target.endpoint,
+            info.target.relay_origin,
+            &body,
+            &call.framing,
+        );
         // A target may wait for promised bytes until its own read timeout
         // (LIM-1): that wait is timed, and only past the limit a hang.
         let incomplete = call.framing.leaves_request_incomplete();
@@ -400,171 +377,17 @@ async fn run_call(
     }
 }
 
-/// Applies envelope edits to the sealed JSON text.
-pub fn edit_envelope(json: &str, edits: &[EnvelopeEdit]) -> Vec<u8> {
-    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_str::<serde_json::Value>(json)
-    else {
-        return json.as_bytes().to_vec();
-    };
-    let mut duplicates = Vec::new();
-    for edit in edits {
-        match edit {
-            EnvelopeEdit::FlipCt | EnvelopeEdit::FlipTag => {
-                let ct = obj.get("ct").and_then(|v| v.as_str()).unwrap_or("");
-                let flipped = peer::seal::flip_bit(ct, matches!(edit, EnvelopeEdit::FlipTag));
-                if flipped != ct {
-                    obj.insert("ct".into(), flipped.into());
-                }
-            }
-            EnvelopeEdit::Set { field, json, .. } => {
-                // Raw JSON that serde cannot hold (a lone surrogate) is
-                // spliced in as text below.
-                match serde_json::from_str::<serde_json::Value>(json) {
-                    Ok(v) if !json.contains("\\ud8") => {
-                        obj.insert(field.clone(), v);
-                    }
-                    _ => {
-                        obj.remove(field);
-                        duplicates.push((field.clone(), json.clone()));
-                    }
-                }
-            }
-            EnvelopeEdit::Remove { field } => {
-                obj.remove(field);
-            }
-            EnvelopeEdit::Duplicate { field, json } => {
-                duplicates.push((field.clone(), json.clone()));
-            }
-        }
-    }
-    let mut text = serde_json::Value::Object(obj).to_string();
-    for (field, json) in duplicates {
-        text.pop();
-        if !text.ends_with('{') {
-            text.push(',');
-        }
-        text.push_str(&format!("{}:{}}}", serde_json::Value::from(field), json));
-    }
-    text.into_bytes()
-}
-
-/// Applies one byte edit; positions wrap around the body length.
-pub fn apply_byte_edit(body: &mut Vec<u8>, edit: &ByteEdit) {
-    let len = body.len();
-    match edit {
-        ByteEdit::Truncate { keep } => {
-            if len > 0 {
-                body.truncate(keep % len);
-            }
-        }
-        ByteEdit::Xor { at, mask } => {
-            if len > 0 {
-                body[at % len] ^= mask.max(&1);
-            }
-        }
-        ByteEdit::Set { at, byte } => {
-            if len > 0 {
-                body[at % len] = *byte;
-            }
-        }
-        ByteEdit::Insert { at, text } => {
-            let at = at % (len + 1);
-            body.splice(at..at, text.bytes());
-        }
-    }
-}
-
-fn frame_request(info: &TargetInfo, body: &[u8], framing: &Framing) -> Vec<u8> {
-    let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nConnection: close\r\n",
-        info.target.endpoint.join("/secure/call"),
-        info.target.endpoint.authority()
-    );
-    if info.target.relay_origin {
-        head.push_str(&format!("{RELAY_HEADER}: 1\r\n"));
-    }
-    let mut payload = Vec::new();
-    if matches!(
-        framing,
-        Framing::Chunked { .. } | Framing::ChunkedBadSize | Framing::ChunkedUnterminated
-    ) {
-        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
-    }
-    match framing {
-        Framing::Normal => {
-            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-            payload.extend_from_slice(body);
-        }
-        Framing::LengthLie { extra } => {
-            head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len() + extra));
-            payload.extend_from_slice(body);
-        }
-        Framing::LengthShort { short } => {
-            head.push_str(&format!(
-                "Content-Length: {}\r\n\r\n",
-                body.len().saturating_sub(*short)
-            ));
-            payload.extend_from_slice(body);
-        }
-        Framing::Chunked { size } => chunked(&mut payload, body, (*size).max(1)),
-        Framing::LengthAndChunked => {
-            head.push_str(&format!(
-                "Content-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
-                body.len()
-            ));
-            chunked(&mut payload, body, 16);
-        }
-        Framing::ChunkedBadSize => {
-            payload.extend_from_slice(b"zz\r\n");
-            payload.extend_from_slice(body);
-            payload.extend_from_slice(b"\r\n0\r\n\r\n");
-        }
-        Framing::ChunkedUnterminated => {
-            payload.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
-            payload.extend_from_slice(body);
-            payload.extend_from_slice(b"\r\n");
-        }
-    }
-    let mut raw = head.into_bytes();
-    raw.extend_from_slice(&payload);
-    raw
-}
-
-fn chunked(payload: &mut Vec<u8>, body: &[u8], size: usize) {
-    for chunk in body.chunks(size) {
-        payload.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        payload.extend_from_slice(chunk);
-        payload.extend_from_slice(b"\r\n");
-    }
-    payload.extend_from_slice(b"0\r\n\r\n");
-}
-
 /// Reads the status and body of a raw reply (enough for the oracles that
 /// apply to framing cases).
 pub fn parse_raw_reply(bytes: &[u8]) -> Reply {
     if bytes.is_empty() {
         return Reply::Closed;
     }
-    let head_end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(bytes.len());
-    let head = String::from_utf8_lossy(&bytes[..head_end]);
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse::<u16>().ok());
-    match status {
-        Some(status) => Reply::Http {
-            status,
-            content_type: head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case("content-type")
-                    .then(|| v.trim().to_string())
-            }),
-            body: bytes[(head_end + 4).min(bytes.len())..].to_vec(),
+    match edit::parse_raw_reply(bytes) {
+        Some(r) => Reply::Http {
+            status: r.status,
+            content_type: r.content_type,
+            body: r.body,
         },
         None => Reply::Dropped(format!("not an HTTP reply: {}", lossy(bytes, 200))),
     }
@@ -599,9 +422,9 @@ impl Session {
     /// A copy that owns the next seq, for a case run in the background.
     pub fn fork(&mut self) -> Session {
         let mut fork = Session::new(self.session.clone());
-        fork.next = self.next;
+        fork.cursor.next = self.cursor.next;
         fork.window = self.window.clone();
-        self.next += 1;
+        self.cursor.next += 1;
         fork
     }
 
@@ -614,53 +437,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn envelope_edits_reach_the_wire() {
-        let json = r#"{"v":1,"sid":"s","seq":1,"ct":"AAAA"}"#;
-        let dup = edit_envelope(
-            json,
-            &[EnvelopeEdit::Duplicate {
-                field: "seq".into(),
-                json: "2".into(),
-            }],
-        );
-        let text = String::from_utf8(dup).unwrap();
-        assert!(text.ends_with(r#","seq":2}"#), "{text}");
-        let lone = edit_envelope(
-            json,
-            &[EnvelopeEdit::Set {
-                field: "sid".into(),
-                json: "\"\\ud800\"".into(),
-                invalid: false,
-            }],
-        );
-        assert!(String::from_utf8(lone)
-            .unwrap()
-            .contains(r#""sid":"\ud800""#));
-        let gone = edit_envelope(json, &[EnvelopeEdit::Remove { field: "ct".into() }]);
-        assert!(!String::from_utf8(gone).unwrap().contains("ct"));
-    }
-
-    #[test]
-    fn byte_edits_wrap_and_never_panic() {
-        let mut b = b"abc".to_vec();
-        apply_byte_edit(&mut b, &ByteEdit::Xor { at: 4, mask: 1 });
-        assert_eq!(b, b"acc");
-        apply_byte_edit(&mut b, &ByteEdit::Truncate { keep: 5 });
-        assert_eq!(b, b"ac");
-        let mut empty = Vec::new();
-        apply_byte_edit(&mut empty, &ByteEdit::Truncate { keep: 3 });
-        apply_byte_edit(&mut empty, &ByteEdit::Xor { at: 3, mask: 9 });
-        apply_byte_edit(
-            &mut empty,
-            &ByteEdit::Insert {
-                at: 7,
-                text: "x".into(),
-            },
-        );
-        assert_eq!(empty, b"x");
-    }
+    use crate::peer::edit::{apply_byte_edit, ByteEdit, SeqAt};
 
     fn sealed_body(secret: u8, edits: &[ByteEdit]) -> Vec<u8> {
         let keys = crate::protocol::keys::derive_session_keys(&[secret; 32], b"fuzz-test");

@@ -119,12 +119,7 @@ impl Generator {
     /// A valid call to the run route.
     pub fn valid_call() -> CallStep {
         CallStep {
-            inner: Inner::Request {
-                method: "POST".into(),
-                path: RUN.into(),
-                auth: Auth::Key,
-                body: Some(RUN_BODY.into()),
-            },
+            inner: Inner::honest_run(),
             seq: None,
             at: None,
             envelope: Vec::new(),

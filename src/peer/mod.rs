@@ -10,8 +10,12 @@
 //!   the ClientHello;
 //! - [`seal`]: a sealed call, honest or with any edit of the envelope, and
 //!   the ways to send it (buffered, streamed, raw bytes);
+//! - [`edit`]: the one edit language (steps, envelope, byte and framing
+//!   edits, relative seqs) that fuzz cases and scenario files share, and
+//!   the one implementation that applies it;
 //! - [`ResponseReader`] and [`read_body`]: the one sealed-response reader.
 
+pub mod edit;
 mod handshake;
 mod pacer;
 mod reader;

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::builtin::BUILTIN;
-use super::model::{Action, Scenario};
+use super::model::{Action, EnvelopeKey, Scenario, INNER_SHORT_FORMS};
 use super::registry::Registry;
 
 /// A scenario file that cannot be used.
@@ -40,6 +40,37 @@ fn line_containing(text: &str, needle: &str) -> usize {
     text.find(needle).map(|o| line_of(text, o)).unwrap_or(0)
 }
 
+/// The first line of the `index`-th `[[step]]` table and the byte range
+/// of its text (up to the next table header).
+fn step_block(text: &str, index: usize) -> (usize, usize, usize) {
+    let Some((start, _)) = text.match_indices("[[step]]").nth(index) else {
+        return (0, 0, text.len());
+    };
+    let body = start + "[[step]]".len();
+    let end = text[body..]
+        .find("\n[")
+        .map(|o| body + o + 1)
+        .unwrap_or(text.len());
+    (line_of(text, start), start, end)
+}
+
+/// The line where `key` is set in the step table `block` (the table's
+/// first line when it cannot be found, e.g. inside an inline table).
+fn key_line(text: &str, block: (usize, usize, usize), key: &str) -> usize {
+    let (first, start, end) = block;
+    let mut offset = start;
+    for line in text[start..end].split_inclusive('\n') {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') || rest.starts_with('.') {
+                return line_of(text, offset);
+            }
+        }
+        offset += line.len();
+    }
+    first
+}
+
 /// Parses and checks one scenario file.
 pub fn parse_scenario(file: &str, text: &str, registry: &Registry) -> Result<Scenario, LoadError> {
     let scenario: Scenario = toml::from_str(text).map_err(|e| LoadError::Parse {
@@ -67,22 +98,48 @@ pub fn parse_scenario(file: &str, text: &str, registry: &Registry) -> Result<Sce
         return Err(bad(&scenario.id, "no `[[step]]` tables".into()));
     }
     for (i, step) in scenario.steps.iter().enumerate() {
-        if step.action.is_none() {
+        let block = step_block(text, i);
+        let Some(action) = step.action else {
             return Err(LoadError::Parse {
                 file: file.to_owned(),
-                line: text
-                    .match_indices("[[step]]")
-                    .nth(i)
-                    .map(|(o, _)| line_of(text, o))
-                    .unwrap_or(0),
+                line: block.0,
                 message: format!("step {}: missing field `do`", i + 1),
             });
+        };
+        let misplaced = |key: &str, why: String| LoadError::Parse {
+            file: file.to_owned(),
+            line: key_line(text, block, key),
+            message: format!("step {}: key `{key}` {why}", i + 1),
+        };
+        for key in step.keys() {
+            if !action.takes(key) {
+                return Err(misplaced(
+                    key,
+                    format!("does not apply to `do = \"{}\"`", action.name()),
+                ));
+            }
         }
-        if step.action == Some(Action::Resend) && step.envelope.is_none() {
-            return Err(bad(
-                "resend",
-                format!("step {}: `resend` needs field `envelope`", i + 1),
-            ));
+        if step.inner.is_some() {
+            for key in step.keys() {
+                if INNER_SHORT_FORMS.contains(&key) {
+                    return Err(misplaced(key, "does not apply with `inner`".into()));
+                }
+            }
+        }
+        match (&step.envelope, action) {
+            (Some(EnvelopeKey::Saved(_)), Action::Call) => {
+                return Err(misplaced(
+                    "envelope",
+                    "on `call` is a list of envelope edits, not a saved envelope's name".into(),
+                ))
+            }
+            (Some(EnvelopeKey::Edits(_)), Action::Resend) => {
+                return Err(misplaced(
+                    "envelope",
+                    "on `resend` names a saved envelope, not a list of edits".into(),
+                ))
+            }
+            _ => {}
         }
     }
     Ok(scenario)

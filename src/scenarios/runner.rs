@@ -195,7 +195,11 @@ pub fn remote_by_addresses(addrs: &[IpAddr]) -> bool {
 /// marker: through a relay that marks every request (`via_relay`), or when
 /// its host resolves (within `within`) to addresses of
 /// [`remote_by_addresses`]. A host that does not resolve is not remote.
-pub async fn caller_is_remote(target: &crate::transport::Target, via_relay: bool, within: Duration) -> bool {
+pub async fn caller_is_remote(
+    target: &crate::transport::Target,
+    via_relay: bool,
+    within: Duration,
+) -> bool {
     if via_relay {
         return true;
     }

@@ -317,6 +317,7 @@ pub(super) fn check_status(
     headers: &[(String, String)],
     body: &[u8],
 ) -> StepResult {
+    super::answered::check(e, status, body)?;
     let text = String::from_utf8_lossy(body);
     if let Some(want) = e.status {
         if status != want {

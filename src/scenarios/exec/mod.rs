@@ -6,6 +6,7 @@
 //! [`read`] turns what came back into an [`Answer`]; [`judge`] holds it
 //! against the step's expectations.
 
+mod answered;
 mod judge;
 mod read;
 mod send;
@@ -83,10 +84,13 @@ struct Session {
     server: ServerHello,
     keys: SessionKeys,
     next_seq: u64,
+    /// The seq of the latest call (for `at = { seq = "same" }`).
+    last_seq: u64,
     shared_seq: Option<Arc<AtomicU64>>,
 }
 
 /// A saved envelope.
+#[derive(Clone)]
 struct Saved {
     body: Vec<u8>,
     relay: bool,
@@ -121,6 +125,8 @@ pub struct Context<'a> {
     cfg: &'a RunConfig,
     sessions: HashMap<String, Session>,
     saved: HashMap<String, Saved>,
+    /// The latest call as sent, for a `resend` without a name.
+    last_call: Option<Saved>,
     /// The transcript, secrets redacted.
     pub transcript: Vec<Exchange>,
     /// Every outer byte sent or received (for the blind-relay check).
@@ -148,6 +154,7 @@ impl<'a> Context<'a> {
             cfg,
             sessions: HashMap::new(),
             saved: HashMap::new(),
+            last_call: None,
             transcript: Vec::new(),
             outer_bytes: Vec::new(),
             canaries: Vec::new(),
@@ -214,6 +221,7 @@ impl<'a> Context<'a> {
             Action::Plain => self.plain(step).await,
             Action::Flood => self.flood(step).await,
             Action::Blind => self.blind(),
+            Action::CallAfterExpiry => self.call_after_expiry(step).await,
         }
     }
 
@@ -234,6 +242,13 @@ impl<'a> Context<'a> {
     }
 
     fn inner_request(&mut self, step: &Step) -> (String, Option<String>) {
+        if let Some(inner) = &step.inner {
+            let text =
+                crate::peer::edit::inner_plaintext(inner, &self.cfg.target.access_key, |p| {
+                    self.expand(p)
+                });
+            return (String::from_utf8_lossy(&text).into_owned(), None);
+        }
         if let Some(p) = &step.plaintext {
             return (self.expand(p), None);
         }
@@ -280,28 +295,32 @@ impl<'a> Context<'a> {
         (inner.to_json(), accept)
     }
 
+    /// Waits until the step's session has expired; skips the scenario
+    /// when that is more than `--max-wait` away.
+    async fn wait_for_expiry(&mut self, step: &Step) -> StepResult {
+        let name = Self::session_name(step);
+        let Some(s) = self.sessions.get(&name) else {
+            return Err(StepFailure::new(
+                format!("no session {name:?}"),
+                "a session",
+                true,
+            ));
+        };
+        let left = (s.server.expires_at - now_secs() + 1).max(0) as u64;
+        if left > self.cfg.max_wait {
+            return Err(StepFailure::skip(format!(
+                "the session expires in {left}s, more than --max-wait {}s",
+                self.cfg.max_wait
+            )));
+        }
+        let wait = crate::clock::until_expired(s.server.expires_at);
+        tokio::time::sleep(wait + Duration::from_millis(50)).await;
+        Ok(())
+    }
+
     async fn wait(&mut self, step: &Step) -> StepResult {
         let secs = match step.seconds.as_deref() {
-            Some("expiry") => {
-                let name = Self::session_name(step);
-                let Some(s) = self.sessions.get(&name) else {
-                    return Err(StepFailure::new(
-                        format!("no session {name:?}"),
-                        "a session",
-                        true,
-                    ));
-                };
-                let left = (s.server.expires_at - now_secs() + 1).max(0) as u64;
-                if left > self.cfg.max_wait {
-                    return Err(StepFailure::skip(format!(
-                        "the session expires in {left}s, more than --max-wait {}s",
-                        self.cfg.max_wait
-                    )));
-                }
-                let wait = crate::clock::until_expired(s.server.expires_at);
-                tokio::time::sleep(wait + Duration::from_millis(50)).await;
-                return Ok(());
-            }
+            Some("expiry") => return self.wait_for_expiry(step).await,
             Some(n) => n.parse::<u64>().unwrap_or(1),
             None => 1,
         };

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::clock::unix_secs as now_secs;
+use crate::peer::edit::{self, Framing, Inner, SeqCursor};
 use crate::peer::{self, seal, Offer, Target};
 use crate::protocol::encoding::b64url_encode;
 use crate::protocol::handshake::{low_order_points, Transcript};
@@ -16,7 +17,7 @@ use crate::protocol::wire::{ClientHello, ServerHello};
 use crate::rng::SystemRandom;
 use crate::transport::{self, OuterRequest, TransportError};
 
-use super::super::model::{Action, Expect, Step};
+use super::super::model::{Action, EnvelopeKey, Expect, Step};
 use super::super::runner::SharedSession;
 use super::judge::check_status;
 use super::read;
@@ -54,6 +55,7 @@ impl Context<'_> {
                         server: shared.server,
                         keys: shared.keys,
                         next_seq: 0,
+                        last_seq: 0,
                         shared_seq: Some(shared.next_seq),
                     },
                 );
@@ -66,7 +68,7 @@ impl Context<'_> {
                 self.cfg.target.address,
                 secret,
                 random::<16>(),
-                raw.clone().into_bytes(),
+                self.expand(raw).into_bytes(),
             ),
             None => Offer::edited(self.cfg.target.address, secret, random::<16>(), |hello| {
                 if let Some(v) = &step.version {
@@ -124,6 +126,7 @@ impl Context<'_> {
                             server,
                             keys: session.keys().clone(),
                             next_seq: 1,
+                            last_seq: 0,
                             shared_seq: None,
                         },
                     );
@@ -381,51 +384,142 @@ impl Context<'_> {
             sealer.keys.c2s
         };
         let session = self.sessions.get_mut(&name).expect("checked above");
-        let big = step.big_seq.as_deref().and_then(|t| t.parse::<u64>().ok());
-        let seq = match (step.seq.or(big), &session.shared_seq) {
-            (Some(seq), _) => seq,
-            (None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
-            (None, None) => session.next_seq,
+        let seq = match (step.at, step.seq, &session.shared_seq) {
+            (Some(at), _, _) => {
+                let mut cursor = SeqCursor {
+                    next: session.next_seq.max(1),
+                    last: session.last_seq,
+                };
+                cursor.relative(at)
+            }
+            (None, Some(seq), _) => seq,
+            (None, None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
+            (None, None, None) => session.next_seq,
         };
         session.next_seq = session.next_seq.max(seq.saturating_add(1));
+        session.last_seq = seq;
         let sid = session.server.sid.clone();
-        let mut ct = seal::sealed_ct(&key, &seal_sid, seq, plaintext.as_bytes());
-        if let Some(which) = &step.flip {
-            ct = seal::flip_bit(&ct, which == "tag");
+        let ct = seal::sealed_ct(&key, &seal_sid, seq, plaintext.as_bytes());
+        let sealed = seal::envelope(&sid, seq, ct, |_| {});
+        let mut body =
+            edit::edit_envelope(&String::from_utf8_lossy(&sealed), &step.envelope_edits());
+        for e in step.bytes.iter().flatten() {
+            edit::apply_byte_edit(&mut body, e);
         }
-        let body = seal::envelope(&sid, seq, ct, |env| {
-            for (k, raw) in step.set.iter().flatten() {
-                let v = serde_json::from_str(raw).unwrap_or_else(|_| Value::from(raw.clone()));
-                env.insert(k.clone(), v);
-            }
-            for k in step.remove.iter().flatten() {
-                env.remove(k);
-            }
-        });
         let relay = step.relay.unwrap_or(self.cfg.target.relay_origin);
+        let saved = Saved {
+            body: body.clone(),
+            relay,
+            accept: accept.clone(),
+            session: name.clone(),
+            seq,
+        };
         if let Some(save) = &step.save {
-            self.saved.insert(
-                save.clone(),
-                Saved {
-                    body: body.clone(),
-                    relay,
-                    accept: accept.clone(),
-                    session: name.clone(),
-                    seq,
-                },
-            );
+            self.saved.insert(save.clone(), saved.clone());
         }
+        self.last_call = Some(saved);
         let shown = describe_inner(&plaintext);
-        let answer = self
-            .exchange("call", body, relay, accept, &name, seq, Some(shown))
-            .await
-            .map_err(|e| StepFailure::transport(e, pre))?;
+        let answer = match step.framing.as_ref().filter(|f| !f.is_normal()) {
+            Some(framing) => {
+                self.exchange_framed(body, relay, framing, Some(shown))
+                    .await
+            }
+            None => {
+                self.exchange("call", body, relay, accept, &name, seq, Some(shown))
+                    .await
+            }
+        }
+        .map_err(|e| StepFailure::transport(e, pre))?;
+        if let Some(e) = &step.expect {
+            super::answered::check_sealed(e, &answer)?;
+        }
         self.judge(step.expect.as_ref(), &answer)
     }
 
+    /// Sends a call's body in `framing` as raw bytes; the answer holds the
+    /// status and body only (status 0: closed without an answer).
+    async fn exchange_framed(
+        &mut self,
+        body: Vec<u8>,
+        relay: bool,
+        framing: &Framing,
+        inner: Option<String>,
+    ) -> Result<Answer, TransportError> {
+        let raw = edit::frame_request(&self.cfg.target.endpoint, relay, &body, framing);
+        // Only the status line matters; a keep-alive peer would otherwise
+        // hold the reply open for the whole idle timeout.
+        // A request that never ends may fairly be waited on for the
+        // promised bytes (LIM-1): it gets `--max-wait` more to be answered.
+        let response_timeout = if framing.leaves_request_incomplete() {
+            self.cfg.target.limits.response_timeout
+                + std::time::Duration::from_secs(self.cfg.max_wait)
+        } else {
+            self.cfg.target.limits.response_timeout
+        };
+        let limits = crate::transport::Limits {
+            idle_timeout: self
+                .cfg
+                .target
+                .limits
+                .idle_timeout
+                .min(std::time::Duration::from_millis(250)),
+            response_timeout,
+            ..self.cfg.target.limits
+        };
+        let bytes = transport::send_raw(&self.cfg.target.endpoint, &raw, &limits).await?;
+        let answer = match edit::parse_raw_reply(&bytes) {
+            Some(r) => Answer {
+                status: r.status,
+                headers: r
+                    .content_type
+                    .map(|c| vec![("content-type".to_string(), c)])
+                    .unwrap_or_default(),
+                body: r.body,
+                ..Answer::default()
+            },
+            None => Answer {
+                problems: vec![if bytes.is_empty() {
+                    "the connection closed without an answer".to_string()
+                } else {
+                    format!("not an HTTP reply: {}", String::from_utf8_lossy(&bytes))
+                }],
+                ..Answer::default()
+            },
+        };
+        let req = OuterRequest::post_json("/secure/call", body);
+        let action = format!("call ({})", framing.name());
+        self.record(
+            &action,
+            &req,
+            inner.as_deref(),
+            answer.status,
+            &answer.body,
+            None,
+        );
+        Ok(answer)
+    }
+
+    /// Waits out the session's expiry, then makes an honest call on it.
+    pub(super) async fn call_after_expiry(&mut self, step: &Step) -> StepResult {
+        self.wait_for_expiry(step).await?;
+        let call = Step {
+            action: Some(Action::Call),
+            session: step.session.clone(),
+            inner: Some(Inner::honest_run()),
+            relay: step.relay,
+            expect: step.expect.clone(),
+            ..Step::default()
+        };
+        self.call(&call).await
+    }
+
     pub(super) async fn resend(&mut self, step: &Step) -> StepResult {
-        let name = step.envelope.clone().unwrap_or_default();
-        let Some(saved) = self.saved.get(&name) else {
+        let found = match &step.envelope {
+            Some(EnvelopeKey::Saved(name)) => (name.clone(), self.saved.get(name)),
+            _ => ("the previous call".to_string(), self.last_call.as_ref()),
+        };
+        let (name, saved) = found;
+        let Some(saved) = saved else {
             return Err(StepFailure::new(
                 format!("no saved envelope {name:?}"),
                 "a saved envelope",
