@@ -83,8 +83,10 @@ pub(super) fn signatures(w: &mut World, c: &mut Cases) -> Value {
         } else if v == recid {
             ("RawRecoveryId", &["ID-3", "ID-4"])
         } else if v == 1 - recid {
-            ("WrongRecoveryId", &["ID-3", "ID-4"])
-        } else if matches!(v, 2 | 3 | 29 | 30) {
+            ("RawWrongRecoveryId", &["ID-3", "ID-4"])
+        } else if matches!(v, 2 | 3) {
+            ("RawReducedXRecoveryId", &["ID-3", "ID-4"])
+        } else if matches!(v, 29 | 30) {
             ("ReducedXRecoveryId", &["ID-3", "ID-4"])
         } else {
             ("InvalidRecoveryByte", &["ID-3", "ID-4"])
