@@ -11,11 +11,20 @@ use crate::transport::{tls, Limits, Target};
 
 use super::{spawn, Assessment, Attack, MitmConfig, Observed};
 
+/// What `mitm` prints, for a script that starts it.
+const OUTPUT_HELP: &str = "\
+Output: the first line on stdout is one JSON object, the ready line, printed
+once the relay listens: {\"url\":\"http://127.0.0.1:PORT\",\"attacks\":[…]}, plus
+\"caCert\" with --listen-tls-self-signed. Point the client at `url`. The
+summary follows when the run ends (--duration, or Ctrl-C).";
+
 /// Relay between a real client and a real server, checking (and optionally
 /// attacking) the traffic.
 #[derive(Debug, clap::Args)]
+#[command(after_help = OUTPUT_HELP)]
 pub struct MitmArgs {
-    /// Where to listen, e.g. 127.0.0.1:9090.
+    /// Where to listen (required), e.g. 127.0.0.1:9090; port 0
+    /// (127.0.0.1:0) picks a free port, which the ready line's `url` names.
     #[arg(long, required_unless_present = "list_attacks")]
     pub listen: Option<SocketAddr>,
     /// The real server's base URL (http:// or https://; trust as for
