@@ -3,7 +3,7 @@
 
 mod support;
 
-use osc_harness::vectors::flags::{flag, FlagKind, FLAGS};
+use osc_harness::vectors::flags::{flag, FlagKind, Reason, FLAGS};
 use osc_harness::vectors::suite_verify::{check_case, run_case, Mode, KNOWN_REQUIREMENTS};
 use osc_harness::vectors::{self, Format};
 use serde_json::Value;
@@ -94,17 +94,19 @@ fn every_negative_case_is_refused_for_its_flagged_reason() {
                 FlagKind::Invalid(reason) => {
                     negatives += 1;
                     assert_eq!(
-                        run_case(&kind, g, t, Mode::Permissive).unwrap(),
+                        run_case(&kind, g, t, Mode::Reference).unwrap(),
                         Err(reason),
                         "#{} {}",
                         t["tcId"],
                         t["comment"]
                     );
-                    assert!(run_case(&kind, g, t, Mode::Reference).unwrap().is_err());
+                    assert!(run_case(&kind, g, t, Mode::Permissive).unwrap().is_err());
+                    assert!(run_case(&kind, g, t, Mode::Strict).unwrap().is_err());
                 }
                 FlagKind::Acceptable {
                     strict,
                     reference_accepts,
+                    ..
                 } => {
                     assert_eq!(
                         run_case(&kind, g, t, Mode::Strict).unwrap(),
@@ -161,8 +163,10 @@ fn the_suite_covers_what_the_issue_lists() {
         "ReplayPattern",
         "OtherKey",
         "WrongRecoveryId",
+        "RawWrongRecoveryId",
         "RawRecoveryId",
         "ReducedXRecoveryId",
+        "RawReducedXRecoveryId",
         "InvalidRecoveryByte",
         "HighS",
         "HighSWrongRecoveryId",
@@ -229,6 +233,62 @@ fn the_notes_say_which_flags_the_reference_accepts() {
         why.contains("HighS.referenceAccepts") && why.contains("TamperedTag.expectedReason"),
         "{why}"
     );
+}
+
+#[test]
+fn levels_follow_the_specification() {
+    let file = load(SUITE);
+    let all = cases(&file);
+    // HS-7 is a SHOULD: every low-order case is acceptable, at that level,
+    // refused by a strict verifier, the reference's choice unknown.
+    let low_order: Vec<_> = all
+        .iter()
+        .filter(|(_, _, t)| t["flags"][0] == "LowOrderPoint")
+        .collect();
+    assert_eq!(low_order.len(), 14);
+    for (kind, g, t) in &low_order {
+        assert_eq!(t["result"], "acceptable", "#{}", t["tcId"]);
+        assert!(
+            run_case(kind, g, t, Mode::Strict).unwrap().is_err(),
+            "#{}",
+            t["tcId"]
+        );
+    }
+    let note = &file["notes"]["LowOrderPoint"];
+    assert_eq!(note["level"], "SHOULD");
+    assert_eq!(note["bugType"], "EDGE_CASE");
+    assert_eq!(note["referenceAccepts"], Value::Null);
+    assert_eq!(note["strictReason"], "LowOrderKey");
+    for name in ["HighS", "PaddedBase64", "RawRecoveryId"] {
+        assert_eq!(file["notes"][name]["level"], "UPSTREAM", "{name}");
+    }
+    // A raw v (0..3) is refused by the reference for the byte itself,
+    // whatever a verifier taking raw ids would then find.
+    for (kind, g, t) in &all {
+        let flag = t["flags"][0].as_str().unwrap();
+        if !matches!(flag, "RawWrongRecoveryId" | "RawReducedXRecoveryId") {
+            continue;
+        }
+        let v = &t["signature"].as_str().unwrap()[130..];
+        assert!(["00", "01", "02", "03"].contains(&v), "#{}", t["tcId"]);
+        assert_eq!(file["notes"][flag]["expectedReason"], "RecoveryByte");
+        assert_eq!(
+            run_case(kind, g, t, Mode::Reference).unwrap(),
+            Err(Reason::RecoveryByte)
+        );
+        let lenient = run_case(kind, g, t, Mode::Permissive).unwrap();
+        assert!(
+            matches!(lenient, Err(Reason::AddressMismatch | Reason::NoRecovery)),
+            "#{}: {lenient:?}",
+            t["tcId"]
+        );
+    }
+    // A file whose low-order note keeps the old level fails its notes.
+    let mut changed = file.clone();
+    changed["notes"]["LowOrderPoint"]["level"] = "UPSTREAM".into();
+    let report = vectors::verify_bytes(changed.to_string().as_bytes()).unwrap();
+    let failed: Vec<_> = report.failures().map(|f| f.name.clone()).collect();
+    assert_eq!(failed, ["notes"], "{}", report.render());
 }
 
 fn find_case<'a>(file: &'a mut Value, flag_name: &str) -> &'a mut Value {

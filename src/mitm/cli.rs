@@ -11,10 +11,12 @@ use crate::transport::{tls, Limits, Target};
 
 use super::{spawn, Assessment, Attack, MitmConfig, Observed};
 
+/// What `mitm` prints and how it exits, for a script that starts it.
 const MITM_HELP: &str = "\
-Output: the first line is JSON, {\"url\": …, \"attacks\": […]} (plus caCert with
---listen-tls-self-signed), so --listen 127.0.0.1:0 can pick a free port; the
-summary follows when the run ends (--duration or Ctrl-C).
+Output: the first line on stdout is one JSON object, the ready line, printed
+once the relay listens: {\"url\":\"http://127.0.0.1:PORT\",\"attacks\":[…]}, plus
+\"caCert\" with --listen-tls-self-signed. Point the client at `url`. The
+summary follows when the run ends (--duration, or Ctrl-C).
 
 Exit codes: 0 the protocol held, or only the client can tell (the attack
 reached it); 1 a check failed, a canary crossed or an attack got through;
@@ -27,8 +29,8 @@ answers, which are one frame).";
 #[derive(Debug, clap::Args)]
 #[command(after_help = MITM_HELP)]
 pub struct MitmArgs {
-    /// Where to listen (required), e.g. 127.0.0.1:9090; port 0 picks a free
-    /// port, named in the ready line.
+    /// Where to listen (required), e.g. 127.0.0.1:9090; port 0
+    /// (127.0.0.1:0) picks a free port, which the ready line's `url` names.
     #[arg(long, required_unless_present = "list_attacks")]
     pub listen: Option<SocketAddr>,
     /// The real server's base URL (http:// or https://; trust as for

@@ -10,7 +10,9 @@
 use std::ops::ControlFlow;
 
 use crate::protocol::error::WireError;
-use crate::protocol::keys::{open_b64_in_place, response_key, SessionKeys, SymmetricKey};
+use crate::protocol::keys::{
+    decode_b64_into, decode_canonical_into, open_in_place, response_key, SessionKeys, SymmetricKey,
+};
 use crate::protocol::sse::{SseDecoder, SseOverflow};
 use crate::protocol::wire::Frame;
 use crate::transport::{StreamingResponse, TransportError};
@@ -181,6 +183,14 @@ impl ResponseReader {
         if self.keep_raw {
             self.raw.push(bytes.to_vec());
         }
+        // The shape `Frame::to_json` writes, with a `ct` that decodes as
+        // canonical base64url, gives the full parser's fields: the decoder
+        // is the only pass over `ct`. Anything else takes the full parser.
+        if let Some(shape) = Frame::parse_shape(bytes) {
+            if decode_canonical_into(shape.ct, &mut self.buf) {
+                return self.account(shape.seq, shape.fin == Some(true), true);
+            }
+        }
         let frame = match Frame::parse_view(bytes) {
             Ok(f) => f,
             Err(e) => {
@@ -194,9 +204,15 @@ impl ResponseReader {
                 };
             }
         };
+        let decoded = decode_b64_into(&frame.ct, &mut self.buf).is_ok();
+        self.account(frame.seq, frame.is_fin(), decoded)
+    }
+
+    /// Places a parsed frame in the sequence and opens it; its sealed
+    /// bytes are in `self.buf` when `decoded`.
+    fn account(&mut self, seq: u64, fin: bool, decoded: bool) -> Pushed<'_> {
         let index = self.parsed as u64;
         self.parsed += 1;
-        let (seq, fin) = (frame.seq, frame.is_fin());
         let mut issue = if self.fin_in_order {
             Some(FrameIssue::AfterFin(seq))
         } else if seq != self.expected {
@@ -210,7 +226,7 @@ impl ResponseReader {
         if seq != index {
             self.sequence_ok = false;
         }
-        let key = self.open(seq, fin, &frame.ct);
+        let key = if decoded { self.open(seq, fin) } else { None };
         match key {
             Some(key) => {
                 if issue.is_none() {
@@ -239,9 +255,10 @@ impl ResponseReader {
         }
     }
 
-    /// Opens `ct` under the locked key, or (before any frame opened) under
-    /// each candidate in turn; the plaintext is left in `self.buf`.
-    fn open(&mut self, seq: u64, fin: bool, ct: &str) -> Option<KeyUse> {
+    /// Opens the sealed bytes in `self.buf` under the locked key, or
+    /// (before any frame opened) under each candidate in turn; a failed
+    /// try leaves them as they were, and success leaves the plaintext.
+    fn open(&mut self, seq: u64, fin: bool) -> Option<KeyUse> {
         use std::fmt::Write;
         self.aad.clear();
         let _ = write!(
@@ -252,13 +269,13 @@ impl ResponseReader {
             self.request_seq,
             u8::from(fin)
         );
-        let tries: Vec<usize> = match self.locked {
-            Some(i) => vec![i],
-            None => (0..self.candidates.len()).collect(),
+        let tries = match self.locked {
+            Some(i) => i..i + 1,
+            None => 0..self.candidates.len(),
         };
         for i in tries {
             let (key, used) = self.candidates[i];
-            if open_b64_in_place(&key, seq, self.aad.as_bytes(), ct, &mut self.buf).is_ok() {
+            if open_in_place(&key, seq, self.aad.as_bytes(), &mut self.buf).is_ok() {
                 self.locked = Some(i);
                 return Some(used);
             }
@@ -534,6 +551,36 @@ mod tests {
         let esc = r#"{"seq":0,"ct":"\u0041AAA"}"#;
         assert_eq!(&*Frame::parse_view(esc.as_bytes()).unwrap().ct, "AAAA");
         assert!(Frame::parse_view(br#"{"seq":01,"ct":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn frames_off_the_fast_path_open_as_the_full_parser_reads_them() {
+        let per_call = response_key(&keys().s2c, 3);
+        // 6 + 16 sealed bytes: 30 base64url characters, padded with "==".
+        let honest = sealer(per_call).seal_at(0, b"hello!", true).to_json();
+        let ct_at = honest.find("\"ct\":\"").unwrap() + 6;
+        let first = honest.as_bytes()[ct_at] as char;
+        // The same ct with its first character escaped, and padded: the
+        // shape is canonical, the base64url is not, the full parser reads it.
+        let escaped = format!(
+            "{}\\u{:04x}{}",
+            &honest[..ct_at],
+            first as u32,
+            &honest[ct_at + 1..]
+        );
+        let padded = honest.replace("\",\"fin", "==\",\"fin");
+        for text in [honest.clone(), escaped, padded, format!(" {honest}")] {
+            let mut r = ResponseReader::new("sid", &keys(), 3);
+            let pushed = r.push(text.as_bytes());
+            assert_eq!(pushed.plaintext, Some(&b"hello!"[..]), "{text}");
+            assert!(r.in_order(), "{text}");
+        }
+        let quoted = honest.replacen(first, "\"", 1);
+        let mut r = ResponseReader::new("sid", &keys(), 3);
+        assert!(matches!(
+            r.push(quoted.as_bytes()).issue,
+            Some(FrameIssue::Malformed(_) | FrameIssue::Decrypt(_))
+        ));
     }
 
     #[test]

@@ -147,6 +147,19 @@ pub fn open_b64_in_place(
     buf: &mut Vec<u8>,
 ) -> Result<(), OpenError> {
     decode_b64_into(ct, buf)?;
+    open_in_place(key, seq, aad, buf)
+}
+
+/// Opens ciphertext || tag held in `buf`: on success `buf` holds exactly
+/// the plaintext; on failure it is left as it was (the tag is checked
+/// before anything is decrypted), so the same sealed bytes can be tried
+/// under another key.
+pub fn open_in_place(
+    key: &SymmetricKey,
+    seq: u64,
+    aad: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), OpenError> {
     let len = buf.len();
     if len < TAG_LEN {
         return Err(OpenError::Short(len));
@@ -160,15 +173,22 @@ pub fn open_b64_in_place(
     Ok(())
 }
 
-/// base64url into a reused buffer: the canonical decoder straight into
-/// `buf`, the lenient one (which reads whatever the canonical one accepts
-/// as the same bytes) only when that fails.
-fn decode_b64_into(ct: &str, buf: &mut Vec<u8>) -> Result<(), OpenError> {
+/// Canonical base64url (unpadded, URL alphabet) into
+/// `buf`, replacing what it held; `false` when `ct` is anything else.
+/// Validation and decoding are one pass, so a caller can read `ct` as raw
+/// bytes and learn from this alone that it holds only base64url
+/// characters.
+pub fn decode_canonical_into(ct: &[u8], buf: &mut Vec<u8>) -> bool {
     buf.clear();
-    if base64_simd::URL_SAFE_NO_PAD
-        .decode_append(ct.as_bytes(), buf)
-        .is_ok()
-    {
+    base64_simd::URL_SAFE_NO_PAD.decode_append(ct, buf).is_ok()
+}
+
+/// base64url into a reused buffer, replacing what it held: the canonical
+/// decoder straight into `buf`, the lenient one (which reads whatever the
+/// canonical one accepts as the same bytes) only when that fails. The
+/// same answers as [`open_b64`]'s decoding.
+pub fn decode_b64_into(ct: &str, buf: &mut Vec<u8>) -> Result<(), OpenError> {
+    if decode_canonical_into(ct.as_bytes(), buf) {
         return Ok(());
     }
     *buf = b64url_decode(ct, B64Strictness::Upstream).map_err(|_| OpenError::Encoding)?;

@@ -84,11 +84,25 @@ impl FrameView<'_> {
     }
 }
 
-/// `{"seq":N,"ct":"…"}` or `{"seq":N,"ct":"…","fin":true}` with a `ct`
-/// that JSON reads as itself (ASCII, no quote, backslash or control byte):
-/// exactly the frames for which the full parser gives the same three
-/// fields. Anything else is left to the full parser.
-fn canonical_frame(bytes: &[u8]) -> Option<FrameView<'_>> {
+/// A frame read by its shape alone: the three fields of
+/// `{"seq":N,"ct":"…"}` or `{"seq":N,"ct":"…","fin":true}`, with `ct` the
+/// bytes between its quotes, unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameShape<'a> {
+    /// Frame sequence number within the call.
+    pub seq: u64,
+    /// The bytes between the quotes of `ct`, as they are.
+    pub ct: &'a [u8],
+    /// `Some(true)` when the frame ends in `,"fin":true`.
+    pub fin: Option<bool>,
+}
+
+/// The shape [`Frame::to_json`] writes (seq in plain decimal, no space, no
+/// other key), without looking inside `ct`.
+fn canonical_shape(bytes: &[u8]) -> Option<FrameShape<'_>> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        return None;
+    }
     let rest = bytes.strip_prefix(b"{\"seq\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || digits > 19 || (digits > 1 && rest[0] == b'0') {
@@ -101,6 +115,15 @@ fn canonical_frame(bytes: &[u8]) -> Option<FrameView<'_>> {
     } else {
         (rest.strip_suffix(b"\"}")?, None)
     };
+    Some(FrameShape { seq, ct, fin })
+}
+
+/// The canonical shape with a `ct` that JSON reads as itself (ASCII, no
+/// quote, backslash or control byte): exactly the frames for which the
+/// full parser gives the same three fields. Anything else is left to the
+/// full parser.
+fn canonical_frame(bytes: &[u8]) -> Option<FrameView<'_>> {
+    let FrameShape { seq, ct, fin } = canonical_shape(bytes)?;
     // One branch-free pass the compiler vectorises: a large `ct` costs a
     // fraction of its decoding.
     let odd = ct.chunks(64).fold(0u8, |acc, chunk| {
@@ -382,10 +405,8 @@ impl Frame {
     /// [`Frame::to_json`] writes, so a reader of large frames copies the
     /// ciphertext text zero times; any other shape takes the full parser.
     pub fn parse_view(bytes: &[u8]) -> Result<FrameView<'_>, WireError> {
-        if bytes.len() <= MAX_FRAME_BYTES {
-            if let Some(view) = canonical_frame(bytes) {
-                return Ok(view);
-            }
+        if let Some(view) = canonical_frame(bytes) {
+            return Ok(view);
         }
         let f = Frame::parse(bytes)?;
         Ok(FrameView {
@@ -393,6 +414,16 @@ impl Frame {
             ct: std::borrow::Cow::Owned(f.ct),
             fin: f.fin,
         })
+    }
+
+    /// The frame's fields when `bytes` have exactly the shape
+    /// [`Frame::to_json`] writes, without looking inside `ct`. They are
+    /// the fields [`Frame::parse`] gives whenever `ct` holds only bytes
+    /// JSON reads as themselves: a caller that goes on to decode `ct` as
+    /// canonical base64url checks that in the same pass, and takes
+    /// [`Frame::parse_view`] when decoding fails.
+    pub fn parse_shape(bytes: &[u8]) -> Option<FrameShape<'_>> {
+        canonical_shape(bytes)
     }
 
     /// Encodes as `{"seq":N,"ct":"…"}` or `{"seq":N,"ct":"…","fin":true}`.

@@ -12,8 +12,26 @@ use crate::transport::tls;
 
 use super::{parse_duration_secs, parse_rate, spawn, Bug, ServerConfig};
 
+/// What the server answers inside the channel, and how to ask `/dispatch`
+/// for a stream of a chosen shape (the numbers are `app.rs`'s limits).
+const ROUTES_HELP: &str = "\
+Inner routes (inside the channel, with the access key):
+  GET  /health, /models, /agents/{id}
+  POST /agents/{id}/run       echoes what it received and counts one execution
+  POST /agents/{id}/dispatch  streams N events of S padding bytes each:
+       the inner body {\"events\":N,\"size\":S} (either may be left out:
+       N 3, S 16) gives N events `data: {\"n\":I,\"pad\":\"x…\"}` (I = 0..N-1,
+       S x's), then `data: [DONE]`. N at most 1000000, S at most 4194304,
+       N*S at most 2^30; anything else is 400 `Invalid request format`.
+
+For example, 100 events of 1 KiB (agentId, agentAddress and accessKey are
+in the ready line):
+  osc-harness call --target URL --agent-address ADDR --access-key KEY \\
+    --path /agents/ID/dispatch --data '{\"events\":100,\"size\":1024}' --stream";
+
 /// Arguments of `osc-harness serve`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = ROUTES_HELP)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]

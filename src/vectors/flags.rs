@@ -95,18 +95,53 @@ impl fmt::Display for Reason {
 pub enum FlagKind {
     /// Describes a valid case; no refusal expected.
     Info,
-    /// The case is invalid: every policy refuses it, the permissive one
-    /// for this reason.
+    /// The case is invalid: every policy refuses it, the reference one
+    /// for this reason (where the reason depends on the verifier's
+    /// leniency, as for a raw `v`, the reference policy's reason is the
+    /// one named).
     Invalid(Reason),
-    /// The case is acceptable: a strict verifier refuses it for `strict`,
-    /// a lenient one accepts it; `reference_accepts` says what the
-    /// reference policy does (`None`: unknown upstream, not checked).
+    /// The case is acceptable: the specification leaves it open (a SHOULD,
+    /// or an UPSTREAM leniency), so a strict verifier refuses it for
+    /// `strict` and a lenient one may accept it; `reference_accepts` says
+    /// what the reference does (`None`: unknown upstream, not checked).
     Acceptable {
         /// The strict refusal.
         strict: Reason,
         /// Whether the reference policy accepts it.
         reference_accepts: Option<bool>,
+        /// The level of the requirement that leaves it open.
+        level: Level,
     },
+}
+
+/// The level of the requirement an acceptable case stands on
+/// (docs/PROTOCOL.md, section 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// A SHOULD: refusing is recommended, accepting is not a violation.
+    Should,
+    /// An UPSTREAM behaviour: what the reference does, beyond the MUSTs.
+    Upstream,
+}
+
+impl Level {
+    /// The level's name in files (`SHOULD`, `UPSTREAM`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Should => "SHOULD",
+            Level::Upstream => "UPSTREAM",
+        }
+    }
+
+    /// The Wycheproof-style `bugType` of a note at this level: `EDGE_CASE`
+    /// for a SHOULD (as Wycheproof files low-order X25519 keys),
+    /// `UPSTREAM` otherwise.
+    pub fn bug_type(self) -> &'static str {
+        match self {
+            Level::Should => "EDGE_CASE",
+            Level::Upstream => "UPSTREAM",
+        }
+    }
 }
 
 /// One flag.
@@ -121,6 +156,7 @@ pub struct Flag {
 }
 
 use FlagKind::{Acceptable, Info, Invalid};
+use Level::{Should, Upstream};
 use Reason::*;
 
 /// Every flag the suite uses.
@@ -158,18 +194,20 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "TranscriptServerEncPub", kind: Invalid(IdentityMismatch), description: "The ServerHello's encPub was changed after signing." },
     Flag { name: "TranscriptExpiresAt", kind: Invalid(IdentityMismatch), description: "The ServerHello's expiresAt was changed after signing." },
     Flag { name: "SignedByOtherAgent", kind: Invalid(IdentityMismatch), description: "A ServerHello signed correctly, but by another agent's key." },
-    Flag { name: "LowOrderPoint", kind: Invalid(LowOrderKey), description: "A standard low-order X25519 public key: the shared secret is all zero (HS-7)." },
+    Flag { name: "LowOrderPoint", kind: Acceptable { strict: LowOrderKey, reference_accepts: None, level: Should }, description: "A standard low-order X25519 public key: the shared secret is all zero, so anyone can compute the session keys. HS-7 is a SHOULD: a strict implementation refuses it (osc-harness's core does, as BoringSSL-backed X25519 does); the upstream reference's choice is unknown, since CryptoKit's is platform-dependent (where it refuses, upstream answers Malformed handshake)." },
     Flag { name: "UnsupportedVersion", kind: Invalid(UnsupportedVersion), description: "A hello whose v is not 1." },
     Flag { name: "MalformedKey", kind: Invalid(MalformedHandshake), description: "An encPub that is not base64url of 32 bytes." },
     Flag { name: "EmptyNonce", kind: Invalid(MalformedHandshake), description: "A ClientHello with an empty nonce." },
     Flag { name: "OtherKey", kind: Invalid(AddressMismatch), description: "A valid signature by another key." },
-    Flag { name: "WrongRecoveryId", kind: Invalid(AddressMismatch), description: "v names the other recovery id: another key recovers." },
-    Flag { name: "RawRecoveryId", kind: Acceptable { strict: RecoveryByte, reference_accepts: Some(false) }, description: "v is the raw recovery id (0 or 1) instead of 27 or 28; the TypeScript port accepts it, the Swift client does not (ID-4)." },
-    Flag { name: "ReducedXRecoveryId", kind: Invalid(NoRecovery), description: "v names recovery id 2 or 3 (x = r + n), which no key satisfies for this r." },
-    Flag { name: "HighSServerHello", kind: Acceptable { strict: IdentityMismatch, reference_accepts: Some(true) }, description: "A ServerHello signed with the high-S twin of the honest signature (v flipped): the Swift client accepts it (ID-4), a low-S client abandons the session." },
-    Flag { name: "RawRecoveryIdServerHello", kind: Acceptable { strict: IdentityMismatch, reference_accepts: Some(false) }, description: "A ServerHello whose signature carries the raw recovery id (0 or 1) as v: the TypeScript port accepts it, the Swift client does not (ID-4)." },
+    Flag { name: "WrongRecoveryId", kind: Invalid(AddressMismatch), description: "v is 27 or 28 but names the other recovery id: another key recovers." },
+    Flag { name: "RawWrongRecoveryId", kind: Invalid(RecoveryByte), description: "v is the other recovery id in raw form (0 or 1): the reference refuses the byte (ID-4); a verifier that takes raw ids recovers another key instead (AddressMismatch)." },
+    Flag { name: "RawRecoveryId", kind: Acceptable { strict: RecoveryByte, reference_accepts: Some(false), level: Upstream }, description: "v is the raw recovery id (0 or 1) instead of 27 or 28; the TypeScript port accepts it, the Swift client does not (ID-4)." },
+    Flag { name: "ReducedXRecoveryId", kind: Invalid(NoRecovery), description: "v is 29 or 30, naming recovery id 2 or 3 (x = r + n), which no key satisfies for this r." },
+    Flag { name: "RawReducedXRecoveryId", kind: Invalid(RecoveryByte), description: "v is 2 or 3, recovery id 2 or 3 in raw form: the reference refuses the byte (ID-4); a verifier that takes raw ids finds no key instead (NoRecovery)." },
+    Flag { name: "HighSServerHello", kind: Acceptable { strict: IdentityMismatch, reference_accepts: Some(true), level: Upstream }, description: "A ServerHello signed with the high-S twin of the honest signature (v flipped): the Swift client accepts it (ID-4), a low-S client abandons the session." },
+    Flag { name: "RawRecoveryIdServerHello", kind: Acceptable { strict: IdentityMismatch, reference_accepts: Some(false), level: Upstream }, description: "A ServerHello whose signature carries the raw recovery id (0 or 1) as v: the TypeScript port accepts it, the Swift client does not (ID-4)." },
     Flag { name: "InvalidRecoveryByte", kind: Invalid(RecoveryByte), description: "A v byte no policy accepts." },
-    Flag { name: "HighS", kind: Acceptable { strict: HighS, reference_accepts: Some(true) }, description: "The high-S twin of a valid signature with v flipped: the Swift client accepts it (ID-4), a low-S verifier refuses it." },
+    Flag { name: "HighS", kind: Acceptable { strict: HighS, reference_accepts: Some(true), level: Upstream }, description: "The high-S twin of a valid signature with v flipped: the Swift client accepts it (ID-4), a low-S verifier refuses it." },
     Flag { name: "HighSWrongRecoveryId", kind: Invalid(AddressMismatch), description: "s negated without flipping v: another key recovers." },
     Flag { name: "ScalarOutOfRange", kind: Invalid(ScalarRange), description: "r or s is zero or at least the group order n." },
     Flag { name: "SignatureLength", kind: Invalid(SignatureLength), description: "A truncated or over-long signature." },
@@ -179,9 +217,9 @@ pub const FLAGS: &[Flag] = &[
     Flag { name: "NoDomainPrefix", kind: Invalid(AddressMismatch), description: "Signed over Keccak-256 of the bare transcript, without the domain prefix." },
     Flag { name: "AddressWithout0x", kind: Invalid(AddressFormat), description: "The pinned address without its 0x prefix: no match." },
     Flag { name: "AddressNibbleOff", kind: Invalid(AddressMismatch), description: "The pinned address with one nibble changed: no match." },
-    Flag { name: "PaddedBase64", kind: Acceptable { strict: Base64Refused, reference_accepts: Some(true) }, description: "base64url with = padding: upstream decoders accept it (ENC-1), a canonical one refuses it." },
-    Flag { name: "StandardAlphabet", kind: Acceptable { strict: Base64Refused, reference_accepts: Some(true) }, description: "base64 in the +/ alphabet: upstream decoders accept it (ENC-1), a canonical one refuses it." },
-    Flag { name: "NonZeroTrailingBits", kind: Acceptable { strict: Base64Refused, reference_accepts: None }, description: "base64url whose last character has non-zero unused bits: canonical decoders refuse it; upstream behaviour is unknown (Foundation)." },
+    Flag { name: "PaddedBase64", kind: Acceptable { strict: Base64Refused, reference_accepts: Some(true), level: Upstream }, description: "base64url with = padding: upstream decoders accept it (ENC-1), a canonical one refuses it." },
+    Flag { name: "StandardAlphabet", kind: Acceptable { strict: Base64Refused, reference_accepts: Some(true), level: Upstream }, description: "base64 in the +/ alphabet: upstream decoders accept it (ENC-1), a canonical one refuses it." },
+    Flag { name: "NonZeroTrailingBits", kind: Acceptable { strict: Base64Refused, reference_accepts: None, level: Upstream }, description: "base64url whose last character has non-zero unused bits: canonical decoders refuse it; upstream behaviour is unknown (Foundation)." },
     Flag { name: "Base64Length", kind: Invalid(Base64Refused), description: "A base64url length of 1 mod 4: every decoder refuses it." },
     Flag { name: "Base64Character", kind: Invalid(Base64Refused), description: "A character outside both base64 alphabets, or whitespace." },
 ];
