@@ -1,7 +1,7 @@
 //! The tables of `docs/` that are generated from code stay in step with
 //! it. `OSC_WRITE_DOCS=1 cargo test --test docs_tables` rewrites them.
 
-use osc_harness::fuzz::oracle::{with_oracle_table, Oracle};
+use osc_harness::netfuzz::oracle::{with_oracle_table, Oracle};
 
 fn check_or_write(path: &str, expected: String) {
     let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -26,7 +26,7 @@ fn fuzzing_oracle_table_is_up_to_date() {
 
 #[test]
 fn every_oracle_is_a_table_row_with_a_requirement() {
-    let doc = with_oracle_table("a\n<!-- oracle table: generated from src/fuzz/oracle.rs -->\nSTALE ROW\n<!-- end of oracle table -->\nb\n").unwrap();
+    let doc = with_oracle_table("a\n<!-- oracle table: generated from src/netfuzz/oracle.rs -->\nSTALE ROW\n<!-- end of oracle table -->\nb\n").unwrap();
     assert!(!doc.contains("STALE ROW"));
     let protocol =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();

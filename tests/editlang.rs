@@ -5,9 +5,11 @@
 
 use std::collections::BTreeSet;
 
-use osc_harness::fuzz::case::{ByteEdit, EnvelopeEdit, Finding, Framing, SeqAt, Signature, Step};
-use osc_harness::fuzz::gen::{Endpoints, Generator};
-use osc_harness::fuzz::scenario::render;
+use osc_harness::netfuzz::case::{
+    ByteEdit, EnvelopeEdit, Finding, Framing, SeqAt, Signature, Step,
+};
+use osc_harness::netfuzz::gen::{Endpoints, Generator};
+use osc_harness::netfuzz::scenario::render;
 use osc_harness::scenarios::loader::parse_scenario;
 use osc_harness::scenarios::registry::Registry;
 
@@ -163,10 +165,10 @@ fn edge_values_round_trip() {
         invalid: true,
     }];
     call.framing = Framing::Chunked { size: 0 };
-    call.inner = osc_harness::fuzz::case::Inner::Request {
+    call.inner = osc_harness::netfuzz::case::Inner::Request {
         method: "GET".into(),
         path: "/agents/{agent}/run".into(),
-        auth: osc_harness::fuzz::case::Auth::Text("Bearer [[step]]".into()),
+        auth: osc_harness::netfuzz::case::Auth::Text("Bearer [[step]]".into()),
         body: None,
     };
     let mut behind = Generator::valid_call();

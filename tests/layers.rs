@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     // The shared target flags, resolved into the driver's one `Target`.
     &["flags"],
     &["client", "mitm"],
-    &["scenarios", "clientrole", "fuzz"],
+    &["scenarios", "clientrole", "netfuzz"],
     &["selftest", "diff"],
     &["cli"],
 ];

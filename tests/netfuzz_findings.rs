@@ -7,8 +7,8 @@ mod support;
 
 use std::path::Path;
 
-use osc_harness::fuzz::case::{Auth, CorpusEntry, EnvelopeEdit, Inner, Step};
-use osc_harness::fuzz::gen::Generator;
+use osc_harness::netfuzz::case::{Auth, CorpusEntry, EnvelopeEdit, Inner, Step};
+use osc_harness::netfuzz::gen::Generator;
 use serde_json::Value;
 use support::{exec, harness};
 

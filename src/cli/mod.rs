@@ -6,14 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The shared target flags under their former path, for the callers that
-/// have not moved to [`crate::flags`] yet (the `bench` command).
-#[doc(hidden)]
-pub use crate::flags::target;
-/// The runtime under its former path (see [`target`]).
-#[doc(hidden)]
-pub use crate::runtime::runtime;
-
 /// Conformance tests, known-answer vectors and fuzzing for the Osaurus
 /// Secure Channel v1.
 #[derive(Debug, Parser)]
@@ -53,9 +45,9 @@ pub enum Command {
     /// are listed as warnings, UPSTREAM ones as information. Waiting for
     /// the bytes an incomplete request promised is not a hang until
     /// `--slow-request-limit`. See docs/FUZZING.md.
-    Fuzz(crate::fuzz::cli::FuzzArgs),
+    Fuzz(crate::netfuzz::cli::FuzzArgs),
     /// Re-run a saved fuzzer finding: FIXED or STILL FAILING.
-    Replay(crate::fuzz::cli::ReplayArgs),
+    Replay(crate::netfuzz::cli::ReplayArgs),
     /// Send the same inputs to several implementations and classify where they differ.
     Diff(crate::diff::cli::DiffArgs),
 }
@@ -73,7 +65,7 @@ impl Cli {
             Command::Mitm(a) => crate::mitm::cli::run(a),
             Command::TestClient(a) => crate::clientrole::cli::run(a),
             Command::Adversary(a) => crate::clientrole::cli::run_adversary(a),
-            Command::Fuzz(a) => crate::fuzz::cli::run(a),
+            Command::Fuzz(a) => crate::netfuzz::cli::run(a),
             Command::Replay(a) => crate::diff::cli::run_replay_targets(a),
             Command::Diff(a) => crate::diff::cli::run(a),
         }

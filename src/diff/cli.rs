@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::fuzz::case::{Finding as SavedCase, Signature, Step};
-use crate::fuzz::exec::HandshakeBudget;
-use crate::fuzz::gen::{Endpoints, Generator};
-use crate::fuzz::shrink::{self, Shrinker};
+use crate::netfuzz::case::{Finding as SavedCase, Signature, Step};
+use crate::netfuzz::exec::HandshakeBudget;
+use crate::netfuzz::gen::{Endpoints, Generator};
+use crate::netfuzz::shrink::{self, Shrinker};
 use crate::scenarios::loader;
 use crate::scenarios::registry::Registry;
 use crate::scenarios::runner::select;
@@ -280,7 +280,7 @@ fn save(
     steps: Vec<Step>,
 ) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let hash = crate::fuzz::dedup::stable_hash(key);
+    let hash = crate::netfuzz::dedup::stable_hash(key);
     let path = dir.join(format!("diff-{hash:016x}.json"));
     let finding = SavedCase {
         signature: Signature {
@@ -335,20 +335,20 @@ fn write_reports(report: &DiffReport, args: &DiffArgs) -> Result<(), String> {
 /// `replay CASE --targets FILE` as the dispatcher hands it over: loads the
 /// case (or writes its scenario with `--to-scenario`, as plain `replay`
 /// does), then [`replay`]s it on every target of the file.
-pub fn run_replay_targets(args: crate::fuzz::cli::ReplayArgs) -> ExitCode {
+pub fn run_replay_targets(args: crate::netfuzz::cli::ReplayArgs) -> ExitCode {
     let Some(file) = args.targets.clone() else {
-        return crate::fuzz::cli::run_replay(args);
+        return crate::netfuzz::cli::run_replay(args);
     };
     if args.to_scenario.is_some() {
         let mut args = args;
         args.targets = None;
-        return crate::fuzz::cli::run_replay(args);
+        return crate::netfuzz::cli::run_replay(args);
     }
     if args.target.server.target.is_some() {
         eprintln!("error: --targets replaces --target");
         return ExitCode::from(2);
     }
-    match crate::fuzz::runner::load_finding(&args.finding) {
+    match crate::netfuzz::runner::load_finding(&args.finding) {
         Ok(finding) => replay(&finding, &file),
         Err(e) => {
             eprintln!("error: {e}");

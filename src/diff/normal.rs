@@ -7,8 +7,8 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::fuzz::exec::{Outcome, Reply, Session};
-use crate::fuzz::oracle::{self, Firing as Verdict};
+use crate::netfuzz::exec::{Outcome, Reply, Session};
+use crate::netfuzz::oracle::{self, Firing as Verdict};
 use crate::protocol::sse::SseDecoder;
 use crate::protocol::wire::{CodedErrorBody, Frame, InnerResponse};
 use crate::report::{Exchange, ScenarioResult};

@@ -9,11 +9,11 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use crate::flags::target::{RelayDefault, TargetPolicy};
-use crate::fuzz::case::Step;
-use crate::fuzz::exec::{self, ExecError, HandshakeBudget, Reply, Session, TargetInfo};
-use crate::fuzz::oracle::Firing as OracleVerdict;
-use crate::fuzz::runner;
-use crate::fuzz::scenario::requirement_of;
+use crate::netfuzz::case::Step;
+use crate::netfuzz::exec::{self, ExecError, HandshakeBudget, Reply, Session, TargetInfo};
+use crate::netfuzz::oracle::Firing as OracleVerdict;
+use crate::netfuzz::runner;
+use crate::netfuzz::scenario::requirement_of;
 use crate::peer;
 use crate::report::{RunReport, Verdict};
 use crate::scenarios::model::Scenario;

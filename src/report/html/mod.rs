@@ -7,7 +7,7 @@
 //!   requirement [`Catalogue`] for the matrix.
 //! - [`render_selftest_html`]: the self-test kill matrices
 //!   ([`KillMatrix`], knobs × scenarios).
-//! - `fuzz::html::render_fuzz_html` (in the fuzzer's room, built from these
+//! - `netfuzz::html::render_fuzz_html` (in the fuzzer's room, built from these
 //!   blocks): the summary of a `fuzz` run with its charts.
 //!
 //! # Building another page (e.g. a differential run)

@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn new_steps_round_trip() {
-        let mut call = crate::fuzz::gen::Generator::dispatch_call(2, 8);
+        let mut call = crate::netfuzz::gen::Generator::dispatch_call(2, 8);
         call.at = Some(SeqAt::Behind { by: 64 });
         call.bytes.push(ByteEdit::Set { at: 9, byte: b'"' });
         let steps = vec![Step::Call(call), Step::CallAfterExpiry];

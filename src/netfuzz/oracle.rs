@@ -182,7 +182,7 @@ pub fn oracle_table() -> String {
 /// The first and last line around the generated oracle table in
 /// `docs/FUZZING.md`.
 pub const TABLE_MARKERS: (&str, &str) = (
-    "<!-- oracle table: generated from src/fuzz/oracle.rs -->",
+    "<!-- oracle table: generated from src/netfuzz/oracle.rs -->",
     "<!-- end of oracle table -->",
 );
 
@@ -780,7 +780,7 @@ pub fn fixed_answer(step: &Step, prev_accepted: bool) -> Option<(u16, Option<u16
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuzz::gen::Generator;
+    use crate::netfuzz::gen::Generator;
 
     fn call_with(edits: Vec<EnvelopeEdit>) -> CallStep {
         let mut c = Generator::valid_call();
@@ -845,7 +845,7 @@ mod tests {
     #[test]
     fn relative_seqs_are_judged_by_the_window_they_meet() {
         let mut c = Generator::dispatch_call(3, 4);
-        c.at = Some(crate::fuzz::case::SeqAt::Same);
+        c.at = Some(crate::netfuzz::case::SeqAt::Same);
         let e = expect_call_in(&c, Some(false));
         assert_eq!((e.class, e.status), (Class::Refuse, Some(409)));
         let e = expect_call_in(&c, Some(true));

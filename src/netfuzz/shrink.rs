@@ -444,7 +444,7 @@ fn shorter_literal(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuzz::case::{CallStep, Framing};
+    use crate::netfuzz::case::{CallStep, Framing};
 
     fn call(envelope: Vec<EnvelopeEdit>, seq: Option<u64>) -> Step {
         let mut c = Generator::valid_call();
