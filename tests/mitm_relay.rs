@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use osc_harness::client::{exit, CallOutcome, Channel, ClientError};
-use osc_harness::mitm::{self, Attack, MitmConfig, Outcome, RunningMitm};
+use osc_harness::mitm::{self, Attack, Conclusion, MitmConfig, RunningMitm};
 use osc_harness::protocol::encoding::b64url_encode;
 use osc_harness::protocol::wire::InnerRequest;
 use osc_harness::server::{self, RunningServer, ServerConfig};
@@ -79,7 +79,7 @@ async fn passive_buffered_and_streamed_calls_hold_and_no_canary_crosses() {
         assert!(seen.problems.is_empty(), "{:?}", seen.problems);
         assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
         assert!(seen.bytes_down > 0 && seen.bytes_up > 0);
-        assert_eq!(relay.assessment().outcome, Outcome::Held);
+        assert_eq!(relay.assessment().outcome, Conclusion::Held);
     }
 }
 
@@ -100,7 +100,7 @@ async fn canary_in_plaintext_traffic_is_reported() {
         seen.canary_hits,
         vec!["canary #1 seen client to server".to_string()]
     );
-    assert_eq!(relay.assessment().outcome, Outcome::Broken);
+    assert_eq!(relay.assessment().outcome, Conclusion::Broken);
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn replay_is_refused_with_409_and_the_client_sees_one_execution() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(relay.observed().replay_statuses, vec![409]);
-    assert_eq!(relay.assessment().outcome, Outcome::Held);
+    assert_eq!(relay.assessment().outcome, Conclusion::Held);
 }
 
 #[tokio::test]
@@ -174,7 +174,7 @@ async fn stream_attacks_are_detected_by_the_client() {
         assert_eq!(err.exit_code(), code, "{attack}: {err}");
         assert_eq!(
             relay.assessment().outcome,
-            Outcome::ClientMustTell,
+            Conclusion::ClientMustTell,
             "{attack}: only the client can tell"
         );
     }
@@ -203,7 +203,7 @@ async fn swapped_server_key_is_refused_before_any_call() {
     assert_eq!(err.exit_code(), exit::IDENTITY_MISMATCH, "{err}");
     let seen = relay.observed();
     assert_eq!((seen.tampered_hellos, seen.calls), (1, 0));
-    assert_eq!(relay.assessment().outcome, Outcome::Held);
+    assert_eq!(relay.assessment().outcome, Conclusion::Held);
 }
 
 #[tokio::test]
@@ -217,7 +217,7 @@ async fn plaintext_downgrade_gets_426_and_nothing_executes() {
     assert_ne!(err.exit_code(), exit::OK);
     assert_eq!(relay.observed().plaintext_statuses, vec![426]);
     assert_eq!(server.executions(), before);
-    assert_eq!(relay.assessment().outcome, Outcome::Held);
+    assert_eq!(relay.assessment().outcome, Conclusion::Held);
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn stripped_relay_marker_leaves_the_channel_intact() {
     assert_eq!(outcome.inner_status, 200);
     let seen = relay.observed();
     assert!(seen.canary_hits.is_empty(), "{:?}", seen.canary_hits);
-    assert_eq!(relay.assessment().outcome, Outcome::Held);
+    assert_eq!(relay.assessment().outcome, Conclusion::Held);
 }
 
 #[tokio::test]
@@ -326,7 +326,7 @@ async fn a_relay_that_saw_no_traffic_is_inconclusive() {
         let relay = relay(&server, attacks, false).await;
         let judged = relay.assessment();
         assert!(
-            matches!(&judged.outcome, Outcome::Inconclusive(why) if why.contains("no traffic")),
+            matches!(&judged.outcome, Conclusion::Inconclusive(why) if why.contains("no traffic")),
             "{attacks:?}: {judged:?}"
         );
         assert_eq!(judged.outcome.exit_code(), 3);
@@ -343,7 +343,7 @@ async fn an_attack_with_nothing_to_act_on_is_inconclusive_not_a_break() {
     channel.handshake().await.expect("the handshake completes");
     let judged = relay.assessment();
     assert!(
-        matches!(&judged.outcome, Outcome::Inconclusive(why) if why.contains("no call")),
+        matches!(&judged.outcome, Conclusion::Inconclusive(why) if why.contains("no call")),
         "{judged:?}"
     );
 }
@@ -359,7 +359,7 @@ async fn reorder_and_duplicate_are_not_applicable_to_buffered_answers() {
         assert_eq!(outcome.inner_status, 200);
         let judged = relay.assessment();
         assert!(
-            matches!(&judged.outcome, Outcome::NotApplicable(why) if why.contains("buffered")),
+            matches!(&judged.outcome, Conclusion::NotApplicable(why) if why.contains("buffered")),
             "{attack}: {judged:?}"
         );
         assert_eq!(judged.outcome.exit_code(), 3);

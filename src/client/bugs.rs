@@ -1,7 +1,7 @@
 //! The client's fault knobs: each names the one honest step it bends
 //! (rows of the knob registry, [`crate::knobs`]).
 
-use crate::protocol::client_hooks::{ClientCallHooks, ClientHandshakeHooks, ClientResponseHooks};
+use crate::protocol::client_hooks::{ClientCallHooks, ClientResponseHooks, HelloCheckHooks};
 
 crate::knobs! {
     /// A deliberate client defect, selected with `--bug NAME`.
@@ -66,7 +66,7 @@ impl ClientKnobs {
     }
 }
 
-impl ClientHandshakeHooks for ClientKnobs {
+impl HelloCheckHooks for ClientKnobs {
     fn check_version(&self) -> bool {
         !self.on(ClientBug::HelloVersionUnchecked)
     }

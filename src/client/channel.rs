@@ -17,7 +17,7 @@ use crate::protocol::wire::{
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{Limits, OuterRequest, StreamingResponse, Target, TransportError};
 
-use crate::protocol::client_hooks::{ClientCallHooks, ClientHandshakeHooks, ClientResponseHooks};
+use crate::protocol::client_hooks::{ClientCallHooks, ClientResponseHooks, HelloCheckHooks};
 
 use super::{ClientBug, ClientError, ClientKnobs};
 

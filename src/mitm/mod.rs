@@ -387,7 +387,7 @@ impl Drop for RunningMitm {
 /// What the relay concludes, as far as it can tell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", content = "why", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum Conclusion {
     /// Every check held and every attack was refused.
     Held,
     /// A check failed or an attack got through.
@@ -402,16 +402,16 @@ pub enum Outcome {
     NotApplicable(String),
 }
 
-impl Outcome {
+impl Conclusion {
     /// How bad an outcome is when several attacks are combined: a break
     /// wins, then anything that judged nothing, then the client's word.
     fn rank(&self) -> u8 {
         match self {
-            Outcome::Held => 0,
-            Outcome::ClientMustTell => 1,
-            Outcome::NotApplicable(_) => 2,
-            Outcome::Inconclusive(_) => 3,
-            Outcome::Broken => 4,
+            Conclusion::Held => 0,
+            Conclusion::ClientMustTell => 1,
+            Conclusion::NotApplicable(_) => 2,
+            Conclusion::Inconclusive(_) => 3,
+            Conclusion::Broken => 4,
         }
     }
 
@@ -419,22 +419,22 @@ impl Outcome {
     /// broken, 3 nothing judged (inconclusive or not applicable).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Held | Outcome::ClientMustTell => 0,
-            Outcome::Broken => 1,
-            Outcome::Inconclusive(_) | Outcome::NotApplicable(_) => 3,
+            Conclusion::Held | Conclusion::ClientMustTell => 0,
+            Conclusion::Broken => 1,
+            Conclusion::Inconclusive(_) | Conclusion::NotApplicable(_) => 3,
         }
     }
 
     /// The outcome in words, as the summary prints it.
     pub fn describe(&self) -> String {
         match self {
-            Outcome::Held => "the protocol held".into(),
-            Outcome::Broken => "the protocol did NOT hold".into(),
-            Outcome::ClientMustTell => {
+            Conclusion::Held => "the protocol held".into(),
+            Conclusion::Broken => "the protocol did NOT hold".into(),
+            Conclusion::ClientMustTell => {
                 "only the client can tell: it must have reported an error".into()
             }
-            Outcome::Inconclusive(why) => format!("inconclusive: {why}"),
-            Outcome::NotApplicable(why) => format!("not applicable: {why}"),
+            Conclusion::Inconclusive(why) => format!("inconclusive: {why}"),
+            Conclusion::NotApplicable(why) => format!("not applicable: {why}"),
         }
     }
 }
@@ -443,26 +443,26 @@ impl Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Assessment {
     /// The whole run's outcome: the worst of the passive checks and of
-    /// each attack (see [`Outcome`]).
-    pub outcome: Outcome,
+    /// each attack (see [`Conclusion`]).
+    pub outcome: Conclusion,
     /// Each attack in force with its own outcome.
     #[serde(serialize_with = "by_name")]
-    pub attacks: Vec<(Attack, Outcome)>,
+    pub attacks: Vec<(Attack, Conclusion)>,
     /// What the server did, in a sentence.
     pub server: String,
     /// What the client did, as far as the relay saw.
     pub client: String,
 }
 
-fn by_name<S: serde::Serializer>(v: &[(Attack, Outcome)], s: S) -> Result<S::Ok, S::Error> {
+fn by_name<S: serde::Serializer>(v: &[(Attack, Conclusion)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(|(a, o)| (a.name(), o)))
 }
 
 /// One attack judged against what the relay saw; `server` is set when the
 /// attack is about the server's answers.
-fn assess_attack(a: Attack, o: &Observed, server: &mut String) -> Outcome {
+fn assess_attack(a: Attack, o: &Observed, server: &mut String) -> Conclusion {
     let no_call = || {
-        Outcome::Inconclusive(format!(
+        Conclusion::Inconclusive(format!(
             "no call crossed the relay, so {a} had nothing to act on"
         ))
     };
@@ -472,9 +472,9 @@ fn assess_attack(a: Attack, o: &Observed, server: &mut String) -> Outcome {
             if o.replay_statuses.is_empty() {
                 no_call()
             } else if o.replay_statuses.iter().all(|s| *s == 409) {
-                Outcome::Held
+                Conclusion::Held
             } else {
-                Outcome::Broken
+                Conclusion::Broken
             }
         }
         Attack::Plaintext => {
@@ -487,33 +487,33 @@ fn assess_attack(a: Attack, o: &Observed, server: &mut String) -> Outcome {
             if o.plaintext_statuses.is_empty() {
                 no_call()
             } else if o.plaintext_statuses.iter().all(|s| matches!(*s, 401 | 426)) {
-                Outcome::Held
+                Conclusion::Held
             } else {
-                Outcome::Broken
+                Conclusion::Broken
             }
         }
         Attack::SwapServerKey | Attack::EditSid | Attack::EditExp | Attack::HelloV2 => {
             if o.tampered_hellos == 0 {
-                Outcome::Inconclusive(format!(
+                Conclusion::Inconclusive(format!(
                     "no ServerHello crossed the relay, so {a} had nothing to act on"
                 ))
             } else if o.calls_on_tampered_sessions == 0 {
-                Outcome::Held
+                Conclusion::Held
             } else {
-                Outcome::Broken
+                Conclusion::Broken
             }
         }
         Attack::DropFin | Attack::CutMidFrame if o.calls == 0 => no_call(),
-        Attack::DropFin | Attack::CutMidFrame => Outcome::ClientMustTell,
+        Attack::DropFin | Attack::CutMidFrame => Conclusion::ClientMustTell,
         Attack::Reorder | Attack::Duplicate if o.calls == 0 => no_call(),
-        Attack::Reorder if o.multi_frame_streams == 0 => Outcome::NotApplicable(
+        Attack::Reorder if o.multi_frame_streams == 0 => Conclusion::NotApplicable(
             "reorder swaps the first two frames of a stream, and no answer was a stream of two frames or more (a buffered answer is one frame)".into(),
         ),
-        Attack::Duplicate if o.streamed_responses == 0 => Outcome::NotApplicable(
+        Attack::Duplicate if o.streamed_responses == 0 => Conclusion::NotApplicable(
             "duplicate repeats the first frame of a stream, and every answer was buffered (one frame)".into(),
         ),
-        Attack::Reorder | Attack::Duplicate => Outcome::ClientMustTell,
-        _ => Outcome::Held,
+        Attack::Reorder | Attack::Duplicate => Conclusion::ClientMustTell,
+        _ => Conclusion::Held,
     }
 }
 
@@ -526,12 +526,12 @@ pub fn assess(attacks: &BTreeSet<Attack>, o: &Observed) -> Assessment {
     );
     if o.handshakes == 0 && o.calls == 0 && o.plaintext_requests == 0 {
         return Assessment {
-            outcome: Outcome::Inconclusive(
+            outcome: Conclusion::Inconclusive(
                 "the relay saw no traffic (no client sent a request through it)".into(),
             ),
             attacks: attacks
                 .iter()
-                .map(|a| (*a, Outcome::Inconclusive("no traffic".into())))
+                .map(|a| (*a, Conclusion::Inconclusive("no traffic".into())))
                 .collect(),
             server: "was sent nothing".into(),
             client,
@@ -542,9 +542,9 @@ pub fn assess(attacks: &BTreeSet<Attack>, o: &Observed) -> Assessment {
     let active = attacks.iter().any(|a| a.is_mitm());
     let clean = o.canary_hits.is_empty();
     let mut outcome = if clean && (active || o.problems.is_empty()) {
-        Outcome::Held
+        Conclusion::Held
     } else {
-        Outcome::Broken
+        Conclusion::Broken
     };
     let mut server = "answered every request it was sent".to_string();
     let mut judged = Vec::new();

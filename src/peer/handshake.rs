@@ -120,7 +120,7 @@ impl Offer {
     pub fn finish_with(
         self,
         server: &ServerHello,
-        hooks: &dyn crate::protocol::client_hooks::ClientHandshakeHooks,
+        hooks: &dyn crate::protocol::client_hooks::HelloCheckHooks,
     ) -> Result<ClientSession, HandshakeError> {
         self.handshake.finish_with(server, hooks)
     }

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
+use crate::protocol::encoding::flip_b64url_bit;
 use crate::protocol::keys::{request_aad, seal_b64, SymmetricKey};
 use crate::protocol::VERSION;
 
@@ -18,14 +18,7 @@ pub fn sealed_ct(key: &SymmetricKey, sid: &str, seq: u64, plaintext: &[u8]) -> S
 /// `ct` with one bit flipped: in the first byte, or in the tag's last
 /// byte when `in_tag`. A `ct` that is not base64url is returned as it is.
 pub fn flip_bit(ct: &str, in_tag: bool) -> String {
-    match b64url_decode(ct, B64Strictness::Upstream) {
-        Ok(mut raw) if !raw.is_empty() => {
-            let i = if in_tag { raw.len() - 1 } else { 0 };
-            raw[i] ^= 0x01;
-            b64url_encode(&raw)
-        }
-        _ => ct.to_owned(),
-    }
+    flip_b64url_bit(ct, 0, in_tag).unwrap_or_else(|| ct.to_owned())
 }
 
 /// The envelope `{"v","sid","seq","ct"}` as a JSON object, bent by `edit`,

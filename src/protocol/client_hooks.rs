@@ -4,7 +4,7 @@
 //! knobs override [`super::handshake::ServerHandshakeHooks`].
 
 /// The client's checks of a ServerHello.
-pub trait ClientHandshakeHooks {
+pub trait HelloCheckHooks {
     /// Whether a ServerHello whose `v` is not 1 is refused (honest: yes, HS-4).
     fn check_version(&self) -> bool {
         true
@@ -87,6 +87,6 @@ pub trait ClientResponseHooks {
 /// The honest client: every default.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HonestClient;
-impl ClientHandshakeHooks for HonestClient {}
+impl HelloCheckHooks for HonestClient {}
 impl ClientCallHooks for HonestClient {}
 impl ClientResponseHooks for HonestClient {}

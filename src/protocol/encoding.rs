@@ -93,6 +93,21 @@ pub fn hex_decode_0x(text: &str) -> Result<Vec<u8>, EncodingError> {
     hex::decode(digits).map_err(|e| EncodingError::Hex(e.to_string()))
 }
 
+/// The one bit-flip fault of every side (vectors, scenarios, fuzz edits):
+/// base64url `text` decoded as upstream reads it, the lowest bit of byte
+/// `at` flipped (counted from the end when `from_end`), written back
+/// canonically. `None` when the text does not decode or has no such byte.
+pub fn flip_b64url_bit(text: &str, at: usize, from_end: bool) -> Option<String> {
+    let mut raw = b64url_decode(text, B64Strictness::Upstream).ok()?;
+    let i = if from_end {
+        raw.len().checked_sub(1 + at)?
+    } else {
+        at
+    };
+    *raw.get_mut(i)? ^= 0x01;
+    Some(b64url_encode(&raw))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

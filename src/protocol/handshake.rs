@@ -223,7 +223,7 @@ impl ClientHandshake {
     pub fn finish_with(
         mut self,
         server: &ServerHello,
-        hooks: &dyn super::client_hooks::ClientHandshakeHooks,
+        hooks: &dyn super::client_hooks::HelloCheckHooks,
     ) -> Result<ClientSession, HandshakeError> {
         self.verify_identity &= hooks.verify_identity();
         self.refuse_low_order &= hooks.refuse_low_order();

@@ -22,7 +22,7 @@ use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::flags::{FlagKind, FLAGS};
 use super::upstream::seeded_agent_secret;
-use crate::protocol::encoding::{b64url_decode, b64url_encode, hex_encode_0x, B64Strictness};
+use crate::protocol::encoding::{b64url_encode, flip_b64url_bit, hex_encode_0x};
 use crate::protocol::handshake::{
     respond, ClientHandshake, HonestServer, ServerHandshakeInputs, Transcript,
 };
@@ -190,13 +190,11 @@ fn server_hello_json(h: &ServerHello) -> Value {
 }
 
 fn flip_bit(ct: &str, index_from_end: Option<usize>) -> String {
-    let mut bytes = b64url_decode(ct, B64Strictness::Canonical).expect("we wrote this ct");
-    let i = match index_from_end {
-        Some(back) => bytes.len() - 1 - back,
-        None => 0,
+    let (at, from_end) = match index_from_end {
+        Some(back) => (back, true),
+        None => (0, false),
     };
-    bytes[i] ^= 0x01;
-    b64url_encode(&bytes)
+    flip_b64url_bit(ct, at, from_end).expect("we wrote this ct")
 }
 
 fn nibble_off(address_hex: &str) -> String {
