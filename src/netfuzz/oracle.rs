@@ -425,14 +425,7 @@ fn documented_call_error(status: u16, body: &[u8]) -> Result<(), String> {
     let coded = CodedErrorBody::parse(body)
         .map_err(|e| format!("HTTP {status} body is not a channel error: {e}"))?;
     let code = coded.code.as_deref().unwrap_or("");
-    match ChannelErrorCode::from_code(code) {
-        Some(c) if c.status() == status => Ok(()),
-        Some(c) => Err(format!(
-            "code {code} belongs with HTTP {}, came with HTTP {status}",
-            c.status()
-        )),
-        None => Err(format!("HTTP {status} with undocumented code {code:?}")),
-    }
+    ChannelErrorCode::check_pairing(code, status).map(|_| ())
 }
 
 /// Judges one step's outcome; `prev` holds the case's earlier outcomes.

@@ -188,6 +188,19 @@ impl ChannelErrorCode {
     pub fn from_code(code: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.code() == code)
     }
+
+    /// Whether wire code `code` is a documented one that comes with HTTP
+    /// `status`; the error says which of the two is wrong.
+    pub fn check_pairing(code: &str, status: u16) -> Result<Self, String> {
+        match Self::from_code(code) {
+            Some(c) if c.status() == status => Ok(c),
+            Some(c) => Err(format!(
+                "code {code} belongs with HTTP {}, came with HTTP {status}",
+                c.status()
+            )),
+            None => Err(format!("HTTP {status} with undocumented code {code:?}")),
+        }
+    }
 }
 
 /// The exact error body of `/secure/call`:

@@ -61,14 +61,7 @@ fn documented(status: u16, body: &[u8]) -> Result<(), String> {
             None => Err(format!("HTTP {status} error without code or message")),
         };
     };
-    match ChannelErrorCode::from_code(code) {
-        Some(c) if c.status() == status => Ok(()),
-        Some(c) => Err(format!(
-            "code {code} belongs with HTTP {}, came with HTTP {status}",
-            c.status()
-        )),
-        None => Err(format!("HTTP {status} with undocumented code {code:?}")),
-    }
+    ChannelErrorCode::check_pairing(code, status).map(|_| ())
 }
 
 /// Checks `sealed`: a 200 answer to a call opened whole (every frame under
