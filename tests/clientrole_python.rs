@@ -37,17 +37,7 @@ fn report(python: &Path, extra: &[&str]) -> serde_json::Value {
 }
 
 fn verdicts(python: &Path, extra: &[&str]) -> Vec<(String, String)> {
-    report(python, extra)["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_string(),
-                s["verdict"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    support::verdicts_by_id(&report(python, extra))
 }
 
 #[test]

@@ -76,17 +76,7 @@ fn every_scenario_file_is_embedded_and_valid() {
 /// The verdict of every scenario of a JSON report, by ID.
 fn verdicts(report: &str) -> Vec<(String, String)> {
     let report: serde_json::Value = serde_json::from_str(report).expect("json report");
-    report["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_string(),
-                s["verdict"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    support::verdicts_by_id(&report)
 }
 
 #[test]

@@ -341,14 +341,7 @@ fn a_finding_becomes_a_scenario_the_suite_runs() {
     );
     let scenarios = dir.path().join("scenarios");
     let toml = scenarios.join("fuzz-replay.toml");
-    let (code, out, err) = exec(
-        harness()
-            .arg("replay")
-            .arg(&finding)
-            .arg("--to-scenario")
-            .arg(&toml),
-    );
-    assert_eq!(code, 0, "{out} {err}");
+    write_scenario(&finding, &toml);
     let text = std::fs::read_to_string(&toml).unwrap();
     assert!(text.contains("do = \"resend\""), "{text}");
     assert!(text.contains("status = 409"), "{text}");
@@ -412,14 +405,7 @@ fn framing_findings_become_scenarios() {
         &["--slow-request-limit", "4"],
     );
     let toml = dir.path().join("x.toml");
-    let (code, out, err) = exec(
-        harness()
-            .arg("replay")
-            .arg(&finding)
-            .arg("--to-scenario")
-            .arg(&toml),
-    );
-    assert_eq!(code, 0, "{out} {err}");
+    write_scenario(&finding, &toml);
     // Judged in both directions by tests/editlang_findings.rs.
     let text = std::fs::read_to_string(&toml).unwrap();
     assert!(text.contains("framing = { framing = \""), "{text}");
@@ -537,4 +523,16 @@ fn a_rate_limited_target_is_waited_for_not_reported() {
     assert_eq!(summary["target_died_at"], Value::Null, "{summary}");
     assert_eq!(code, 0);
     rt.block_on(server.shutdown());
+}
+
+/// `replay FINDING --to-scenario TOML`, which must succeed.
+fn write_scenario(finding: &Path, toml: &Path) {
+    let (code, out, err) = exec(
+        harness()
+            .arg("replay")
+            .arg(finding)
+            .arg("--to-scenario")
+            .arg(toml),
+    );
+    assert_eq!(code, 0, "{out} {err}");
 }

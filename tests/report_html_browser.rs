@@ -177,17 +177,7 @@ fn test_run(
     let out = run(cmd);
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("a JSON report")).unwrap();
-    let scenarios = doc["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap().to_string(),
-                s["verdict"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let scenarios = support::verdicts_by_id(&doc);
     (out.status.code().unwrap_or(-1), scenarios, html)
 }
 

@@ -130,3 +130,19 @@ pub fn links(html: &str) -> Vec<String> {
     }
     out
 }
+
+/// Each scenario of a JSON run report (`test`, `test-client`) with its
+/// verdict, as `(id, verdict)` in report order.
+pub fn verdicts_by_id(report: &Value) -> Vec<(String, String)> {
+    report["scenarios"]
+        .as_array()
+        .expect("a report has scenarios")
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or_default().to_string(),
+                s["verdict"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
