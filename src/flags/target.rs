@@ -130,7 +130,9 @@ pub struct TargetArgs {
     /// `X-Osaurus-Relay-Origin` itself (the `relayBaseURL` of a pairing
     /// invite): scenarios about unmarked loopback callers (GATE-2) are
     /// skipped, and the handshake budget is the relay origin's bucket
-    /// (5 per 60 s).
+    /// (5 per 60 s); every request stays under the relay's per-agent
+    /// budget (100 per minute), and the relay's own answers (its 429, 502,
+    /// 504) are recognised and never judged as the agent's.
     #[arg(long)]
     pub via_relay: bool,
     /// TLS, HTTP version and proxy.
@@ -312,6 +314,13 @@ impl TargetArgs {
             via_relay: self.via_relay,
             limits: limits_for(self.timeout_or(policy.url_timeout_secs)),
             ..peer::Target::new(target.with_net(self.net.net()?), address)
+        };
+        // Every request, not only handshakes, stays under the relay's
+        // per-agent budget.
+        let target = if self.via_relay {
+            target.paced_for_relay()
+        } else {
+            target
         };
         Ok(ResolvedTarget {
             target,

@@ -14,13 +14,18 @@
 //!   edits, relative seqs) that fuzz cases and scenario files share, and
 //!   the one implementation that applies it;
 //! - [`ResponseReader`] and [`read_body`]: the one sealed-response reader;
-//! - [`Answer`]: everything that came back for one step, as facts.
+//! - [`Answer`]: everything that came back for one step, as facts;
+//! - [`Conversation`]: the one engine; it owns the sessions, seq cursors
+//!   and pacing, runs any step and returns its [`Answer`];
+//! - [`relay`]: the relay in front of an agent (`--via-relay`).
 
 mod answer;
 pub mod edit;
+mod engine;
 mod handshake;
 mod pacer;
 mod reader;
+pub mod relay;
 mod retry;
 pub mod seal;
 mod target;
@@ -28,6 +33,7 @@ mod target;
 pub use answer::{
     frames_emitted, hello_emitted, read_call_answer, Answer, Emitted, Encoding, Ending, RelayFacts,
 };
+pub use engine::{Conversation, EngineError, SealSpec, SentCall, Session};
 pub use handshake::{in_process_handshake, post_hello, HelloReply, Offer};
 pub use pacer::{parse_handshake_budget, HandshakePacer};
 pub use reader::{

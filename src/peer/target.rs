@@ -1,5 +1,8 @@
 //! [`Target`]: one server as a client sees it.
 
+use std::sync::Arc;
+
+use super::HandshakePacer;
 use crate::protocol::identity::Address;
 use crate::transport::{self, Limits, OuterRequest, OuterResponse, StreamingResponse};
 use crate::transport::{Target as Endpoint, TransportError};
@@ -39,6 +42,10 @@ pub struct Target {
     ///
     /// [`HandshakePacer`]: super::HandshakePacer
     pub handshake_budget: Option<(u32, u64)>,
+    /// Paces every request sent to the target, handshakes and calls alike
+    /// (shared by every clone): the relay's per-agent budget under
+    /// `--via-relay`, so the harness is not the cause of the relay's 429s.
+    pub request_pacer: Option<Arc<HandshakePacer>>,
 }
 
 impl Target {
@@ -55,6 +62,23 @@ impl Target {
             via_relay: false,
             limits: Limits::default(),
             handshake_budget: None,
+            request_pacer: None,
+        }
+    }
+
+    /// This target with every request paced by the relay's per-agent
+    /// budget ([`super::relay::RELAY_AGENT_BUDGET`]).
+    pub fn paced_for_relay(mut self) -> Self {
+        self.request_pacer = Some(Arc::new(HandshakePacer::new(Some(
+            super::relay::RELAY_AGENT_BUDGET,
+        ))));
+        self
+    }
+
+    /// Waits until one more request fits the request budget, if any.
+    pub async fn pace(&self) {
+        if let Some(p) = &self.request_pacer {
+            p.acquire().await;
         }
     }
 
@@ -88,6 +112,7 @@ impl Target {
 
     /// Sends `request` as given (no marker added) and buffers the answer.
     pub async fn send(&self, request: &OuterRequest) -> Result<OuterResponse, TransportError> {
+        self.pace().await;
         transport::send(&self.endpoint, request, &self.limits).await
     }
 
@@ -97,12 +122,14 @@ impl Target {
         &self,
         request: &OuterRequest,
     ) -> Result<StreamingResponse, TransportError> {
+        self.pace().await;
         transport::send_streaming(&self.endpoint, request, &self.limits).await
     }
 
     /// Writes `bytes` as they are and returns whatever came back, with
     /// `limits` instead of the target's own.
     pub async fn send_raw(&self, bytes: &[u8], limits: &Limits) -> Result<Vec<u8>, TransportError> {
+        self.pace().await;
         transport::send_raw(&self.endpoint, bytes, limits).await
     }
 }

@@ -13,7 +13,7 @@ use super::{random, Context, StepFailure, StepResult};
 impl Context<'_> {
     pub(super) fn verify(&mut self, step: &Step) -> StepResult {
         let name = Self::session_name(step);
-        let Some(s) = self.sessions.get(&name) else {
+        let Some(s) = self.conv.session(&name) else {
             return Err(StepFailure::new(
                 format!("no session {name:?} to verify"),
                 "a session",

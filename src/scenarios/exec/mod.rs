@@ -10,15 +10,13 @@
 mod judge;
 mod send;
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use crate::clock::unix_secs as now_secs;
+use crate::peer::{Answer, Conversation, EngineError, Offer, SentCall};
 use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
-use crate::protocol::keys::SessionKeys;
-use crate::protocol::wire::{ClientHello, InnerRequest, ServerHello};
+use crate::protocol::wire::InnerRequest;
 use crate::report::Exchange;
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{OuterRequest, TransportError};
@@ -70,6 +68,14 @@ impl StepFailure {
             skip: true,
         }
     }
+    fn engine(e: EngineError, precondition: bool) -> Self {
+        match e {
+            EngineError::Transport(t) => Self::transport(t, precondition),
+            EngineError::Expired { .. } => Self::skip(format!("inconclusive: {e}")),
+            EngineError::ExpiryTooFar(_) => Self::skip(e.to_string()),
+            other => StepFailure::new(other.to_string(), "a session", true),
+        }
+    }
     fn transport(e: TransportError, precondition: bool) -> Self {
         StepFailure {
             reason: format!("transport: {e}"),
@@ -88,42 +94,23 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-/// The harness side of one session.
-struct Session {
-    hello: ClientHello,
-    server: ServerHello,
-    keys: SessionKeys,
-    next_seq: u64,
-    /// The seq of the latest call (for `at = { seq = "same" }`).
-    last_seq: u64,
-    shared_seq: Option<Arc<AtomicU64>>,
-}
-
-/// A saved envelope.
-#[derive(Clone)]
-struct Saved {
-    body: Vec<u8>,
-    relay: bool,
-    accept: Option<String>,
-    session: String,
-    seq: u64,
-}
-
 /// Per-scenario state.
 pub struct Context<'a> {
     cfg: &'a RunConfig,
     /// The requirement the scenario's expectations stand for.
     claim: crate::judge::Claim,
-    sessions: HashMap<String, Session>,
-    saved: HashMap<String, Saved>,
-    /// The latest call as sent, for a `resend` without a name.
-    last_call: Option<Saved>,
+    /// The engine: the target, the sessions, their seqs and the pacing.
+    conv: Conversation<'a>,
+    /// Saved envelopes, by name.
+    saved: HashMap<String, SentCall>,
+    /// Sessions a step deliberately waited out (the expiry scenarios):
+    /// only on these is a step sent after the session's expiry.
+    waited_out: HashSet<String>,
     /// The transcript, secrets redacted.
     pub transcript: Vec<Exchange>,
     /// Every outer byte sent or received (for the blind-relay check).
     outer_bytes: Vec<u8>,
     canaries: Vec<String>,
-    last_executions: Option<u64>,
     step: usize,
 }
 
@@ -135,13 +122,17 @@ impl<'a> Context<'a> {
         Context {
             cfg,
             claim,
-            sessions: HashMap::new(),
+            conv: {
+                let mut conv = Conversation::new(&cfg.target, &cfg.pacer, cfg.rate_limits());
+                conv.hold_limit = Duration::from_secs(cfg.max_wait);
+                conv.expiry_wait = Duration::from_secs(cfg.max_wait);
+                conv
+            },
             saved: HashMap::new(),
-            last_call: None,
+            waited_out: HashSet::new(),
             transcript: Vec::new(),
             outer_bytes: Vec::new(),
             canaries: Vec::new(),
-            last_executions: None,
             step: 0,
         }
     }
@@ -282,23 +273,75 @@ impl<'a> Context<'a> {
     /// when that is more than `--max-wait` away.
     async fn wait_for_expiry(&mut self, step: &Step) -> StepResult {
         let name = Self::session_name(step);
-        let Some(s) = self.sessions.get(&name) else {
-            return Err(StepFailure::new(
-                format!("no session {name:?}"),
-                "a session",
-                true,
-            ));
-        };
-        let left = (s.server.expires_at - now_secs() + 1).max(0) as u64;
-        if left > self.cfg.max_wait {
-            return Err(StepFailure::skip(format!(
+        match self.conv.wait_for_expiry(&name).await {
+            Ok(()) => {
+                self.waited_out.insert(name);
+                Ok(())
+            }
+            Err(EngineError::ExpiryTooFar(left)) => Err(StepFailure::skip(format!(
                 "the session expires in {left}s, more than --max-wait {}s",
                 self.cfg.max_wait
-            )));
+            ))),
+            Err(e) => Err(StepFailure::engine(e, true)),
         }
-        let wait = crate::clock::until_expired(s.server.expires_at);
-        tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    }
+
+    /// Before a step on `name` (and the session it seals with): a session
+    /// the run's own waiting outlived is never sent on. It is replaced by a
+    /// fresh one when the handshake budget has one to spare; otherwise the
+    /// scenario is inconclusive. A session a step waited out on purpose is
+    /// left as it is: the step is about expiry.
+    async fn ensure_alive(&mut self, step: &Step, name: &str) -> StepResult {
+        let mut names = vec![name.to_owned()];
+        names.extend(step.seal_session.clone());
+        for n in names {
+            if self.waited_out.contains(&n) || self.conv.check_alive(&n, 2).is_ok() {
+                continue;
+            }
+            if !(self.cfg.pacer.unlimited() || self.cfg.pacer.try_spare(0)) {
+                return Err(StepFailure::skip(format!(
+                    "inconclusive: the session {n:?} expired while the run waited (the handshake budget), and the budget has no handshake to spare for a fresh one"
+                )));
+            }
+            let offer = Offer::honest(self.cfg.target.address, random(), random());
+            let answer = self
+                .conv
+                .handshake(&n, &offer)
+                .await
+                .map_err(|e| StepFailure::engine(e, true))?;
+            let req = OuterRequest::post_json("/secure/session", offer.body().to_vec());
+            self.remember_headers(&answer.headers);
+            self.record(
+                "handshake (a fresh session: the last one expired while the run waited)",
+                &req,
+                None,
+                answer.status,
+                &answer.body,
+                None,
+            );
+            self.relay_inconclusive(&answer)?;
+            let usable = self.conv.session(&n).is_some();
+            crate::judge::handshake::honest_hello(&self.claim, &answer, usable, now_secs())?;
+        }
         Ok(())
+    }
+
+    /// A step the relay answered in the agent's place (its 502, 504, …)
+    /// cannot be judged: the scenario is inconclusive, with the relay's
+    /// reason.
+    fn relay_inconclusive(&mut self, answer: &Answer) -> StepResult {
+        if let Some(info) = answer.relay.info() {
+            if let Some(x) = self.transcript.last_mut() {
+                x.note = Some(match x.note.take() {
+                    Some(n) => format!("{n}; {info}"),
+                    None => info,
+                });
+            }
+        }
+        match answer.relay.inconclusive(answer.status) {
+            Some(why) => Err(StepFailure::skip(why)),
+            None => Ok(()),
+        }
     }
 
     async fn wait(&mut self, step: &Step) -> StepResult {

@@ -1,64 +1,36 @@
 //! Sending: handshakes, calls, resends, plaintext requests and floods,
-//! each through the driver, each recorded in the transcript.
+//! each through the engine ([`crate::peer::Conversation`]), each recorded
+//! in the transcript.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::clock::unix_secs as now_secs;
-use crate::peer::edit::{self, Framing, Inner, SeqCursor};
-use crate::peer::{self, seal, Offer, Target};
+use crate::judge::handshake::Fresh;
+use crate::peer::edit::{Framing, Inner};
+use crate::peer::{Answer, EngineError, Offer, SealSpec, SentCall, Session};
 use crate::protocol::encoding::b64url_encode;
-use crate::protocol::handshake::{low_order_points, Transcript};
-use crate::protocol::identity::{recover_channel_signer, SignaturePolicy};
-use crate::protocol::keys::SymmetricKey;
-use crate::protocol::wire::{ClientHello, ServerHello};
+use crate::protocol::handshake::low_order_points;
 use crate::rng::SystemRandom;
-use crate::transport::{self, OuterRequest, TransportError};
+use crate::transport::OuterRequest;
 
 use super::super::model::{Action, EnvelopeKey, Expect, Step};
 use super::super::runner::SharedSession;
-use super::{
-    describe_inner, random, Context, Saved, Session, StepFailure, StepResult, RELAY_HEADER,
-};
-use crate::judge::handshake::Fresh;
-use crate::peer::{Answer, Ending};
+use super::{describe_inner, random, Context, StepFailure, StepResult, RELAY_HEADER};
 
 impl Context<'_> {
-    pub(super) async fn post_session(
-        &mut self,
-        body: &[u8],
-    ) -> Result<transport::OuterResponse, TransportError> {
-        // A 429 is the target protecting itself (HS-8), never a verdict.
-        let peer = Target {
-            relay_origin: false,
-            ..self.cfg.target.clone()
-        };
-        Ok(
-            peer::post_hello(&peer, body, &self.cfg.pacer, self.cfg.rate_limits())
-                .await?
-                .response,
-        )
-    }
-
     pub(super) async fn handshake(&mut self, step: &Step) -> StepResult {
         let pre = step.expect.is_none();
         let name = Self::session_name(step);
         let pooled = step.shared == Some(true) && pre && !self.cfg.pacer.unlimited();
         if pooled {
             if let Some(shared) = self.pooled_session() {
-                self.sessions.insert(
-                    name,
-                    Session {
-                        hello: shared.hello,
-                        server: shared.server,
-                        keys: shared.keys,
-                        next_seq: 0,
-                        last_seq: 0,
-                        shared_seq: Some(shared.next_seq),
-                    },
-                );
+                let mut session = Session::new(shared.hello, shared.server, shared.keys);
+                session.cursor.next = 0;
+                session.shared_seq = Some(shared.next_seq);
+                self.conv.insert_session(&name, session);
                 return Ok(());
             }
         }
@@ -94,55 +66,20 @@ impl Context<'_> {
             }),
         };
         let body = offer.body().to_vec();
-        let resp = self
-            .post_session(&body)
+        let answer = self
+            .conv
+            .handshake(&name, &offer)
             .await
-            .map_err(|e| StepFailure::transport(e, pre))?;
-        let req = OuterRequest::post_json("/secure/session", body.clone());
-        self.remember_headers(&resp.headers);
-        self.record("handshake", &req, None, resp.status, &resp.body, None);
-
-        let mut answer = Answer {
-            status: resp.status,
-            headers: resp.headers.clone(),
-            body: resp.body.clone(),
-            emitted: peer::hello_emitted(&resp.body),
-            ..Answer::default()
-        };
-        if resp.status == 200 {
-            let sent = ClientHello::parse(&body);
-            let server = ServerHello::parse(&resp.body);
-            if let (Ok(sent), Ok(server)) = (sent, server) {
-                let transcript = Transcript::from_hellos(&sent, &server).render();
-                let signer = recover_channel_signer(
-                    transcript.as_bytes(),
-                    &server.signature,
-                    SignaturePolicy::default(),
-                );
-                answer.verified = Some(matches!(signer, Ok(a) if a == self.cfg.target.address));
-                answer.expires_at = Some(server.expires_at);
-                // The identity verdict belongs to the scenarios that ask for
-                // it; the keys are needed either way.
-                if let Some((_, session)) = offer.finish_as_sent(&server) {
-                    self.sessions.insert(
-                        name.clone(),
-                        Session {
-                            hello: sent,
-                            server,
-                            keys: session.keys().clone(),
-                            next_seq: 1,
-                            last_seq: 0,
-                            shared_seq: None,
-                        },
-                    );
-                }
-            }
-        }
+            .map_err(|e| StepFailure::engine(e, pre))?;
+        let req = OuterRequest::post_json("/secure/session", body);
+        self.remember_headers(&answer.headers);
+        self.record("handshake", &req, None, answer.status, &answer.body, None);
+        self.relay_inconclusive(&answer)?;
         let Some(expect) = &step.expect else {
-            let usable = self.sessions.contains_key(&name);
+            let usable = self.conv.session(&name).is_some();
             crate::judge::handshake::honest_hello(&self.claim, &answer, usable, now_secs())?;
             if pooled {
-                if let Some(s) = self.sessions.get_mut(&name) {
+                if let Some(s) = self.conv.session_mut(&name) {
                     let counter = Arc::new(AtomicU64::new(1));
                     s.shared_seq = Some(counter.clone());
                     if let Ok(mut pool) = self.cfg.pool.lock() {
@@ -184,7 +121,13 @@ impl Context<'_> {
                 ..Step::default()
             };
             self.handshake(&sub).await?;
-            let s = &self.sessions[&format!("fresh-{i}")];
+            let Some(s) = self.conv.session(&format!("fresh-{i}")) else {
+                return Err(StepFailure::new(
+                    "a freshness handshake gave no session",
+                    "a session",
+                    true,
+                ));
+            };
             seen.push(Fresh {
                 enc_pub: s.server.enc_pub.clone(),
                 sid: s.server.sid.clone(),
@@ -207,9 +150,10 @@ impl Context<'_> {
         for _ in 0..n {
             let offer = Offer::random(self.cfg.target.address, &mut SystemRandom);
             let resp = self
-                .post_session(offer.body())
+                .conv
+                .handshake("flood", &offer)
                 .await
-                .map_err(|e| StepFailure::transport(e, true))?;
+                .map_err(|e| StepFailure::engine(e, true))?;
             if resp.status != 200 {
                 return Err(StepFailure::new(
                     format!("handshake during the flood got {}", resp.status),
@@ -233,53 +177,30 @@ impl Context<'_> {
     pub(super) async fn call(&mut self, step: &Step) -> StepResult {
         let pre = step.expect.is_none();
         let name = Self::session_name(step);
-        if !self.sessions.contains_key(&name) {
+        if self.conv.session(&name).is_none() {
             return Err(StepFailure::new(
                 format!("no session {name:?}: its handshake failed"),
                 "a session",
                 true,
             ));
         }
+        self.ensure_alive(step, &name).await?;
         let (plaintext, accept) = self.inner_request(step);
-        let seal_name = step.seal_session.clone().unwrap_or_else(|| name.clone());
-        let Some(sealer) = self.sessions.get(&seal_name) else {
-            return Err(StepFailure::new(
-                format!("no session {seal_name:?}"),
-                "a session",
-                true,
-            ));
+        let spec = SealSpec {
+            session: name.clone(),
+            seal_with: step.seal_session.clone(),
+            wrong_direction: step.wrong_direction == Some(true),
+            seq: step.seq,
+            at: step.at,
+            envelope: step.envelope_edits(),
+            bytes: step.bytes.clone().unwrap_or_default(),
         };
-        let seal_sid = sealer.server.sid.clone();
-        let key: SymmetricKey = if step.wrong_direction == Some(true) {
-            sealer.keys.s2c
-        } else {
-            sealer.keys.c2s
-        };
-        let session = self.sessions.get_mut(&name).expect("checked above");
-        let seq = match (step.at, step.seq, &session.shared_seq) {
-            (Some(at), _, _) => {
-                let mut cursor = SeqCursor {
-                    next: session.next_seq.max(1),
-                    last: session.last_seq,
-                };
-                cursor.relative(at)
-            }
-            (None, Some(seq), _) => seq,
-            (None, None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
-            (None, None, None) => session.next_seq,
-        };
-        session.next_seq = session.next_seq.max(seq.saturating_add(1));
-        session.last_seq = seq;
-        let sid = session.server.sid.clone();
-        let ct = seal::sealed_ct(&key, &seal_sid, seq, plaintext.as_bytes());
-        let sealed = seal::envelope(&sid, seq, ct, |_| {});
-        let mut body =
-            edit::edit_envelope(&String::from_utf8_lossy(&sealed), &step.envelope_edits());
-        for e in step.bytes.iter().flatten() {
-            edit::apply_byte_edit(&mut body, e);
-        }
+        let (body, seq) = self
+            .conv
+            .seal(&spec, plaintext.as_bytes())
+            .map_err(|e| StepFailure::engine(e, true))?;
         let relay = step.relay.unwrap_or(self.cfg.target.relay_origin);
-        let saved = Saved {
+        let sent = SentCall {
             body: body.clone(),
             relay,
             accept: accept.clone(),
@@ -287,21 +208,28 @@ impl Context<'_> {
             seq,
         };
         if let Some(save) = &step.save {
-            self.saved.insert(save.clone(), saved.clone());
+            self.saved.insert(save.clone(), sent.clone());
         }
-        self.last_call = Some(saved);
         let shown = describe_inner(&plaintext);
         let answer = match step.framing.as_ref().filter(|f| !f.is_normal()) {
             Some(framing) => {
                 self.exchange_framed(body, relay, framing, Some(shown))
                     .await
             }
-            None => {
-                self.exchange("call", body, relay, accept, &name, seq, Some(shown))
-                    .await
-            }
+            None => self.exchange("call", sent, Some(shown)).await,
         }
-        .map_err(|e| StepFailure::transport(e, pre))?;
+        .map_err(|e| StepFailure::engine(e, pre))?;
+        self.relay_inconclusive(&answer)?;
+        if let Some(secs) = answer.waited().filter(|_| answer.status == 0) {
+            return Err(StepFailure::new(
+                format!(
+                    "the target held the incomplete request {:.1}s without answering",
+                    secs.as_secs_f64()
+                ),
+                "an HTTP answer within the time and size limits",
+                pre,
+            ));
+        }
         self.judge(step.expect.as_ref(), &answer)
     }
 
@@ -313,53 +241,8 @@ impl Context<'_> {
         relay: bool,
         framing: &Framing,
         inner: Option<String>,
-    ) -> Result<Answer, TransportError> {
-        let raw = edit::frame_request(&self.cfg.target.endpoint, relay, &body, framing);
-        // Only the status line matters; a keep-alive peer would otherwise
-        // hold the reply open for the whole idle timeout.
-        // A request that never ends may fairly be waited on for the
-        // promised bytes (LIM-1): it gets `--max-wait` more to be answered.
-        let response_timeout = if framing.leaves_request_incomplete() {
-            self.cfg.target.limits.response_timeout
-                + std::time::Duration::from_secs(self.cfg.max_wait)
-        } else {
-            self.cfg.target.limits.response_timeout
-        };
-        let limits = crate::transport::Limits {
-            idle_timeout: self
-                .cfg
-                .target
-                .limits
-                .idle_timeout
-                .min(std::time::Duration::from_millis(250)),
-            response_timeout,
-            ..self.cfg.target.limits
-        };
-        let bytes = transport::send_raw(&self.cfg.target.endpoint, &raw, &limits).await?;
-        let answer = match edit::parse_raw_reply(&bytes) {
-            Some(r) => Answer {
-                status: r.status,
-                headers: r
-                    .content_type
-                    .map(|c| vec![("content-type".to_string(), c)])
-                    .unwrap_or_default(),
-                body: r.body,
-                ..Answer::default()
-            },
-            None => Answer {
-                problems: vec![if bytes.is_empty() {
-                    "the connection closed without an answer".to_string()
-                } else {
-                    format!("not an HTTP reply: {}", String::from_utf8_lossy(&bytes))
-                }],
-                ending: if bytes.is_empty() {
-                    Ending::Closed
-                } else {
-                    Ending::Dropped("not an HTTP reply".into())
-                },
-                ..Answer::default()
-            },
-        };
+    ) -> Result<Answer, EngineError> {
+        let answer = self.conv.framed(&body, relay, framing).await?;
         let req = OuterRequest::post_json("/secure/call", body);
         let action = format!("call ({})", framing.name());
         self.record(
@@ -390,7 +273,7 @@ impl Context<'_> {
     pub(super) async fn resend(&mut self, step: &Step) -> StepResult {
         let found = match &step.envelope {
             Some(EnvelopeKey::Saved(name)) => (name.clone(), self.saved.get(name)),
-            _ => ("the previous call".to_string(), self.last_call.as_ref()),
+            _ => ("the previous call".to_string(), self.conv.last_call()),
         };
         let (name, saved) = found;
         let Some(saved) = saved else {
@@ -400,64 +283,37 @@ impl Context<'_> {
                 true,
             ));
         };
-        let (body, relay, accept, session, seq) = (
-            saved.body.clone(),
-            saved.relay,
-            saved.accept.clone(),
-            saved.session.clone(),
-            saved.seq,
-        );
+        let sent = saved.clone();
         let answer = self
-            .exchange("resend", body, relay, accept, &session, seq, None)
+            .exchange("resend", sent, None)
             .await
-            .map_err(|e| StepFailure::transport(e, false))?;
+            .map_err(|e| StepFailure::engine(e, false))?;
+        self.relay_inconclusive(&answer)?;
         self.judge(step.expect.as_ref(), &answer)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Posts a sealed call through the engine and records it.
     pub(super) async fn exchange(
         &mut self,
         action: &str,
-        body: Vec<u8>,
-        relay: bool,
-        accept: Option<String>,
-        session: &str,
-        seq: u64,
+        sent: SentCall,
         inner: Option<String>,
-    ) -> Result<Answer, TransportError> {
-        let mut req = OuterRequest::post_json("/secure/call", body);
-        if let Some(a) = &accept {
+    ) -> Result<Answer, EngineError> {
+        let mut req = OuterRequest::post_json("/secure/call", sent.body.clone());
+        if let Some(a) = &sent.accept {
             req = req.with_header("Accept", a.clone());
         }
-        if relay {
+        if sent.relay {
             req = req.with_header(RELAY_HEADER, "1");
         }
-        let keys = self
-            .sessions
-            .get(session)
-            .map(|s| (s.server.sid.clone(), s.keys.clone()));
-        let deadline = tokio::time::Instant::now() + self.cfg.target.limits.response_timeout;
-        let mut stream = self.cfg.target.send_streaming(&req).await?;
-        let mut answer = peer::read_call_answer(
-            &mut stream,
-            keys.as_ref().map(|(sid, k)| (sid.as_str(), k)),
-            seq,
-            deadline,
-            self.cfg.target.limits.max_body_bytes,
-        )
-        .await?;
-        if answer.executions.is_some() {
-            answer.previous_executions = self.last_executions;
-            self.last_executions = answer.executions;
-        }
+        let answer = self.conv.call(sent).await?;
         self.remember_headers(&answer.headers);
-        let shown_body = answer.body.clone();
         self.record(
             action,
             &req,
             inner.as_deref(),
             answer.status,
-            &shown_body,
+            &answer.body,
             answer.inner_text.clone(),
         );
         Ok(answer)
@@ -495,20 +351,14 @@ impl Context<'_> {
         if step.relay.unwrap_or(self.cfg.target.relay_origin) {
             req.headers.push((RELAY_HEADER.into(), "1".into()));
         }
-        let resp = self
-            .cfg
-            .target
-            .send(&req)
+        let answer = self
+            .conv
+            .plain(&req)
             .await
-            .map_err(|e| StepFailure::transport(e, pre))?;
-        self.remember_headers(&resp.headers);
-        self.record("plain", &req, None, resp.status, &resp.body, None);
-        let answer = Answer {
-            status: resp.status,
-            headers: resp.headers,
-            body: resp.body,
-            ..Answer::default()
-        };
+            .map_err(|e| StepFailure::engine(e, pre))?;
+        self.remember_headers(&answer.headers);
+        self.record("plain", &req, None, answer.status, &answer.body, None);
+        self.relay_inconclusive(&answer)?;
         Ok(crate::judge::response::check_plain(
             &self.claim,
             step.expect.as_ref(),

@@ -1,0 +1,606 @@
+//! The one engine: a [`Conversation`] owns the target, the named sessions
+//! with their seq cursors and expiry, and the pacing, runs a step (any
+//! [`edit::Step`], hello edits included, or the primitives a scenario
+//! builds its steps from) and returns one [`Answer`]. Every answer a
+//! command judges is assembled here.
+//!
+//! Under `--via-relay` an answer the relay gave in the agent's place is
+//! recognised: a relay 429 is waited out and the request sent again (the
+//! agent never saw it, so this is no replay); any other relay error stays
+//! in [`Answer::relay`] for the caller to call the step inconclusive.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::answer::{hello_emitted, read_call_answer, Answer, Ending};
+use super::edit::{self, ByteEdit, EnvelopeEdit, Framing, SeqAt, SeqCursor};
+use super::relay::{relay_facts, relay_retry_wait};
+use super::{post_hello, seal, HandshakePacer, Offer, RateLimitPolicy, Target, RELAY_HEADER};
+use crate::protocol::handshake::Transcript;
+use crate::protocol::identity::{recover_channel_signer, SignaturePolicy};
+use crate::protocol::keys::{SessionKeys, SymmetricKey};
+use crate::protocol::names::CALL_PATH;
+use crate::protocol::wire::{ClientHello, ServerHello};
+use crate::transport::{self, OuterRequest, TransportError};
+
+/// How many times a request the relay refused for its rate limit is sent
+/// again.
+const RELAY_RETRIES: u32 = 6;
+
+/// One open session as the harness holds it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The ClientHello as sent.
+    pub hello: ClientHello,
+    /// The ServerHello as received.
+    pub server: ServerHello,
+    /// The derived keys.
+    pub keys: SessionKeys,
+    /// The next fresh seq and the latest one used.
+    pub cursor: SeqCursor,
+    /// A session shared between conversations hands its seqs out from one
+    /// counter.
+    pub shared_seq: Option<Arc<AtomicU64>>,
+    /// When the harness took the session (unix seconds): a session whose
+    /// expiry was already past then was never alive to expire.
+    pub opened_at: i64,
+}
+
+impl Session {
+    /// A session fresh from its handshake (seqs start at 1).
+    pub fn new(hello: ClientHello, server: ServerHello, keys: SessionKeys) -> Self {
+        Session {
+            hello,
+            server,
+            keys,
+            cursor: SeqCursor { next: 1, last: 0 },
+            shared_seq: None,
+            opened_at: crate::clock::unix_secs(),
+        }
+    }
+
+    /// When the target said the session expires (unix seconds).
+    pub fn expires_at(&self) -> i64 {
+        self.server.expires_at
+    }
+
+    /// Whether the session is known to have expired at `now`, or will
+    /// within `margin` seconds.
+    pub fn expired(&self, now: i64, margin: i64) -> bool {
+        self.server.expires_at <= now + margin
+    }
+
+    /// Whether the session was alive when taken and has expired since (or
+    /// will within `margin` seconds): the harness's own waiting outlived it.
+    pub fn outlived(&self, now: i64, margin: i64) -> bool {
+        self.server.expires_at > self.opened_at && self.expired(now, margin)
+    }
+
+    /// The seq a call is sealed with: relative (`at`), explicit (`seq`),
+    /// the shared counter's next, or the session's next. Moves the cursor.
+    pub fn take_seq(&mut self, seq: Option<u64>, at: Option<SeqAt>) -> u64 {
+        let seq = match (at, seq, &self.shared_seq) {
+            (Some(at), _, _) => {
+                let mut cursor = SeqCursor {
+                    next: self.cursor.next.max(1),
+                    last: self.cursor.last,
+                };
+                cursor.relative(at)
+            }
+            (None, Some(seq), _) => seq,
+            (None, None, Some(counter)) => counter.fetch_add(1, Ordering::SeqCst),
+            (None, None, None) => self.cursor.next,
+        };
+        self.cursor.next = self.cursor.next.max(seq.saturating_add(1));
+        self.cursor.last = seq;
+        seq
+    }
+}
+
+/// How a call is sealed: with which session's keys and direction, at
+/// which seq, and the edits applied after sealing.
+#[derive(Debug, Clone, Default)]
+pub struct SealSpec {
+    /// The session whose sid the envelope carries.
+    pub session: String,
+    /// Seal with this session's keys and sid instead (`None`: the same).
+    pub seal_with: Option<String>,
+    /// Seal with the `s2c` key instead of `c2s` (CALL-5).
+    pub wrong_direction: bool,
+    /// An explicit seq.
+    pub seq: Option<u64>,
+    /// A seq relative to the session's calls (wins over `seq`).
+    pub at: Option<SeqAt>,
+    /// Envelope edits, in order.
+    pub envelope: Vec<EnvelopeEdit>,
+    /// Byte edits of the whole body, after the envelope edits.
+    pub bytes: Vec<ByteEdit>,
+}
+
+/// A call as sent, for a resend.
+#[derive(Debug, Clone)]
+pub struct SentCall {
+    /// The body, byte for byte.
+    pub body: Vec<u8>,
+    /// Whether it carried the relay marker.
+    pub relay: bool,
+    /// Its outer `Accept`.
+    pub accept: Option<String>,
+    /// The session it was sent on.
+    pub session: String,
+    /// The seq it was sealed with.
+    pub seq: u64,
+}
+
+/// Why a step could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The step names a session the conversation does not hold.
+    #[error("no session {0:?}")]
+    NoSession(String),
+    /// A resend with no call before it.
+    #[error("no call to resend")]
+    NothingToResend,
+    /// The session is known to have expired and the step is not about
+    /// expiry: sending it would judge the harness's own waiting.
+    #[error("the session {name:?} expired at {expires_at}, before this step")]
+    Expired {
+        /// The session.
+        name: String,
+        /// When it expired.
+        expires_at: i64,
+    },
+    /// The session expires later than the conversation may wait.
+    #[error("the session expires in {0}s, more than the wait allowed")]
+    ExpiryTooFar(u64),
+    /// The target could not be reached, or broke HTTP.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// One conversation with a target: its sessions, seq cursors and pacing.
+#[derive(Debug)]
+pub struct Conversation<'a> {
+    target: &'a Target,
+    pacer: &'a HandshakePacer,
+    policy: RateLimitPolicy,
+    sessions: HashMap<String, Session>,
+    last_call: Option<SentCall>,
+    last_executions: Option<u64>,
+    /// Longest extra wait for an answer to an incomplete request (framing
+    /// that promises bytes never sent) beyond the target's answer timeout.
+    pub hold_limit: Duration,
+    /// Longest wait for a session to expire (a call after expiry).
+    pub expiry_wait: Duration,
+}
+
+impl<'a> Conversation<'a> {
+    /// A conversation with `target`, its handshakes paced by `pacer` and a
+    /// handshake 429 waited out as `policy` says.
+    pub fn new(target: &'a Target, pacer: &'a HandshakePacer, policy: RateLimitPolicy) -> Self {
+        Conversation {
+            target,
+            pacer,
+            policy,
+            sessions: HashMap::new(),
+            last_call: None,
+            last_executions: None,
+            hold_limit: Duration::from_secs(10),
+            expiry_wait: Duration::from_secs(10),
+        }
+    }
+
+    /// The target.
+    pub fn target(&self) -> &'a Target {
+        self.target
+    }
+
+    /// The handshake pacer.
+    pub fn pacer(&self) -> &'a HandshakePacer {
+        self.pacer
+    }
+
+    /// A session by name.
+    pub fn session(&self, name: &str) -> Option<&Session> {
+        self.sessions.get(name)
+    }
+
+    /// A session by name, to change.
+    pub fn session_mut(&mut self, name: &str) -> Option<&mut Session> {
+        self.sessions.get_mut(name)
+    }
+
+    /// Holds `session` under `name` (a session opened elsewhere, e.g. a
+    /// run's shared one).
+    pub fn insert_session(&mut self, name: &str, session: Session) {
+        self.sessions.insert(name.to_owned(), session);
+    }
+
+    /// The latest call as sent.
+    pub fn last_call(&self) -> Option<&SentCall> {
+        self.last_call.as_ref()
+    }
+
+    /// Posts a hello (the relay marker never goes on a handshake: a 429 is
+    /// the target protecting itself, HS-8, waited out as the policy says)
+    /// and, when the answer is a usable ServerHello, holds the session
+    /// under `name`. The answer says whether the ServerHello recovers to
+    /// the pinned address and when it expires.
+    pub async fn handshake(&mut self, name: &str, offer: &Offer) -> Result<Answer, EngineError> {
+        let target = Target {
+            relay_origin: false,
+            ..self.target.clone()
+        };
+        let body = offer.body().to_vec();
+        let mut attempt = 0;
+        let resp = loop {
+            let resp = post_hello(&target, &body, self.pacer, self.policy)
+                .await?
+                .response;
+            let relay = self.relay_of(resp.status, &resp.headers, &resp.body);
+            if relay.rate_limited() && attempt < RELAY_RETRIES {
+                tokio::time::sleep(relay_retry_wait(&resp.headers, attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            break resp;
+        };
+        let mut answer = Answer {
+            status: resp.status,
+            relay: self.relay_of(resp.status, &resp.headers, &resp.body),
+            emitted: hello_emitted(&resp.body),
+            headers: resp.headers,
+            body: resp.body,
+            ..Answer::default()
+        };
+        if answer.status == 200 {
+            let sent = ClientHello::parse(&body);
+            let server = ServerHello::parse(&answer.body);
+            if let (Ok(sent), Ok(server)) = (sent, server) {
+                let transcript = Transcript::from_hellos(&sent, &server).render();
+                let signer = recover_channel_signer(
+                    transcript.as_bytes(),
+                    &server.signature,
+                    SignaturePolicy::default(),
+                );
+                answer.verified = Some(matches!(signer, Ok(a) if a == self.target.address));
+                answer.expires_at = Some(server.expires_at);
+                // The identity verdict belongs to the judge; the keys are
+                // needed either way.
+                if let Some((_, session)) = offer.finish_as_sent(&server) {
+                    let keys = session.keys().clone();
+                    self.sessions
+                        .insert(name.to_owned(), Session::new(sent, server, keys));
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Seals `plaintext` as `spec` says and returns the body and the seq.
+    pub fn seal(
+        &mut self,
+        spec: &SealSpec,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, u64), EngineError> {
+        let sealer_name = spec.seal_with.as_deref().unwrap_or(&spec.session);
+        let sealer = self
+            .sessions
+            .get(sealer_name)
+            .ok_or_else(|| EngineError::NoSession(sealer_name.to_owned()))?;
+        let seal_sid = sealer.server.sid.clone();
+        let key: SymmetricKey = if spec.wrong_direction {
+            sealer.keys.s2c
+        } else {
+            sealer.keys.c2s
+        };
+        let session = self
+            .sessions
+            .get_mut(&spec.session)
+            .ok_or_else(|| EngineError::NoSession(spec.session.clone()))?;
+        let seq = session.take_seq(spec.seq, spec.at);
+        let sid = session.server.sid.clone();
+        let ct = seal::sealed_ct(&key, &seal_sid, seq, plaintext);
+        let sealed = seal::envelope(&sid, seq, ct, |_| {});
+        let mut body = edit::edit_envelope(&String::from_utf8_lossy(&sealed), &spec.envelope);
+        for e in &spec.bytes {
+            edit::apply_byte_edit(&mut body, e);
+        }
+        Ok((body, seq))
+    }
+
+    /// Posts a call body and reads the answer, opening it with `session`'s
+    /// keys for `seq`. The call is remembered for [`Conversation::resend`].
+    pub async fn call(&mut self, sent: SentCall) -> Result<Answer, EngineError> {
+        let mut req = OuterRequest::post_json(CALL_PATH, sent.body.clone());
+        if let Some(a) = &sent.accept {
+            req = req.with_header("Accept", a.clone());
+        }
+        if sent.relay {
+            req = req.with_header(RELAY_HEADER, "1");
+        }
+        let keys = self
+            .sessions
+            .get(&sent.session)
+            .map(|s| (s.server.sid.clone(), s.keys.clone()));
+        let seq = sent.seq;
+        self.last_call = Some(sent);
+        let mut attempt = 0;
+        loop {
+            let deadline = tokio::time::Instant::now() + self.target.limits.response_timeout;
+            let mut stream = self.target.send_streaming(&req).await?;
+            let mut answer = read_call_answer(
+                &mut stream,
+                keys.as_ref().map(|(sid, k)| (sid.as_str(), k)),
+                seq,
+                deadline,
+                self.target.limits.max_body_bytes,
+            )
+            .await?;
+            answer.relay = self.relay_of(answer.status, &answer.headers, &answer.body);
+            if answer.relay.rate_limited() && attempt < RELAY_RETRIES {
+                tokio::time::sleep(relay_retry_wait(&answer.headers, attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            if answer.executions.is_some() {
+                answer.previous_executions = self.last_executions;
+                self.last_executions = answer.executions;
+            }
+            return Ok(answer);
+        }
+    }
+
+    /// Sends the latest call's body again, byte for byte (a replay).
+    pub async fn resend(&mut self) -> Result<Answer, EngineError> {
+        let sent = self.last_call.clone().ok_or(EngineError::NothingToResend)?;
+        self.call(sent).await
+    }
+
+    /// Sends a call body in `framing` as raw bytes. The answer holds the
+    /// status and body only; a closed connection is [`Ending::Closed`],
+    /// and an incomplete request the target held past the answer timeout
+    /// plus [`Conversation::hold_limit`] is [`Ending::Held`].
+    pub async fn framed(
+        &mut self,
+        body: &[u8],
+        relay: bool,
+        framing: &Framing,
+    ) -> Result<Answer, EngineError> {
+        let raw = edit::frame_request(&self.target.endpoint, relay, body, framing);
+        let incomplete = framing.leaves_request_incomplete();
+        // A request that never ends may fairly be waited on for the
+        // promised bytes (LIM-1).
+        let response_timeout = if incomplete {
+            self.target.limits.response_timeout + self.hold_limit
+        } else {
+            self.target.limits.response_timeout
+        };
+        // Only the status line matters; a keep-alive peer would otherwise
+        // hold the reply open for the whole idle timeout.
+        let limits = transport::Limits {
+            idle_timeout: self
+                .target
+                .limits
+                .idle_timeout
+                .min(Duration::from_millis(250)),
+            response_timeout,
+            ..self.target.limits
+        };
+        let started = tokio::time::Instant::now();
+        let bytes = match self.target.send_raw(&raw, &limits).await {
+            Ok(bytes) => bytes,
+            Err(TransportError::Timeout { .. }) if incomplete => {
+                return Ok(Answer {
+                    problems: vec![format!(
+                        "the target held the incomplete request {:.1}s without answering",
+                        started.elapsed().as_secs_f64()
+                    )],
+                    ending: Ending::Held {
+                        secs: started.elapsed().as_secs_f64(),
+                    },
+                    ..Answer::default()
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match edit::parse_raw_reply(&bytes) {
+            Some(r) => {
+                let headers: Vec<(String, String)> = r
+                    .content_type
+                    .map(|c| vec![("content-type".to_string(), c)])
+                    .unwrap_or_default();
+                Answer {
+                    status: r.status,
+                    relay: self.relay_of(r.status, &headers, &r.body),
+                    headers,
+                    body: r.body,
+                    ..Answer::default()
+                }
+            }
+            None => Answer {
+                problems: vec![if bytes.is_empty() {
+                    "the connection closed without an answer".to_string()
+                } else {
+                    format!("not an HTTP reply: {}", String::from_utf8_lossy(&bytes))
+                }],
+                ending: if bytes.is_empty() {
+                    Ending::Closed
+                } else {
+                    Ending::Dropped("not an HTTP reply".into())
+                },
+                ..Answer::default()
+            },
+        })
+    }
+
+    /// Sends a plaintext request as given (buffered answer).
+    pub async fn plain(&mut self, req: &OuterRequest) -> Result<Answer, EngineError> {
+        let mut attempt = 0;
+        loop {
+            let resp = self.target.send(req).await?;
+            let relay = self.relay_of(resp.status, &resp.headers, &resp.body);
+            if relay.rate_limited() && attempt < RELAY_RETRIES {
+                tokio::time::sleep(relay_retry_wait(&resp.headers, attempt)).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(Answer {
+                status: resp.status,
+                relay,
+                headers: resp.headers,
+                body: resp.body,
+                ..Answer::default()
+            });
+        }
+    }
+
+    /// Waits until `name` has expired (a step about expiry); refuses when
+    /// that is more than [`Conversation::expiry_wait`] away.
+    pub async fn wait_for_expiry(&self, name: &str) -> Result<(), EngineError> {
+        let s = self
+            .sessions
+            .get(name)
+            .ok_or_else(|| EngineError::NoSession(name.to_owned()))?;
+        let left = (s.server.expires_at - crate::clock::unix_secs() + 1).max(0) as u64;
+        if left > self.expiry_wait.as_secs() {
+            return Err(EngineError::ExpiryTooFar(left));
+        }
+        let wait = crate::clock::until_expired(s.server.expires_at);
+        tokio::time::sleep(wait + Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    /// Refuses a step on `name` when the session is known to have expired
+    /// (or expires within `margin` seconds): the step would judge the
+    /// harness's own waiting, not the target.
+    pub fn check_alive(&self, name: &str, margin: i64) -> Result<(), EngineError> {
+        match self.sessions.get(name) {
+            Some(s) if s.outlived(crate::clock::unix_secs(), margin) => Err(EngineError::Expired {
+                name: name.to_owned(),
+                expires_at: s.server.expires_at,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs one step of the edit language on session `name` (opened first
+    /// with an honest handshake if the conversation does not hold it).
+    pub async fn run(&mut self, name: &str, step: &edit::Step) -> Result<Answer, EngineError> {
+        match step {
+            edit::Step::Handshake { body } => {
+                let offer = Offer::raw(
+                    self.target.address,
+                    random(),
+                    random(),
+                    body.clone().into_bytes(),
+                );
+                self.handshake(name, &offer).await
+            }
+            edit::Step::Plain {
+                method,
+                path,
+                with_key,
+                body,
+            } => {
+                let mut req = OuterRequest {
+                    method: method.clone(),
+                    path: self.target.expand(path),
+                    headers: Vec::new(),
+                    body: body.clone().into_bytes(),
+                };
+                if *with_key {
+                    req.headers.push((
+                        "Authorization".into(),
+                        format!("Bearer {}", self.target.access_key),
+                    ));
+                }
+                let req = self.target.outer(req);
+                self.plain(&req).await
+            }
+            edit::Step::Resend => self.resend().await,
+            edit::Step::CallAfterExpiry => {
+                self.ensure_session(name).await?;
+                self.wait_for_expiry(name).await?;
+                let call = edit::CallStep {
+                    inner: edit::Inner::honest_run(),
+                    seq: None,
+                    at: None,
+                    envelope: Vec::new(),
+                    bytes: Vec::new(),
+                    framing: Framing::Normal,
+                };
+                self.run_call(name, &call).await
+            }
+            edit::Step::Call(call) => {
+                self.ensure_session(name).await?;
+                self.check_alive(name, 0)?;
+                self.run_call(name, call).await
+            }
+        }
+    }
+
+    async fn ensure_session(&mut self, name: &str) -> Result<(), EngineError> {
+        if self.sessions.contains_key(name) {
+            return Ok(());
+        }
+        let offer = Offer::honest(self.target.address, random(), random());
+        let answer = self.handshake(name, &offer).await?;
+        if self.sessions.contains_key(name) {
+            Ok(())
+        } else {
+            Err(EngineError::NoSession(format!(
+                "{name} (the honest handshake got {})",
+                answer.status
+            )))
+        }
+    }
+
+    async fn run_call(&mut self, name: &str, call: &edit::CallStep) -> Result<Answer, EngineError> {
+        let target = self.target;
+        let plaintext =
+            edit::inner_plaintext(&call.inner, &target.access_key, |p| target.expand(p));
+        let spec = SealSpec {
+            session: name.to_owned(),
+            seq: call.seq,
+            at: call.at,
+            envelope: call.envelope.clone(),
+            bytes: call.bytes.clone(),
+            ..SealSpec::default()
+        };
+        let (body, seq) = self.seal(&spec, &plaintext)?;
+        if !call.framing.is_normal() {
+            return self.framed(&body, target.relay_origin, &call.framing).await;
+        }
+        self.call(SentCall {
+            body,
+            relay: target.relay_origin,
+            accept: None,
+            session: name.to_owned(),
+            seq,
+        })
+        .await
+    }
+
+    fn relay_of(
+        &self,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> super::RelayFacts {
+        if self.target.via_relay {
+            relay_facts(status, headers, body)
+        } else {
+            super::RelayFacts::default()
+        }
+    }
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    use crate::rng::{RandomSource, SystemRandom};
+    let mut b = [0u8; N];
+    SystemRandom.fill(&mut b);
+    b
+}
