@@ -304,3 +304,91 @@ fn trusts_loopback_runs_gate2_against_a_url_target() {
         (Some(1), "fail".into())
     );
 }
+
+/// The report's entry for scenario `id`.
+fn scenario_entry(out: &Output, id: &str) -> serde_json::Value {
+    let doc = support::stdout_json(out);
+    doc["scenarios"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["id"] == id).cloned())
+        .unwrap_or_else(|| panic!("no {id} in {doc:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rerun_line_reproduces_the_target_flags() {
+    let broken = serve(&[Bug::SeqZeroAccepted]).await;
+    let mut args = url_args(&broken);
+    args.extend(
+        [
+            "--via-relay",
+            "--timeout",
+            "7",
+            "--only",
+            "replay-seq-zero",
+            "--format",
+            "json",
+        ]
+        .map(String::from),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let entry = scenario_entry(&out, "replay-seq-zero");
+    assert_eq!(entry["verdict"], "fail", "{entry:#}");
+    let repro = entry["repro"].as_str().unwrap();
+    for flag in [
+        "--via-relay",
+        "--timeout 7",
+        "--handshake-budget none",
+        "--access-key <redacted>",
+        &format!("--agent-id {}", broken.agent_id),
+        "--only replay-seq-zero",
+    ] {
+        assert!(repro.contains(flag), "{flag} missing: {repro}");
+    }
+    assert!(!repro.contains("--relay-origin"), "{repro}");
+    assert!(!repro.contains(&broken.access_key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_outlived_by_the_budget_wait_is_never_judged() {
+    // The budget makes the second handshake wait longer than the first
+    // session lives: the step on that session must not be sent (and judged
+    // against the 401 it would get); with no handshake to spare for a fresh
+    // session, the scenario is inconclusive.
+    let mut config = ServerConfig::generated();
+    config.handshake_rate = None;
+    config.session_ttl_secs = 2;
+    let short = server::spawn(config).await.unwrap();
+    let mut args = support::target_args("test", &short);
+    args.extend(
+        [
+            "--agent-id",
+            &short.agent_id,
+            "--handshake-budget",
+            "1/3",
+            "--only",
+            "replay-transplant",
+            "--format",
+            "json",
+        ]
+        .map(String::from),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let entry = scenario_entry(&out, "replay-transplant");
+    assert_eq!(entry["verdict"], "skip", "{entry:#}");
+    assert!(
+        entry["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("inconclusive"),
+        "{entry:#}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::describe(&out));
+}

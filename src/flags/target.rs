@@ -84,6 +84,57 @@ impl NetArgs {
     }
 }
 
+impl TargetArgs {
+    /// The target flags as given, as a command line reproduces them (the
+    /// access key as `<redacted>`): a rerun line built from them reaches
+    /// the same target the same way (`--via-relay`, `--relay-origin` only
+    /// when given, the timeout, TLS, HTTP version and proxy).
+    pub fn rerun_flags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut flag = |name: &str, value: Option<String>| {
+            out.push(format!("--{name}"));
+            out.extend(value);
+        };
+        if let Some(t) = &self.target {
+            flag("target", Some(t.clone()));
+        }
+        if let Some(a) = &self.agent_address {
+            flag("agent-address", Some(a.clone()));
+        }
+        if self.access_key.is_some() {
+            flag("access-key", Some("<redacted>".into()));
+        }
+        if let Some(a) = &self.agent_id {
+            flag("agent-id", Some(a.clone()));
+        }
+        if let Some(r) = self.relay_origin {
+            flag("relay-origin", Some(if r { "on" } else { "off" }.into()));
+        }
+        if let Some(t) = self.timeout {
+            flag("timeout", Some(t.to_string()));
+        }
+        if self.via_relay {
+            flag("via-relay", None);
+        }
+        for c in &self.net.ca_certs {
+            flag("ca-cert", Some(c.display().to_string()));
+        }
+        if self.net.insecure {
+            flag("insecure", None);
+        }
+        if self.net.http1 {
+            flag("http1", None);
+        }
+        if self.net.http2 {
+            flag("http2", None);
+        }
+        if let Some(p) = &self.net.proxy {
+            flag("proxy", Some(p.clone()));
+        }
+        out
+    }
+}
+
 /// The target flags. Every command that reaches a server flattens this
 /// struct, so the names and help are the same everywhere; what a command
 /// assumes when a flag is absent is its [`TargetPolicy`].

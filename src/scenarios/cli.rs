@@ -164,6 +164,9 @@ async fn run_test(args: TestArgs, scenarios: Vec<Scenario>, registry: Registry) 
     };
     cfg.concurrency = args.concurrency.max(1);
     cfg.max_wait = args.max_wait;
+    if resolved.server.is_none() {
+        cfg.rerun_flags = Some(rerun_flags(&args));
+    }
     cfg.stable = args.stable;
     if resolved.server.is_none() {
         cfg.remote_caller = caller_is_remote(
@@ -224,6 +227,41 @@ fn progress_bar(args: &TestArgs, n: usize) -> Option<indicatif::ProgressBar> {
 
 /// The run configuration for a URL target; the resolver has already
 /// checked the address and the key.
+/// The run's flags as a rerun line repeats them: the target flags as
+/// given, then the suite's own (secrets redacted).
+fn rerun_flags(args: &TestArgs) -> Vec<String> {
+    let mut out = args.target.rerun_flags();
+    let mut add = |name: &str, value: Option<String>| {
+        out.push(format!("--{name}"));
+        out.extend(value);
+    };
+    if args.trusts_loopback {
+        add("trusts-loopback", None);
+    }
+    if args.scoped_key.is_some() {
+        add("scoped-key", Some("<redacted>".into()));
+    }
+    if let Some(s) = &args.scoped_agent_id {
+        add("scoped-agent-id", Some(s.clone()));
+    }
+    if let Some(t) = args.session_ttl {
+        add("session-ttl", Some(t.to_string()));
+    }
+    if args.max_wait != 10 {
+        add("max-wait", Some(args.max_wait.to_string()));
+    }
+    if let Some(b) = &args.handshake_budget {
+        add("handshake-budget", Some(b.clone()));
+    }
+    if let Some(m) = args.max_sessions {
+        add("max-sessions", Some(m.to_string()));
+    }
+    if let Some(p) = &args.scenarios {
+        add("scenarios", Some(p.display().to_string()));
+    }
+    out
+}
+
 fn url_config(args: &TestArgs, target: peer::Target) -> RunConfig {
     RunConfig {
         scoped_key: args.scoped_key.clone(),

@@ -43,6 +43,9 @@ pub struct RunConfig {
     /// The target sees the harness as a remote caller without the relay
     /// marker (see [`caller_is_remote`]), so GATE-1 applies as is.
     pub remote_caller: bool,
+    /// The run's flags as given (secrets redacted, `--only` aside), when
+    /// the run came from a command line: a rerun line repeats them.
+    pub rerun_flags: Option<Vec<String>>,
 }
 
 /// A session several scenarios use at once; seqs come from one counter so
@@ -77,6 +80,7 @@ impl RunConfig {
             loopback_trusted: false,
             pool: Default::default(),
             remote_caller: false,
+            rerun_flags: None,
         }
     }
 
@@ -105,6 +109,9 @@ impl RunConfig {
 
     /// The command that reruns one scenario against this target.
     pub fn repro(&self, id: &str) -> String {
+        if let Some(flags) = &self.rerun_flags {
+            return format!("osc-harness test {} --only {id}", flags.join(" "));
+        }
         let target = &self.target;
         if target.label == "self" {
             return format!("osc-harness test --target self --only {id}");
