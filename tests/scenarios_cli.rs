@@ -392,3 +392,204 @@ async fn a_session_outlived_by_the_budget_wait_is_never_judged() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", support::describe(&out));
 }
+
+/// How a loopback stand-in for the relay answers `/secure/call`.
+#[derive(Clone, Copy)]
+enum RelayPlay {
+    /// Its own 429 to the first two calls, then it carries every request.
+    RateLimitTwice,
+    /// Its own 502 `agent_offline` to every call.
+    AgentOffline,
+}
+
+/// A stand-in for the relay on loopback: it carries each request to
+/// `upstream` and adds the relay's headers, or answers a call itself, with
+/// the relay's documented bodies and headers. Returns its URL and the count
+/// of answers it gave itself.
+async fn relay_stand_in(
+    upstream: &str,
+    play: RelayPlay,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let upstream = osc_harness::transport::Target::parse(upstream).unwrap();
+    let own = Arc::new(AtomicUsize::new(0));
+    let counted = own.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (upstream, own) = (upstream.clone(), counted.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let mut first = lines.next().unwrap_or("").split(' ');
+                let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+                let mut headers = Vec::new();
+                let mut length = 0usize;
+                for line in lines.filter(|l| !l.is_empty()) {
+                    if let Some((k, v)) = line.split_once(':') {
+                        let (k, v) = (k.trim().to_string(), v.trim().to_string());
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.parse().unwrap_or(0);
+                        } else if !k.eq_ignore_ascii_case("host")
+                            && !k.eq_ignore_ascii_case("connection")
+                        {
+                            headers.push((k, v));
+                        }
+                    }
+                }
+                while buf.len() < head_end + length {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = buf[head_end..head_end + length].to_vec();
+                let relay_headers = [
+                    ("x-relay-region", "lo1"),
+                    ("x-relay-machine", "stand-in"),
+                    ("server-timing", "lookup;dur=0, host;dur=1, relay;dur=1"),
+                ];
+                let own_error = if path == "/secure/call" {
+                    match play {
+                        RelayPlay::RateLimitTwice if own.load(Ordering::SeqCst) < 2 => {
+                            Some((429, "rate_limited"))
+                        }
+                        RelayPlay::AgentOffline => Some((502, "agent_offline")),
+                        RelayPlay::RateLimitTwice => None,
+                    }
+                } else {
+                    None
+                };
+                let (status, mut out_headers, out_body) = match own_error {
+                    Some((status, code)) => {
+                        own.fetch_add(1, Ordering::SeqCst);
+                        (
+                            status,
+                            vec![("content-type".to_string(), "application/json".to_string())],
+                            format!("{{\"error\":\"{code}\"}}").into_bytes(),
+                        )
+                    }
+                    None => {
+                        let req = osc_harness::transport::OuterRequest {
+                            method: method.to_string(),
+                            path: path.to_string(),
+                            headers,
+                            body,
+                        };
+                        match osc_harness::transport::send(
+                            &upstream,
+                            &req,
+                            &osc_harness::transport::Limits::default(),
+                        )
+                        .await
+                        {
+                            Ok(r) => (r.status, r.headers, r.body),
+                            Err(_) => (
+                                504,
+                                vec![("content-type".into(), "application/json".into())],
+                                b"{\"error\":\"gateway_timeout\"}".to_vec(),
+                            ),
+                        }
+                    }
+                };
+                out_headers.retain(|(k, _)| {
+                    !["content-length", "transfer-encoding", "connection"]
+                        .iter()
+                        .any(|h| k.eq_ignore_ascii_case(h))
+                });
+                out_headers.extend(relay_headers.map(|(k, v)| (k.to_string(), v.to_string())));
+                let mut reply = format!("HTTP/1.1 {status} X\r\n");
+                for (k, v) in &out_headers {
+                    reply.push_str(&format!("{k}: {v}\r\n"));
+                }
+                reply.push_str(&format!(
+                    "content-length: {}\r\nconnection: close\r\n\r\n",
+                    out_body.len()
+                ));
+                let mut bytes = reply.into_bytes();
+                bytes.extend_from_slice(&out_body);
+                let _ = sock.write_all(&bytes).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (url, own)
+}
+
+/// `test --via-relay` through the stand-in, one scenario, JSON report.
+async fn through_relay(url: &str, s: &server::RunningServer, only: &str) -> Output {
+    let args: Vec<String> = [
+        "test",
+        "--target",
+        url,
+        "--agent-address",
+        &s.agent_address.to_checksum(),
+        "--access-key",
+        &s.access_key,
+        "--agent-id",
+        &s.agent_id,
+        "--via-relay",
+        "--relay-origin",
+        "on",
+        "--handshake-budget",
+        "none",
+        "--only",
+        only,
+        "--format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    tokio::task::spawn_blocking(move || {
+        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relays_own_answers_are_never_judged_as_the_agents() {
+    let honest = serve(&[]).await;
+    // The relay's 429s are waited out and the call sent again: the
+    // scenario passes, and the relay's headers are information.
+    let (url, own) = relay_stand_in(&honest.url, RelayPlay::RateLimitTwice).await;
+    let out = through_relay(&url, &honest, "replay-seq-zero").await;
+    let entry = scenario_entry(&out, "replay-seq-zero");
+    assert_eq!(entry["verdict"], "pass", "{entry:#}");
+    assert_eq!(own.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        entry
+            .to_string()
+            .contains("relay: region lo1, machine stand-in"),
+        "{entry:#}"
+    );
+    // The relay's 502 in the agent's place: inconclusive, with its reason.
+    let (url, _) = relay_stand_in(&honest.url, RelayPlay::AgentOffline).await;
+    let out = through_relay(&url, &honest, "replay-seq-zero").await;
+    let entry = scenario_entry(&out, "replay-seq-zero");
+    assert_eq!(entry["verdict"], "skip", "{entry:#}");
+    let reason = entry["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("inconclusive") && reason.contains("502 agent_offline"),
+        "{entry:#}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::describe(&out));
+}
