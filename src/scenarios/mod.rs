@@ -9,3 +9,4 @@ pub mod model;
 pub use crate::report::registry;
 pub mod runner;
 pub mod selftest;
+pub mod written;
