@@ -142,12 +142,13 @@ pub struct Resolved {
 const SELF_TTL_SECS: i64 = 3600;
 
 /// What `fuzz` and `replay` assume: `self` unless told, a key for a URL,
-/// no relay marker for a URL, a short timeout for the local server.
+/// the relay marker as `test` sends it (for `self` and a loopback URL), a
+/// short timeout for the local server.
 const POLICY: TargetPolicy = TargetPolicy {
     default_target: Some("self"),
     allows_self: true,
     key_required: true,
-    relay: RelayDefault::OnForSelf,
+    relay: RelayDefault::OnForLoopback,
     self_timeout_secs: 3,
     url_timeout_secs: 15,
 };
