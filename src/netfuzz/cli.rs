@@ -299,6 +299,21 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
                 summary.expiry_evicted
             );
         }
+        if !summary.held_at_end.is_empty() {
+            let held = &summary.held_at_end;
+            let longest = held.iter().map(|h| h.held_secs).fold(0.0, f64::max);
+            let first: Vec<String> = held
+                .iter()
+                .take(3)
+                .map(|h| format!("case {} {} held {:.1}s", h.case, h.what, h.held_secs))
+                .collect();
+            eprintln!(
+                "note: {} incomplete request(s) still held when the run ended, the longest \
+                 {longest:.1}s (not waited out, not judged; all in the summary's held_at_end): {}",
+                held.len(),
+                first.join("; ")
+            );
+        }
         for b in &summary.findings {
             let kind = match b.level {
                 crate::report::Level::Must => "FAIL",
