@@ -265,6 +265,7 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         endpoints,
         liveness_every: args.liveness_every,
         progress: !args.quiet,
+        stop_on: None,
     };
     let code = if let Some(n) = args.measure {
         measure(cfg, n).await

@@ -70,7 +70,7 @@ oracles! {
     /// A refusal in no documented shape.
     UndocumentedBody = "undocumented-body", "CALL-2, HS-5", Must, "a refusal whose body is not a documented error shape, or whose code does not belong with its status; a 200 handshake answer that is not a ServerHello";
     /// A refusal where the protocol accepts.
-    RefusedValid = "refused-valid", "CALL-3", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call";
+    RefusedValid = "refused-valid", "CALL-3, GATE-4", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call, or an inner 426 for an agent run inside the channel";
     /// A refusal with another status than the protocol fixes.
     WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status than the one the protocol fixes for the input";
     /// A 200 for an input the protocol refuses.
@@ -80,9 +80,11 @@ oracles! {
     /// Plaintext where a sealed frame belongs.
     PlaintextResponse = "plaintext-response", "RESP-2, RESP-3", Must, "a 200 answer to a call that is plaintext where a sealed frame belongs";
     /// A frame that does not open.
-    FrameNotOpening = "frame-not-opening", "RESP-1, KS-2", Must, "a frame that does not open under the per-call key, frames out of order, `fin` before the last frame, or an inner response that does not parse";
+    FrameNotOpening = "frame-not-opening", "RESP-1, KS-1, KS-2", Must, "a frame that does not open under the per-call key, frames out of order, `fin` before the last frame, or an inner response that does not parse";
     /// A response without a final fin.
     MissingFin = "missing-fin", "RESP-2, RESP-3", Must, "a response (buffered or streamed) that ends without an authenticated `fin`";
+    /// The honest hello's answer is a ServerHello the client must refuse.
+    HelloRefused = "hello-refused", "HS-1, HS-2, ID-1, ID-2, ID-3", Must, "the ServerHello answering an honest hello does not recover to the pinned address (a wrong key, domain, transcript, address derivation or `v` byte): no session can be opened, so the run stops with this finding";
     /// A plaintext agent route served to a remote caller.
     PlaintextAccepted = "plaintext-accepted", "GATE-1", Must, "a plaintext agent route served to a remote caller (the relay marker set)";
 }
@@ -113,6 +115,38 @@ pub struct Exception {
 
 /// The signatures whose requirement and level differ from their oracle's.
 pub const EXCEPTIONS: &[Exception] = &[
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "version",
+        requirement: "HS-4",
+        level: Level::Must,
+        why: "the ServerHello says `v` other than 1, which a client must refuse",
+    },
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "malformed",
+        requirement: "ENC-1, HS-5",
+        level: Level::Must,
+        why: "a ServerHello key or sid that does not decode or has the wrong size",
+    },
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "low-order-key",
+        requirement: "HS-7",
+        level: Level::Should,
+        why: "the ServerHello announces a low-order `encPub`: refusing it is a SHOULD, and the run stops for want of a session",
+    },
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "expired",
+        requirement: "SES-1, SES-3",
+        level: Level::Must,
+        why: "the ServerHello announces an `expiresAt` already past, as the suite judges it (`expiry-announced`)",
+    },
     Exception {
         oracle: Oracle::AcceptedInvalid,
         layer: "inner",
@@ -408,6 +442,22 @@ fn fire(e: &Expected, oracle: Oracle, detail: String) -> Option<Firing> {
         level,
         detail,
     })
+}
+
+/// The finding for a ServerHello the client refused (`field`: what was
+/// wrong with it, as [`EXCEPTIONS`] names it).
+pub fn hello_refused(field: &'static str, detail: String) -> Firing {
+    let (requirement, level) = judged(Oracle::HelloRefused, "handshake", field);
+    Firing {
+        signature: Signature {
+            oracle: Oracle::HelloRefused.name().into(),
+            layer: "handshake".into(),
+            field: field.into(),
+        },
+        requirement,
+        level,
+        detail,
+    }
 }
 
 /// Whether the demo app takes `body` (the raw inner `body` text) as a

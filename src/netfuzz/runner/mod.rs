@@ -56,6 +56,9 @@ pub struct FuzzConfig {
     pub liveness_every: u64,
     /// Draw the progress display on stderr.
     pub progress: bool,
+    /// Stop at the first confirmed finding citing this requirement at
+    /// this level (the self-test's kill matrix); `None`: run on.
+    pub stop_on: Option<(String, Level)>,
 }
 
 /// The JSON summary printed at the end of a run.
@@ -180,6 +183,15 @@ impl Ctx {
             None => wait,
         };
         info
+    }
+
+    /// Stops the run when `firing` is what it was asked to stop on.
+    fn stop_if_sought(&self, firing: &super::oracle::Firing) {
+        if let Some((id, level)) = &self.cfg.stop_on {
+            if firing.level == *level && firing.requirement.split(", ").any(|r| r == id) {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     async fn died(&self, case: u64, why: String) {

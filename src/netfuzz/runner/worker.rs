@@ -140,6 +140,12 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             };
             match opened {
                 Ok(s) => session = Some(s),
+                Err(e) if e.hello_firing().is_some() => {
+                    if let Some(f) = e.hello_firing() {
+                        stop_with_finding(&ctx, &f).await;
+                    }
+                    return;
+                }
                 Err(e) => {
                     ctx.died(case, format!("the honest handshake failed: {e}"))
                         .await;
@@ -421,14 +427,53 @@ async fn probe(ctx: &Ctx, case: u64, rng: &mut SeededRandom) -> bool {
         match opened {
             Ok(mut s) => match exec::probe(&ctx.cfg.info, &mut s).await {
                 Ok(()) => return true,
-                Err(e) => last = e,
+                Err(f) if answers_wrongly(&f) => {
+                    stop_with_finding(ctx, &f).await;
+                    return false;
+                }
+                Err(f) => last = f.detail,
             },
-            Err(e) => last = e.to_string(),
+            Err(e) => match e.hello_firing() {
+                Some(f) => {
+                    stop_with_finding(ctx, &f).await;
+                    return false;
+                }
+                None => last = e.to_string(),
+            },
         }
     }
     ctx.died(case, format!("liveness probe failed: {last}"))
         .await;
     false
+}
+
+/// Whether a failed probe shows a target that answers in the protocol,
+/// wrongly (a frame that does not open, a missing `fin`, a refusal), as
+/// opposed to one that stopped answering (exit 3).
+fn answers_wrongly(firing: &Firing) -> bool {
+    ![
+        Oracle::Timeout,
+        Oracle::DroppedConnection,
+        Oracle::ServerError,
+    ]
+    .iter()
+    .any(|o| firing.signature.oracle == o.name())
+}
+
+/// Books a finding that no fresh honest session escapes (the ServerHello
+/// is refused, or a valid call on a fresh session fails) and stops the
+/// run: nothing more can be judged, but the target did not die.
+async fn stop_with_finding(ctx: &Ctx, firing: &Firing) {
+    {
+        let mut s = ctx.shared.lock().await;
+        dedup::admit(
+            &mut s.buckets,
+            &firing.signature,
+            "honest session",
+            &firing.detail,
+        );
+    }
+    ctx.stop.store(true, Ordering::Relaxed);
 }
 
 async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
@@ -513,6 +558,7 @@ async fn book(
         let mut s = ctx.shared.lock().await;
         dedup::admit(&mut s.buckets, &first.signature, &shape, &first.detail)
     };
+    ctx.stop_if_sought(&first);
     let Admission::New { file_name } = admission else {
         return;
     };
