@@ -86,6 +86,8 @@ pub struct Session {
     window: ReplayWindow,
     /// Whether a step may have moved the target's window unpredictably.
     pub burned: bool,
+    /// The ServerHello as the target wrote it (empty for a fork).
+    pub hello: Vec<u8>,
 }
 
 impl Session {
@@ -132,7 +134,9 @@ impl Session {
                 ),
             });
         }
-        Ok(Session::new(session))
+        let mut session = Session::new(session);
+        session.hello = response.body;
+        Ok(session)
     }
 
     fn new(session: ClientSession) -> Session {
@@ -141,6 +145,7 @@ impl Session {
             cursor: SeqCursor::default(),
             window: ReplayWindow::new(),
             burned: false,
+            hello: Vec::new(),
         }
     }
 

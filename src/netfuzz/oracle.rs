@@ -68,9 +68,9 @@ oracles! {
     /// An incomplete request held a long time, then answered or closed.
     SlowRequest = "slow-request", "LIM-2", Upstream, "an incomplete request (framing that promises bytes never sent) held longer than `--timeout` before the target answered or closed it, within `--slow-request-limit`: the wait was bounded; the detail says how long";
     /// A refusal in no documented shape.
-    UndocumentedBody = "undocumented-body", "CALL-2, HS-5", Must, "a refusal whose body is not a documented error shape, or whose code does not belong with its status; a 200 handshake answer that is not a ServerHello";
+    UndocumentedBody = "undocumented-body", "CALL-2, RESP-2", Must, "a refusal whose body is not a documented error shape, or whose code does not belong with its status; a 200 handshake answer that is not a ServerHello";
     /// A refusal where the protocol accepts.
-    RefusedValid = "refused-valid", "CALL-3, GATE-4", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call, or an inner 426 for an agent run inside the channel";
+    RefusedValid = "refused-valid", "CALL-3, CALL-4, GATE-4", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call, or an inner 426 for an agent run inside the channel";
     /// A refusal with another status than the protocol fixes.
     WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status than the one the protocol fixes for the input";
     /// A 200 for an input the protocol refuses.
@@ -80,11 +80,17 @@ oracles! {
     /// Plaintext where a sealed frame belongs.
     PlaintextResponse = "plaintext-response", "RESP-2, RESP-3", Must, "a 200 answer to a call that is plaintext where a sealed frame belongs";
     /// A frame that does not open.
-    FrameNotOpening = "frame-not-opening", "RESP-1, KS-1, KS-2", Must, "a frame that does not open under the per-call key, frames out of order, `fin` before the last frame, or an inner response that does not parse";
+    FrameNotOpening = "frame-not-opening", "RESP-1, RESP-4, KS-1, KS-2, KS-3", Must, "a frame that does not open under the per-call key, frames out of order, `fin` before the last frame, or an inner response that does not parse";
     /// A response without a final fin.
-    MissingFin = "missing-fin", "RESP-2, RESP-3", Must, "a response (buffered or streamed) that ends without an authenticated `fin`";
+    MissingFin = "missing-fin", "RESP-2, RESP-3, RESP-5", Must, "a response (buffered or streamed) that ends without an authenticated `fin`";
     /// The honest hello's answer is a ServerHello the client must refuse.
     HelloRefused = "hello-refused", "HS-1, HS-2, ID-1, ID-2, ID-3", Must, "the ServerHello answering an honest hello does not recover to the pinned address (a wrong key, domain, transcript, address derivation or `v` byte): no session can be opened, so the run stops with this finding";
+    /// An encoding the target wrote is not canonical.
+    NotCanonical = "non-canonical", "ENC-1, ENC-2", Must, "the target wrote a value not as the protocol writes it: a ServerHello `encPub`/`sid` or a frame `ct` that is not unpadded base64url, a signature that is not `0x` + lowercase hex";
+    /// A stream's fin is not on a separate empty last frame.
+    FinMisplaced = "fin-misplaced", "RESP-3", Must, "a stream whose `fin` rides on a data frame, or on a frame before the last, instead of a separate empty last frame";
+    /// A ServerHello repeats a value of an earlier session.
+    NotFresh = "not-fresh", "HS-3", Must, "a ServerHello that repeats the ephemeral key, the sid or the signature's `r` of an earlier session of the run";
     /// A plaintext agent route served to a remote caller.
     PlaintextAccepted = "plaintext-accepted", "GATE-1", Must, "a plaintext agent route served to a remote caller (the relay marker set)";
 }
@@ -115,6 +121,22 @@ pub struct Exception {
 
 /// The signatures whose requirement and level differ from their oracle's.
 pub const EXCEPTIONS: &[Exception] = &[
+    Exception {
+        oracle: Oracle::UndocumentedBody,
+        layer: "handshake",
+        field: "hello",
+        requirement: "ENC-3, HS-5",
+        level: Level::Must,
+        why: "a handshake refusal that is not a documented JSON error body",
+    },
+    Exception {
+        oracle: Oracle::ServerError,
+        layer: "handshake",
+        field: "hello",
+        requirement: "HS-5",
+        level: Level::Must,
+        why: "a 5xx answer to a hello: every bad hello has a documented 4xx refusal",
+    },
     Exception {
         oracle: Oracle::HelloRefused,
         layer: "handshake",
@@ -460,6 +482,22 @@ pub fn hello_refused(field: &'static str, detail: String) -> Firing {
     }
 }
 
+/// A finding about the ServerHello of an honest session (`oracle`: what
+/// is wrong with it).
+pub fn about_hello(oracle: Oracle, detail: String) -> Firing {
+    let (requirement, level) = judged(oracle, "handshake", "hello");
+    Firing {
+        signature: Signature {
+            oracle: oracle.name().into(),
+            layer: "handshake".into(),
+            field: "hello".into(),
+        },
+        requirement,
+        level,
+        detail,
+    }
+}
+
 /// Whether the demo app takes `body` (the raw inner `body` text) as a
 /// request it serves with a 2xx: a JSON object after canonical decoding.
 /// A body only a lenient decoder reads, or one that is not a JSON object,
@@ -696,6 +734,9 @@ fn open_into(
             .feed(body)
             .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
         for event in events {
+            if let Some(why) = super::emitted::frame_problem(&event) {
+                return Err((Oracle::NotCanonical, why));
+            }
             let pushed = reader.push(&event);
             if let Some(issue) = pushed.issue {
                 return Err(frame_problem(issue));
@@ -705,7 +746,16 @@ fn open_into(
             out.frames += 1;
         }
         out.fin = reader.opened().last().is_some_and(|f| f.fin);
-        return finished(&reader, out.frames);
+        finished(&reader, out.frames)?;
+        let placed: Vec<(bool, usize)> = reader
+            .opened()
+            .iter()
+            .map(|f| (f.fin, f.plaintext.len()))
+            .collect();
+        return match super::emitted::stream_fin_problem(&placed) {
+            Some(why) => Err((Oracle::FinMisplaced, why)),
+            None => Ok(()),
+        };
     }
     let pushed = reader.push(body);
     match pushed.issue {
@@ -722,6 +772,9 @@ fn open_into(
         None => {}
     }
     let plaintext = pushed.plaintext.unwrap_or_default().to_vec();
+    if let Some(why) = super::emitted::frame_problem(body) {
+        return Err((Oracle::NotCanonical, why));
+    }
     out.frames = 1;
     out.fin = reader.finished();
     finished(&reader, out.frames)?;

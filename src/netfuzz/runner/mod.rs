@@ -57,7 +57,8 @@ pub struct FuzzConfig {
     /// Draw the progress display on stderr.
     pub progress: bool,
     /// Stop at the first confirmed finding citing this requirement at
-    /// this level (the self-test's kill matrix); `None`: run on.
+    /// this level or a stricter one (the self-test's kill matrix); `None`:
+    /// run on.
     pub stop_on: Option<(String, Level)>,
 }
 
@@ -154,6 +155,8 @@ struct Ctx {
     stop: AtomicBool,
     deadline: Option<Instant>,
     preload: Vec<Vec<Step>>,
+    /// The hellos of the run's honest sessions, for HS-3.
+    freshness: std::sync::Mutex<super::emitted::Freshness>,
     /// The background cases on the wire: case number → (sent at, what).
     in_flight: std::sync::Mutex<BTreeMap<u64, (Instant, String)>>,
 }
@@ -188,7 +191,7 @@ impl Ctx {
     /// Stops the run when `firing` is what it was asked to stop on.
     fn stop_if_sought(&self, firing: &super::oracle::Firing) {
         if let Some((id, level)) = &self.cfg.stop_on {
-            if firing.level == *level && firing.requirement.split(", ").any(|r| r == id) {
+            if at_least(firing.level, *level) && firing.requirement.split(", ").any(|r| r == id) {
                 self.stop.store(true, Ordering::Relaxed);
             }
         }
@@ -201,6 +204,17 @@ impl Ctx {
         }
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Whether `level` is at least as strict as `floor` (MUST, then SHOULD,
+/// then UPSTREAM).
+pub fn at_least(level: Level, floor: Level) -> bool {
+    let rank = |l: Level| match l {
+        Level::Must => 2,
+        Level::Should => 1,
+        Level::Upstream => 0,
+    };
+    rank(level) >= rank(floor)
 }
 
 impl Summary {
@@ -230,6 +244,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         deadline: cfg.duration.map(|d| start + d),
         preload,
         in_flight: std::sync::Mutex::new(BTreeMap::new()),
+        freshness: std::sync::Mutex::new(Default::default()),
         cfg,
     });
     // A timed run ends by its duration plus one answer's wait: whatever

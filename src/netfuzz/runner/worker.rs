@@ -139,7 +139,10 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
                 None => opened.await,
             };
             match opened {
-                Ok(s) => session = Some(s),
+                Ok(s) => {
+                    judge_hello(&ctx, &s.hello).await;
+                    session = Some(s);
+                }
                 Err(e) if e.hello_firing().is_some() => {
                     if let Some(f) = e.hello_firing() {
                         stop_with_finding(&ctx, &f).await;
@@ -458,6 +461,30 @@ fn answers_wrongly(firing: &Firing) -> bool {
     ]
     .iter()
     .any(|o| firing.signature.oracle == o.name())
+}
+
+/// Judges an honest session's ServerHello as the target wrote it: its
+/// encodings (ENC-1, ENC-2) and its freshness against the run's earlier
+/// sessions (HS-3). A hit is booked at once: it is a fact of the bytes.
+async fn judge_hello(ctx: &Ctx, hello: &[u8]) {
+    let stale = ctx.freshness.lock().ok().and_then(|mut f| f.admit(hello));
+    let problems = [
+        super::super::emitted::hello_problem(hello).map(|d| (Oracle::NotCanonical, d)),
+        stale.map(|d| (Oracle::NotFresh, d)),
+    ];
+    for (oracle, detail) in problems.into_iter().flatten() {
+        let firing = oracle::about_hello(oracle, detail);
+        {
+            let mut s = ctx.shared.lock().await;
+            dedup::admit(
+                &mut s.buckets,
+                &firing.signature,
+                "honest session",
+                &firing.detail,
+            );
+        }
+        ctx.stop_if_sought(&firing);
+    }
 }
 
 /// Books a finding that no fresh honest session escapes (the ServerHello
