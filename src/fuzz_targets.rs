@@ -472,7 +472,7 @@ fn edited_server_hello(u: &mut Unstructured<'_>, fx: &HandshakeFixture) -> Serve
             let digest = domain_digest(OTHER_PREFIXES[i], payload.as_bytes());
             fx.identity.sign_digest(&digest).to_vec()
         }
-        3 => to_high_s(&genuine).to_vec(),
+        3 => to_high_s(&genuine).unwrap_or(genuine).to_vec(),
         4 => {
             let mut s = genuine;
             s[64] = u.arbitrary().unwrap_or(0);

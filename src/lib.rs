@@ -5,6 +5,7 @@
 //! every other module is built on it and they meet only through the
 //! library's public types.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cli;

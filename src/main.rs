@@ -1,5 +1,7 @@
 //! The `osc-harness` command line.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -135,7 +135,7 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
         }
         // A target that answers but fails the handshake is still compared:
         // its scenarios say which requirement it breaks.
-        Err(ExecError::Handshake(_)) | Ok(_) => {}
+        Err(ExecError::Handshake(_) | ExecError::Hello { .. }) | Ok(_) => {}
     }
     Ok(Prepared {
         name: spec.name.clone(),

@@ -74,7 +74,9 @@ fn reencode_signature(state: &State, signature: &str) -> Option<(Attack, String)
         sig[64] -= 27;
         Attack::SigV01
     } else if state.has(Attack::SigHighS) {
-        sig = crate::protocol::identity::to_high_s(&sig);
+        // A signature with r or s out of range has no high-S twin: it
+        // passes as it came, and the attack is not applied to it.
+        sig = crate::protocol::identity::to_high_s(&sig).ok()?;
         Attack::SigHighS
     } else {
         return None;

@@ -36,6 +36,40 @@ pub enum ExecError {
     /// The target could not be reached.
     #[error("{0}")]
     Transport(#[from] TransportError),
+    /// The target answered the honest hello with a ServerHello the client
+    /// must refuse: it does not verify against the pinned address, its key
+    /// cannot be agreed, or it is already expired. A finding about the
+    /// target, not a target that is gone.
+    #[error("the ServerHello is refused ({field}): {detail}")]
+    Hello {
+        /// The signature field of the finding (`identity`, `version`, …).
+        field: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl ExecError {
+    /// The refused ServerHello as a fired oracle, for booking as a finding.
+    pub fn hello_firing(&self) -> Option<super::oracle::Firing> {
+        match self {
+            ExecError::Hello { field, detail } => {
+                Some(super::oracle::hello_refused(field, detail.clone()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The signature field of a ServerHello the client refuses with `error`.
+fn refused_hello_field(error: &crate::protocol::error::HandshakeError) -> &'static str {
+    use crate::protocol::error::HandshakeError as E;
+    match error {
+        E::UnsupportedVersion(_) => "version",
+        E::Malformed(_) => "malformed",
+        E::LowOrderKey => "low-order-key",
+        E::IdentityMismatch(_) => "identity",
+    }
 }
 
 /// The fuzzer's handshake budget: the driver's one pacer.
@@ -52,6 +86,8 @@ pub struct Session {
     window: ReplayWindow,
     /// Whether a step may have moved the target's window unpredictably.
     pub burned: bool,
+    /// The ServerHello as the target wrote it (empty for a fork).
+    pub hello: Vec<u8>,
 }
 
 impl Session {
@@ -84,10 +120,23 @@ impl Session {
         }
         let hello = ServerHello::parse(&response.body)
             .map_err(|e| ExecError::Handshake(format!("bad ServerHello: {e}")))?;
-        let session = offer
-            .finish(&hello)
-            .map_err(|e| ExecError::Handshake(e.to_string()))?;
-        Ok(Session::new(session))
+        let session = offer.finish(&hello).map_err(|e| ExecError::Hello {
+            field: refused_hello_field(&e),
+            detail: e.to_string(),
+        })?;
+        let now = crate::clock::unix_secs();
+        if hello.expires_at <= now {
+            return Err(ExecError::Hello {
+                field: "expired",
+                detail: format!(
+                    "the ServerHello announces expiresAt {} (now {now}): the session is over before its first call",
+                    hello.expires_at
+                ),
+            });
+        }
+        let mut session = Session::new(session);
+        session.hello = response.body;
+        Ok(session)
     }
 
     fn new(session: ClientSession) -> Session {
@@ -96,6 +145,7 @@ impl Session {
             cursor: SeqCursor::default(),
             window: ReplayWindow::new(),
             burned: false,
+            hello: Vec::new(),
         }
     }
 
@@ -399,22 +449,23 @@ pub fn handshake_rng(seed: u64, worker: u64) -> SeededRandom {
 }
 
 /// A plain valid call on `session`: the liveness probe.
-pub async fn probe(info: &TargetInfo, session: &mut Session) -> Result<(), String> {
+pub async fn probe(info: &TargetInfo, session: &mut Session) -> Result<(), super::oracle::Firing> {
     probe_with(info, session, super::gen::Generator::valid_call()).await
 }
 
-/// A liveness probe with this honest `call` (a run or a small dispatch).
+/// A liveness probe with this honest `call` (a run or a small dispatch);
+/// the oracle it fired when it failed.
 pub async fn probe_with(
     info: &TargetInfo,
     session: &mut Session,
     call: CallStep,
-) -> Result<(), String> {
+) -> Result<(), super::oracle::Firing> {
     let mut last = None;
     let step = Step::Call(call);
     let outcome = run_step(info, session, &step, &mut last).await;
     match super::oracle::judge(info, session, &step, &outcome, &[]) {
         None => Ok(()),
-        Some(v) => Err(v.detail),
+        Some(v) => Err(v),
     }
 }
 

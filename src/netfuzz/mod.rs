@@ -13,6 +13,7 @@
 pub mod case;
 pub mod cli;
 pub mod dedup;
+pub mod emitted;
 pub mod exec;
 pub mod gen;
 pub mod html;

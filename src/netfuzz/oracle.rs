@@ -61,14 +61,16 @@ oracles! {
     ServerError = "server-error", "CALL-2", Must, "a 5xx answer: the protocol answers every bad input with a documented 4xx refusal";
     /// The connection dropped before an answer.
     DroppedConnection = "dropped-connection", "CALL-2", Must, "the connection dropped or was reset before an answer (not judged for framing edits, where a drop is a fair answer)";
-    /// No answer in time.
-    Timeout = "timeout", "CALL-2", Must, "no answer within `--timeout` to a whole request, or an incomplete request (framing that promises bytes never sent) held unanswered past `--slow-request-limit`";
+    /// No answer in time to a whole request.
+    Timeout = "timeout", "CALL-2", Must, "no answer within `--timeout` to a whole request";
+    /// An incomplete request held past the limit.
+    HeldRequest = "held-request", "LIM-2", Should, "an incomplete request (framing that promises bytes never sent) held unanswered past `--slow-request-limit`: the target waits for the promised bytes without a bound; the detail says how long";
     /// An incomplete request held a long time, then answered or closed.
-    SlowRequest = "slow-request", "LIM-1", Upstream, "an incomplete request (framing that promises bytes never sent) held longer than `--timeout` before the target answered or closed it, within `--slow-request-limit`: waiting for promised bytes is not a hang; the detail says how long";
+    SlowRequest = "slow-request", "LIM-2", Upstream, "an incomplete request (framing that promises bytes never sent) held longer than `--timeout` before the target answered or closed it, within `--slow-request-limit`: the wait was bounded; the detail says how long";
     /// A refusal in no documented shape.
-    UndocumentedBody = "undocumented-body", "CALL-2, HS-5", Must, "a refusal whose body is not a documented error shape, or whose code does not belong with its status; a 200 handshake answer that is not a ServerHello";
+    UndocumentedBody = "undocumented-body", "CALL-2, RESP-2", Must, "a refusal whose body is not a documented error shape, or whose code does not belong with its status; a 200 handshake answer that is not a ServerHello";
     /// A refusal where the protocol accepts.
-    RefusedValid = "refused-valid", "CALL-3", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call";
+    RefusedValid = "refused-valid", "CALL-3, CALL-4, GATE-4", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call, or an inner 426 for an agent run inside the channel";
     /// A refusal with another status than the protocol fixes.
     WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status than the one the protocol fixes for the input";
     /// A 200 for an input the protocol refuses.
@@ -78,9 +80,17 @@ oracles! {
     /// Plaintext where a sealed frame belongs.
     PlaintextResponse = "plaintext-response", "RESP-2, RESP-3", Must, "a 200 answer to a call that is plaintext where a sealed frame belongs";
     /// A frame that does not open.
-    FrameNotOpening = "frame-not-opening", "RESP-1, KS-2", Must, "a frame that does not open under the per-call key, frames out of order, `fin` before the last frame, or an inner response that does not parse";
+    FrameNotOpening = "frame-not-opening", "RESP-1, RESP-4, KS-1, KS-2, KS-3", Must, "a frame that does not open under the per-call key, frames out of order, `fin` before the last frame, or an inner response that does not parse";
     /// A response without a final fin.
-    MissingFin = "missing-fin", "RESP-2, RESP-3", Must, "a response (buffered or streamed) that ends without an authenticated `fin`";
+    MissingFin = "missing-fin", "RESP-2, RESP-3, RESP-5", Must, "a response (buffered or streamed) that ends without an authenticated `fin`";
+    /// The honest hello's answer is a ServerHello the client must refuse.
+    HelloRefused = "hello-refused", "HS-1, HS-2, ID-1, ID-2, ID-3", Must, "the ServerHello answering an honest hello does not recover to the pinned address (a wrong key, domain, transcript, address derivation or `v` byte): no session can be opened, so the run stops with this finding";
+    /// An encoding the target wrote is not canonical.
+    NotCanonical = "non-canonical", "ENC-1, ENC-2", Must, "the target wrote a value not as the protocol writes it: a ServerHello `encPub`/`sid` or a frame `ct` that is not unpadded base64url, a signature that is not `0x` + lowercase hex";
+    /// A stream's fin is not on a separate empty last frame.
+    FinMisplaced = "fin-misplaced", "RESP-3", Must, "a stream whose `fin` rides on a data frame, or on a frame before the last, instead of a separate empty last frame";
+    /// A ServerHello repeats a value of an earlier session.
+    NotFresh = "not-fresh", "HS-3", Must, "a ServerHello that repeats the ephemeral key, the sid or the signature's `r` of an earlier session of the run";
     /// A plaintext agent route served to a remote caller.
     PlaintextAccepted = "plaintext-accepted", "GATE-1", Must, "a plaintext agent route served to a remote caller (the relay marker set)";
 }
@@ -111,6 +121,54 @@ pub struct Exception {
 
 /// The signatures whose requirement and level differ from their oracle's.
 pub const EXCEPTIONS: &[Exception] = &[
+    Exception {
+        oracle: Oracle::UndocumentedBody,
+        layer: "handshake",
+        field: "hello",
+        requirement: "ENC-3, HS-5",
+        level: Level::Must,
+        why: "a handshake refusal that is not a documented JSON error body",
+    },
+    Exception {
+        oracle: Oracle::ServerError,
+        layer: "handshake",
+        field: "hello",
+        requirement: "HS-5",
+        level: Level::Must,
+        why: "a 5xx answer to a hello: every bad hello has a documented 4xx refusal",
+    },
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "version",
+        requirement: "HS-4",
+        level: Level::Must,
+        why: "the ServerHello says `v` other than 1, which a client must refuse",
+    },
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "malformed",
+        requirement: "ENC-1, HS-5",
+        level: Level::Must,
+        why: "a ServerHello key or sid that does not decode or has the wrong size",
+    },
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "low-order-key",
+        requirement: "HS-7",
+        level: Level::Should,
+        why: "the ServerHello announces a low-order `encPub`: refusing it is a SHOULD, and the run stops for want of a session",
+    },
+    Exception {
+        oracle: Oracle::HelloRefused,
+        layer: "handshake",
+        field: "expired",
+        requirement: "SES-1, SES-3",
+        level: Level::Must,
+        why: "the ServerHello announces an `expiresAt` already past, as the suite judges it (`expiry-announced`)",
+    },
     Exception {
         oracle: Oracle::AcceptedInvalid,
         layer: "inner",
@@ -408,6 +466,38 @@ fn fire(e: &Expected, oracle: Oracle, detail: String) -> Option<Firing> {
     })
 }
 
+/// The finding for a ServerHello the client refused (`field`: what was
+/// wrong with it, as [`EXCEPTIONS`] names it).
+pub fn hello_refused(field: &'static str, detail: String) -> Firing {
+    let (requirement, level) = judged(Oracle::HelloRefused, "handshake", field);
+    Firing {
+        signature: Signature {
+            oracle: Oracle::HelloRefused.name().into(),
+            layer: "handshake".into(),
+            field: field.into(),
+        },
+        requirement,
+        level,
+        detail,
+    }
+}
+
+/// A finding about the ServerHello of an honest session (`oracle`: what
+/// is wrong with it).
+pub fn about_hello(oracle: Oracle, detail: String) -> Firing {
+    let (requirement, level) = judged(oracle, "handshake", "hello");
+    Firing {
+        signature: Signature {
+            oracle: oracle.name().into(),
+            layer: "handshake".into(),
+            field: "hello".into(),
+        },
+        requirement,
+        level,
+        detail,
+    }
+}
+
 /// Whether the demo app takes `body` (the raw inner `body` text) as a
 /// request it serves with a 2xx: a JSON object after canonical decoding.
 /// A body only a lenient decoder reads, or one that is not a JSON object,
@@ -458,12 +548,15 @@ pub fn judge(
     let (status, content_type, body) = match &outcome.reply {
         Reply::Timeout(d) => {
             let incomplete = matches!(step, Step::Call(c) if c.framing.leaves_request_incomplete());
-            let d = if incomplete {
-                format!("an incomplete request held past --slow-request-limit: {d}")
+            return if incomplete {
+                fire(
+                    &e,
+                    Oracle::HeldRequest,
+                    format!("an incomplete request held past --slow-request-limit: {d}"),
+                )
             } else {
-                d.clone()
+                fire(&e, Oracle::Timeout, d.clone())
             };
-            return fire(&e, Oracle::Timeout, d);
         }
         Reply::Held { held, then } => {
             return fire(
@@ -641,6 +734,9 @@ fn open_into(
             .feed(body)
             .map_err(|e| (Oracle::FrameNotOpening, e.to_string()))?;
         for event in events {
+            if let Some(why) = super::emitted::frame_problem(&event) {
+                return Err((Oracle::NotCanonical, why));
+            }
             let pushed = reader.push(&event);
             if let Some(issue) = pushed.issue {
                 return Err(frame_problem(issue));
@@ -650,7 +746,16 @@ fn open_into(
             out.frames += 1;
         }
         out.fin = reader.opened().last().is_some_and(|f| f.fin);
-        return finished(&reader, out.frames);
+        finished(&reader, out.frames)?;
+        let placed: Vec<(bool, usize)> = reader
+            .opened()
+            .iter()
+            .map(|f| (f.fin, f.plaintext.len()))
+            .collect();
+        return match super::emitted::stream_fin_problem(&placed) {
+            Some(why) => Err((Oracle::FinMisplaced, why)),
+            None => Ok(()),
+        };
     }
     let pushed = reader.push(body);
     match pushed.issue {
@@ -667,6 +772,9 @@ fn open_into(
         None => {}
     }
     let plaintext = pushed.plaintext.unwrap_or_default().to_vec();
+    if let Some(why) = super::emitted::frame_problem(body) {
+        return Err((Oracle::NotCanonical, why));
+    }
     out.frames = 1;
     out.fin = reader.finished();
     finished(&reader, out.frames)?;
@@ -893,7 +1001,14 @@ mod tests {
             layer: "framing".into(),
             field: "content-length-lie".into(),
         };
-        assert_eq!(judged_signature(&sig), Some(("LIM-1", Level::Upstream)));
+        assert_eq!(judged_signature(&sig), Some(("LIM-2", Level::Upstream)));
+        assert_eq!(
+            (
+                Oracle::HeldRequest.requirement(),
+                Oracle::HeldRequest.level()
+            ),
+            ("LIM-2", Level::Should)
+        );
         assert!(oracle_table().contains("| `accepted-invalid/inner/body` | CALL-9 | SHOULD |"));
     }
 

@@ -235,16 +235,24 @@ pub fn recover_channel_signer(
 }
 
 /// Rewrites a low-S signature as its high-S twin (negated `s`, flipped
-/// recovery id), for vectors and adversaries.
-pub fn to_high_s(signature: &[u8; 65]) -> [u8; 65] {
-    let sig = Signature::from_slice(&signature[..64]).expect("a valid signature");
+/// recovery id), for vectors and adversaries. A signature from a peer may
+/// be anything: `r` or `s` zero or not below the group order is
+/// [`SignatureError::ScalarRange`], a `v` other than 27 or 28
+/// [`SignatureError::RecoveryByte`].
+pub fn to_high_s(signature: &[u8; 65]) -> Result<[u8; 65], SignatureError> {
+    let v = signature[64];
+    if !matches!(v, 27 | 28) {
+        return Err(SignatureError::RecoveryByte(v));
+    }
+    let sig = Signature::from_slice(&signature[..64]).map_err(|_| SignatureError::ScalarRange)?;
     let (r, s) = sig.split_scalars();
     let neg = -*s;
-    let high = Signature::from_scalars(r.to_bytes(), neg.to_bytes()).expect("non-zero scalars");
+    let high = Signature::from_scalars(r.to_bytes(), neg.to_bytes())
+        .map_err(|_| SignatureError::ScalarRange)?;
     let mut out = [0u8; 65];
     out[..64].copy_from_slice(&high.to_bytes());
-    out[64] = 27 + ((signature[64] - 27) ^ 1);
-    out
+    out[64] = 27 + ((v - 27) ^ 1);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -273,7 +281,11 @@ mod tests {
             recover_address(&digest, &sig, SignaturePolicy::STRICT).unwrap(),
             id.address()
         );
-        let high = to_high_s(&sig);
+        let high = to_high_s(&sig).unwrap();
+        assert_eq!(to_high_s(&[0u8; 65]), Err(SignatureError::RecoveryByte(0)));
+        let mut zero = [0u8; 65];
+        zero[64] = 27;
+        assert_eq!(to_high_s(&zero), Err(SignatureError::ScalarRange));
         assert_eq!(
             recover_address(&digest, &high, SignaturePolicy::UPSTREAM).unwrap(),
             id.address()

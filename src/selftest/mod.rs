@@ -5,6 +5,7 @@
 //! ([`crate::clientrole::selftest`]); this room sits above both, runs the
 //! two matrices and writes `docs/SELFTEST.md`.
 
+pub mod fuzz_matrix;
 pub mod null;
 
 use std::fmt::Write as _;
@@ -46,6 +47,13 @@ pub struct SelftestArgs {
     /// Also write the kill matrices as a self-contained HTML page here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// The longest fuzz run per server knob in the fuzzer's kill matrix,
+    /// in seconds (each stops at its first finding citing the knob).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub fuzz_secs: u64,
+    /// Run only the fuzzer's kill matrix.
+    #[arg(long)]
+    pub fuzz_only: bool,
 }
 
 /// Output formats of `selftest`.
@@ -83,6 +91,25 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             print!("{text}");
         }
     };
+    let fuzz_rows = rt.block_on(fuzz_matrix::run_matrix(
+        std::time::Duration::from_secs(args.fuzz_secs.clamp(1, 60)),
+        args.parallel,
+        1,
+    ));
+    say(&fuzz_matrix::render(&fuzz_rows));
+    let fuzz_ok = fuzz_rows.iter().all(fuzz_matrix::Row::ok);
+    if args.fuzz_only {
+        say(if fuzz_ok {
+            "selftest: ok\n"
+        } else {
+            "selftest: WRONG\n"
+        });
+        return if fuzz_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+    }
     let rows = rt.block_on(selftest::run_matrix(&scenarios, &registry, args.parallel));
     say(&selftest::render_matrix(&rows, &scenarios));
     let uncaught = selftest::uncaught(&scenarios);
@@ -145,6 +172,7 @@ pub fn run(args: SelftestArgs) -> ExitCode {
         }
     }
     if rows.iter().all(|r| r.ok())
+        && fuzz_ok
         && uncaught.is_empty()
         && unkilled.is_empty()
         && null_servers_ok
@@ -232,6 +260,7 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
         }
     );
     out.push_str(&must_kill_section(scenarios));
+    out.push_str(&fuzz_matrix::doc_section());
     out.push_str(&null::doc_section());
     out.push_str(&client_doc_section(&clients));
     out.push_str(&client::null_doc_section());

@@ -70,7 +70,10 @@ async fn minimise(
     rng: &mut SeededRandom,
     budget: &Mutex<HandshakeBudget>,
 ) -> Vec<Step> {
-    if sig.oracle == Oracle::Timeout.name() || sig.oracle == Oracle::SlowRequest.name() {
+    if [Oracle::Timeout, Oracle::HeldRequest, Oracle::SlowRequest]
+        .iter()
+        .any(|o| sig.oracle == o.name())
+    {
         // Each try would cost a full timeout; the input is small anyway.
         return steps;
     }
@@ -120,12 +123,32 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         };
         if !session.as_ref().is_some_and(|s| s.usable(now_secs())) {
-            let opened = {
+            let opened = async {
                 let b = ctx.budget.lock().await;
                 Session::open(info, &mut rng, &b).await
             };
+            // A timed run does not wait for the handshake budget past its end.
+            let opened = match ctx.deadline {
+                Some(end) => match tokio::time::timeout_at(end, opened).await {
+                    Ok(opened) => opened,
+                    Err(_) => {
+                        ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                        break;
+                    }
+                },
+                None => opened.await,
+            };
             match opened {
-                Ok(s) => session = Some(s),
+                Ok(s) => {
+                    judge_hello(&ctx, &s.hello).await;
+                    session = Some(s);
+                }
+                Err(e) if e.hello_firing().is_some() => {
+                    if let Some(f) = e.hello_firing() {
+                        stop_with_finding(&ctx, &f).await;
+                    }
+                    return;
+                }
                 Err(e) => {
                     ctx.died(case, format!("the honest handshake failed: {e}"))
                         .await;
@@ -172,14 +195,25 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
         if waits_for_server(&steps) {
             // These inputs wait out the target's body timeout; run them
             // beside the stream so the wait is not the fuzzer's rate.
-            let mut fork = current.fork();
-            while slow.len() >= MAX_SLOW_IN_FLIGHT {
-                let _ = slow.join_next().await;
+            while slow.try_join_next().is_some() {}
+            if slow.len() >= MAX_SLOW_IN_FLIGHT {
+                // A target that holds every incomplete request would stall
+                // the stream here: leave this input out instead.
+                ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                ctx.shared.lock().await.skipped += 1;
+                continue;
             }
+            let mut fork = current.fork();
             let ctx = ctx.clone();
+            if let Ok(mut m) = ctx.in_flight.lock() {
+                m.insert(case, (Instant::now(), describe_slow(&steps)));
+            }
             slow.spawn(async move {
                 let info = &ctx.info_waiting(ctx.cfg.info.expiry_wait);
                 let (firing, outcomes) = run_case(info, &mut fork, &steps).await;
+                if let Ok(mut m) = ctx.in_flight.lock() {
+                    m.remove(&case);
+                }
                 if count_skipped(&ctx, &outcomes).await {
                     return;
                 }
@@ -232,8 +266,25 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         }
     }
-    while slow.join_next().await.is_some() {}
+    // A timed run gives its background cases a short grace after its end;
+    // what is still held then is reported by the run, not waited out.
+    let drain = async { while slow.join_next().await.is_some() {} };
+    match ctx.deadline {
+        Some(end) => {
+            let grace = ctx.cfg.info.target.limits.response_timeout.min(END_GRACE);
+            if tokio::time::timeout_at(end.max(Instant::now()) + grace, drain)
+                .await
+                .is_err()
+            {
+                slow.abort_all();
+            }
+        }
+        None => drain.await,
+    }
 }
+
+/// How long past a timed run's end its background cases may still finish.
+const END_GRACE: Duration = Duration::from_secs(2);
 
 /// Counts a case whose step was skipped; true when one was (the case is
 /// then neither judged nor kept).
@@ -348,6 +399,15 @@ async fn sleep_unless_stopped(ctx: &Ctx, until: Instant) -> bool {
 /// Most background cases in flight per worker.
 const MAX_SLOW_IN_FLIGHT: usize = 64;
 
+/// What a background case sends, for the report of those still held at
+/// the end of a run.
+fn describe_slow(steps: &[Step]) -> String {
+    match steps {
+        [Step::Call(c)] if !c.framing.is_normal() => format!("call ({})", c.framing.name()),
+        _ => "call after expiry".into(),
+    }
+}
+
 /// Whether a case's answer may wait on a timeout: raw-framed requests end
 /// when the target gives up on the body or the connection goes quiet.
 fn waits_for_server(steps: &[Step]) -> bool {
@@ -370,14 +430,77 @@ async fn probe(ctx: &Ctx, case: u64, rng: &mut SeededRandom) -> bool {
         match opened {
             Ok(mut s) => match exec::probe(&ctx.cfg.info, &mut s).await {
                 Ok(()) => return true,
-                Err(e) => last = e,
+                Err(f) if answers_wrongly(&f) => {
+                    stop_with_finding(ctx, &f).await;
+                    return false;
+                }
+                Err(f) => last = f.detail,
             },
-            Err(e) => last = e.to_string(),
+            Err(e) => match e.hello_firing() {
+                Some(f) => {
+                    stop_with_finding(ctx, &f).await;
+                    return false;
+                }
+                None => last = e.to_string(),
+            },
         }
     }
     ctx.died(case, format!("liveness probe failed: {last}"))
         .await;
     false
+}
+
+/// Whether a failed probe shows a target that answers in the protocol,
+/// wrongly (a frame that does not open, a missing `fin`, a refusal), as
+/// opposed to one that stopped answering (exit 3).
+fn answers_wrongly(firing: &Firing) -> bool {
+    ![
+        Oracle::Timeout,
+        Oracle::DroppedConnection,
+        Oracle::ServerError,
+    ]
+    .iter()
+    .any(|o| firing.signature.oracle == o.name())
+}
+
+/// Judges an honest session's ServerHello as the target wrote it: its
+/// encodings (ENC-1, ENC-2) and its freshness against the run's earlier
+/// sessions (HS-3). A hit is booked at once: it is a fact of the bytes.
+async fn judge_hello(ctx: &Ctx, hello: &[u8]) {
+    let stale = ctx.freshness.lock().ok().and_then(|mut f| f.admit(hello));
+    let problems = [
+        super::super::emitted::hello_problem(hello).map(|d| (Oracle::NotCanonical, d)),
+        stale.map(|d| (Oracle::NotFresh, d)),
+    ];
+    for (oracle, detail) in problems.into_iter().flatten() {
+        let firing = oracle::about_hello(oracle, detail);
+        {
+            let mut s = ctx.shared.lock().await;
+            dedup::admit(
+                &mut s.buckets,
+                &firing.signature,
+                "honest session",
+                &firing.detail,
+            );
+        }
+        ctx.stop_if_sought(&firing);
+    }
+}
+
+/// Books a finding that no fresh honest session escapes (the ServerHello
+/// is refused, or a valid call on a fresh session fails) and stops the
+/// run: nothing more can be judged, but the target did not die.
+async fn stop_with_finding(ctx: &Ctx, firing: &Firing) {
+    {
+        let mut s = ctx.shared.lock().await;
+        dedup::admit(
+            &mut s.buckets,
+            &firing.signature,
+            "honest session",
+            &firing.detail,
+        );
+    }
+    ctx.stop.store(true, Ordering::Relaxed);
 }
 
 async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
@@ -462,6 +585,7 @@ async fn book(
         let mut s = ctx.shared.lock().await;
         dedup::admit(&mut s.buckets, &first.signature, &shape, &first.detail)
     };
+    ctx.stop_if_sought(&first);
     let Admission::New { file_name } = admission else {
         return;
     };

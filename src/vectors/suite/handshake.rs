@@ -87,7 +87,9 @@ pub(super) fn handshake_client(w: &mut World, c: &mut Cases) -> Value {
         .and_then(|b| b.try_into().ok())
         .expect("the core writes 65-byte signatures");
     let mut high = w.server_hello.clone();
-    high.signature = hex_encode_0x(&to_high_s(&honest_sig));
+    high.signature = hex_encode_0x(
+        &to_high_s(&honest_sig).expect("the core signs with v 27/28 and scalars in range"),
+    );
     let mut raw = w.server_hello.clone();
     let mut raw_sig = honest_sig;
     raw_sig[64] -= 27;

@@ -101,7 +101,7 @@ pub(super) fn signatures(w: &mut World, c: &mut Cases) -> Value {
             hex_encode_0x(&s),
         );
     }
-    let high = to_high_s(&sig);
+    let high = to_high_s(&sig).expect("the core signs with v 27/28 and scalars in range");
     push(
         c,
         "high-S twin with v flipped",
