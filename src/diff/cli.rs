@@ -128,6 +128,9 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 /// Diverging fuzz cases minimised per run; the rest are reported unshrunk.
 const MAX_SHRUNK: usize = 5;
 
+/// Fuzz cases run at once on every target.
+const CASE_BATCH: u64 = 10;
+
 /// Runs `diff`.
 pub fn run(args: DiffArgs) -> ExitCode {
     let specs = match targets::load(&args.targets) {
@@ -163,10 +166,10 @@ pub fn run(args: DiffArgs) -> ExitCode {
         };
         let names: Vec<String> = prepared.iter().map(|p| p.name.clone()).collect();
         let reports = run::run_scenarios(&prepared, &scenarios, &registry).await;
-        let mut rows: Vec<Row> = scenarios
-            .iter()
-            .map(|s| scenario_row(s, &names, &reports))
+        let mut rows: Vec<Row> = run::preflight_row(&prepared, &registry)
+            .into_iter()
             .collect();
+        rows.extend(scenarios.iter().map(|s| scenario_row(s, &names, &reports)));
         rows.extend(fuzz_rows(&args, duration, &prepared, &registry).await);
         for p in prepared {
             if let Some(server) = p.server {
@@ -196,6 +199,7 @@ async fn fuzz_rows(
         .iter()
         .map(|t| Mutex::new(HandshakeBudget::new(t.info.target.handshake_budget)))
         .collect();
+    let budgets = &budgets;
     let endpoints = Endpoints {
         session: true,
         call: true,
@@ -209,34 +213,49 @@ async fn fuzz_rows(
     let mut rows = Vec::new();
     let mut shrunk = 0usize;
     let mut seen_keys = std::collections::BTreeSet::new();
-    for case in 0u64.. {
-        match duration {
-            Some(d) if start.elapsed() >= d => break,
-            None if case >= args.cases => break,
-            _ => {}
+    let mut next = 0u64;
+    loop {
+        // Cases are generated in order, so a seed sends the same cases
+        // whatever the batching; a batch runs at once, because a target
+        // may fairly wait seconds for the bytes a case promised and never
+        // sent, and those waits should overlap rather than add up.
+        let batch_len = match duration {
+            Some(d) if start.elapsed() >= d => 0,
+            Some(_) => CASE_BATCH,
+            None => CASE_BATCH.min(args.cases.saturating_sub(next)),
+        };
+        if batch_len == 0 {
+            break;
         }
-        let steps = gen.case();
-        let mut row = case_row(
-            format!("case-{case}"),
-            &steps,
-            args.seed,
-            targets,
-            &budgets,
-            registry,
-        )
+        let batch: Vec<(u64, Vec<Step>)> = (next..next + batch_len)
+            .map(|case| (case, gen.case()))
+            .collect();
+        next += batch_len;
+        let batch_rows = run::join_all(batch.iter().map(|(case, steps)| {
+            case_row(
+                format!("case-{case}"),
+                steps,
+                args.seed,
+                targets,
+                budgets,
+                registry,
+            )
+        }))
         .await;
-        let diverges = row.cells.iter().any(|c| c.verdict != row.cells[0].verdict)
-            || row.class == Class::Unexplained;
-        let key = divergence_key(&row);
-        if diverges && !key.is_empty() && shrunk < MAX_SHRUNK && seen_keys.insert(key.clone()) {
-            shrunk += 1;
-            let best = minimise(&row, &key, args.seed, targets, &budgets, registry).await;
-            match save(&args.save, &args.targets, args.seed, case, &key, best) {
-                Ok(path) => row.saved = Some(path.display().to_string()),
-                Err(e) => eprintln!("osc-harness diff: {e}"),
+        for ((case, _), mut row) in batch.into_iter().zip(batch_rows) {
+            let diverges = row.cells.iter().any(|c| c.verdict != row.cells[0].verdict)
+                || row.class == Class::Unexplained;
+            let key = divergence_key(&row);
+            if diverges && !key.is_empty() && shrunk < MAX_SHRUNK && seen_keys.insert(key.clone()) {
+                shrunk += 1;
+                let best = minimise(&row, &key, args.seed, targets, budgets, registry).await;
+                match save(&args.save, &args.targets, args.seed, case, &key, best) {
+                    Ok(path) => row.saved = Some(path.display().to_string()),
+                    Err(e) => eprintln!("osc-harness diff: {e}"),
+                }
             }
+            rows.push(row);
         }
-        rows.push(row);
     }
     rows
 }
