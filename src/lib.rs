@@ -14,6 +14,7 @@ pub mod clock;
 pub mod diff;
 pub mod flags;
 pub mod fuzz_targets;
+pub mod judge;
 pub mod knobs;
 pub mod mitm;
 pub mod netfuzz;

@@ -14,8 +14,9 @@ const LAYERS: &[&[&str]] = &[
     &["server"],
     // The driver module between transport and the commands.
     &["peer"],
-    // The shared target flags, resolved into the driver's one `Target`.
-    &["flags"],
+    // The shared target flags, resolved into the driver's one `Target`;
+    // the one judge of the driver's answers.
+    &["flags", "judge"],
     &["client", "mitm"],
     &["scenarios", "clientrole", "netfuzz"],
     &["selftest", "diff"],

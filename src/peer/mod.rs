@@ -13,8 +13,10 @@
 //! - [`edit`]: the one edit language (steps, envelope, byte and framing
 //!   edits, relative seqs) that fuzz cases and scenario files share, and
 //!   the one implementation that applies it;
-//! - [`ResponseReader`] and [`read_body`]: the one sealed-response reader.
+//! - [`ResponseReader`] and [`read_body`]: the one sealed-response reader;
+//! - [`Answer`]: everything that came back for one step, as facts.
 
+mod answer;
 pub mod edit;
 mod handshake;
 mod pacer;
@@ -23,6 +25,9 @@ mod retry;
 pub mod seal;
 mod target;
 
+pub use answer::{
+    frames_emitted, hello_emitted, read_call_answer, Answer, Emitted, Encoding, Ending, RelayFacts,
+};
 pub use handshake::{in_process_handshake, post_hello, HelloReply, Offer};
 pub use pacer::{parse_handshake_budget, HandshakePacer};
 pub use reader::{

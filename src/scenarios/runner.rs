@@ -269,7 +269,8 @@ pub async fn run_scenario(cfg: &RunConfig, s: &Scenario) -> ScenarioResult {
         result.reason = Some(why);
         return result;
     }
-    let mut ctx = Context::new(cfg);
+    let claim = crate::judge::Claim::new(s.requirements.join(", "), s.level);
+    let mut ctx = Context::new(cfg, claim);
     for (i, step) in s.steps.iter().enumerate() {
         if let Err(f) = ctx.run_step(i, step).await {
             if f.skip {

@@ -3,12 +3,11 @@
 //!
 //! One file per job: this one interprets a step (state, names, inner
 //! requests, waits); [`send`] puts handshakes and calls on the wire;
-//! [`read`] turns what came back into an [`Answer`]; [`judge`] holds it
-//! against the step's expectations.
+//! the driver turns what came back into a [`crate::peer::Answer`];
+//! [`judge`] hands it to the one judge ([`crate::judge`]) with the step's
+//! expectations.
 
-mod answered;
 mod judge;
-mod read;
 mod send;
 
 use std::collections::HashMap;
@@ -41,6 +40,17 @@ pub struct StepFailure {
     pub precondition: bool,
     /// Not a failure: the scenario cannot run here (the reason says why).
     pub skip: bool,
+}
+
+impl From<crate::judge::Finding> for StepFailure {
+    fn from(f: crate::judge::Finding) -> Self {
+        StepFailure {
+            reason: f.actual,
+            expected: Some(f.expected),
+            precondition: f.precondition,
+            skip: false,
+        }
+    }
 }
 
 impl StepFailure {
@@ -99,30 +109,11 @@ struct Saved {
     seq: u64,
 }
 
-/// What a call's answer looked like after frame-level checking.
-#[derive(Debug, Default)]
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
-    headers: Vec<(String, String)>,
-    streamed: bool,
-    frames: usize,
-    fin: bool,
-    in_order: bool,
-    per_call_key: bool,
-    opened: bool,
-    problems: Vec<String>,
-    /// Non-canonical encodings in what the target wrote (ENC-1).
-    encoding: Vec<String>,
-    inner_status: Option<u16>,
-    inner_body: Vec<u8>,
-    executions: Option<u64>,
-    previous_executions: Option<u64>,
-}
-
 /// Per-scenario state.
 pub struct Context<'a> {
     cfg: &'a RunConfig,
+    /// The requirement the scenario's expectations stand for.
+    claim: crate::judge::Claim,
     sessions: HashMap<String, Session>,
     saved: HashMap<String, Saved>,
     /// The latest call as sent, for a `resend` without a name.
@@ -136,22 +127,14 @@ pub struct Context<'a> {
     step: usize,
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…({} bytes)", &text[..end], text.len())
-}
+use crate::judge::shorten as truncate;
 
 impl<'a> Context<'a> {
-    /// Fresh state for one scenario.
-    pub fn new(cfg: &'a RunConfig) -> Self {
+    /// Fresh state for one scenario, judged as `claim`.
+    pub fn new(cfg: &'a RunConfig, claim: crate::judge::Claim) -> Self {
         Context {
             cfg,
+            claim,
             sessions: HashMap::new(),
             saved: HashMap::new(),
             last_call: None,

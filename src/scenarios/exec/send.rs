@@ -19,11 +19,11 @@ use crate::transport::{self, OuterRequest, TransportError};
 
 use super::super::model::{Action, EnvelopeKey, Expect, Step};
 use super::super::runner::SharedSession;
-use super::judge::check_status;
-use super::read;
 use super::{
-    describe_inner, random, Answer, Context, Saved, Session, StepFailure, StepResult, RELAY_HEADER,
+    describe_inner, random, Context, Saved, Session, StepFailure, StepResult, RELAY_HEADER,
 };
+use crate::judge::handshake::Fresh;
+use crate::peer::{Answer, Ending};
 
 impl Context<'_> {
     pub(super) async fn post_session(
@@ -102,8 +102,13 @@ impl Context<'_> {
         self.remember_headers(&resp.headers);
         self.record("handshake", &req, None, resp.status, &resp.body, None);
 
-        let mut verified = None;
-        let mut expires_at = None;
+        let mut answer = Answer {
+            status: resp.status,
+            headers: resp.headers.clone(),
+            body: resp.body.clone(),
+            emitted: peer::hello_emitted(&resp.body),
+            ..Answer::default()
+        };
         if resp.status == 200 {
             let sent = ClientHello::parse(&body);
             let server = ServerHello::parse(&resp.body);
@@ -114,8 +119,8 @@ impl Context<'_> {
                     &server.signature,
                     SignaturePolicy::default(),
                 );
-                verified = Some(matches!(signer, Ok(a) if a == self.cfg.target.address));
-                expires_at = Some(server.expires_at);
+                answer.verified = Some(matches!(signer, Ok(a) if a == self.cfg.target.address));
+                answer.expires_at = Some(server.expires_at);
                 // The identity verdict belongs to the scenarios that ask for
                 // it; the keys are needed either way.
                 if let Some((_, session)) = offer.finish_as_sent(&server) {
@@ -134,15 +139,8 @@ impl Context<'_> {
             }
         }
         let Some(expect) = &step.expect else {
-            if let Some(exp) = expires_at.filter(|e| *e <= now_secs()) {
-                // An honest client never seals with a session whose expiry
-                // has passed (SES-3), so nothing after this can run.
-                return Err(StepFailure::new(
-                    format!("the ServerHello's expiresAt {exp} has already passed"),
-                    "a session that expires in the future",
-                    true,
-                ));
-            }
+            let usable = self.sessions.contains_key(&name);
+            crate::judge::handshake::honest_hello(&self.claim, &answer, usable, now_secs())?;
             if pooled {
                 if let Some(s) = self.sessions.get_mut(&name) {
                     let counter = Arc::new(AtomicU64::new(1));
@@ -157,126 +155,21 @@ impl Context<'_> {
                     }
                 }
             }
-            if resp.status != 200 || !self.sessions.contains_key(&name) {
-                return Err(StepFailure::new(
-                    format!(
-                        "honest handshake got {} {}",
-                        resp.status,
-                        String::from_utf8_lossy(&resp.body)
-                    ),
-                    "200 with a usable ServerHello",
-                    true,
-                ));
-            }
-            if verified == Some(false) {
-                // An honest client never uses a session whose hello does
-                // not recover to the pinned address (HS-1).
-                return Err(StepFailure::new(
-                    "the ServerHello signature does not recover to the pinned address",
-                    "a ServerHello signed by the pinned agent",
-                    true,
-                ));
-            }
             return Ok(());
         };
-        check_status(expect, resp.status, &resp.headers, &resp.body)?;
-        if let Some(want) = expect.lowercase_hex {
-            let signature = ServerHello::parse(&resp.body)
-                .map(|s| s.signature)
-                .unwrap_or_default();
-            let got = signature.strip_prefix("0x").is_some_and(|h| {
-                !h.is_empty()
-                    && h.bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            });
-            if got != want {
-                return Err(StepFailure::new(
-                    format!("the ServerHello signature is {signature:?}"),
-                    format!("0x + lowercase hex = {want}"),
-                    false,
-                ));
-            }
-        }
-        if let Some(want) = expect.canonical {
-            let problems = super::judge::hello_encoding_problems(&resp.body);
-            if problems.is_empty() != want {
-                return Err(StepFailure::new(
-                    format!(
-                        "the ServerHello: {}",
-                        if problems.is_empty() {
-                            "canonical".into()
-                        } else {
-                            problems.join("; ")
-                        }
-                    ),
-                    format!("canonical encodings = {want}"),
-                    false,
-                ));
-            }
-        }
-        if let Some(want) = expect.low_s {
-            let got = super::judge::hello_low_s(&resp.body);
-            if got != Some(want) {
-                return Err(StepFailure::new(
-                    format!(
-                        "the ServerHello signature's s is {}",
-                        match got {
-                            Some(true) => "low",
-                            Some(false) => "high",
-                            None => "unreadable",
-                        }
-                    ),
-                    format!("low-S = {want}"),
-                    false,
-                ));
-            }
-        }
-        if let Some(want) = expect.verifies {
-            let got = verified.unwrap_or(false);
-            if got != want {
-                return Err(StepFailure::new(
-                    if got {
-                        "the ServerHello signature verifies".to_string()
-                    } else {
-                        "the ServerHello signature does not recover to the pinned address"
-                            .to_string()
-                    },
-                    format!("signature verifies = {want}"),
-                    false,
-                ));
-            }
-        }
-        if expect.expiry_near_ttl == Some(true) {
-            let exp = expires_at.unwrap_or(0);
-            let now = now_secs();
-            if exp <= now {
-                return Err(StepFailure::new(
-                    format!("expiresAt {exp} is not in the future (now {now})"),
-                    "expiresAt > now",
-                    false,
-                ));
-            }
-            if let Some(ttl) = self.cfg.session_ttl {
-                if (exp - (now + ttl)).abs() > 5 {
-                    return Err(StepFailure::new(
-                        format!(
-                            "expiresAt {exp} is {}s from now, the TTL is {ttl}s",
-                            exp - now
-                        ),
-                        format!("expiresAt within 5 s of now + {ttl}"),
-                        false,
-                    ));
-                }
-            }
-        }
+        crate::judge::handshake::check_hello(
+            &self.claim,
+            expect,
+            &answer,
+            self.cfg.session_ttl,
+            now_secs(),
+        )?;
         Ok(())
     }
 
     pub(super) async fn freshness(&mut self, step: &Step) -> StepResult {
         let count = step.count.unwrap_or(3).max(2);
-        let mut keys = Vec::new();
-        let mut sids = Vec::new();
-        let mut rs = Vec::new();
+        let mut seen = Vec::new();
         for i in 0..count {
             // Each handshake is judged, not a precondition: freshness means
             // nothing for hellos the pinned agent did not sign.
@@ -292,37 +185,16 @@ impl Context<'_> {
             };
             self.handshake(&sub).await?;
             let s = &self.sessions[&format!("fresh-{i}")];
-            keys.push(s.server.enc_pub.clone());
-            sids.push(s.server.sid.clone());
-            rs.push(s.server.signature.get(..66).unwrap_or("").to_owned());
+            seen.push(Fresh {
+                enc_pub: s.server.enc_pub.clone(),
+                sid: s.server.sid.clone(),
+                r: s.server.signature.get(..66).unwrap_or("").to_owned(),
+            });
         }
-        let repeated = |v: &[String]| {
-            let mut sorted = v.to_vec();
-            sorted.sort();
-            sorted.windows(2).any(|w| w[0] == w[1])
-        };
-        if repeated(&rs) {
-            return Err(StepFailure::new(
-                "two ServerHello signatures over different transcripts share the same r value: the ECDSA nonce repeats, which leaks the agent's private key",
-                "a fresh r in every signature (RFC 6979)",
-                false,
-            ));
-        }
-        if repeated(&keys) {
-            return Err(StepFailure::new(
-                format!("the server's ephemeral key repeats across {count} handshakes: no forward secrecy"),
-                "a new server encPub per session (HS-3)",
-                false,
-            ));
-        }
-        if repeated(&sids) {
-            return Err(StepFailure::new(
-                format!("a sid repeats across {count} handshakes"),
-                "a new sid per session",
-                false,
-            ));
-        }
-        Ok(())
+        Ok(crate::judge::handshake::check_freshness(
+            &self.claim,
+            &seen,
+        )?)
     }
 
     pub(super) async fn flood(&mut self, step: &Step) -> StepResult {
@@ -430,9 +302,6 @@ impl Context<'_> {
             }
         }
         .map_err(|e| StepFailure::transport(e, pre))?;
-        if let Some(e) = &step.expect {
-            super::answered::check_sealed(e, &answer)?;
-        }
         self.judge(step.expect.as_ref(), &answer)
     }
 
@@ -483,6 +352,11 @@ impl Context<'_> {
                 } else {
                     format!("not an HTTP reply: {}", String::from_utf8_lossy(&bytes))
                 }],
+                ending: if bytes.is_empty() {
+                    Ending::Closed
+                } else {
+                    Ending::Dropped("not an HTTP reply".into())
+                },
                 ..Answer::default()
             },
         };
@@ -564,21 +438,17 @@ impl Context<'_> {
             .map(|s| (s.server.sid.clone(), s.keys.clone()));
         let deadline = tokio::time::Instant::now() + self.cfg.target.limits.response_timeout;
         let mut stream = self.cfg.target.send_streaming(&req).await?;
-        let (mut answer, inner_text) = read::read_answer(
+        let mut answer = peer::read_call_answer(
             &mut stream,
-            keys,
+            keys.as_ref().map(|(sid, k)| (sid.as_str(), k)),
             seq,
             deadline,
             self.cfg.target.limits.max_body_bytes,
         )
         .await?;
-        if let Some(v) = serde_json::from_slice::<Value>(&answer.inner_body)
-            .ok()
-            .and_then(|v| v.get("executions").and_then(Value::as_u64))
-        {
-            answer.executions = Some(v);
+        if answer.executions.is_some() {
             answer.previous_executions = self.last_executions;
-            self.last_executions = Some(v);
+            self.last_executions = answer.executions;
         }
         self.remember_headers(&answer.headers);
         let shown_body = answer.body.clone();
@@ -588,7 +458,7 @@ impl Context<'_> {
             inner.as_deref(),
             answer.status,
             &shown_body,
-            inner_text,
+            answer.inner_text.clone(),
         );
         Ok(answer)
     }
@@ -633,17 +503,16 @@ impl Context<'_> {
             .map_err(|e| StepFailure::transport(e, pre))?;
         self.remember_headers(&resp.headers);
         self.record("plain", &req, None, resp.status, &resp.body, None);
-        let Some(e) = &step.expect else {
-            if !(200..300).contains(&resp.status) {
-                return Err(StepFailure::new(
-                    format!("got {}", resp.status),
-                    "2xx",
-                    true,
-                ));
-            }
-            return Ok(());
+        let answer = Answer {
+            status: resp.status,
+            headers: resp.headers,
+            body: resp.body,
+            ..Answer::default()
         };
-        check_status(e, resp.status, &resp.headers, &resp.body)?;
-        Ok(())
+        Ok(crate::judge::response::check_plain(
+            &self.claim,
+            step.expect.as_ref(),
+            &answer,
+        )?)
     }
 }

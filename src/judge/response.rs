@@ -1,0 +1,225 @@
+//! A call's answer: the frames (how many, opened under which key, in
+//! order, ending in an authenticated fin), the inner response, and an
+//! honest call's whole answer.
+
+use super::encoding;
+use super::refusal::check_status;
+use super::{shorten, Checked, Claim, Expect};
+use crate::peer::Answer;
+
+fn problems_note(a: &Answer, open: &str, sep: &str, close: &str) -> String {
+    if a.problems.is_empty() {
+        String::new()
+    } else {
+        format!("{open}{}{close}", a.problems.join(sep))
+    }
+}
+
+/// An honest call (a step with no expectation) must come back 200 with a
+/// complete, authenticated 2xx answer; otherwise the precondition failed.
+pub fn honest_call(claim: &Claim, a: &Answer) -> Checked {
+    let healthy = a.status == 200
+        && a.opened
+        && a.fin
+        && a.in_order
+        && a.inner_status.is_some_and(|s| (200..300).contains(&s));
+    if healthy {
+        return Ok(());
+    }
+    Err(claim.unmet(
+        format!(
+            "honest call got outer {} inner {:?} ({} frame(s), fin {}, in order {}, {}): {}",
+            a.status,
+            a.inner_status,
+            a.frames,
+            a.fin,
+            a.in_order,
+            if a.problems.is_empty() {
+                "no frame problems".into()
+            } else {
+                a.problems.join("; ")
+            },
+            shorten(&String::from_utf8_lossy(&a.body), 200)
+        ),
+        "200 with a complete, authenticated 2xx answer",
+    ))
+}
+
+/// Checks `sealed`: a 200 answer to a call opened whole (every frame under
+/// the per-call key, in order, ending in an authenticated `fin`); any
+/// other status passes.
+pub fn check_sealed(claim: &Claim, e: &Expect, a: &Answer) -> Checked {
+    if e.sealed != Some(true) || a.status != 200 {
+        return Ok(());
+    }
+    if a.opened && a.per_call_key && a.in_order && a.fin {
+        return Ok(());
+    }
+    Err(claim.miss(
+        format!(
+            "a 200 answer that does not open whole: {} frame(s), opened {}, per-call key {}, in order {}, fin {}{}",
+            a.frames,
+            a.opened,
+            a.per_call_key,
+            a.in_order,
+            a.fin,
+            problems_note(a, " (", "; ", ")")
+        ),
+        "every frame opened under the per-call key, in order, ending in an authenticated fin",
+    ))
+}
+
+/// Holds a call's answer against every expectation of the step: the outer
+/// status and body, then the frames and the inner response. The caller
+/// expands placeholders in `e` (`{key}`, `{agent}`) first; an expected
+/// execution count with no counter in the answer is not judged here.
+pub fn check_call(claim: &Claim, e: &Expect, a: &Answer) -> Checked {
+    check_sealed(claim, e, a)?;
+    check_status(claim, e, a.status, &a.headers, &a.body)?;
+    let fail = |what: String, want: String| Err(claim.miss(what, want));
+    if let Some(delta) = e.executions_delta {
+        match (a.previous_executions, a.executions) {
+            (_, None) => {}
+            (None, Some(_)) => {
+                return Err(claim.unmet(
+                    "no earlier call reported the execution counter",
+                    "an earlier counted call",
+                ))
+            }
+            (Some(before), Some(now)) if now.wrapping_sub(before) != delta => {
+                return fail(
+                    format!(
+                    "the execution counter moved from {before} to {now}: something ran {} time(s)",
+                    now.wrapping_sub(before)
+                ),
+                    format!("exactly {delta} execution(s) since the previous counted call"),
+                )
+            }
+            _ => {}
+        }
+    }
+    if let Some(want) = e.header.as_deref() {
+        let (name, value) = want
+            .split_once('=')
+            .map(|(n, v)| (n, Some(v)))
+            .unwrap_or((want, None));
+        let got = a.header(name);
+        if got.is_none() || value.is_some_and(|v| got != Some(v)) {
+            return fail(
+                format!("outer header {name} is {got:?}"),
+                format!("header {want}"),
+            );
+        }
+    }
+    if let Some(want) = e.streamed {
+        if a.streamed != want {
+            return fail(
+                format!("streamed = {}", a.streamed),
+                format!("streamed = {want}"),
+            );
+        }
+    }
+    if let Some(want) = e.fin {
+        if a.fin != want {
+            return fail(
+                format!(
+                    "the response {} with an authenticated fin frame{}",
+                    if a.fin { "ended" } else { "did not end" },
+                    problems_note(a, " (", "; ", ")")
+                ),
+                format!("fin = {want}"),
+            );
+        }
+    }
+    if let Some(want) = e.frames {
+        if a.frames != want {
+            return fail(format!("{} frame(s)", a.frames), format!("{want} frame(s)"));
+        }
+    }
+    if let Some(want) = e.in_order {
+        if a.in_order != want {
+            return fail(
+                format!(
+                    "the frames are not all opened in order 0, 1, 2, … ending in an authenticated fin ({} frame(s){})",
+                    a.frames,
+                    problems_note(a, ": ", "; ", "")
+                ),
+                format!("in order = {want}"),
+            );
+        }
+    }
+    if e.per_call_key == Some(true) && (!a.opened || !a.per_call_key) {
+        return fail(
+            if a.opened {
+                "the response opens, but not under the per-call response key: it is sealed with a session key".into()
+            } else {
+                format!("the response does not open: {}", a.problems.join("; "))
+            },
+            "frames sealed with HKDF(s2c, respkey:<seq>) (KS-2)".into(),
+        );
+    }
+    if let Some(want) = e.canonical {
+        let problems = encoding::problems(&a.emitted);
+        if problems.is_empty() != want {
+            return fail(
+                if problems.is_empty() {
+                    "every encoding is canonical".into()
+                } else {
+                    problems
+                        .iter()
+                        .map(|p| p.what.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+                format!("canonical encodings = {want} (ENC-1)"),
+            );
+        }
+    }
+    if let Some(want) = e.inner_status {
+        if a.inner_status != Some(want) {
+            return fail(
+                format!(
+                    "inner status {:?}{}",
+                    a.inner_status,
+                    if a.opened {
+                        ""
+                    } else {
+                        " (the response did not open)"
+                    }
+                ),
+                format!("inner status {want}"),
+            );
+        }
+    }
+    let inner = String::from_utf8_lossy(&a.inner_body);
+    if let Some(want) = &e.inner_contains {
+        if !inner.contains(want.as_str()) {
+            return fail(
+                format!("inner body {}", shorten(&inner, 200)),
+                format!("inner body containing {want:?}"),
+            );
+        }
+    }
+    if let Some(bad) = &e.inner_lacks {
+        if inner
+            .to_ascii_lowercase()
+            .contains(&bad.to_ascii_lowercase())
+        {
+            return fail(
+                format!("inner body contains {bad:?}"),
+                format!("no {bad:?} in the inner body"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Holds a plaintext request's answer: with an expectation, its status and
+/// body; without one (an honest precondition), a 2xx.
+pub fn check_plain(claim: &Claim, e: Option<&Expect>, a: &Answer) -> Checked {
+    match e {
+        Some(e) => check_status(claim, e, a.status, &a.headers, &a.body),
+        None if (200..300).contains(&a.status) => Ok(()),
+        None => Err(claim.unmet(format!("got {}", a.status), "2xx")),
+    }
+}
