@@ -50,6 +50,7 @@ def cmd_serve(args) -> int:
         scoped_key=args.scoped_key or "osk-v1.scoped-" + secrets.token_urlsafe(16),
         scoped_agent_id=args.scoped_agent_id or str(uuid.uuid4()),
         lenient_base64=args.lenient_base64,
+        hold_incomplete=args.hold_incomplete,
     )
     server = osc_server.serve(cfg, args.host, args.port)
     host, port = server.server_address[:2]
@@ -87,6 +88,7 @@ def cmd_serve(args) -> int:
         "scopedAgentId": cfg.scoped_agent_id,
         "breaks": sorted(cfg.breaks),
         "lenientBase64": cfg.lenient_base64,
+        "holdIncomplete": cfg.hold_incomplete,
     }), flush=True)
     try:
         server.serve_forever()
@@ -198,6 +200,10 @@ def main(argv=None) -> int:
                    help="decode base64url as upstream does: padding re-added, standard base64 "
                         "accepted, an undecodable inner body run as empty (CALL-9), and the "
                         "run route refusing a body that is not a JSON object")
+    s.add_argument("--hold-incomplete", action="store_true",
+                   help="wait for promised request bytes without a deadline, as upstream does "
+                        "(it has no idle timeout): an incomplete request is held until the "
+                        "client gives up (LIM-2 is a SHOULD)")
 
     k = sub.add_parser("call")
     k.add_argument("--target", required=True)

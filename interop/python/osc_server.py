@@ -108,6 +108,8 @@ class Config:
     scoped_key: str | None = None
     scoped_agent_id: str | None = None
     lenient_base64: bool = False
+    # No body deadline: incomplete requests are held until the client goes.
+    hold_incomplete: bool = False
 
     def b64_decode(self, text: str) -> bytes:
         """The base64url decoder of this mode."""
@@ -267,7 +269,8 @@ def make_handler(state: State):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        timeout = BODY_DEADLINE  # bounds every read from the socket
+        # Bounds every read from the socket (none when holding, as upstream).
+        timeout = None if cfg.hold_incomplete else BODY_DEADLINE
 
         def log_message(self, *args) -> None:  # quiet: stdout carries the ready line
             pass
@@ -303,7 +306,7 @@ def make_handler(state: State):
                 return None
             # A total deadline, not just a per-recv timeout: a sender that
             # drips one byte at a time must not hold the thread forever.
-            deadline = time.monotonic() + BODY_DEADLINE
+            deadline = time.monotonic() + (float("inf") if cfg.hold_incomplete else BODY_DEADLINE)
             parts, got = [], 0
             while got < n:
                 try:

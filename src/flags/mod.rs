@@ -6,4 +6,6 @@
 
 pub mod target;
 
-pub use target::{limits_for, RelayDefault, ResolvedTarget, TargetArgs, TargetError, TargetPolicy};
+pub use target::{
+    limits_for, relay_marker, RelayDefault, ResolvedTarget, TargetArgs, TargetError, TargetPolicy,
+};

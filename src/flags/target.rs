@@ -110,9 +110,9 @@ pub struct TargetArgs {
     pub agent_id: Option<String>,
     /// Send `X-Osaurus-Relay-Origin: 1` on outer requests, so a loopback
     /// server treats the caller as remote: on/off (or true/false); the bare
-    /// flag means on [default: off for call and bench; on for `self` with
-    /// fuzz and replay; with test, on for `self` and loopback URLs (a URL
-    /// whose address is not loopback is a remote caller as it is)].
+    /// flag means on [default: off for call and bench; with test, fuzz,
+    /// replay and diff, on for `self` and loopback URLs (a URL whose address
+    /// is not loopback is a remote caller as it is)].
     #[arg(
         long,
         value_name = "on|off",
@@ -164,13 +164,30 @@ pub struct TargetPolicy {
 /// absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelayDefault {
-    /// Never: the caller is whatever the network says it is.
+    /// Never: the caller is whatever the network says it is (`call`,
+    /// `bench`: a plain client of the server).
     Off,
-    /// For `self` only, whose own rules are known.
-    OnForSelf,
     /// Whenever the target is on this machine (`self` included), where an
-    /// unmarked caller would be trusted as local.
+    /// unmarked caller would be trusted as local: every command that judges
+    /// a target (`test`, `fuzz`, `replay`, `diff`).
     OnForLoopback,
+}
+
+/// Whether outer requests carry the relay marker: the one rule every
+/// command follows. `--relay-origin` decides when given; else a judging
+/// command ([`RelayDefault::OnForLoopback`]) marks its requests to `self`
+/// and to a loopback URL, so a server that trusts loopback callers (as the
+/// reference and upstream do by default) judges the harness as the remote
+/// caller the checks are written for, and never as a trusted local one.
+/// A URL off this machine is remote as it is, and a target reached
+/// `--via-relay` is marked by its relay.
+pub fn relay_marker(
+    policy: RelayDefault,
+    flag: Option<bool>,
+    is_self: bool,
+    target: &Target,
+) -> bool {
+    flag.unwrap_or(policy == RelayDefault::OnForLoopback && (is_self || is_loopback(target)))
 }
 
 /// A target ready to connect to. For `self` it owns the reference server,
@@ -272,19 +289,15 @@ impl TargetArgs {
             let net = self.net.net()?;
             let timeout = self.timeout_or(policy.self_timeout_secs);
             let server = server::spawn(self_config(timeout)).await?;
+            let endpoint = Target::parse(&server.url)?.with_net(net);
             let target = peer::Target {
                 label: "self".into(),
                 access_key: server.access_key.clone(),
                 agent_id: Some(self.agent_id.clone().unwrap_or(server.agent_id.clone())),
-                relay_origin: self
-                    .relay_origin
-                    .unwrap_or(policy.relay != RelayDefault::Off),
+                relay_origin: relay_marker(policy.relay, self.relay_origin, true, &endpoint),
                 via_relay: self.via_relay,
                 limits: limits_for(timeout),
-                ..peer::Target::new(
-                    Target::parse(&server.url)?.with_net(net),
-                    server.agent_address,
-                )
+                ..peer::Target::new(endpoint, server.agent_address)
             };
             return Ok(ResolvedTarget {
                 target,
@@ -303,12 +316,12 @@ impl TargetArgs {
         if policy.key_required && self.access_key.is_none() {
             return Err(TargetError::MissingKey);
         }
-        let relay_default = policy.relay == RelayDefault::OnForLoopback && is_loopback(&target);
+        let relay_origin = relay_marker(policy.relay, self.relay_origin, false, &target);
         let target = peer::Target {
             label: name.to_owned(),
             access_key: self.access_key.clone().unwrap_or_default(),
             agent_id: self.agent_id.clone(),
-            relay_origin: self.relay_origin.unwrap_or(relay_default),
+            relay_origin,
             via_relay: self.via_relay,
             limits: limits_for(self.timeout_or(policy.url_timeout_secs)),
             ..peer::Target::new(target.with_net(self.net.net()?), address)
@@ -427,6 +440,21 @@ mod tests {
             .await
             .expect("no key needed");
         assert!(!off.target.relay_origin);
+    }
+
+    #[test]
+    fn the_relay_marker_follows_one_rule() {
+        let loopback = Target::parse("http://127.0.0.1:9").unwrap();
+        let localhost = Target::parse("http://localhost:9").unwrap();
+        let remote = Target::parse("http://10.0.0.1:9").unwrap();
+        let judge = RelayDefault::OnForLoopback;
+        assert!(relay_marker(judge, None, false, &loopback));
+        assert!(relay_marker(judge, None, false, &localhost));
+        assert!(relay_marker(judge, None, true, &remote));
+        assert!(!relay_marker(judge, None, false, &remote));
+        assert!(!relay_marker(judge, Some(false), false, &loopback));
+        assert!(relay_marker(RelayDefault::Off, Some(true), false, &remote));
+        assert!(!relay_marker(RelayDefault::Off, None, true, &loopback));
     }
 
     #[tokio::test]

@@ -142,12 +142,13 @@ pub struct Resolved {
 const SELF_TTL_SECS: i64 = 3600;
 
 /// What `fuzz` and `replay` assume: `self` unless told, a key for a URL,
-/// no relay marker for a URL, a short timeout for the local server.
+/// the relay marker as `test` sends it (for `self` and a loopback URL), a
+/// short timeout for the local server.
 const POLICY: TargetPolicy = TargetPolicy {
     default_target: Some("self"),
     allows_self: true,
     key_required: true,
-    relay: RelayDefault::OnForSelf,
+    relay: RelayDefault::OnForLoopback,
     self_timeout_secs: 3,
     url_timeout_secs: 15,
 };
@@ -296,6 +297,21 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
                  handshakes (HS-9); keep --handshake-budget under the target's store size per \
                  session lifetime to check expiry (SES-1)",
                 summary.expiry_evicted
+            );
+        }
+        if !summary.held_at_end.is_empty() {
+            let held = &summary.held_at_end;
+            let longest = held.iter().map(|h| h.held_secs).fold(0.0, f64::max);
+            let first: Vec<String> = held
+                .iter()
+                .take(3)
+                .map(|h| format!("case {} {} held {:.1}s", h.case, h.what, h.held_secs))
+                .collect();
+            eprintln!(
+                "note: {} incomplete request(s) still held when the run ended, the longest \
+                 {longest:.1}s (not waited out, not judged; all in the summary's held_at_end): {}",
+                held.len(),
+                first.join("; ")
             );
         }
         for b in &summary.findings {

@@ -61,10 +61,12 @@ oracles! {
     ServerError = "server-error", "CALL-2", Must, "a 5xx answer: the protocol answers every bad input with a documented 4xx refusal";
     /// The connection dropped before an answer.
     DroppedConnection = "dropped-connection", "CALL-2", Must, "the connection dropped or was reset before an answer (not judged for framing edits, where a drop is a fair answer)";
-    /// No answer in time.
-    Timeout = "timeout", "CALL-2", Must, "no answer within `--timeout` to a whole request, or an incomplete request (framing that promises bytes never sent) held unanswered past `--slow-request-limit`";
+    /// No answer in time to a whole request.
+    Timeout = "timeout", "CALL-2", Must, "no answer within `--timeout` to a whole request";
+    /// An incomplete request held past the limit.
+    HeldRequest = "held-request", "LIM-2", Should, "an incomplete request (framing that promises bytes never sent) held unanswered past `--slow-request-limit`: the target waits for the promised bytes without a bound; the detail says how long";
     /// An incomplete request held a long time, then answered or closed.
-    SlowRequest = "slow-request", "LIM-1", Upstream, "an incomplete request (framing that promises bytes never sent) held longer than `--timeout` before the target answered or closed it, within `--slow-request-limit`: waiting for promised bytes is not a hang; the detail says how long";
+    SlowRequest = "slow-request", "LIM-2", Upstream, "an incomplete request (framing that promises bytes never sent) held longer than `--timeout` before the target answered or closed it, within `--slow-request-limit`: the wait was bounded; the detail says how long";
     /// A refusal in no documented shape.
     UndocumentedBody = "undocumented-body", "CALL-2, HS-5", Must, "a refusal whose body is not a documented error shape, or whose code does not belong with its status; a 200 handshake answer that is not a ServerHello";
     /// A refusal where the protocol accepts.
@@ -458,12 +460,15 @@ pub fn judge(
     let (status, content_type, body) = match &outcome.reply {
         Reply::Timeout(d) => {
             let incomplete = matches!(step, Step::Call(c) if c.framing.leaves_request_incomplete());
-            let d = if incomplete {
-                format!("an incomplete request held past --slow-request-limit: {d}")
+            return if incomplete {
+                fire(
+                    &e,
+                    Oracle::HeldRequest,
+                    format!("an incomplete request held past --slow-request-limit: {d}"),
+                )
             } else {
-                d.clone()
+                fire(&e, Oracle::Timeout, d.clone())
             };
-            return fire(&e, Oracle::Timeout, d);
         }
         Reply::Held { held, then } => {
             return fire(
@@ -893,7 +898,14 @@ mod tests {
             layer: "framing".into(),
             field: "content-length-lie".into(),
         };
-        assert_eq!(judged_signature(&sig), Some(("LIM-1", Level::Upstream)));
+        assert_eq!(judged_signature(&sig), Some(("LIM-2", Level::Upstream)));
+        assert_eq!(
+            (
+                Oracle::HeldRequest.requirement(),
+                Oracle::HeldRequest.level()
+            ),
+            ("LIM-2", Level::Should)
+        );
         assert!(oracle_table().contains("| `accepted-invalid/inner/body` | CALL-9 | SHOULD |"));
     }
 

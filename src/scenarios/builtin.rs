@@ -80,6 +80,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../scenarios/inside-scope.toml"),
     ),
     (
+        "limits-promised-bytes.toml",
+        include_str!("../../scenarios/limits-promised-bytes.toml"),
+    ),
+    (
         "mitm-bad-key-and-nonce.toml",
         include_str!("../../scenarios/mitm-bad-key-and-nonce.toml"),
     ),

@@ -45,6 +45,10 @@ pub fn self_server_config(bugs: &[Bug]) -> ServerConfig {
     config.session_ttl_secs = SELF_TTL_SECS;
     config.max_sessions = SELF_MAX_SESSIONS;
     config.handshake_rate = None;
+    // Well under `test`'s own wait for an incomplete request, so the honest
+    // server gives up on promised bytes (LIM-2) quickly and only the hang
+    // knob keeps the harness waiting.
+    config.body_read_timeout = std::time::Duration::from_secs(3);
     config.bugs = bugs.iter().copied().collect();
     config
 }

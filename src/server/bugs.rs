@@ -110,7 +110,7 @@ crate::knobs! {
         /// A seq above 2^53 panics the handler.
         PanicOnHugeSeq = "panic-on-huge-seq", "CALL-2", FuzzerOnly, "a call whose seq is above 2^53 panics the handling task (the connection drops)";
         /// A body shorter than its Content-Length is waited for forever.
-        HangOnLengthLie = "hang-on-length-lie", "LIM-1", FuzzerOnly, "a request body shorter than its Content-Length is waited for forever";
+        HangOnLengthLie = "hang-on-length-lie", "LIM-2", Suite, "a request body shorter than its Content-Length is waited for forever";
         /// The first call is answered 401 secure_session_unknown (a client-role knob).
         UnknownSessionOnce = "unknown-session-once", "SES-2", ClientSuite, "the first call is answered 401 secure_session_unknown, as after a restart";
         /// Every call is answered 401 secure_session_unknown (a client-role knob).

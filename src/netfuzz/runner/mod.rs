@@ -112,6 +112,22 @@ pub struct Summary {
     /// How many judged cases ended in each response shape
     /// (`endpoint status code`, or `closed`, `dropped`, `timeout`).
     pub response_classes: BTreeMap<String, u64>,
+    /// Incomplete requests the target still held when a timed run ended:
+    /// not waited out (the run ends by `--duration` plus `--timeout`) and
+    /// not judged, only reported with how long they were held.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_at_end: Vec<HeldAtEnd>,
+}
+
+/// A request still in flight when a timed run ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldAtEnd {
+    /// The case number.
+    pub case: u64,
+    /// What was sent (the framing of the call).
+    pub what: String,
+    /// Seconds the target had held it.
+    pub held_secs: f64,
 }
 
 #[derive(Debug, Default)]
@@ -135,6 +151,8 @@ struct Ctx {
     stop: AtomicBool,
     deadline: Option<Instant>,
     preload: Vec<Vec<Step>>,
+    /// The background cases on the wire: case number → (sent at, what).
+    in_flight: std::sync::Mutex<BTreeMap<u64, (Instant, String)>>,
 }
 
 impl Ctx {
@@ -199,8 +217,15 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         stop: AtomicBool::new(false),
         deadline: cfg.duration.map(|d| start + d),
         preload,
+        in_flight: std::sync::Mutex::new(BTreeMap::new()),
         cfg,
     });
+    // A timed run ends by its duration plus one answer's wait: whatever
+    // still waits then (an incomplete request a target holds, a confirmation
+    // behind it) is stopped and reported, not waited out.
+    let hard_stop = ctx
+        .deadline
+        .map(|d| d + ctx.cfg.info.target.limits.response_timeout);
     let bar = progress_bar(&ctx);
     let ticker = bar.clone().map(|bar| {
         let ctx = ctx.clone();
@@ -227,20 +252,52 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         .endpoints
         .call
         .then(|| tokio::spawn(expiry_sentinel(ctx.clone(), workers_done.clone())));
-    for w in workers {
-        if let Err(e) = w.await {
-            // A worker that died must not look like a clean, quiet run.
-            ctx.died(
-                ctx.execs.load(Ordering::Relaxed),
-                format!("fuzzer worker failed: {e}"),
-            )
-            .await;
+    for mut w in workers {
+        let joined = match hard_stop {
+            Some(at) => tokio::time::timeout_at(at, &mut w).await.ok(),
+            None => Some((&mut w).await),
+        };
+        match joined {
+            // Past the hard stop: its background cases go with it.
+            None => w.abort(),
+            Some(Err(e)) if !e.is_cancelled() => {
+                // A worker that died must not look like a clean, quiet run.
+                ctx.died(
+                    ctx.execs.load(Ordering::Relaxed),
+                    format!("fuzzer worker failed: {e}"),
+                )
+                .await;
+            }
+            Some(_) => {}
         }
     }
     workers_done.store(true, Ordering::Relaxed);
-    if let Some(sentinel) = sentinel {
-        let _ = sentinel.await;
+    if let Some(mut sentinel) = sentinel {
+        match hard_stop {
+            Some(at) => {
+                if tokio::time::timeout_at(at, &mut sentinel).await.is_err() {
+                    sentinel.abort();
+                }
+            }
+            None => {
+                let _ = sentinel.await;
+            }
+        }
     }
+    let now = Instant::now();
+    let held_at_end: Vec<HeldAtEnd> = ctx
+        .in_flight
+        .lock()
+        .map(|m| {
+            m.iter()
+                .map(|(case, (sent, what))| HeldAtEnd {
+                    case: *case,
+                    what: what.clone(),
+                    held_secs: now.saturating_duration_since(*sent).as_secs_f64(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     if let Some(t) = ticker {
         t.abort();
     }
@@ -296,5 +353,6 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
         died_reason: s.died.as_ref().map(|d| d.1.clone()),
         timeline,
         response_classes: s.classes.clone(),
+        held_at_end,
     }
 }

@@ -70,7 +70,10 @@ async fn minimise(
     rng: &mut SeededRandom,
     budget: &Mutex<HandshakeBudget>,
 ) -> Vec<Step> {
-    if sig.oracle == Oracle::Timeout.name() || sig.oracle == Oracle::SlowRequest.name() {
+    if [Oracle::Timeout, Oracle::HeldRequest, Oracle::SlowRequest]
+        .iter()
+        .any(|o| sig.oracle == o.name())
+    {
         // Each try would cost a full timeout; the input is small anyway.
         return steps;
     }
@@ -120,9 +123,20 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         };
         if !session.as_ref().is_some_and(|s| s.usable(now_secs())) {
-            let opened = {
+            let opened = async {
                 let b = ctx.budget.lock().await;
                 Session::open(info, &mut rng, &b).await
+            };
+            // A timed run does not wait for the handshake budget past its end.
+            let opened = match ctx.deadline {
+                Some(end) => match tokio::time::timeout_at(end, opened).await {
+                    Ok(opened) => opened,
+                    Err(_) => {
+                        ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                        break;
+                    }
+                },
+                None => opened.await,
             };
             match opened {
                 Ok(s) => session = Some(s),
@@ -172,14 +186,25 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
         if waits_for_server(&steps) {
             // These inputs wait out the target's body timeout; run them
             // beside the stream so the wait is not the fuzzer's rate.
-            let mut fork = current.fork();
-            while slow.len() >= MAX_SLOW_IN_FLIGHT {
-                let _ = slow.join_next().await;
+            while slow.try_join_next().is_some() {}
+            if slow.len() >= MAX_SLOW_IN_FLIGHT {
+                // A target that holds every incomplete request would stall
+                // the stream here: leave this input out instead.
+                ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                ctx.shared.lock().await.skipped += 1;
+                continue;
             }
+            let mut fork = current.fork();
             let ctx = ctx.clone();
+            if let Ok(mut m) = ctx.in_flight.lock() {
+                m.insert(case, (Instant::now(), describe_slow(&steps)));
+            }
             slow.spawn(async move {
                 let info = &ctx.info_waiting(ctx.cfg.info.expiry_wait);
                 let (firing, outcomes) = run_case(info, &mut fork, &steps).await;
+                if let Ok(mut m) = ctx.in_flight.lock() {
+                    m.remove(&case);
+                }
                 if count_skipped(&ctx, &outcomes).await {
                     return;
                 }
@@ -232,8 +257,25 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         }
     }
-    while slow.join_next().await.is_some() {}
+    // A timed run gives its background cases a short grace after its end;
+    // what is still held then is reported by the run, not waited out.
+    let drain = async { while slow.join_next().await.is_some() {} };
+    match ctx.deadline {
+        Some(end) => {
+            let grace = ctx.cfg.info.target.limits.response_timeout.min(END_GRACE);
+            if tokio::time::timeout_at(end.max(Instant::now()) + grace, drain)
+                .await
+                .is_err()
+            {
+                slow.abort_all();
+            }
+        }
+        None => drain.await,
+    }
 }
+
+/// How long past a timed run's end its background cases may still finish.
+const END_GRACE: Duration = Duration::from_secs(2);
 
 /// Counts a case whose step was skipped; true when one was (the case is
 /// then neither judged nor kept).
@@ -347,6 +389,15 @@ async fn sleep_unless_stopped(ctx: &Ctx, until: Instant) -> bool {
 
 /// Most background cases in flight per worker.
 const MAX_SLOW_IN_FLIGHT: usize = 64;
+
+/// What a background case sends, for the report of those still held at
+/// the end of a run.
+fn describe_slow(steps: &[Step]) -> String {
+    match steps {
+        [Step::Call(c)] if !c.framing.is_normal() => format!("call ({})", c.framing.name()),
+        _ => "call after expiry".into(),
+    }
+}
 
 /// Whether a case's answer may wait on a timeout: raw-framed requests end
 /// when the target gives up on the body or the connection goes quiet.
