@@ -170,7 +170,7 @@ pub fn run(args: DiffArgs) -> ExitCode {
             .into_iter()
             .collect();
         rows.extend(scenarios.iter().map(|s| scenario_row(s, &names, &reports)));
-        rows.extend(fuzz_rows(&args, duration, &prepared, &registry).await);
+        rows.extend(fuzz_rows(&args, duration, &prepared).await);
         for p in prepared {
             if let Some(server) = p.server {
                 server.shutdown().await;
@@ -189,12 +189,7 @@ pub fn run(args: DiffArgs) -> ExitCode {
     })
 }
 
-async fn fuzz_rows(
-    args: &DiffArgs,
-    duration: Option<Duration>,
-    targets: &[Prepared],
-    registry: &Registry,
-) -> Vec<Row> {
+async fn fuzz_rows(args: &DiffArgs, duration: Option<Duration>, targets: &[Prepared]) -> Vec<Row> {
     let budgets: Vec<Mutex<HandshakeBudget>> = targets
         .iter()
         .map(|t| Mutex::new(HandshakeBudget::new(t.info.target.handshake_budget)))
@@ -232,14 +227,7 @@ async fn fuzz_rows(
             .collect();
         next += batch_len;
         let batch_rows = run::join_all(batch.iter().map(|(case, steps)| {
-            case_row(
-                format!("case-{case}"),
-                steps,
-                args.seed,
-                targets,
-                budgets,
-                registry,
-            )
+            case_row(format!("case-{case}"), steps, args.seed, targets, budgets)
         }))
         .await;
         for ((case, _), mut row) in batch.into_iter().zip(batch_rows) {
@@ -248,7 +236,7 @@ async fn fuzz_rows(
             let key = divergence_key(&row);
             if diverges && !key.is_empty() && shrunk < MAX_SHRUNK && seen_keys.insert(key.clone()) {
                 shrunk += 1;
-                let best = minimise(&row, &key, args.seed, targets, budgets, registry).await;
+                let best = minimise(&row, &key, args.seed, targets, budgets).await;
                 match save(&args.save, &args.targets, args.seed, case, &key, best) {
                     Ok(path) => row.saved = Some(path.display().to_string()),
                     Err(e) => eprintln!("osc-harness diff: {e}"),
@@ -269,7 +257,6 @@ async fn minimise(
     seed: u64,
     targets: &[Prepared],
     budgets: &[Mutex<HandshakeBudget>],
-    registry: &Registry,
 ) -> Vec<Step> {
     let steps = row.steps.clone().unwrap_or_default();
     if row
@@ -282,7 +269,7 @@ async fn minimise(
     }
     let mut shrinker = Shrinker::new(steps, shrink::MAX_TRIES);
     while let Some(candidate) = shrinker.next_candidate() {
-        let again = case_row(String::new(), &candidate, seed, targets, budgets, registry).await;
+        let again = case_row(String::new(), &candidate, seed, targets, budgets).await;
         shrinker.record(divergence_key(&again) == key);
     }
     shrinker.into_best()
@@ -389,7 +376,6 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return usage(e),
     };
-    let registry = Registry::builtin();
     rt.block_on(async move {
         let prepared = match prepare_all(&specs, "replay").await {
             Ok(p) => p,
@@ -399,15 +385,7 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
             .iter()
             .map(|t| Mutex::new(HandshakeBudget::new(t.info.target.handshake_budget)))
             .collect();
-        let row = case_row(
-            "replay".into(),
-            &case.steps,
-            case.seed,
-            &prepared,
-            &budgets,
-            &registry,
-        )
-        .await;
+        let row = case_row("replay".into(), &case.steps, case.seed, &prepared, &budgets).await;
         let now = divergence_key(&row);
         let was = case
             .notes

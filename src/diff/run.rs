@@ -13,9 +13,8 @@ use crate::netfuzz::case::Step;
 use crate::netfuzz::exec::{self, HandshakeBudget, Reply, Session, TargetInfo};
 use crate::netfuzz::oracle::Firing as OracleVerdict;
 use crate::netfuzz::runner;
-use crate::netfuzz::scenario::requirement_of;
 use crate::peer;
-use crate::report::{RunReport, Verdict};
+use crate::report::{Level, RunReport, Verdict};
 use crate::scenarios::model::Scenario;
 use crate::scenarios::registry::Registry;
 use crate::scenarios::runner::{run_suite, RunConfig};
@@ -327,6 +326,17 @@ pub struct Row {
     pub saved: Option<String>,
 }
 
+/// The class of a finding at `level`.
+fn class_of(level: Level) -> Class {
+    match level {
+        Level::Must => Class::Must,
+        Level::Should => Class::Should,
+        Level::Upstream => Class::Information,
+    }
+}
+
+/// The class of a finding on requirement `id`, at its level in the
+/// registry (an unknown ID counts as a MUST).
 fn level_of(registry: &Registry, id: &str) -> Class {
     match registry
         .requirements
@@ -547,7 +557,6 @@ pub async fn case_row(
     seed: u64,
     targets: &[Prepared],
     budgets: &[Mutex<HandshakeBudget>],
-    registry: &Registry,
 ) -> Row {
     let runs = join_all(
         targets
@@ -560,11 +569,12 @@ pub async fn case_row(
     let mut findings = Vec::new();
     for (t, run) in targets.iter().zip(runs) {
         if let Some(v) = &run.verdict {
-            let (req, _) = requirement_of(&v.signature);
+            // The requirement and level the fuzzer's judgement gives this
+            // firing, so diff and fuzz name a fault alike.
             findings.push(Finding {
-                class: level_of(registry, req),
+                class: class_of(v.level),
                 target: Some(t.name.clone()),
-                requirement: Some(req.into()),
+                requirement: Some(v.requirement.replace(", ", ",")),
                 rule: None,
                 detail: format!("{}: {}", v.signature, v.detail),
             });
