@@ -128,6 +128,9 @@ fn usage(msg: impl std::fmt::Display) -> ExitCode {
 /// Diverging fuzz cases minimised per run; the rest are reported unshrunk.
 const MAX_SHRUNK: usize = 5;
 
+/// Fuzz cases run at once on every target.
+const CASE_BATCH: u64 = 10;
+
 /// Runs `diff`.
 pub fn run(args: DiffArgs) -> ExitCode {
     let specs = match targets::load(&args.targets) {
@@ -163,11 +166,11 @@ pub fn run(args: DiffArgs) -> ExitCode {
         };
         let names: Vec<String> = prepared.iter().map(|p| p.name.clone()).collect();
         let reports = run::run_scenarios(&prepared, &scenarios, &registry).await;
-        let mut rows: Vec<Row> = scenarios
-            .iter()
-            .map(|s| scenario_row(s, &names, &reports))
+        let mut rows: Vec<Row> = run::preflight_row(&prepared, &registry)
+            .into_iter()
             .collect();
-        rows.extend(fuzz_rows(&args, duration, &prepared, &registry).await);
+        rows.extend(scenarios.iter().map(|s| scenario_row(s, &names, &reports)));
+        rows.extend(fuzz_rows(&args, duration, &prepared).await);
         for p in prepared {
             if let Some(server) = p.server {
                 server.shutdown().await;
@@ -186,16 +189,12 @@ pub fn run(args: DiffArgs) -> ExitCode {
     })
 }
 
-async fn fuzz_rows(
-    args: &DiffArgs,
-    duration: Option<Duration>,
-    targets: &[Prepared],
-    registry: &Registry,
-) -> Vec<Row> {
+async fn fuzz_rows(args: &DiffArgs, duration: Option<Duration>, targets: &[Prepared]) -> Vec<Row> {
     let budgets: Vec<Mutex<HandshakeBudget>> = targets
         .iter()
         .map(|t| Mutex::new(HandshakeBudget::new(t.info.target.handshake_budget)))
         .collect();
+    let budgets = &budgets;
     let endpoints = Endpoints {
         session: true,
         call: true,
@@ -209,34 +208,42 @@ async fn fuzz_rows(
     let mut rows = Vec::new();
     let mut shrunk = 0usize;
     let mut seen_keys = std::collections::BTreeSet::new();
-    for case in 0u64.. {
-        match duration {
-            Some(d) if start.elapsed() >= d => break,
-            None if case >= args.cases => break,
-            _ => {}
+    let mut next = 0u64;
+    loop {
+        // Cases are generated in order, so a seed sends the same cases
+        // whatever the batching; a batch runs at once, because a target
+        // may fairly wait seconds for the bytes a case promised and never
+        // sent, and those waits should overlap rather than add up.
+        let batch_len = match duration {
+            Some(d) if start.elapsed() >= d => 0,
+            Some(_) => CASE_BATCH,
+            None => CASE_BATCH.min(args.cases.saturating_sub(next)),
+        };
+        if batch_len == 0 {
+            break;
         }
-        let steps = gen.case();
-        let mut row = case_row(
-            format!("case-{case}"),
-            &steps,
-            args.seed,
-            targets,
-            &budgets,
-            registry,
-        )
+        let batch: Vec<(u64, Vec<Step>)> = (next..next + batch_len)
+            .map(|case| (case, gen.case()))
+            .collect();
+        next += batch_len;
+        let batch_rows = run::join_all(batch.iter().map(|(case, steps)| {
+            case_row(format!("case-{case}"), steps, args.seed, targets, budgets)
+        }))
         .await;
-        let diverges = row.cells.iter().any(|c| c.verdict != row.cells[0].verdict)
-            || row.class == Class::Unexplained;
-        let key = divergence_key(&row);
-        if diverges && !key.is_empty() && shrunk < MAX_SHRUNK && seen_keys.insert(key.clone()) {
-            shrunk += 1;
-            let best = minimise(&row, &key, args.seed, targets, &budgets, registry).await;
-            match save(&args.save, &args.targets, args.seed, case, &key, best) {
-                Ok(path) => row.saved = Some(path.display().to_string()),
-                Err(e) => eprintln!("osc-harness diff: {e}"),
+        for ((case, _), mut row) in batch.into_iter().zip(batch_rows) {
+            let diverges = row.cells.iter().any(|c| c.verdict != row.cells[0].verdict)
+                || row.class == Class::Unexplained;
+            let key = divergence_key(&row);
+            if diverges && !key.is_empty() && shrunk < MAX_SHRUNK && seen_keys.insert(key.clone()) {
+                shrunk += 1;
+                let best = minimise(&row, &key, args.seed, targets, budgets).await;
+                match save(&args.save, &args.targets, args.seed, case, &key, best) {
+                    Ok(path) => row.saved = Some(path.display().to_string()),
+                    Err(e) => eprintln!("osc-harness diff: {e}"),
+                }
             }
+            rows.push(row);
         }
-        rows.push(row);
     }
     rows
 }
@@ -250,7 +257,6 @@ async fn minimise(
     seed: u64,
     targets: &[Prepared],
     budgets: &[Mutex<HandshakeBudget>],
-    registry: &Registry,
 ) -> Vec<Step> {
     let steps = row.steps.clone().unwrap_or_default();
     if row
@@ -263,7 +269,7 @@ async fn minimise(
     }
     let mut shrinker = Shrinker::new(steps, shrink::MAX_TRIES);
     while let Some(candidate) = shrinker.next_candidate() {
-        let again = case_row(String::new(), &candidate, seed, targets, budgets, registry).await;
+        let again = case_row(String::new(), &candidate, seed, targets, budgets).await;
         shrinker.record(divergence_key(&again) == key);
     }
     shrinker.into_best()
@@ -370,7 +376,6 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return usage(e),
     };
-    let registry = Registry::builtin();
     rt.block_on(async move {
         let prepared = match prepare_all(&specs, "replay").await {
             Ok(p) => p,
@@ -380,15 +385,7 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
             .iter()
             .map(|t| Mutex::new(HandshakeBudget::new(t.info.target.handshake_budget)))
             .collect();
-        let row = case_row(
-            "replay".into(),
-            &case.steps,
-            case.seed,
-            &prepared,
-            &budgets,
-            &registry,
-        )
-        .await;
+        let row = case_row("replay".into(), &case.steps, case.seed, &prepared, &budgets).await;
         let now = divergence_key(&row);
         let was = case
             .notes

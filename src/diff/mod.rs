@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod html;
 pub mod normal;
+pub mod preflight;
 pub mod report;
 pub mod rules;
 pub mod run;

@@ -182,8 +182,9 @@ pub fn of_case(verdict: Option<&Verdict>, answers: Vec<Answer>) -> NormalForm {
 }
 
 /// The normal form of one scenario run, from its recorded transcript: the
-/// verdict and deciding step, then each exchange. Frames are counted from
-/// the recorded body; a body the transcript cut short leaves them unknown.
+/// verdict and deciding step, then each exchange but the accepted hellos.
+/// Frames are counted from the recorded body; a body the transcript cut
+/// short leaves them unknown.
 pub fn of_scenario(r: &ScenarioResult) -> NormalForm {
     let step = r
         .reason
@@ -194,7 +195,15 @@ pub fn of_scenario(r: &ScenarioResult) -> NormalForm {
         .unwrap_or_default();
     NormalForm {
         first_check: format!("{}{step}", r.verdict.label()),
-        answers: r.transcript.iter().map(of_exchange).collect(),
+        answers: r
+            .transcript
+            .iter()
+            // Whether a step opens a fresh session or reuses a pooled one
+            // depends on the target's handshake budget, not on the target:
+            // an accepted hello is the scenario verdict's to judge.
+            .filter(|x| !(x.action == "handshake" && x.status == 200))
+            .map(of_exchange)
+            .collect(),
     }
 }
 

@@ -10,12 +10,11 @@ use tokio::sync::Mutex;
 
 use crate::flags::target::{RelayDefault, TargetPolicy};
 use crate::netfuzz::case::Step;
-use crate::netfuzz::exec::{self, ExecError, HandshakeBudget, Reply, Session, TargetInfo};
+use crate::netfuzz::exec::{self, HandshakeBudget, Reply, Session, TargetInfo};
 use crate::netfuzz::oracle::Firing as OracleVerdict;
 use crate::netfuzz::runner;
-use crate::netfuzz::scenario::requirement_of;
 use crate::peer;
-use crate::report::{RunReport, Verdict};
+use crate::report::{Level, RunReport, Verdict};
 use crate::scenarios::model::Scenario;
 use crate::scenarios::registry::Registry;
 use crate::scenarios::runner::{run_suite, RunConfig};
@@ -23,6 +22,7 @@ use crate::scenarios::selftest;
 use crate::server::RunningServer;
 
 use super::normal::{self, NormalForm};
+use super::preflight::{self, Preflight, PreflightError};
 use super::rules;
 use super::targets::TargetSpec;
 
@@ -42,6 +42,12 @@ pub const POLICY: TargetPolicy = TargetPolicy {
 /// The handshake budget of a URL target whose table gives none: `test`'s.
 pub const URL_BUDGET: (u32, u64) = (5, 60);
 
+/// Longest wait for an answer to a request whose framing promises bytes
+/// never sent: beyond every server read timeout the harness knows (ten
+/// seconds upstream and in the reference), and short, because such a case
+/// holds one connection of each target for as long as it waits.
+const SLOW_REQUEST_LIMIT: Duration = Duration::from_secs(20);
+
 /// Longest wait for a session to expire in a fuzz case; later expiries
 /// skip the step on that target.
 const EXPIRY_WAIT: Duration = Duration::from_secs(10);
@@ -56,6 +62,8 @@ pub struct Prepared {
     pub cfg: Arc<RunConfig>,
     /// What the fuzz executor needs; its target holds the handshake budget.
     pub info: TargetInfo,
+    /// What its first honest handshake and call showed.
+    pub preflight: Preflight,
 }
 
 /// Why a target cannot be used.
@@ -79,8 +87,9 @@ pub enum PrepareError {
     },
 }
 
-/// Resolves one `[[target]]` with the shared target code and checks that
-/// it answers an honest handshake.
+/// Resolves one `[[target]]` with the shared target code, checks its
+/// first honest handshake and call ([`preflight::check`]) and, for a URL
+/// whose table names no budget, learns whether it paces handshakes.
 pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
     let usage = |message: String| PrepareError::Usage {
         name: spec.name.clone(),
@@ -91,13 +100,37 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
         .resolve(POLICY, |_| selftest::self_server_config(&[]))
         .await
         .map_err(|e| usage(e.to_string()))?;
-    let budget = match (&spec.handshake_budget, resolved.is_self()) {
+    let mut target = resolved.target;
+    let checked = match preflight::check(&target, 0).await {
+        Ok(c) => c,
+        Err(e @ PreflightError::NoSuchAgent(_)) => return Err(usage(e.to_string())),
+        Err(e) => {
+            return Err(PrepareError::Unreachable {
+                name: spec.name.clone(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let budget = match (&spec.handshake_budget, resolved.server.is_some()) {
         (Some(text), _) => crate::peer::parse_handshake_budget(text)
             .map_err(|e| usage(e.replace("--handshake-budget", "handshake_budget")))?,
         (None, true) => None,
-        (None, false) => Some(URL_BUDGET),
+        (None, false) => {
+            let paced = checked == Preflight::RateLimited || paces_handshakes(&target).await;
+            if !paced {
+                eprintln!(
+                    "osc-harness diff: target `{}` answered {} handshakes in a row without \
+                     a 429, so its handshakes are not paced (handshake_budget = \"{}/{}\" \
+                     paces them)",
+                    spec.name,
+                    URL_BUDGET.0 + 2,
+                    URL_BUDGET.0,
+                    URL_BUDGET.1
+                );
+            }
+            paced.then_some(URL_BUDGET)
+        }
     };
-    let mut target = resolved.target;
     target.handshake_budget = budget;
     let mut cfg = match &resolved.server {
         // The suite names the reference server `self`, as `test` does.
@@ -121,28 +154,96 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
     target.limits.max_body_bytes = 4 * 1024 * 1024;
     let info = TargetInfo {
         target,
-        slow_request_limit: Duration::from_secs(60),
+        slow_request_limit: SLOW_REQUEST_LIMIT,
         expiry_wait: EXPIRY_WAIT,
     };
-    let b = HandshakeBudget::new(budget);
-    let mut rng = exec::handshake_rng(0, 0);
-    match Session::open(&info, &mut rng, &b).await {
-        Err(ExecError::Transport(e)) => {
-            return Err(PrepareError::Unreachable {
-                name: spec.name.clone(),
-                message: e.to_string(),
-            })
-        }
-        // A target that answers but fails the handshake is still compared:
-        // its scenarios say which requirement it breaks.
-        Err(ExecError::Handshake(_) | ExecError::Hello { .. }) | Ok(_) => {}
-    }
     Ok(Prepared {
         name: spec.name.clone(),
         server: resolved.server,
         cfg: Arc::new(cfg),
         info,
+        preflight: checked,
     })
+}
+
+/// Whether `target` refuses a burst of honest handshakes with `429`: one
+/// more than the upstream budget allows in a window, back to back (the
+/// preflight spent one already). A target that takes them all is run
+/// unpaced; one that paces more loosely than upstream still has every
+/// `429` waited out, never judged (HS-8).
+async fn paces_handshakes(target: &peer::Target) -> bool {
+    let unlimited = peer::HandshakePacer::new(None);
+    let mut rng = exec::handshake_rng(0, 1);
+    for _ in 0..=URL_BUDGET.0 {
+        let offer = peer::Offer::random(target.address, &mut rng);
+        match peer::post_hello(
+            target,
+            offer.body(),
+            &unlimited,
+            peer::RateLimitPolicy::NONE,
+        )
+        .await
+        {
+            Ok(reply) if reply.response.status == 429 => return true,
+            Ok(_) => {}
+            // A target that stops answering a burst protects itself too.
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+impl Prepared {
+    /// Whether an honest handshake with this target gives a session (its
+    /// ServerHello verifies); fuzz cases need one.
+    pub fn sessions_open(&self) -> bool {
+        !matches!(
+            &self.preflight,
+            Preflight::Broken { requirement, .. } if !requirement.starts_with("KS-")
+        )
+    }
+}
+
+/// The row of what each target's first honest handshake and call showed;
+/// `None` when every target passed (the row would say nothing).
+pub fn preflight_row(targets: &[Prepared], registry: &Registry) -> Option<Row> {
+    let mut cells = Vec::new();
+    let mut findings = Vec::new();
+    for t in targets {
+        let (verdict, reason) = match &t.preflight {
+            Preflight::Broken {
+                requirement,
+                detail,
+            } => {
+                findings.push(Finding {
+                    class: level_of(registry, requirement),
+                    target: Some(t.name.clone()),
+                    requirement: Some((*requirement).into()),
+                    rule: None,
+                    detail: detail.clone(),
+                });
+                ("fail", Some(detail.clone()))
+            }
+            Preflight::RateLimited => ("paced", Some("the first hello was answered 429".into())),
+            Preflight::Sound => ("ok", None),
+        };
+        cells.push(Cell {
+            target: t.name.clone(),
+            verdict: verdict.into(),
+            normal: None,
+            reason,
+        });
+    }
+    if findings.is_empty() {
+        return None;
+    }
+    Some(finish_row(
+        "preflight".into(),
+        "preflight",
+        cells,
+        findings,
+        None,
+    ))
 }
 
 /// How a row came out.
@@ -225,6 +326,17 @@ pub struct Row {
     pub saved: Option<String>,
 }
 
+/// The class of a finding at `level`.
+fn class_of(level: Level) -> Class {
+    match level {
+        Level::Must => Class::Must,
+        Level::Should => Class::Should,
+        Level::Upstream => Class::Information,
+    }
+}
+
+/// The class of a finding on requirement `id`, at its level in the
+/// registry (an unknown ID counts as a MUST).
 fn level_of(registry: &Registry, id: &str) -> Class {
     match registry
         .requirements
@@ -248,10 +360,12 @@ pub async fn run_scenarios(
     let runs = targets
         .iter()
         .map(|t| run_suite(t.cfg.clone(), scenarios, registry, &|_| {}));
-    futures_join_all(runs).await
+    join_all(runs).await
 }
 
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+/// Runs every future to completion on the calling task, concurrently, and
+/// returns their outputs in the order given.
+pub async fn join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     // Each future borrows the targets, so they run concurrently on this
     // task rather than as spawned tasks.
     let mut pending: Vec<_> = futs.map(|f| Some(Box::pin(f))).collect();
@@ -325,7 +439,7 @@ fn finish_row(
         .windows(2)
         .any(|w| w[0].normal.as_ref() != w[1].normal.as_ref());
     if differs && findings.is_empty() {
-        match rules::explain(kind, &input, &ran) {
+        match rules::explain(kind, steps.as_deref(), &ran) {
             Some(rule) => findings.push(Finding {
                 class: Class::Information,
                 target: None,
@@ -390,6 +504,15 @@ pub async fn run_case_on(
     seed: u64,
     budget: &Mutex<HandshakeBudget>,
 ) -> CaseRun {
+    if let Preflight::Broken { detail, .. } = &target.preflight {
+        if !target.sessions_open() {
+            return CaseRun {
+                verdict: None,
+                normal: None,
+                note: Some(format!("no session: {detail}")),
+            };
+        }
+    }
     let mut rng = exec::handshake_rng(seed, 0);
     let session = {
         let b = budget.lock().await;
@@ -434,9 +557,8 @@ pub async fn case_row(
     seed: u64,
     targets: &[Prepared],
     budgets: &[Mutex<HandshakeBudget>],
-    registry: &Registry,
 ) -> Row {
-    let runs = futures_join_all(
+    let runs = join_all(
         targets
             .iter()
             .zip(budgets)
@@ -447,11 +569,12 @@ pub async fn case_row(
     let mut findings = Vec::new();
     for (t, run) in targets.iter().zip(runs) {
         if let Some(v) = &run.verdict {
-            let (req, _) = requirement_of(&v.signature);
+            // The requirement and level the fuzzer's judgement gives this
+            // firing, so diff and fuzz name a fault alike.
             findings.push(Finding {
-                class: level_of(registry, req),
+                class: class_of(v.level),
                 target: Some(t.name.clone()),
-                requirement: Some(req.into()),
+                requirement: Some(v.requirement.replace(", ", ",")),
                 rule: None,
                 detail: format!("{}: {}", v.signature, v.detail),
             });
