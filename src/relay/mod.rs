@@ -9,6 +9,7 @@
 
 mod attack;
 pub mod cli;
+pub mod matrix;
 mod route;
 mod tunnel;
 

@@ -102,9 +102,23 @@ fn serve_conn(
     peer: SocketAddr,
 ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
     Box::pin(async move {
-        let service = service_fn(move |req| {
+        let service = service_fn(move |req: Request<Incoming>| {
             let state = state.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(state, peer, req).await) }
+            let switching =
+                req.method() == Method::CONNECT || req.headers().contains_key("upgrade");
+            async move {
+                let mut resp = handle(state, peer, req).await;
+                // One request per connection, as the reference server and
+                // `mitm` do: raw clients (the fuzzer's framing edits) read
+                // to the close. Not for an upgrade, which keeps the socket.
+                if !switching {
+                    resp.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            }
         });
         let _ = http1::Builder::new()
             .timer(TokioTimer::new())
