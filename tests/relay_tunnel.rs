@@ -209,9 +209,18 @@ fn sign_in_needs_a_fresh_nonce_a_good_signature_and_the_clock() {
         let attempt = |edit: u8| {
             let (url, id, other) = (relay.tunnel_url.clone(), id.clone(), other.clone());
             async move {
-                let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, false)
-                    .await
-                    .expect("upgrade");
+                let (mut ws, _) = {
+                    let addr = url
+                        .trim_start_matches("ws://")
+                        .split('/')
+                        .next()
+                        .unwrap()
+                        .to_string();
+                    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                    tokio_tungstenite::client_async(url, tcp)
+                        .await
+                        .expect("upgrade")
+                };
                 let Some(Ok(Message::Text(t))) = ws.next().await else {
                     panic!("no challenge")
                 };
