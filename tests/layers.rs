@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 /// layer and none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
     &["protocol", "rng", "clock", "runtime", "knobs"],
-    &["transport", "report", "vectors", "fuzz_targets"],
+    &["transport", "report", "vectors", "fuzz_targets", "tunnel"],
     &["server"],
     // The driver module between transport and the commands.
     &["peer"],
     // The shared target flags, resolved into the driver's one `Target`.
     &["flags"],
     &["client", "mitm"],
-    &["scenarios", "clientrole", "netfuzz"],
+    &["scenarios", "clientrole", "netfuzz", "relay"],
     &["selftest", "diff"],
     &["cli"],
 ];

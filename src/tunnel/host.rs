@@ -339,7 +339,7 @@ async fn connect(config: &HostConfig) -> Result<Ws, String> {
         )
         .await
         .map_err(|_| "the TLS handshake timed out".to_string())?
-        .map_err(|e| crate::transport::tls::describe_handshake_error(&host, &e))?;
+        .map_err(|e| format!("TLS handshake with {host} failed: {e}"))?;
         Io::Tls(Box::new(stream))
     } else {
         Io::Plain(tcp)
