@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// layer and none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
     &["protocol", "rng", "clock", "runtime", "knobs"],
-    &["transport", "report", "vectors", "fuzz_targets"],
+    &["transport", "report", "vectors", "fuzz_targets", "tunnel"],
     &["server"],
     // The driver module between transport and the commands.
     &["peer"],
@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     // the one judge of the driver's answers.
     &["flags", "judge"],
     &["client", "mitm"],
-    &["scenarios", "clientrole", "netfuzz"],
+    &["scenarios", "clientrole", "netfuzz", "relay"],
     &["selftest", "diff"],
     &["cli"],
 ];

@@ -408,3 +408,47 @@ fn mitm_relays_tls_to_tls_with_its_checks_intact() {
     let (code, out, err) = through(&attacking);
     assert_ne!(code, 0, "the swapped key went unnoticed: {out}{err}");
 }
+
+/// A self-signed certificate made the usual way (`openssl req -x509`,
+/// which marks it CA) for `san`, written to `dir` as NAME.pem and
+/// NAME.key; `None` when openssl is not installed.
+fn openssl_self_signed(dir: &Path, name: &str, san: &str) -> Option<(String, String)> {
+    let cert = dir.join(format!("{name}.pem")).display().to_string();
+    let key = dir.join(format!("{name}.key")).display().to_string();
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=localhost", "-addext"])
+        .arg(format!("subjectAltName={san}"))
+        .args(["-keyout", &key, "-out", &cert])
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{}", describe(&out));
+    Some((cert, key))
+}
+
+#[test]
+fn an_openssl_self_signed_certificate_given_with_ca_cert_is_trusted_for_its_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some((cert, key)) = openssl_self_signed(dir.path(), "own", "DNS:localhost,IP:127.0.0.1")
+    else {
+        eprintln!("skipped: openssl is not installed");
+        return;
+    };
+    let mut cmd = harness();
+    cmd.args(["serve", "--handshake-rate", "0", "--tls-cert", &cert])
+        .args(["--tls-key", &key]);
+    let server = start(cmd);
+    calls_work(&server, Some(Path::new(&cert)), &[]);
+
+    // The same kind of certificate for another name is refused by name.
+    let (other, other_key) =
+        openssl_self_signed(dir.path(), "other", "DNS:other.example").expect("openssl");
+    let mut cmd = harness();
+    cmd.args(["serve", "--handshake-rate", "0", "--tls-cert", &other])
+        .args(["--tls-key", &other_key]);
+    let misnamed = start(cmd);
+    let (code, _, err) = outcome(run(command("call", &misnamed, Some(Path::new(&other)))));
+    assert_eq!(code, 7, "{err}");
+    assert!(err.contains("name mismatch"), "{err}");
+}

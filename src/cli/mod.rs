@@ -23,6 +23,8 @@ pub enum Command {
     Vectors(crate::vectors::cli::VectorsArgs),
     /// Run the reference server (optionally broken on purpose with --bug).
     Serve(crate::server::cli::ServeArgs),
+    /// Run a relay keeping the Osaurus relay's tunnel contract, checking or attacking what it carries.
+    Relay(crate::relay::cli::RelayArgs),
     /// Make one call through the channel with the reference client.
     Call(crate::client::cli::CallArgs),
     /// Measure a server's handshake and call throughput.
@@ -58,6 +60,7 @@ impl Cli {
         match self.command {
             Command::Vectors(a) => crate::vectors::cli::run(a),
             Command::Serve(a) => crate::server::cli::run(a),
+            Command::Relay(a) => crate::relay::cli::run(a),
             Command::Call(a) => crate::client::cli::run(a),
             Command::Bench(a) => crate::client::bench::run(a),
             Command::Test(a) => crate::scenarios::cli::run(a),

@@ -96,6 +96,20 @@ pub struct ServeArgs {
     /// over plain TCP. Otherwise TLS offers h2 and http/1.1.
     #[arg(long)]
     pub http2_only: bool,
+    /// Also open the relay tunnel at this URL (ws[s]://RELAY/tunnel/connect)
+    /// as the Osaurus app does, and serve every relayed request through
+    /// this server; the ready line waits for sign-in and gains `publicUrl`.
+    /// See docs/RELAY.md.
+    #[arg(
+        long,
+        value_name = "URL",
+        conflicts_with_all = ["tls_cert", "tls_self_signed", "http2_only"]
+    )]
+    pub tunnel: Option<String>,
+    /// A CA (or exact certificate) to trust for a wss:// --tunnel, besides
+    /// the platform's roots (repeatable).
+    #[arg(long, value_name = "FILE", requires = "tunnel")]
+    pub tunnel_ca_cert: Vec<PathBuf>,
     /// Print every --bug name with the requirement it breaks, then exit.
     #[arg(long)]
     pub list_bugs: bool,
@@ -122,6 +136,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .try_init();
+    let tunnel = match tunnel_from(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match config_from(args) {
         Ok(c) => c,
         Err(e) => {
@@ -136,6 +157,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let identity = config.identity.clone();
     runtime.block_on(async move {
         let server = match spawn(config).await {
             Ok(s) => s,
@@ -144,9 +166,44 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let stopped = stop_signal();
+        let mut stopped = Box::pin(stop_signal());
+        let mut ready = server.ready_line();
+        let mut _host = None;
+        if let Some((relay, tls)) = tunnel {
+            let mut host = crate::tunnel::host::spawn(crate::tunnel::HostConfig {
+                relay,
+                tls,
+                identity: identity.clone(),
+                agent_id: server.agent_id.clone(),
+                local: loopback(server.local_addr),
+                max_in_flight: crate::tunnel::MAX_IN_FLIGHT,
+            });
+            // The app keeps retrying a relay it cannot reach; so does the
+            // host, and the ready line waits for the first sign-in.
+            let forever = std::time::Duration::from_secs(365 * 24 * 3600);
+            let url = tokio::select! {
+                _ = &mut stopped => {
+                    server.shutdown().await;
+                    return ExitCode::SUCCESS;
+                }
+                url = host.online(forever) => url,
+            };
+            match url {
+                Ok(url) => {
+                    let mut line: serde_json::Value =
+                        serde_json::from_str(&ready).unwrap_or_default();
+                    line["publicUrl"] = url.into();
+                    ready = line.to_string();
+                }
+                Err(why) => {
+                    eprintln!("error: --tunnel: {why}");
+                    return ExitCode::from(1);
+                }
+            }
+            _host = Some(host);
+        }
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", server.ready_line());
+        let _ = writeln!(out, "{ready}");
         let _ = out.flush();
         drop(out);
         stopped.await;
@@ -154,6 +211,39 @@ pub fn run(args: ServeArgs) -> ExitCode {
         server.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// The relay URL of `--tunnel` and the TLS a `wss://` one needs.
+type Tunnel = (
+    String,
+    Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+);
+
+/// `--tunnel` and its trust, checked before anything starts.
+fn tunnel_from(args: &ServeArgs) -> Result<Option<Tunnel>, String> {
+    let Some(url) = &args.tunnel else {
+        return Ok(None);
+    };
+    if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+        return Err(format!("--tunnel {url:?}: give a ws:// or wss:// URL"));
+    }
+    let trust = tls::TrustSettings {
+        ca_certs: args.tunnel_ca_cert.clone(),
+        insecure: false,
+    };
+    let config = tls::client_config(&trust, &[tls::ALPN_HTTP1])
+        .map_err(|e| format!("--tunnel-ca-cert: {e}"))?;
+    Ok(Some((url.clone(), Some(config))))
+}
+
+/// Where the tunnel reaches the server: its own address, or loopback when
+/// it listens on every interface.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
 }
 
 fn config_from(args: ServeArgs) -> Result<ServerConfig, String> {

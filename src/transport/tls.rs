@@ -98,15 +98,24 @@ pub fn client_config(
     alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ClientConfig>, TlsConfigError> {
     let mut roots = platform_roots().clone();
+    let mut trusted = Vec::new();
     for path in &trust.ca_certs {
         for cert in read_certs(path)? {
-            roots.add(cert).map_err(|e| pem_error(path, e))?;
+            roots.add(cert.clone()).map_err(|e| pem_error(path, e))?;
+            trusted.push(cert);
         }
     }
     let provider = provider();
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(TrustedAsIs { webpki, trusted }))
         .with_no_client_auth();
     if trust.insecure {
         config
@@ -115,6 +124,81 @@ pub fn client_config(
     }
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// webpki's verdict, with the one exception curl makes: a server that
+/// shows exactly a certificate the user trusted with `--ca-cert` is
+/// accepted even when that certificate is marked CA (what `openssl req
+/// -x509` makes), which webpki refuses as `CaUsedAsEndEntity`. The name is
+/// still checked here, and the dates by webpki itself: it judges validity
+/// before basic constraints, so an expired certificate fails as expired
+/// before the CA mark is looked at (a test holds it to that).
+#[derive(Debug)]
+struct TrustedAsIs {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    /// The `--ca-cert` certificates, byte for byte.
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for TrustedAsIs {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::{CertificateError, Error};
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(Error::InvalidCertificate(CertificateError::Other(other)))
+                if matches!(
+                    other.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) && self
+                    .trusted
+                    .iter()
+                    .any(|t| t.as_ref() == end_entity.as_ref()) =>
+            {
+                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&parsed, server_name)?;
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        false
+    }
 }
 
 /// `--insecure`: any certificate for any name, signatures still checked so
@@ -191,6 +275,17 @@ pub fn describe_handshake_error(host: &str, e: &std::io::Error) -> String {
             CertificateError::BadSignature => "certificate not trusted: not signed by a trusted \
                  CA of that name (bad signature; check --ca-cert)"
                 .to_string(),
+            CertificateError::Other(o)
+                if matches!(
+                    o.0.downcast_ref::<webpki::Error>(),
+                    Some(webpki::Error::CaUsedAsEndEntity)
+                ) =>
+            {
+                "certificate not trusted: the server shows a CA certificate as its own, and it \
+                 is not one given with --ca-cert (give exactly that certificate with \
+                 --ca-cert FILE, or --insecure to skip verification)"
+                    .to_string()
+            }
             other => format!("certificate refused: {other:?}"),
         },
         Error::AlertReceived(AlertDescription::NoApplicationProtocol) => {
@@ -340,5 +435,92 @@ mod tests {
             insecure: false,
         };
         assert!(client_config(&missing, &[]).is_err());
+    }
+
+    /// A self-signed certificate marked CA, as `openssl req -x509` makes
+    /// it, for `names`; `expired` dates it in the past.
+    fn ca_marked(names: &[&str], expired: bool) -> (String, String) {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+        }
+        let key = KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// One TLS handshake over an in-memory pipe: the server shows
+    /// `cert_pem`, the client trusts `trusted_pem` and asks for `name`.
+    async fn handshake(
+        cert_pem: &str,
+        key_pem: &str,
+        trusted_pem: Option<&str>,
+        name: &str,
+    ) -> Result<(), String> {
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("chain");
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).expect("key");
+        let server = ServerTls::new(chain, key, &[ALPN_HTTP1]).expect("server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut trust = TrustSettings::default();
+        if let Some(pem) = trusted_pem {
+            let path = dir.path().join("trusted.pem");
+            std::fs::write(&path, pem).expect("write");
+            trust.ca_certs.push(path);
+        }
+        let client = client_config(&trust, &[ALPN_HTTP1]).expect("client");
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = tokio_rustls::TlsAcceptor::from(server.config.clone());
+        let accept = tokio::spawn(async move { acceptor.accept(b).await.map(|_| ()) });
+        let connector = tokio_rustls::TlsConnector::from(client);
+        let server_name = ServerName::try_from(name.to_string()).expect("name");
+        let result = connector
+            .connect(server_name, a)
+            .await
+            .map(|_| ())
+            .map_err(|e| describe_handshake_error(name, &e));
+        let _ = accept.await;
+        result
+    }
+
+    #[tokio::test]
+    async fn a_trusted_ca_marked_certificate_is_accepted_for_its_names_only() {
+        let (cert, key) = ca_marked(&["localhost", "127.0.0.1"], false);
+        handshake(&cert, &key, Some(&cert), "localhost")
+            .await
+            .expect("accepted as curl accepts it");
+        handshake(&cert, &key, Some(&cert), "127.0.0.1")
+            .await
+            .expect("accepted for its IP name");
+        let err = handshake(&cert, &key, Some(&cert), "other.example")
+            .await
+            .expect_err("a name it does not cover");
+        assert!(err.contains("name mismatch"), "{err}");
+        let err = handshake(&cert, &key, None, "localhost")
+            .await
+            .expect_err("not trusted without --ca-cert");
+        assert!(err.contains("not one given with --ca-cert"), "{err}");
+        let (other, _) = ca_marked(&["localhost"], false);
+        let err = handshake(&cert, &key, Some(&other), "localhost")
+            .await
+            .expect_err("another certificate is trusted, not this one");
+        assert!(!err.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expired_ca_marked_certificate_is_still_refused() {
+        let (cert, key) = ca_marked(&["localhost"], true);
+        let err = handshake(&cert, &key, Some(&cert), "localhost")
+            .await
+            .expect_err("dates still apply");
+        assert!(err.contains("expired"), "{err}");
     }
 }
