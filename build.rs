@@ -80,5 +80,7 @@ fn packaged_commit(dir: &Path) -> Option<String> {
         .take_while(char::is_ascii_hexdigit)
         .take(12)
         .collect();
-    (sha.len() == 12).then_some(sha)
+    // `cargo package --allow-dirty` records that the tree had changes.
+    let dirty = text.contains("\"dirty\": true") || text.contains("\"dirty\":true");
+    (sha.len() == 12).then(|| if dirty { format!("{sha}-dirty") } else { sha })
 }
