@@ -15,6 +15,9 @@
 #                    a Markdown job summary; exits with the harness's code
 #                    (outputs: exit-code, reports-dir, must-coverage)
 set -uo pipefail
+# List inputs are split into words; a pattern such as `mitm-*` is the
+# harness's glob, never the shell's.
+set -f
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 action_dir=${GITHUB_ACTION_PATH:-$(dirname "$here")}

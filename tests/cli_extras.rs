@@ -134,3 +134,38 @@ fn committed_man_pages_are_current() {
     assert!(main.contains(".TH osc-harness 1"), "{main}");
     assert!(main.contains("Exit status"), "{main}");
 }
+
+#[test]
+fn summary_refuses_a_report_that_is_not_json_and_notes_a_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("osc-report.json");
+    std::fs::write(&bad, "<testsuite/>").unwrap();
+    let out = run({
+        let mut cmd = harness();
+        cmd.arg("summary").arg("--test").arg(&bad);
+        cmd
+    });
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("is not a JSON report"),
+        "{}",
+        describe(&out)
+    );
+
+    let missing = dir.path().join("none.json");
+    let out = run({
+        let mut cmd = harness();
+        cmd.arg("summary")
+            .arg("--test")
+            .arg(&missing)
+            .args(["--test-exit", "3"]);
+        cmd
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let summary = text(&out.stdout);
+    assert!(summary.contains("No `test` report"), "{summary}");
+    assert!(
+        summary.contains("exit code: **3** (target unreachable"),
+        "{summary}"
+    );
+}
