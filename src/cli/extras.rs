@@ -10,9 +10,6 @@ use clap::CommandFactory;
 
 use super::Cli;
 
-/// The protocol the harness checks, as `--version` names it.
-pub const PROTOCOL: &str = "Osaurus Secure Channel v1";
-
 /// What `--version` prints after the name: the package version, the
 /// commit it was built from (`unknown` for a source tree outside git and
 /// not packaged by cargo) and the protocol it checks.
