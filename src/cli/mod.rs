@@ -6,10 +6,28 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod extras;
+pub mod summary;
+
+/// Exit codes and pointers, after `--help` and in the manual page.
+const AFTER_HELP: &str = "\
+Exit status: 0 every MUST holds, 1 a MUST failed, 2 usage or configuration \
+error, 3 target unreachable or not speaking the protocol. SHOULD misses are \
+warnings and UPSTREAM differences information; neither fails a run unless \
+--strict.
+
+Start with `osc-harness test --target self` (the whole suite against the \
+built-in reference server); `osc-harness COMMAND --help` explains each job.";
+
 /// Conformance tests, known-answer vectors and fuzzing for the Osaurus
 /// Secure Channel v1.
 #[derive(Debug, Parser)]
-#[command(name = "osc-harness", version, about)]
+#[command(
+    name = "osc-harness",
+    version = extras::VERSION_LINE,
+    about,
+    after_long_help = AFTER_HELP
+)]
 pub struct Cli {
     /// The job to run.
     #[command(subcommand)]
@@ -52,6 +70,12 @@ pub enum Command {
     Replay(crate::netfuzz::cli::ReplayArgs),
     /// Send the same inputs to several implementations and classify where they differ.
     Diff(crate::diff::cli::DiffArgs),
+    /// Summarise saved reports as Markdown (for a CI job summary).
+    Summary(summary::SummaryArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(extras::CompletionsArgs),
+    /// Print the manual page (roff), or write every page with --dir (as committed in man/).
+    Man(extras::ManArgs),
 }
 
 impl Cli {
@@ -71,6 +95,9 @@ impl Cli {
             Command::Fuzz(a) => crate::netfuzz::cli::run(a),
             Command::Replay(a) => crate::diff::cli::run_replay_targets(a),
             Command::Diff(a) => crate::diff::cli::run(a),
+            Command::Summary(a) => summary::run(a),
+            Command::Completions(a) => extras::completions(a),
+            Command::Man(a) => extras::man(a),
         }
     }
 }
