@@ -76,8 +76,20 @@ fn knob_found(bug: &str, expected: &str, dir: &Path) -> PathBuf {
 
 /// [`knob_found`] with extra flags for the run and both replays.
 fn knob_found_with(bug: &str, expected: &str, dir: &Path, extra: &[&str]) -> PathBuf {
+    knob_found_at("MUST", bug, expected, dir, extra)
+}
+
+/// [`knob_found_with`] for a finding at `level`: only a MUST fails the run
+/// (exit 1, listed under `failures`); a SHOULD is a warning (exit 0).
+fn knob_found_at(level: &str, bug: &str, expected: &str, dir: &Path, extra: &[&str]) -> PathBuf {
+    let must = level == "MUST";
     let (code, summary) = fuzz(dir, &[bug], 500, 1, extra);
-    assert_eq!(code, 1, "{bug}: MUST findings mean exit 1: {summary}");
+    assert_eq!(
+        code,
+        i32::from(must),
+        "{bug}: {level} findings mean exit {}: {summary}",
+        i32::from(must)
+    );
     let all = findings(&summary);
     let (sig, file) = all
         .iter()
@@ -90,9 +102,9 @@ fn knob_found_with(bug: &str, expected: &str, dir: &Path, extra: &[&str]) -> Pat
         .iter()
         .find(|b| b["signature"] == sig.as_str())
         .unwrap();
-    assert_eq!(bucket["level"], "MUST", "{bucket}");
+    assert_eq!(bucket["level"], level, "{bucket}");
     assert!(
-        summary["failures"]
+        summary[if must { "failures" } else { "warnings" }]
             .as_array()
             .unwrap()
             .contains(&Value::from(sig.as_str())),
@@ -101,7 +113,7 @@ fn knob_found_with(bug: &str, expected: &str, dir: &Path, extra: &[&str]) -> Pat
     let path = PathBuf::from(&file);
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(saved["seed"], 1);
-    assert_eq!(saved["level"], "MUST", "{saved}");
+    assert_eq!(saved["level"], level, "{saved}");
     assert!(saved["requirement"].as_str().is_some(), "{saved}");
     assert!(!saved["steps"].as_array().unwrap().is_empty());
     assert!(!saved["exchanges"].as_array().unwrap().is_empty());
@@ -157,13 +169,14 @@ knob_tests! {
 
 /// A body shorter than its Content-Length, never given up on: held past
 /// `--slow-request-limit` (small here, to keep the test short) it is a
-/// hang, a MUST finding.
+/// held request, a SHOULD finding (LIM-2), as the suite judges it.
 #[test]
 fn finds_hang_on_length_lie() {
     let dir = tempfile::tempdir().unwrap();
-    knob_found_with(
+    knob_found_at(
+        "SHOULD",
         "hang-on-length-lie",
-        "timeout/framing/",
+        "held-request/framing/",
         dir.path(),
         &["--slow-request-limit", "4"],
     );
@@ -398,9 +411,10 @@ fn a_finding_becomes_a_scenario_the_suite_runs() {
 #[test]
 fn framing_findings_become_scenarios() {
     let dir = tempfile::tempdir().unwrap();
-    let finding = knob_found_with(
+    let finding = knob_found_at(
+        "SHOULD",
         "hang-on-length-lie",
-        "timeout/framing/",
+        "held-request/framing/",
         dir.path(),
         &["--slow-request-limit", "4"],
     );

@@ -171,7 +171,8 @@ fn rate_limits_answer_429() {
     cmd.args(["relay", "--listen", "127.0.0.1:0", "--agent-rate", "2"]);
     let relay = start(cmd);
     let mut cmd = harness();
-    cmd.args(["serve", "--tunnel"]).arg(relay.field("tunnelUrl"));
+    cmd.args(["serve", "--tunnel"])
+        .arg(relay.field("tunnelUrl"));
     let agent = start(cmd);
     let target = osc_harness::transport::Target::parse(&relay.field("url")).unwrap();
     let host = agent
