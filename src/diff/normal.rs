@@ -201,7 +201,14 @@ pub fn of_scenario(r: &ScenarioResult) -> NormalForm {
             // Whether a step opens a fresh session or reuses a pooled one
             // depends on the target's handshake budget, not on the target:
             // an accepted hello is the scenario verdict's to judge.
-            .filter(|x| !(x.action == "handshake" && x.status == 200))
+            // The same holds for a fresh session the engine opens inside a
+            // step (its exchange carries the step's action, not `handshake`).
+            .filter(|x| {
+                !(x.status == 200
+                    && (x.action == "handshake"
+                        || x.request_line
+                            .contains(crate::protocol::names::SESSION_PATH)))
+            })
             .map(of_exchange)
             .collect(),
     }
