@@ -95,7 +95,7 @@ fn every_generated_step_round_trips_through_a_scenario_file() {
             for s in &steps {
                 shapes(s, &mut seen);
             }
-            let text = render(&finding(steps.clone(), "server-error", "envelope", "ct"));
+            let text = render(&finding(steps.clone(), "server-error", "envelope", "ct")).unwrap();
             let scenario = parse_scenario("case.toml", &text, &registry)
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert!(scenario.steps[0].edit_step().is_none(), "{text}");
@@ -105,7 +105,7 @@ fn every_generated_step_round_trips_through_a_scenario_file() {
                 .collect();
             assert_eq!(loaded, steps, "{text}");
             assert!(
-                scenario.steps[1..].iter().all(|s| s.expect.is_some()),
+                scenario.steps[1..].iter().all(|s| s.expect().is_some()),
                 "{text}"
             );
             cases += 1;
@@ -179,7 +179,8 @@ fn edge_values_round_trip() {
         "dropped-connection",
         "bytes",
         "body",
-    ));
+    ))
+    .unwrap();
     let scenario = parse_scenario("edge.toml", &text, &Registry::builtin())
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
     let loaded: Vec<Step> = scenario.steps[1..]
@@ -263,7 +264,9 @@ fn the_short_envelope_forms_are_edits_of_the_language() {
         "{HEAD}[[step]]\ndo = \"call\"\nflip = \"tag\"\nset = {{ seq = \"7\", sid = \"not json\" }}\nremove = [\"v\"]\nenvelope = [{{ edit = \"duplicate\", field = \"seq\", json = \"8\" }}]\n"
     );
     let s = parse_scenario("short.toml", &text, &Registry::builtin()).unwrap();
-    let step = &s.steps[0];
+    let osc_harness::scenarios::model::Step::Call(step) = &s.steps[0] else {
+        panic!("{:?}", s.steps[0]);
+    };
     assert_eq!(
         step.envelope_edits(),
         vec![
@@ -285,8 +288,25 @@ fn the_short_envelope_forms_are_edits_of_the_language() {
             },
         ]
     );
-    // Short forms are not the language's own form.
-    assert_eq!(step.edit_step(), None);
+    // The short forms map onto the language: the honest inner request the
+    // suite seals by default, with the edits in order.
+    let language = s.steps[0].edit_step().expect("a step of the language");
+    assert_eq!(
+        language,
+        Step::Call(osc_harness::peer::edit::CallStep {
+            inner: osc_harness::netfuzz::case::Inner::Request {
+                method: "GET".into(),
+                path: "/health".into(),
+                auth: osc_harness::netfuzz::case::Auth::Key,
+                body: None,
+            },
+            seq: None,
+            at: None,
+            envelope: step.envelope_edits(),
+            bytes: Vec::new(),
+            framing: Framing::Normal,
+        })
+    );
     let body = osc_harness::peer::edit::edit_envelope(
         r#"{"ct":"AAAA","seq":1,"sid":"s","v":1}"#,
         &step.envelope_edits(),

@@ -66,7 +66,10 @@ fn loader_errors_name_line_and_field() {
     let ok = format!("{HEAD}[[step]]\ndo = \"handshake\"\n[[step]]\ndo = \"call\"\nseq = 5\n");
     let s = scenario(&ok).unwrap();
     assert_eq!(s.steps.len(), 2);
-    assert_eq!(s.steps[1].seq, Some(5));
+    let osc_harness::scenarios::model::Step::Call(call) = &s.steps[1] else {
+        panic!("{:?}", s.steps[1]);
+    };
+    assert_eq!(call.seq, Some(5));
 }
 
 #[test]

@@ -8,13 +8,12 @@
 //! on the server that produced the finding and passes once it is fixed),
 //! else a live, documented answer.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
-use serde::Serialize;
-
+use crate::judge::Expect;
 use crate::peer::edit::{CallStep, SeqCursor};
 use crate::protocol::session::ReplayWindow;
+use crate::scenarios::model::{HandshakeStep, Scenario, Step as ScenarioStep};
 
 use super::case::{Finding, Signature, Step};
 use super::oracle::{fixed_answer, judged_signature, Oracle};
@@ -30,10 +29,9 @@ pub enum ScenarioError {
         /// The cause.
         source: std::io::Error,
     },
-}
-
-fn q(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
+    /// The scenario has a value TOML cannot hold.
+    #[error("cannot write the scenario as TOML: {0}")]
+    Toml(#[from] toml::ser::Error),
 }
 
 /// The requirement a signature is about (docs/PROTOCOL.md IDs) and the
@@ -50,50 +48,6 @@ pub fn requirement_of(s: &Signature) -> (&'static str, &'static str) {
         ("valid", _) if s.oracle == Oracle::UndocumentedBody.name() => ("RESP-2", "inside"),
         _ => ("CALL-2", "tamper"),
     }
-}
-
-/// A TOML value written inline (strings quoted, tables as `{ k = v }`),
-/// from the serde form of `value`. An integer beyond TOML's i64 range is
-/// written as a string, which the scenario loader reads back for `seq`.
-fn inline(value: &serde_json::Value) -> String {
-    use serde_json::Value as J;
-    match value {
-        J::Null => "\"\"".into(),
-        J::Bool(b) => b.to_string(),
-        J::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => i.to_string(),
-            (None, Some(u)) => q(&u.to_string()),
-            _ => n.to_string(),
-        },
-        J::String(s) => q(s),
-        J::Array(items) => format!(
-            "[{}]",
-            items.iter().map(inline).collect::<Vec<_>>().join(", ")
-        ),
-        J::Object(map) => format!(
-            "{{ {} }}",
-            map.iter()
-                .map(|(k, v)| format!("{} = {}", key(k), inline(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-fn key(k: &str) -> String {
-    if !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        k.to_owned()
-    } else {
-        q(k)
-    }
-}
-
-fn line(out: &mut String, name: &str, value: &impl Serialize) {
-    let v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-    let _ = writeln!(out, "{name} = {}", inline(&v));
 }
 
 /// The seq a call is sealed with, as the fuzzer's executor picks it, and
@@ -159,9 +113,9 @@ fn fixed_answers(steps: &[Step]) -> Vec<Option<(u16, Option<u16>)>> {
     out
 }
 
-/// Renders `finding` as scenario TOML: one honest handshake, then each
-/// step in the edit language with the `expect` the oracles give it.
-pub fn render(finding: &Finding) -> String {
+/// The scenario `finding` becomes: one honest handshake, then each step
+/// in the edit language with the `expect` the oracles give it.
+pub fn scenario(finding: &Finding) -> Scenario {
     let s = &finding.signature;
     let id: String = format!("fuzz-{}-{}-{}", s.oracle, s.layer, s.field)
         .chars()
@@ -181,101 +135,59 @@ pub fn render(finding: &Finding) -> String {
         Some((_, level)) => (fallback, level),
         None => (fallback, crate::report::Level::Must),
     };
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# Written by `osc-harness replay --to-scenario` from a fuzzer finding"
-    );
-    let _ = writeln!(
-        out,
-        "# (seed {}, case {}): {}",
-        finding.seed,
-        finding.case,
-        one_line(&finding.detail)
-    );
-    let _ = writeln!(out, "id = {}", q(&id));
-    let _ = writeln!(out, "title = {}", q(&format!("Fuzzer regression: {s}")));
-    let _ = writeln!(out, "category = {}", q(category));
-    let _ = writeln!(out, "level = {}", q(level.name()));
-    let _ = writeln!(out, "requirements = [{}]", q(requirement));
-    let _ = writeln!(out, "\n[[step]]\ndo = \"handshake\"");
     let answers = fixed_answers(&finding.steps);
     let last = finding.steps.len().saturating_sub(1);
     let undocumented = s.oracle == Oracle::UndocumentedBody.name();
+    let mut steps = vec![ScenarioStep::Handshake(HandshakeStep::default())];
     for (i, step) in finding.steps.iter().enumerate() {
-        let _ = writeln!(out, "\n[[step]]");
-        let mut expect: Vec<String> = Vec::new();
-        match step {
-            Step::Call(call) => {
-                let _ = writeln!(out, "do = \"call\"");
-                line(&mut out, "inner", &call.inner);
-                if let Some(seq) = call.seq {
-                    line(&mut out, "seq", &seq);
-                }
-                if let Some(at) = &call.at {
-                    line(&mut out, "at", at);
-                }
-                if !call.envelope.is_empty() {
-                    line(&mut out, "envelope", &call.envelope);
-                }
-                if !call.bytes.is_empty() {
-                    line(&mut out, "bytes", &call.bytes);
-                }
-                if !call.framing.is_normal() {
-                    line(&mut out, "framing", &call.framing);
-                }
-            }
-            Step::Resend => {
-                let _ = writeln!(out, "do = \"resend\"");
-            }
-            Step::CallAfterExpiry => {
-                let _ = writeln!(out, "do = \"call-after-expiry\"");
-            }
-            Step::Handshake { body } => {
-                let _ = writeln!(out, "do = \"handshake\"\nsession = \"probe\"");
-                line(&mut out, "raw_body", body);
-                expect.push("documented = true".into());
-            }
-            Step::Plain {
-                method,
-                path,
-                with_key,
-                body,
-            } => {
-                let _ = writeln!(out, "do = \"plain\"");
-                line(&mut out, "method", method);
-                line(&mut out, "path", path);
-                if !with_key {
-                    let _ = writeln!(out, "authorization = \"none\"");
-                }
-                line(&mut out, "body", body);
-                // The oracle judges a remote caller's plaintext request.
-                let _ = writeln!(out, "relay = true");
-                if path.contains("{agent}") {
-                    expect.push("refused = true".into());
-                }
-            }
-        }
+        let mut expect = Expect::default();
         match answers[i] {
             Some((status, inner)) => {
-                expect.insert(0, format!("status = {status}"));
-                if let Some(inner) = inner {
-                    expect.push(format!("inner_status = {inner}"));
-                }
+                expect.status = Some(status);
+                expect.inner_status = inner;
             }
-            None => expect.insert(0, "alive = true".into()),
+            None => expect.alive = Some(true),
         }
-        // Whatever the target accepts, it answers sealed (the oracles open
-        // every 200 answer to a call, except after broken framing).
-        if matches!(step, Step::Call(c) if c.framing.is_normal()) {
-            expect.push("sealed = true".into());
+        match step {
+            Step::Handshake { .. } => expect.documented = Some(true),
+            // The oracle judges a remote caller's plaintext request.
+            Step::Plain { path, .. } if path.contains("{agent}") => expect.refused = Some(true),
+            // Whatever the target accepts, it answers sealed (the oracles
+            // open every 200 answer to a call, except after broken framing).
+            Step::Call(c) if c.framing.is_normal() => expect.sealed = Some(true),
+            _ => {}
         }
-        if undocumented && i == last && !expect.iter().any(|e| e == "documented = true") {
-            expect.push("documented = true".into());
+        if undocumented && i == last {
+            expect.documented = Some(true);
         }
-        let _ = writeln!(out, "expect = {{ {} }}", expect.join(", "));
+        steps.push(ScenarioStep::from_edit(step, Some(expect)));
     }
-    out
+    Scenario {
+        id,
+        title: format!("Fuzzer regression: {s}"),
+        category: category.into(),
+        level,
+        requirements: vec![requirement.into()],
+        catches: Vec::new(),
+        exclusive: false,
+        needs: Vec::new(),
+        steps,
+    }
+}
+
+/// Renders `finding` as scenario TOML through the scenario model's serde
+/// form, so the file is exactly what the loader reads back.
+pub fn render(finding: &Finding) -> Result<String, ScenarioError> {
+    let comments = [
+        "Written by `osc-harness replay --to-scenario` from a fuzzer finding".to_string(),
+        format!(
+            "(seed {}, case {}): {}",
+            finding.seed,
+            finding.case,
+            one_line(&finding.detail)
+        ),
+    ];
+    Ok(scenario(finding).to_toml(&comments)?)
 }
 
 fn one_line(text: &str) -> String {
@@ -284,7 +196,7 @@ fn one_line(text: &str) -> String {
 
 /// Writes `finding` as a scenario file at `path`.
 pub fn write(finding: &Finding, path: &Path) -> Result<(), ScenarioError> {
-    let text = render(finding);
+    let text = render(finding)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| ScenarioError::Io {
             path: dir.display().to_string(),

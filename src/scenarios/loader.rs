@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::builtin::BUILTIN;
-use super::model::{Action, EnvelopeKey, Scenario, INNER_SHORT_FORMS};
+use serde::Deserialize;
+
+use super::model::{keys_of, Scenario, Step, KINDS};
 use super::registry::Registry;
 
 /// A scenario file that cannot be used.
@@ -41,16 +43,21 @@ fn line_containing(text: &str, needle: &str) -> usize {
 }
 
 /// The first line of the `index`-th `[[step]]` table and the byte range
-/// of its text (up to the next table header).
+/// of its text (up to the next table header that is not one of its own
+/// sub-tables).
 fn step_block(text: &str, index: usize) -> (usize, usize, usize) {
-    let Some((start, _)) = text.match_indices("[[step]]").nth(index) else {
+    let mut offset = 0;
+    let mut starts = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if line.trim() == "[[step]]" {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    let Some(&start) = starts.get(index) else {
         return (0, 0, text.len());
     };
-    let body = start + "[[step]]".len();
-    let end = text[body..]
-        .find("\n[")
-        .map(|o| body + o + 1)
-        .unwrap_or(text.len());
+    let end = starts.get(index + 1).copied().unwrap_or(text.len());
     (line_of(text, start), start, end)
 }
 
@@ -66,17 +73,87 @@ fn key_line(text: &str, block: (usize, usize, usize), key: &str) -> usize {
                 return line_of(text, offset);
             }
         }
+        // A sub-table (`[step.expect]`) is keyed by its header.
+        if t.trim_end() == format!("[step.{key}]") {
+            return line_of(text, offset);
+        }
         offset += line.len();
     }
     first
 }
 
+/// Why step `index` (0-based) of a file that did not load is wrong, naming
+/// its line and key: the `do` value, then each key on its own (a key the
+/// step's kind does not take, or a value it cannot hold). `None` when the
+/// step loads.
+fn step_error(file: &str, text: &str, index: usize, table: &toml::Table) -> Option<LoadError> {
+    let block = step_block(text, index);
+    let at = |line: usize, message: String| LoadError::Parse {
+        file: file.to_owned(),
+        line,
+        message: format!("step {}: {message}", index + 1),
+    };
+    if Step::deserialize(toml::Value::Table(table.clone())).is_ok() {
+        return None;
+    }
+    let Some(kind) = table.get("do") else {
+        return Some(at(block.0, "missing field `do`".into()));
+    };
+    let Some(kind) = kind.as_str().filter(|k| KINDS.contains(k)) else {
+        return Some(at(
+            key_line(text, block, "do"),
+            format!(
+                "`do = {kind}` is not a step; expected one of {}",
+                KINDS.join(", ")
+            ),
+        ));
+    };
+    let mut keys: Vec<&String> = table.keys().filter(|k| *k != "do").collect();
+    keys.sort_by_key(|k| key_line(text, block, k));
+    for key in keys {
+        let line = key_line(text, block, key);
+        if !keys_of(kind).contains(&key.as_str()) {
+            let known = KINDS.iter().any(|k| keys_of(k).contains(&key.as_str()));
+            return Some(at(
+                line,
+                if known {
+                    format!("key `{key}` does not apply to `do = \"{kind}\"`")
+                } else {
+                    format!(
+                        "unknown key `{key}` (a `{kind}` step takes {})",
+                        keys_of(kind).join(", ")
+                    )
+                },
+            ));
+        }
+        let mut alone = toml::Table::new();
+        alone.insert("do".into(), kind.into());
+        alone.insert(key.clone(), table[key].clone());
+        if let Err(e) = Step::deserialize(toml::Value::Table(alone)) {
+            return Some(at(line, format!("key `{key}`: {}", e.message().trim())));
+        }
+    }
+    None
+}
+
 /// Parses and checks one scenario file.
 pub fn parse_scenario(file: &str, text: &str, registry: &Registry) -> Result<Scenario, LoadError> {
-    let scenario: Scenario = toml::from_str(text).map_err(|e| LoadError::Parse {
-        file: file.to_owned(),
-        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
-        message: e.message().trim().to_owned(),
+    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        // A step is a tagged enum, whose errors serde reports without the
+        // key: find the step and key that are wrong.
+        let steps = toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|t| t.get("step").and_then(|s| s.as_array()).cloned())
+            .unwrap_or_default();
+        steps
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| step_error(file, text, i, s.as_table()?))
+            .unwrap_or_else(|| LoadError::Parse {
+                file: file.to_owned(),
+                line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
+                message: e.message().trim().to_owned(),
+            })
     })?;
     let bad = |needle: &str, message: String| LoadError::Parse {
         file: file.to_owned(),
@@ -98,48 +175,16 @@ pub fn parse_scenario(file: &str, text: &str, registry: &Registry) -> Result<Sce
         return Err(bad(&scenario.id, "no `[[step]]` tables".into()));
     }
     for (i, step) in scenario.steps.iter().enumerate() {
-        let block = step_block(text, i);
-        let Some(action) = step.action else {
+        let Step::Call(call) = step else { continue };
+        if call.inner.is_none() {
+            continue;
+        }
+        if let Some(key) = call.inner_short_forms().first() {
             return Err(LoadError::Parse {
                 file: file.to_owned(),
-                line: block.0,
-                message: format!("step {}: missing field `do`", i + 1),
+                line: key_line(text, step_block(text, i), key),
+                message: format!("step {}: key `{key}` does not apply with `inner`", i + 1),
             });
-        };
-        let misplaced = |key: &str, why: String| LoadError::Parse {
-            file: file.to_owned(),
-            line: key_line(text, block, key),
-            message: format!("step {}: key `{key}` {why}", i + 1),
-        };
-        for key in step.keys() {
-            if !action.takes(key) {
-                return Err(misplaced(
-                    key,
-                    format!("does not apply to `do = \"{}\"`", action.name()),
-                ));
-            }
-        }
-        if step.inner.is_some() {
-            for key in step.keys() {
-                if INNER_SHORT_FORMS.contains(&key) {
-                    return Err(misplaced(key, "does not apply with `inner`".into()));
-                }
-            }
-        }
-        match (&step.envelope, action) {
-            (Some(EnvelopeKey::Saved(_)), Action::Call) => {
-                return Err(misplaced(
-                    "envelope",
-                    "on `call` is a list of envelope edits, not a saved envelope's name".into(),
-                ))
-            }
-            (Some(EnvelopeKey::Edits(_)), Action::Resend) => {
-                return Err(misplaced(
-                    "envelope",
-                    "on `resend` names a saved envelope, not a list of edits".into(),
-                ))
-            }
-            _ => {}
         }
     }
     Ok(scenario)

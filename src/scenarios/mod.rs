@@ -9,4 +9,3 @@ pub mod model;
 pub use crate::report::registry;
 pub mod runner;
 pub mod selftest;
-pub mod written;

@@ -1,17 +1,25 @@
 //! The scenario model: what a `scenarios/*.toml` file holds.
 //!
 //! A scenario is the honest protocol with one thing overridden, written as
-//! a list of steps. The key reference is in `scenarios/README.md`.
+//! a list of steps. A step is a tagged enum on its `do` key: each kind
+//! takes its own keys and refuses any other, and the steps the shared edit
+//! language ([`crate::peer::edit`]) can say become an [`edit::Step`] plus
+//! the [`Expect`] the judge holds the answer to. The same types write a
+//! scenario (`replay --to-scenario`), so a written file is what the loader
+//! reads back. The key reference is in `scenarios/README.md`.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::peer::edit::{self, ByteEdit, EnvelopeEdit, Framing, Inner, SeqAt};
+use crate::peer::edit::{self, Auth, ByteEdit, EnvelopeEdit, Framing, Inner, SeqAt};
+use crate::protocol::encoding::b64url_encode;
 use crate::report::Level;
 
+pub use crate::judge::Expect;
+
 /// Something a scenario needs from the run before it can mean anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Need {
     /// `--scoped-key` and `--scoped-agent-id`.
@@ -27,7 +35,7 @@ pub enum Need {
 }
 
 /// One scenario file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Unique ID (kebab-case).
@@ -41,123 +49,316 @@ pub struct Scenario {
     /// Requirement IDs from `docs/PROTOCOL.md`.
     pub requirements: Vec<String>,
     /// Reference-server `--bug` knobs this scenario exists to catch.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub catches: Vec<String>,
     /// Run alone, after the concurrent ones (it floods the store or reads a
     /// server-wide counter).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exclusive: bool,
     /// Preconditions; unmet ones skip the scenario with a reason.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<Need>,
     /// The steps, in order.
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
 
-/// The action of a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
+impl Scenario {
+    /// The file text: `comments` (one `# ` line each), then the TOML the
+    /// serializer writes, which the loader reads back to this scenario.
+    pub fn to_toml(&self, comments: &[String]) -> Result<String, toml::ser::Error> {
+        let mut out: String = comments
+            .iter()
+            .map(|c| format!("# {}\n", c.replace(['\n', '\r'], " ")))
+            .collect();
+        out.push_str(&toml::to_string(self)?);
+        Ok(out)
+    }
+}
+
+/// One step, tagged by its `do` key. Each kind takes only its own keys;
+/// the loader refuses any other with the file, line and key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "kebab-case")]
+pub enum Step {
     /// `POST /secure/session`, optionally with ClientHello fields replaced.
-    Handshake,
+    Handshake(HandshakeStep),
     /// Verify a stored ServerHello against the pinned address, optionally
     /// after a man in the middle edited one field.
-    Verify,
+    Verify(VerifyStep),
     /// Several honest handshakes; ephemeral keys, sids and signature `r`
     /// values must never repeat.
-    Freshness,
-    /// `POST /secure/call`, sealed honestly with overrides.
-    Call,
+    Freshness(CountStep),
+    /// `POST /secure/call`, sealed honestly with overrides (boxed: it is
+    /// the largest kind by far).
+    Call(Box<CallStep>),
     /// Send a saved envelope again, byte for byte.
-    Resend,
+    Resend(ResendStep),
     /// Sleep a number of seconds, or until the session has expired.
-    Wait,
+    Wait(WaitStep),
     /// A plaintext HTTP request (no channel).
-    Plain,
+    Plain(PlainStep),
     /// Many handshakes, to overflow a bounded session store.
-    Flood,
+    Flood(CountStep),
     /// Checks that no secret or inner plaintext appeared in any outer byte.
-    Blind,
+    Blind(BlindStep),
     /// Wait until the session's `expiresAt` has passed (skipped beyond
     /// `--max-wait`), then make an honest call on it (SES-1).
-    CallAfterExpiry,
+    CallAfterExpiry(ExpiryStep),
 }
 
-impl Action {
-    /// The `do` value as written in a file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Handshake => "handshake",
-            Action::Verify => "verify",
-            Action::Freshness => "freshness",
-            Action::Call => "call",
-            Action::Resend => "resend",
-            Action::Wait => "wait",
-            Action::Plain => "plain",
-            Action::Flood => "flood",
-            Action::Blind => "blind",
-            Action::CallAfterExpiry => "call-after-expiry",
-        }
-    }
-
-    /// Whether `key` applies to this action (`do` itself aside); any other
-    /// key is a load error.
-    pub fn takes(self, key: &str) -> bool {
-        self.keys().contains(&key) || (self == Action::Call && INNER_SHORT_FORMS.contains(&key))
-    }
-
-    /// The step keys that apply to this action (besides `do` and, on
-    /// `call`, the [`INNER_SHORT_FORMS`]).
-    pub fn keys(self) -> &'static [&'static str] {
-        match self {
-            Action::Handshake => &[
-                "session",
-                "version",
-                "agent_address",
-                "enc_pub",
-                "nonce",
-                "low_order",
-                "raw_body",
-                "shared",
-                "expect",
-            ],
-            Action::Verify => &["session", "edit", "without", "expect"],
-            Action::Freshness => &["count", "expect"],
-            Action::Call => &[
-                "session",
-                "seq",
-                "seal_session",
-                "wrong_direction",
-                "flip",
-                "set",
-                "remove",
-                "relay",
-                "save",
-                "inner",
-                "at",
-                "envelope",
-                "bytes",
-                "framing",
-                "expect",
-            ],
-            Action::Resend => &["envelope", "expect"],
-            Action::Wait => &["session", "seconds", "expect"],
-            Action::Plain => &[
-                "method",
-                "path",
-                "authorization",
-                "headers",
-                "body",
-                "relay",
-                "expect",
-            ],
-            Action::Flood => &["count", "expect"],
-            Action::Blind => &["expect"],
-            Action::CallAfterExpiry => &["session", "relay", "expect"],
-        }
-    }
+/// `do = "handshake"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandshakeStep {
+    /// The session name (default `main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// ClientHello `v` (any JSON value, as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// ClientHello `agentAddress` replacement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_address: Option<String>,
+    /// ClientHello `encPub` replacement (base64url text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc_pub: Option<String>,
+    /// ClientHello `nonce` replacement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Use the n-th low-order X25519 point as `encPub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_order: Option<usize>,
+    /// Send this text as the whole handshake body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<String>,
+    /// Reuse the run's shared session when handshakes are budgeted (an
+    /// honest handshake whose session only needs fresh seqs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
 }
+
+/// `do = "verify"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyStep {
+    /// The session name (default `main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The transcript field a man in the middle edits before verification:
+    /// `encPub`, `sid`, `expiresAt`, `nonce`, `clientEncPub`, `agentAddress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit: Option<String>,
+    /// Check the signature against the transcript without this field (it
+    /// must NOT verify there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without: Option<String>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `do = "freshness"` and `do = "flood"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountStep {
+    /// How many handshakes (`flood`: added to the session bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<usize>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `do = "call"`: what is sealed (`inner`, or its short forms), the seq,
+/// then the edits of the language (envelope, bytes, framing) and the
+/// suite's own overrides of the honest call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallStep {
+    /// The session name (default `main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// What is sealed, in the language's form (instead of the short forms
+    /// `method`, `path`, `authorization`, `body_field` or `plaintext`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner: Option<Inner>,
+    /// Short form: inner HTTP method (default `GET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Short form: inner path (default `/health`); `{agent}`, `{address}`,
+    /// `{scoped_agent}` expand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Short form: `{key}` (default), `{scoped_key}`, `none`, or text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
+    /// Extra inner headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Short form: inner body text (base64url-encoded into `body`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Short form: raw text placed in the inner `body` field as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_field: Option<String>,
+    /// Inner `accept`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<String>,
+    /// Inner `contentType`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Short form: seal this text instead of an InnerRequest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+    /// Put a unique canary into the inner request (for `blind`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<bool>,
+    /// The seq to seal with (default: the session's next); an integer, or
+    /// its decimal text for seqs beyond TOML's integer range.
+    #[serde(
+        default,
+        deserialize_with = "seq_number_or_text",
+        serialize_with = "seq_as_number_or_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub seq: Option<u64>,
+    /// A seq relative to the session's calls so far (wins over `seq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<SeqAt>,
+    /// Seal with the named session's keys and sid (sent under this one's sid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_session: Option<String>,
+    /// Seal with the `s2c` key instead of `c2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrong_direction: Option<bool>,
+    /// Short form of an envelope edit: flip one bit of `ct` (first byte)
+    /// or `tag` (last byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flip: Option<String>,
+    /// Short form of envelope edits: fields replaced after sealing, field
+    /// -> raw JSON text (text that is not JSON is set as a JSON string).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<BTreeMap<String, String>>,
+    /// Short form of envelope edits: fields removed after sealing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<Vec<String>>,
+    /// Envelope edits, applied in order after sealing (and after the short
+    /// forms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Vec<EnvelopeEdit>>,
+    /// Byte edits of the whole body, after the envelope edits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Vec<ByteEdit>>,
+    /// How the body is framed on the wire (sent as raw bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framing: Option<Framing>,
+    /// Send (or omit) the outer relay marker; default from the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<bool>,
+    /// Save the envelope under this name for `resend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save: Option<String>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `do = "resend"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResendStep {
+    /// The saved envelope to resend (without it, the previous call's body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `do = "wait"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitStep {
+    /// The session name (default `main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Seconds to wait; `"expiry"` waits until the session has expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<String>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `do = "plain"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainStep {
+    /// HTTP method (default `GET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Path (default `/health`); `{agent}`, `{address}`, `{scoped_agent}`
+    /// expand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `{key}` as a bearer token (default), `none`, or this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<String>,
+    /// Extra headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Body text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Send (or omit) the outer relay marker; default from the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<bool>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `do = "blind"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlindStep {
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// `do = "call-after-expiry"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpiryStep {
+    /// The session name (default `main`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// Send (or omit) the outer relay marker; default from the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<bool>,
+    /// What must hold afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+}
+
+/// The `do` values, in the order of [`Step`]'s variants.
+pub const KINDS: &[&str] = &[
+    "handshake",
+    "verify",
+    "freshness",
+    "call",
+    "resend",
+    "wait",
+    "plain",
+    "flood",
+    "blind",
+    "call-after-expiry",
+];
 
 /// The `call` keys that say what is sealed in the short form; `inner`
 /// says it in the edit language's form, so they do not go with it.
@@ -174,170 +375,206 @@ pub const INNER_SHORT_FORMS: &[&str] = &[
     "canary",
 ];
 
-/// The `envelope` key: on `resend`, the name of a saved envelope; on
-/// `call`, the edits of the sealed envelope (the fuzz cases' form).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
-pub enum EnvelopeKey {
-    /// A saved envelope's name (`resend`).
-    Saved(String),
-    /// Envelope edits, applied in order after sealing (`call`).
-    Edits(Vec<EnvelopeEdit>),
+/// The keys a step of kind `kind` takes besides `do` (empty for a kind
+/// that does not exist). Only error messages read it: serde's
+/// `deny_unknown_fields` is what refuses a key.
+pub fn keys_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "handshake" => &[
+            "session",
+            "version",
+            "agent_address",
+            "enc_pub",
+            "nonce",
+            "low_order",
+            "raw_body",
+            "shared",
+            "expect",
+        ],
+        "verify" => &["session", "edit", "without", "expect"],
+        "freshness" | "flood" => &["count", "expect"],
+        "call" => &[
+            "session",
+            "inner",
+            "method",
+            "path",
+            "authorization",
+            "headers",
+            "body",
+            "body_field",
+            "accept",
+            "content_type",
+            "plaintext",
+            "canary",
+            "seq",
+            "at",
+            "seal_session",
+            "wrong_direction",
+            "flip",
+            "set",
+            "remove",
+            "envelope",
+            "bytes",
+            "framing",
+            "relay",
+            "save",
+            "expect",
+        ],
+        "resend" => &["envelope", "expect"],
+        "wait" => &["session", "seconds", "expect"],
+        "plain" => &[
+            "method",
+            "path",
+            "authorization",
+            "headers",
+            "body",
+            "relay",
+            "expect",
+        ],
+        "blind" => &["expect"],
+        "call-after-expiry" => &["session", "relay", "expect"],
+        _ => &[],
+    }
 }
-
-/// One step. Which keys apply depends on `do`; the loader refuses keys it
-/// does not know.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    /// The action.
-    #[serde(rename = "do")]
-    pub action: Option<Action>,
-    /// The session name (default `main`).
-    pub session: Option<String>,
-
-    // handshake
-    /// ClientHello `v` (any JSON value, as text).
-    pub version: Option<String>,
-    /// ClientHello `agentAddress` replacement.
-    pub agent_address: Option<String>,
-    /// ClientHello `encPub` replacement (base64url text).
-    pub enc_pub: Option<String>,
-    /// ClientHello `nonce` replacement.
-    pub nonce: Option<String>,
-    /// Use the n-th low-order X25519 point as `encPub`.
-    pub low_order: Option<usize>,
-    /// Send this text as the whole handshake body.
-    pub raw_body: Option<String>,
-    /// Reuse the run's shared session when handshakes are budgeted (an
-    /// honest handshake whose session only needs fresh seqs).
-    pub shared: Option<bool>,
-
-    // verify
-    /// The transcript field a man in the middle edits before verification:
-    /// `encPub`, `sid`, `expiresAt`, `nonce`, `clientEncPub`, `agentAddress`.
-    pub edit: Option<String>,
-    /// `verify`: check the signature against the transcript without this
-    /// field (it must NOT verify there).
-    pub without: Option<String>,
-
-    // freshness / flood
-    /// How many handshakes (`flood`: added to the session bound).
-    pub count: Option<usize>,
-
-    // call / plain
-    /// Inner (or plain) HTTP method.
-    pub method: Option<String>,
-    /// Inner (or plain) path; `{agent}`, `{address}`, `{scoped_agent}` expand.
-    pub path: Option<String>,
-    /// `authorization`: `{key}` (default), `{scoped_key}`, `none`, or text.
-    pub authorization: Option<String>,
-    /// Extra inner headers.
-    pub headers: Option<BTreeMap<String, String>>,
-    /// Inner body text (base64url-encoded into `body`).
-    pub body: Option<String>,
-    /// Raw text placed in the inner `body` field as is.
-    pub body_field: Option<String>,
-    /// Inner `accept`.
-    pub accept: Option<String>,
-    /// Inner `contentType`.
-    pub content_type: Option<String>,
-    /// Seal this text instead of an InnerRequest.
-    pub plaintext: Option<String>,
-    /// The seq to seal with (default: the session's next); an integer, or
-    /// its decimal text for seqs beyond TOML's integer range.
-    #[serde(default, deserialize_with = "seq_number_or_text")]
-    pub seq: Option<u64>,
-    /// Seal with the named session's keys and sid (sent under this one's sid).
-    pub seal_session: Option<String>,
-    /// Seal with the `s2c` key instead of `c2s`.
-    pub wrong_direction: Option<bool>,
-    /// Flip one bit: `ct` (first byte) or `tag` (last byte).
-    pub flip: Option<String>,
-    /// Envelope fields replaced after sealing: field -> raw JSON text.
-    pub set: Option<BTreeMap<String, String>>,
-    /// Envelope fields removed after sealing.
-    pub remove: Option<Vec<String>>,
-    /// Send (or omit) the outer relay marker; default from the run.
-    pub relay: Option<bool>,
-    /// Save the envelope under this name for `resend`.
-    pub save: Option<String>,
-    /// Put a unique canary into the inner request (for `blind`).
-    pub canary: Option<bool>,
-
-    // call: the edit language shared with the fuzz cases (peer::edit)
-    /// What is sealed, in the fuzz cases' form (instead of `method`,
-    /// `path`, `authorization`, `body_field` or `plaintext`).
-    pub inner: Option<Inner>,
-    /// A seq relative to the session's calls so far (wins over `seq`).
-    pub at: Option<SeqAt>,
-    /// Byte edits of the whole body, after the envelope edits.
-    pub bytes: Option<Vec<ByteEdit>>,
-    /// How the body is framed on the wire (sent as raw bytes).
-    pub framing: Option<Framing>,
-
-    // call / resend
-    /// `call`: envelope edits after sealing; `resend`: the saved envelope
-    /// to resend (without it, the previous call's body).
-    pub envelope: Option<EnvelopeKey>,
-
-    // wait
-    /// Seconds to wait; `"expiry"` waits until the session has expired.
-    pub seconds: Option<String>,
-
-    /// What must hold afterwards.
-    pub expect: Option<Expect>,
-}
-
-pub use crate::judge::Expect;
 
 impl Step {
-    /// The keys this step sets (besides `do`), in declaration order.
-    pub fn keys(&self) -> Vec<&'static str> {
-        let set = [
-            ("session", self.session.is_some()),
-            ("version", self.version.is_some()),
-            ("agent_address", self.agent_address.is_some()),
-            ("enc_pub", self.enc_pub.is_some()),
-            ("nonce", self.nonce.is_some()),
-            ("low_order", self.low_order.is_some()),
-            ("raw_body", self.raw_body.is_some()),
-            ("shared", self.shared.is_some()),
-            ("edit", self.edit.is_some()),
-            ("without", self.without.is_some()),
-            ("count", self.count.is_some()),
-            ("method", self.method.is_some()),
-            ("path", self.path.is_some()),
-            ("authorization", self.authorization.is_some()),
-            ("headers", self.headers.is_some()),
-            ("body", self.body.is_some()),
-            ("body_field", self.body_field.is_some()),
-            ("accept", self.accept.is_some()),
-            ("content_type", self.content_type.is_some()),
-            ("plaintext", self.plaintext.is_some()),
-            ("seq", self.seq.is_some()),
-            ("seal_session", self.seal_session.is_some()),
-            ("wrong_direction", self.wrong_direction.is_some()),
-            ("flip", self.flip.is_some()),
-            ("set", self.set.is_some()),
-            ("remove", self.remove.is_some()),
-            ("relay", self.relay.is_some()),
-            ("save", self.save.is_some()),
-            ("canary", self.canary.is_some()),
-            ("inner", self.inner.is_some()),
-            ("at", self.at.is_some()),
-            ("bytes", self.bytes.is_some()),
-            ("framing", self.framing.is_some()),
-            ("envelope", self.envelope.is_some()),
-            ("seconds", self.seconds.is_some()),
-            ("expect", self.expect.is_some()),
-        ];
-        set.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+    /// The `do` value as written in a file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Handshake(_) => "handshake",
+            Step::Verify(_) => "verify",
+            Step::Freshness(_) => "freshness",
+            Step::Call(_) => "call",
+            Step::Resend(_) => "resend",
+            Step::Wait(_) => "wait",
+            Step::Plain(_) => "plain",
+            Step::Flood(_) => "flood",
+            Step::Blind(_) => "blind",
+            Step::CallAfterExpiry(_) => "call-after-expiry",
+        }
     }
 
-    /// The envelope edits of a call in order: the short forms (`flip`,
-    /// `set`, `remove`) first, then `envelope = [...]`. A `set` value that
-    /// is not JSON is set as a JSON string.
+    /// What must hold afterwards; `None`: an honest precondition.
+    pub fn expect(&self) -> Option<&Expect> {
+        match self {
+            Step::Handshake(s) => s.expect.as_ref(),
+            Step::Verify(s) => s.expect.as_ref(),
+            Step::Freshness(s) | Step::Flood(s) => s.expect.as_ref(),
+            Step::Call(s) => s.expect.as_ref(),
+            Step::Resend(s) => s.expect.as_ref(),
+            Step::Wait(s) => s.expect.as_ref(),
+            Step::Plain(s) => s.expect.as_ref(),
+            Step::Blind(s) => s.expect.as_ref(),
+            Step::CallAfterExpiry(s) => s.expect.as_ref(),
+        }
+    }
+
+    /// Whether the step sends a call whose answer is judged (a call, a
+    /// resend or a call after expiry).
+    pub fn calls(&self) -> bool {
+        matches!(
+            self,
+            Step::Call(_) | Step::Resend(_) | Step::CallAfterExpiry(_)
+        )
+    }
+
+    /// This step in the shared edit language with its expectation, when
+    /// the language can say it: a call whose keys (short forms included)
+    /// map onto its edits, a resend of the previous call, a call after
+    /// expiry, a handshake with a `raw_body`, or a plaintext request with
+    /// the key or `authorization = "none"`. `None` for what only the suite
+    /// does (verify, freshness, wait, flood, blind; hello field edits;
+    /// inner headers, canaries, a foreign seal, saved envelopes).
+    pub fn to_edit(&self) -> Option<(edit::Step, Option<&Expect>)> {
+        Some((self.edit_step()?, self.expect()))
+    }
+
+    /// The [`edit::Step`] of [`Step::to_edit`], without the expectation.
+    pub fn edit_step(&self) -> Option<edit::Step> {
+        match self {
+            Step::Call(call) => call.edit_step().map(edit::Step::Call),
+            Step::Resend(r) if r.envelope.is_none() => Some(edit::Step::Resend),
+            Step::CallAfterExpiry(e) if e.relay.is_none() => Some(edit::Step::CallAfterExpiry),
+            Step::Handshake(h) => {
+                let only_body = HandshakeStep {
+                    session: h.session.clone(),
+                    raw_body: h.raw_body.clone(),
+                    expect: h.expect.clone(),
+                    ..HandshakeStep::default()
+                };
+                (*h == only_body)
+                    .then(|| h.raw_body.clone())
+                    .flatten()
+                    .map(|body| edit::Step::Handshake { body })
+            }
+            Step::Plain(p) if p.headers.is_none() => {
+                let with_key = match p.authorization.as_deref() {
+                    None => true,
+                    Some("none") => false,
+                    Some(_) => return None,
+                };
+                Some(edit::Step::Plain {
+                    method: p.method.clone()?,
+                    path: p.path.clone()?,
+                    with_key,
+                    body: p.body.clone().unwrap_or_default(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The step a fuzz case's `step` is, with `expect`. A hello goes on a
+    /// session of its own (`probe`), so the main session stays honest; a
+    /// plaintext request goes as a remote caller (the relay marker).
+    pub fn from_edit(step: &edit::Step, expect: Option<Expect>) -> Step {
+        match step {
+            edit::Step::Call(call) => Step::Call(Box::new(CallStep {
+                inner: Some(call.inner.clone()),
+                seq: call.seq,
+                at: call.at,
+                envelope: (!call.envelope.is_empty()).then(|| call.envelope.clone()),
+                bytes: (!call.bytes.is_empty()).then(|| call.bytes.clone()),
+                framing: (!call.framing.is_normal()).then(|| call.framing.clone()),
+                expect,
+                ..CallStep::default()
+            })),
+            edit::Step::Resend => Step::Resend(ResendStep {
+                envelope: None,
+                expect,
+            }),
+            edit::Step::CallAfterExpiry => Step::CallAfterExpiry(ExpiryStep {
+                expect,
+                ..ExpiryStep::default()
+            }),
+            edit::Step::Handshake { body } => Step::Handshake(HandshakeStep {
+                session: Some("probe".into()),
+                raw_body: Some(body.clone()),
+                expect,
+                ..HandshakeStep::default()
+            }),
+            edit::Step::Plain {
+                method,
+                path,
+                with_key,
+                body,
+            } => Step::Plain(PlainStep {
+                method: Some(method.clone()),
+                path: Some(path.clone()),
+                authorization: (!with_key).then(|| "none".to_string()),
+                body: Some(body.clone()),
+                relay: Some(true),
+                expect,
+                ..PlainStep::default()
+            }),
+        }
+    }
+}
+
+impl CallStep {
+    /// The envelope edits in order: the short forms (`flip`, `set`,
+    /// `remove`) first, then `envelope = [...]`. A `set` value that is not
+    /// JSON is set as a JSON string.
     pub fn envelope_edits(&self) -> Vec<EnvelopeEdit> {
         let mut out = Vec::new();
         match self.flip.as_deref() {
@@ -361,62 +598,96 @@ impl Step {
                 field: field.clone(),
             });
         }
-        if let Some(EnvelopeKey::Edits(edits)) = &self.envelope {
-            out.extend(edits.iter().cloned());
-        }
+        out.extend(self.envelope.iter().flatten().cloned());
         out
     }
 
-    /// This step as a step of the shared edit language, when it is one
-    /// (the form `replay --to-scenario` writes): a `call` given by `inner`
-    /// and the edit keys, a `resend` of the previous call, a
-    /// `call-after-expiry`, a handshake with a `raw_body`, or a `plain`
-    /// request with the key or `authorization = "none"`.
-    pub fn edit_step(&self) -> Option<edit::Step> {
-        let keys = self.keys();
-        let only = |allowed: &[&str]| keys.iter().all(|k| allowed.contains(k));
-        match self.action? {
-            Action::Call => {
-                if !only(&[
-                    "session", "inner", "seq", "at", "envelope", "bytes", "framing", "save",
-                    "expect",
-                ]) || matches!(self.envelope, Some(EnvelopeKey::Saved(_)))
-                {
-                    return None;
-                }
-                Some(edit::Step::Call(edit::CallStep {
-                    inner: self.inner.clone()?,
-                    seq: self.seq,
-                    at: self.at,
-                    envelope: self.envelope_edits(),
-                    bytes: self.bytes.clone().unwrap_or_default(),
-                    framing: self.framing.clone().unwrap_or_default(),
-                }))
-            }
-            Action::Resend if self.envelope.is_none() => Some(edit::Step::Resend),
-            Action::CallAfterExpiry => Some(edit::Step::CallAfterExpiry),
-            Action::Handshake if only(&["session", "raw_body", "expect"]) => {
-                Some(edit::Step::Handshake {
-                    body: self.raw_body.clone()?,
-                })
-            }
-            Action::Plain
-                if only(&["method", "path", "authorization", "body", "relay", "expect"]) =>
-            {
-                let with_key = match self.authorization.as_deref() {
-                    None => true,
-                    Some("none") => false,
-                    Some(_) => return None,
-                };
-                Some(edit::Step::Plain {
-                    method: self.method.clone()?,
-                    path: self.path.clone()?,
-                    with_key,
-                    body: self.body.clone().unwrap_or_default(),
-                })
-            }
-            _ => None,
+    /// The short forms of the inner request this call sets (which do not
+    /// go with `inner`), in [`INNER_SHORT_FORMS`] order.
+    pub fn inner_short_forms(&self) -> Vec<&'static str> {
+        let set = [
+            self.method.is_some(),
+            self.path.is_some(),
+            self.authorization.is_some(),
+            self.headers.is_some(),
+            self.body.is_some(),
+            self.body_field.is_some(),
+            self.accept.is_some(),
+            self.content_type.is_some(),
+            self.plaintext.is_some(),
+            self.canary.is_some(),
+        ];
+        INNER_SHORT_FORMS
+            .iter()
+            .zip(set)
+            .filter(|(_, on)| *on)
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// What is sealed, in the language's form: `inner`, or the short forms
+    /// mapped onto it (the same plaintext bytes). `None` when a short form
+    /// says what the language cannot (inner headers, `accept`, a canary, a
+    /// content type of its own, a raw `body_field`, a placeholder outside
+    /// the path); the suite seals those itself.
+    pub fn language_inner(&self) -> Option<Inner> {
+        if let Some(inner) = &self.inner {
+            return Some(inner.clone());
         }
+        let placeholder = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('{'));
+        if self.headers.is_some()
+            || self.accept.is_some()
+            || self.canary.is_some()
+            || self.content_type.is_some()
+            || placeholder(&self.body)
+            || placeholder(&self.plaintext)
+        {
+            return None;
+        }
+        if let Some(text) = &self.plaintext {
+            let others = self.method.is_some()
+                || self.path.is_some()
+                || self.authorization.is_some()
+                || self.body.is_some()
+                || self.body_field.is_some();
+            return (!others).then(|| Inner::Plaintext { text: text.clone() });
+        }
+        let auth = match self.authorization.as_deref() {
+            None => Auth::Key,
+            Some("none") => Auth::None,
+            Some(t) if t.contains('{') => return None,
+            Some(t) => Auth::Text(t.to_owned()),
+        };
+        // A raw `body_field` goes without a content type; the language
+        // gives every body one.
+        if self.body_field.is_some() {
+            return None;
+        }
+        let body = self.body.as_ref().map(|t| b64url_encode(t.as_bytes()));
+        Some(Inner::Request {
+            method: self.method.clone().unwrap_or_else(|| "GET".into()),
+            path: self.path.clone().unwrap_or_else(|| "/health".into()),
+            auth,
+            body,
+        })
+    }
+
+    /// This call in the language: its inner request (short forms mapped),
+    /// seq, envelope edits (short forms first), byte edits and framing.
+    /// `None` when it seals with another session or direction, sets the
+    /// relay marker or says what [`CallStep::language_inner`] cannot.
+    pub fn edit_step(&self) -> Option<edit::CallStep> {
+        if self.seal_session.is_some() || self.wrong_direction.is_some() || self.relay.is_some() {
+            return None;
+        }
+        Some(edit::CallStep {
+            inner: self.language_inner()?,
+            seq: self.seq,
+            at: self.at,
+            envelope: self.envelope_edits(),
+            bytes: self.bytes.clone().unwrap_or_default(),
+            framing: self.framing.clone().unwrap_or_default(),
+        })
     }
 }
 
@@ -434,5 +705,84 @@ fn seq_number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u
         Seq::Text(t) => t.parse().map(Some).map_err(|_| {
             serde::de::Error::custom(format!("seq {t:?} is not a number from 0 to 2^64-1"))
         }),
+    }
+}
+
+/// Writes a seq as [`seq_number_or_text`] reads it: text beyond TOML's
+/// integer range.
+fn seq_as_number_or_text<S: Serializer>(seq: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match seq {
+        Some(n) if i64::try_from(*n).is_ok() => s.serialize_u64(*n),
+        Some(n) => s.serialize_str(&n.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::registry::Registry;
+
+    #[test]
+    fn a_written_scenario_loads_back_as_written() {
+        let call = edit::Step::Call(edit::CallStep {
+            inner: Inner::Request {
+                method: "GET".into(),
+                path: "/agents/{agent}".into(),
+                auth: Auth::Key,
+                body: None,
+            },
+            seq: Some(u64::MAX),
+            at: None,
+            envelope: vec![EnvelopeEdit::FlipTag],
+            bytes: vec![ByteEdit::Truncate { keep: 3 }],
+            framing: Framing::Chunked { size: 7 },
+        });
+        let plain = edit::Step::Plain {
+            method: "POST".into(),
+            path: "/agents/{agent}/run".into(),
+            with_key: false,
+            body: "{}".into(),
+        };
+        let scenario = Scenario {
+            id: "fuzz-written".into(),
+            title: "written".into(),
+            category: "tamper".into(),
+            level: Level::Must,
+            requirements: vec!["CALL-2".into()],
+            catches: Vec::new(),
+            exclusive: false,
+            needs: Vec::new(),
+            steps: vec![
+                Step::Handshake(HandshakeStep::default()),
+                Step::from_edit(
+                    &call,
+                    Some(Expect {
+                        status: Some(400),
+                        alive: Some(true),
+                        ..Expect::default()
+                    }),
+                ),
+                Step::from_edit(&edit::Step::Resend, None),
+                Step::from_edit(
+                    &edit::Step::Handshake {
+                        body: "{\"v\":1}".into(),
+                    },
+                    Some(Expect {
+                        documented: Some(true),
+                        ..Expect::default()
+                    }),
+                ),
+                Step::from_edit(&plain, None),
+            ],
+        };
+        let text = scenario.to_toml(&["from a finding".into()]).unwrap();
+        let loaded = super::super::loader::parse_scenario("w.toml", &text, &Registry::builtin())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(loaded.steps, scenario.steps, "{text}");
+        assert_eq!(loaded.steps[1].edit_step(), Some(call), "{text}");
+        assert_eq!(loaded.steps[1].expect().unwrap().status, Some(400));
+        assert_eq!(loaded.steps[2].edit_step(), Some(edit::Step::Resend));
+        assert_eq!(loaded.steps[4].edit_step(), Some(plain));
     }
 }

@@ -317,10 +317,8 @@ pub async fn run_scenario(cfg: &RunConfig, s: &Scenario) -> ScenarioResult {
     result
 }
 
-fn step_name(step: &super::model::Step) -> String {
-    step.action
-        .map(|a| format!("{a:?}").to_ascii_lowercase())
-        .unwrap_or_else(|| "?".into())
+fn step_name(step: &super::model::Step) -> &'static str {
+    step.name()
 }
 
 /// Runs scenarios: the ordinary ones concurrently, then the exclusive ones

@@ -25,7 +25,7 @@ use crate::peer::{Offer, RELAY_HEADER};
 use crate::protocol::wire::{InnerRequest, ServerHello};
 use crate::report::Verdict;
 use crate::rng::SystemRandom;
-use crate::scenarios::model::{Action, Scenario};
+use crate::scenarios::model::{Scenario, Step};
 use crate::scenarios::registry::Registry;
 use crate::scenarios::runner::run_suite;
 use crate::scenarios::selftest::{self_config, self_server_config, spawn_self};
@@ -91,12 +91,10 @@ impl NullKind {
         if self != NullKind::StaleReplier {
             return true;
         }
-        scenario.steps.iter().any(|s| {
-            matches!(
-                s.action.unwrap_or(Action::Call),
-                Action::Call | Action::Resend
-            )
-        })
+        scenario
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Call(_) | Step::Resend(_)))
     }
 }
 

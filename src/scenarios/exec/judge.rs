@@ -7,12 +7,12 @@ use crate::protocol::encoding::b64url_encode;
 use crate::protocol::handshake::{Transcript, TranscriptField};
 use crate::protocol::identity::{recover_channel_signer, Address, SignaturePolicy};
 
-use super::super::model::{Expect, Step};
+use super::super::model::{Expect, VerifyStep};
 use super::{random, Context, StepFailure, StepResult};
 
 impl Context<'_> {
-    pub(super) fn verify(&mut self, step: &Step) -> StepResult {
-        let name = Self::session_name(step);
+    pub(super) fn verify(&mut self, step: &VerifyStep) -> StepResult {
+        let name = Self::session_name(&step.session);
         let Some(s) = self.conv.session(&name) else {
             return Err(StepFailure::new(
                 format!("no session {name:?} to verify"),

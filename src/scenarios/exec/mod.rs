@@ -21,7 +21,7 @@ use crate::report::Exchange;
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{OuterRequest, TransportError};
 
-use super::model::{Action, Step};
+use super::model::{CallStep, Step, WaitStep};
 use super::runner::{RunConfig, SharedSession};
 
 /// The relay marker header (GATE-3).
@@ -185,22 +185,22 @@ impl<'a> Context<'a> {
     /// Runs one step.
     pub async fn run_step(&mut self, index: usize, step: &Step) -> StepResult {
         self.step = index;
-        match step.action.unwrap_or(Action::Call) {
-            Action::Handshake => self.handshake(step).await,
-            Action::Verify => self.verify(step),
-            Action::Freshness => self.freshness(step).await,
-            Action::Call => self.call(step).await,
-            Action::Resend => self.resend(step).await,
-            Action::Wait => self.wait(step).await,
-            Action::Plain => self.plain(step).await,
-            Action::Flood => self.flood(step).await,
-            Action::Blind => self.blind(),
-            Action::CallAfterExpiry => self.call_after_expiry(step).await,
+        match step {
+            Step::Handshake(h) => self.handshake(h).await,
+            Step::Verify(v) => self.verify(v),
+            Step::Freshness(c) => self.freshness(c).await,
+            Step::Call(c) => self.call(c).await,
+            Step::Resend(r) => self.resend(r).await,
+            Step::Wait(w) => self.wait(w).await,
+            Step::Plain(p) => self.plain(p).await,
+            Step::Flood(c) => self.flood(c).await,
+            Step::Blind(_) => self.blind(),
+            Step::CallAfterExpiry(e) => self.call_after_expiry(e).await,
         }
     }
 
-    fn session_name(step: &Step) -> String {
-        step.session.clone().unwrap_or_else(|| "main".into())
+    fn session_name(session: &Option<String>) -> String {
+        session.clone().unwrap_or_else(|| "main".into())
     }
 
     /// The run's shared session, if it has comfortably long to live.
@@ -215,7 +215,7 @@ impl<'a> Context<'a> {
         (shared.server.expires_at - now_secs() > margin).then(|| shared.clone())
     }
 
-    fn inner_request(&mut self, step: &Step) -> (String, Option<String>) {
+    fn inner_request(&mut self, step: &CallStep) -> (String, Option<String>) {
         if let Some(inner) = &step.inner {
             let text =
                 crate::peer::edit::inner_plaintext(inner, &self.cfg.target.access_key, |p| {
@@ -271,8 +271,7 @@ impl<'a> Context<'a> {
 
     /// Waits until the step's session has expired; skips the scenario
     /// when that is more than `--max-wait` away.
-    async fn wait_for_expiry(&mut self, step: &Step) -> StepResult {
-        let name = Self::session_name(step);
+    async fn wait_for_expiry(&mut self, name: String) -> StepResult {
         match self.conv.wait_for_expiry(&name).await {
             Ok(()) => {
                 self.waited_out.insert(name);
@@ -291,9 +290,9 @@ impl<'a> Context<'a> {
     /// fresh one when the handshake budget has one to spare; otherwise the
     /// scenario is inconclusive. A session a step waited out on purpose is
     /// left as it is: the step is about expiry.
-    async fn ensure_alive(&mut self, step: &Step, name: &str) -> StepResult {
+    async fn ensure_alive(&mut self, seal_with: Option<&String>, name: &str) -> StepResult {
         let mut names = vec![name.to_owned()];
-        names.extend(step.seal_session.clone());
+        names.extend(seal_with.cloned());
         for n in names {
             if self.waited_out.contains(&n) || self.conv.check_alive(&n, 2).is_ok() {
                 continue;
@@ -344,9 +343,13 @@ impl<'a> Context<'a> {
         }
     }
 
-    async fn wait(&mut self, step: &Step) -> StepResult {
+    async fn wait(&mut self, step: &WaitStep) -> StepResult {
         let secs = match step.seconds.as_deref() {
-            Some("expiry") => return self.wait_for_expiry(step).await,
+            Some("expiry") => {
+                return self
+                    .wait_for_expiry(Self::session_name(&step.session))
+                    .await
+            }
             Some(n) => n.parse::<u64>().unwrap_or(1),
             None => 1,
         };

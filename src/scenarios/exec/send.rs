@@ -16,14 +16,16 @@ use crate::protocol::handshake::low_order_points;
 use crate::rng::SystemRandom;
 use crate::transport::OuterRequest;
 
-use super::super::model::{Action, EnvelopeKey, Expect, Step};
+use super::super::model::{
+    CallStep, CountStep, Expect, ExpiryStep, HandshakeStep, PlainStep, ResendStep,
+};
 use super::super::runner::SharedSession;
 use super::{describe_inner, random, Context, StepFailure, StepResult, RELAY_HEADER};
 
 impl Context<'_> {
-    pub(super) async fn handshake(&mut self, step: &Step) -> StepResult {
+    pub(super) async fn handshake(&mut self, step: &HandshakeStep) -> StepResult {
         let pre = step.expect.is_none();
-        let name = Self::session_name(step);
+        let name = Self::session_name(&step.session);
         let pooled = step.shared == Some(true) && pre && !self.cfg.pacer.unlimited();
         if pooled {
             if let Some(shared) = self.pooled_session() {
@@ -104,21 +106,20 @@ impl Context<'_> {
         Ok(())
     }
 
-    pub(super) async fn freshness(&mut self, step: &Step) -> StepResult {
+    pub(super) async fn freshness(&mut self, step: &CountStep) -> StepResult {
         let count = step.count.unwrap_or(3).max(2);
         let mut seen = Vec::new();
         for i in 0..count {
             // Each handshake is judged, not a precondition: freshness means
             // nothing for hellos the pinned agent did not sign.
-            let sub = Step {
-                action: Some(Action::Handshake),
+            let sub = HandshakeStep {
                 session: Some(format!("fresh-{i}")),
                 expect: Some(Expect {
                     status: Some(200),
                     verifies: Some(true),
                     ..Expect::default()
                 }),
-                ..Step::default()
+                ..HandshakeStep::default()
             };
             self.handshake(&sub).await?;
             let Some(s) = self.conv.session(&format!("fresh-{i}")) else {
@@ -140,7 +141,7 @@ impl Context<'_> {
         )?)
     }
 
-    pub(super) async fn flood(&mut self, step: &Step) -> StepResult {
+    pub(super) async fn flood(&mut self, step: &CountStep) -> StepResult {
         let Some(bound) = self.cfg.max_sessions else {
             return Err(StepFailure::skip(
                 "the target's session bound is unknown (give --max-sessions)",
@@ -174,9 +175,9 @@ impl Context<'_> {
         Ok(())
     }
 
-    pub(super) async fn call(&mut self, step: &Step) -> StepResult {
+    pub(super) async fn call(&mut self, step: &CallStep) -> StepResult {
         let pre = step.expect.is_none();
-        let name = Self::session_name(step);
+        let name = Self::session_name(&step.session);
         if self.conv.session(&name).is_none() {
             return Err(StepFailure::new(
                 format!("no session {name:?}: its handshake failed"),
@@ -184,7 +185,7 @@ impl Context<'_> {
                 true,
             ));
         }
-        self.ensure_alive(step, &name).await?;
+        self.ensure_alive(step.seal_session.as_ref(), &name).await?;
         let (plaintext, accept) = self.inner_request(step);
         let spec = SealSpec {
             session: name.clone(),
@@ -257,23 +258,23 @@ impl Context<'_> {
     }
 
     /// Waits out the session's expiry, then makes an honest call on it.
-    pub(super) async fn call_after_expiry(&mut self, step: &Step) -> StepResult {
-        self.wait_for_expiry(step).await?;
-        let call = Step {
-            action: Some(Action::Call),
+    pub(super) async fn call_after_expiry(&mut self, step: &ExpiryStep) -> StepResult {
+        self.wait_for_expiry(Self::session_name(&step.session))
+            .await?;
+        let call = CallStep {
             session: step.session.clone(),
             inner: Some(Inner::honest_run()),
             relay: step.relay,
             expect: step.expect.clone(),
-            ..Step::default()
+            ..CallStep::default()
         };
         self.call(&call).await
     }
 
-    pub(super) async fn resend(&mut self, step: &Step) -> StepResult {
+    pub(super) async fn resend(&mut self, step: &ResendStep) -> StepResult {
         let found = match &step.envelope {
-            Some(EnvelopeKey::Saved(name)) => (name.clone(), self.saved.get(name)),
-            _ => ("the previous call".to_string(), self.conv.last_call()),
+            Some(name) => (name.clone(), self.saved.get(name)),
+            None => ("the previous call".to_string(), self.conv.last_call()),
         };
         let (name, saved) = found;
         let Some(saved) = saved else {
@@ -319,7 +320,7 @@ impl Context<'_> {
         Ok(answer)
     }
 
-    pub(super) async fn plain(&mut self, step: &Step) -> StepResult {
+    pub(super) async fn plain(&mut self, step: &PlainStep) -> StepResult {
         let pre = step.expect.is_none();
         let method = step.method.clone().unwrap_or_else(|| "GET".into());
         let path = self.expand(step.path.as_deref().unwrap_or("/health"));
