@@ -124,12 +124,6 @@ impl Channel {
         self
     }
 
-    /// Draws ephemeral keys and nonces from `rng` instead of the OS.
-    pub fn with_rng(mut self, rng: impl RandomSource + Send + 'static) -> Self {
-        self.rng = Box::new(rng);
-        self
-    }
-
     /// The target.
     pub fn target(&self) -> &Target {
         &self.peer.endpoint
@@ -143,11 +137,6 @@ impl Channel {
     /// Handshakes performed so far.
     pub fn handshakes(&self) -> u64 {
         self.handshakes
-    }
-
-    /// Drops the cached session, so the next call handshakes again.
-    pub fn forget_session(&mut self) {
-        self.session = None;
     }
 
     /// Performs a fresh handshake, verifies the ServerHello against the

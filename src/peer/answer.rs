@@ -134,10 +134,7 @@ pub struct Answer {
 impl Answer {
     /// An outer header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::protocol::names::header(&self.headers, name)
     }
 
     /// The time the exchange was held or waited on, when it did not end in

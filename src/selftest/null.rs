@@ -112,17 +112,10 @@ impl Recorded {
     fn from_response(r: &OuterResponse) -> Self {
         Recorded {
             status: r.status,
-            content_type: header(&r.headers, "content-type"),
+            content_type: r.header("content-type").map(str::to_owned),
             body: r.body.clone(),
         }
     }
-}
-
-fn header(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
 }
 
 /// The answers of one honest session with the reference server: its
