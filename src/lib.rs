@@ -28,6 +28,7 @@ pub mod runtime;
 pub mod scenarios;
 pub mod selftest;
 pub mod server;
+pub mod text;
 pub mod transport;
 pub mod tunnel;
 pub mod vectors;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The layers, bottom first. A module may import any module of a lower
 /// layer and none of its own or a higher one.
 const LAYERS: &[&[&str]] = &[
-    &["protocol", "rng", "clock", "runtime", "knobs"],
+    &["protocol", "rng", "clock", "runtime", "knobs", "text"],
     &["transport", "report", "vectors", "fuzz_targets", "tunnel"],
     &["server"],
     // The driver module between transport and the commands.

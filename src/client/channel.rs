@@ -4,18 +4,16 @@ use std::ops::ControlFlow;
 
 use crate::clock::unix_secs as now_secs;
 use crate::peer::{
-    self, is_event_stream, read_body, BodyEnd, FrameIssue, HandshakePacer, Offer, RateLimitPolicy,
-    ResponseReader,
+    self, read_body, Answer, HandshakePacer, Offer, RateLimitPolicy, ResponseReader, StrictError,
+    StrictRead,
 };
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
-use crate::protocol::error::{FrameError, HandshakeError, HandshakeRefusal};
+use crate::protocol::error::{HandshakeError, HandshakeRefusal};
 use crate::protocol::identity::Address;
 use crate::protocol::session::{ClientSession, ClientSessionError};
-use crate::protocol::wire::{
-    CodedErrorBody, Frame, InnerRequest, InnerResponse, PlainErrorBody, ServerHello,
-};
+use crate::protocol::wire::{CodedErrorBody, Frame, InnerRequest, PlainErrorBody, ServerHello};
 use crate::rng::{RandomSource, SystemRandom};
-use crate::transport::{Limits, OuterRequest, StreamingResponse, Target, TransportError};
+use crate::transport::{Limits, OuterRequest, Target};
 
 use crate::protocol::client_hooks::{ClientCallHooks, ClientResponseHooks, HelloCheckHooks};
 
@@ -124,12 +122,6 @@ impl Channel {
         self
     }
 
-    /// Draws ephemeral keys and nonces from `rng` instead of the OS.
-    pub fn with_rng(mut self, rng: impl RandomSource + Send + 'static) -> Self {
-        self.rng = Box::new(rng);
-        self
-    }
-
     /// The target.
     pub fn target(&self) -> &Target {
         &self.peer.endpoint
@@ -143,11 +135,6 @@ impl Channel {
     /// Handshakes performed so far.
     pub fn handshakes(&self) -> u64 {
         self.handshakes
-    }
-
-    /// Drops the cached session, so the next call handshakes again.
-    pub fn forget_session(&mut self) {
-        self.session = None;
     }
 
     /// Performs a fresh handshake, verifies the ServerHello against the
@@ -342,251 +329,38 @@ impl Channel {
             .peer
             .outer(OuterRequest::post_json("/secure/call", body));
         let mut response = self.peer.send_streaming(&request).await?;
-        if is_event_stream(response.header("content-type")) {
-            read_stream(
-                &mut response,
-                reader,
-                &knobs,
-                self.peer.limits.max_body_bytes,
-                self.stream_time_limit,
-                on_body,
-            )
-            .await
-        } else {
-            let readers = (reader, spares);
-            read_buffered(&mut response, readers, &knobs, &self.peer.limits, on_body).await
+        let how = StrictRead {
+            reader,
+            spares,
+            hooks: &knobs,
+            max_body: self.peer.limits.max_body_bytes,
+            response_timeout: self.peer.limits.response_timeout,
+            stream_time_limit: self.stream_time_limit,
+        };
+        Ok(outcome(how.read(&mut response, on_body).await?))
+    }
+}
+
+impl From<StrictError> for ClientError {
+    fn from(e: StrictError) -> Self {
+        match e {
+            StrictError::Transport(e) => ClientError::Transport(e),
+            StrictError::Truncated { detail } => ClientError::Truncated { detail },
+            StrictError::Protocol { during, detail } => ClientError::Protocol { during, detail },
+            StrictError::Status { status, body } => refusal("call", status, &body),
         }
     }
 }
 
-/// Opens one frame through the shared reader and applies the client's
-/// strictness: any issue is an error, except a reordered frame that opened
-/// when the reorder knob is on.
-fn open_frame(
-    reader: &mut ResponseReader,
-    knobs: &(dyn ClientResponseHooks + Sync),
-    stage: &'static str,
-    bytes: &[u8],
-) -> Result<Vec<u8>, ClientError> {
-    let pushed = reader.push(bytes);
-    let plaintext = pushed.plaintext.map(<[u8]>::to_vec);
-    match (pushed.issue, plaintext) {
-        (None, Some(p)) => Ok(p),
-        (Some(FrameIssue::OutOfOrder { .. }), Some(p)) if knobs.accept_out_of_order() => Ok(p),
-        (Some(FrameIssue::OutOfOrder { got, .. }), None) if knobs.accept_out_of_order() => Err(
-            ClientError::protocol("opening a response frame", FrameError::Decrypt(got)),
-        ),
-        (Some(FrameIssue::Malformed(e)), _) => Err(ClientError::protocol(stage, e)),
-        (Some(issue), _) => Err(ClientError::protocol("opening the response", issue)),
-        (None, None) => Err(ClientError::protocol(
-            "opening the response",
-            "the frame did not open",
-        )),
+/// The outcome of a call the strict reading took.
+fn outcome(a: Answer) -> CallOutcome {
+    CallOutcome {
+        inner_status: a.inner_status.unwrap_or(a.status),
+        content_type: a.inner_content_type,
+        body: a.inner_body,
+        streamed: a.streamed,
+        frames: a.frames,
     }
-}
-
-/// The end-of-response check (RESP-5): an authenticated fin, unless the
-/// missing-fin knob is on.
-fn check_fin(
-    reader: &ResponseReader,
-    knobs: &(dyn ClientResponseHooks + Sync),
-) -> Result<(), ClientError> {
-    if reader.opened().iter().any(|f| f.fin) || knobs.accept_without_fin() {
-        return Ok(());
-    }
-    Err(ClientError::Truncated {
-        detail: format!(
-            "{} frame(s) arrived but none was the authenticated final frame",
-            reader.opened().len()
-        ),
-    })
-}
-
-async fn read_stream(
-    response: &mut StreamingResponse,
-    mut reader: ResponseReader,
-    knobs: &(dyn ClientResponseHooks + Sync),
-    max_event: usize,
-    limit: std::time::Duration,
-    on_body: &mut (dyn FnMut(&[u8]) + Send),
-) -> Result<CallOutcome, ClientError> {
-    let deadline = tokio::time::Instant::now() + limit;
-    let inner_status = response.status;
-    let content_type = response.header("content-type").map(str::to_string);
-    let mut body = Vec::new();
-    let mut failed = None;
-    let read = read_body(
-        response,
-        deadline,
-        max_event,
-        false,
-        |event| match open_frame(&mut reader, knobs, "reading a stream frame", event) {
-            Ok(plaintext) => {
-                on_body(&plaintext);
-                body.extend_from_slice(&plaintext);
-                let at_fin = reader.opened().last().is_some_and(|f| f.fin);
-                if at_fin && knobs.stop_at_first_fin() {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            }
-            Err(e) => {
-                failed = Some(e);
-                ControlFlow::Break(())
-            }
-        },
-    )
-    .await?;
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    let fin = reader.opened().iter().any(|f| f.fin);
-    match read.end {
-        BodyEnd::Complete | BodyEnd::Stopped => {}
-        // The idle timeout bounds each wait; this bounds a peer that drips
-        // just often enough to never trip it.
-        BodyEnd::TimedOut => {
-            return Err(ClientError::Transport(TransportError::Timeout {
-                url: response.url().to_string(),
-                during: "reading the event stream (whole-stream time limit)",
-                after: limit,
-            }))
-        }
-        // The body broke off mid-transfer: after fin that is harmless
-        // noise; before it, the answer is incomplete.
-        BodyEnd::Broke(TransportError::Protocol { detail, .. }) => {
-            if !fin {
-                return Err(ClientError::Truncated {
-                    detail: format!(
-                        "the stream broke off after {} frame(s) without the final frame ({detail})",
-                        reader.opened().len()
-                    ),
-                });
-            }
-        }
-        BodyEnd::Broke(e) => return Err(e.into()),
-        BodyEnd::EventTooLarge(e) => {
-            return Err(ClientError::protocol(
-                "reading the event stream",
-                format!("an event exceeds {} bytes", e.limit),
-            ))
-        }
-    }
-    if !fin && read.mid_event && !knobs.accept_without_fin() {
-        return Err(ClientError::Truncated {
-            detail: format!(
-                "the stream ended in the middle of an event, after {} complete frame(s)",
-                reader.opened().len()
-            ),
-        });
-    }
-    check_fin(&reader, knobs)?;
-    Ok(CallOutcome {
-        inner_status,
-        content_type,
-        body,
-        streamed: true,
-        frames: reader.opened().len(),
-    })
-}
-
-async fn read_buffered(
-    response: &mut StreamingResponse,
-    (mut reader, spares): (ResponseReader, Vec<ResponseReader>),
-    knobs: &(dyn ClientResponseHooks + Sync),
-    limits: &Limits,
-    on_body: &mut (dyn FnMut(&[u8]) + Send),
-) -> Result<CallOutcome, ClientError> {
-    let status = response.status;
-    let deadline = tokio::time::Instant::now() + limits.response_timeout;
-    let read = read_body(response, deadline, limits.max_body_bytes, false, |_| {
-        ControlFlow::Continue(())
-    })
-    .await?;
-    if let BodyEnd::TimedOut = read.end {
-        return Err(ClientError::Transport(TransportError::Timeout {
-            url: response.url().to_string(),
-            during: "reading the response body",
-            after: limits.response_timeout,
-        }));
-    }
-    let raw = read.body;
-    if status != 200 {
-        return Err(refusal("call", status, &raw));
-    }
-    let plaintext = match open_frame(&mut reader, knobs, "reading the response frame", &raw) {
-        Ok(p) => {
-            check_fin(&reader, knobs)?;
-            p
-        }
-        Err(e) => match bent_buffered(&raw, spares, knobs) {
-            Some((p, r)) => {
-                reader = r.unwrap_or(reader);
-                p
-            }
-            None => return Err(e),
-        },
-    };
-    let inner = InnerResponse::parse(&plaintext)
-        .map_err(|e| ClientError::protocol("reading the inner response", e))?;
-    let inner_status = u16::try_from(inner.status)
-        .ok()
-        .filter(|s| (100..=999).contains(s))
-        .ok_or_else(|| {
-            ClientError::protocol(
-                "reading the inner response",
-                format!("status {} is not an HTTP status", inner.status),
-            )
-        })?;
-    let body = match &inner.body {
-        Some(b) => b64url_decode(b, B64Strictness::Upstream)
-            .map_err(|e| ClientError::protocol("decoding the inner body", e))?,
-        None => Vec::new(),
-    };
-    on_body(&body);
-    Ok(CallOutcome {
-        inner_status,
-        content_type: inner.content_type,
-        body,
-        streamed: false,
-        frames: reader.opened().len(),
-    })
-}
-
-/// What the reading knobs make of a buffered answer the honest reader
-/// refused: the plaintext, and the reader that opened it (`None` when
-/// nothing was opened at all). `spares` are fresh readers: this call's
-/// (for a frame opened as final whatever its fin flag says) and the
-/// earlier session's.
-fn bent_buffered(
-    raw: &[u8],
-    spares: Vec<ResponseReader>,
-    knobs: &(dyn ClientResponseHooks + Sync),
-) -> Option<(Vec<u8>, Option<ResponseReader>)> {
-    if knobs.accept_plaintext_response()
-        && Frame::parse(raw).is_err()
-        && InnerResponse::parse(raw).is_ok()
-    {
-        return Some((raw.to_vec(), None));
-    }
-    let as_final = Frame::parse(raw).ok().map(|mut f| {
-        f.fin = Some(true);
-        f.to_json().into_bytes()
-    });
-    for mut r in spares {
-        for bytes in [Some(raw.to_vec()), as_final.clone()].into_iter().flatten() {
-            if bytes != raw && !knobs.accept_without_fin() {
-                continue;
-            }
-            let mut tried = r;
-            if let Ok(p) = open_frame(&mut tried, knobs, "reading the response frame", &bytes) {
-                return Some((p, Some(tried)));
-            }
-            r = tried;
-        }
-    }
-    None
 }
 
 /// A non-200 answer, told in the server's own words where it gave any.

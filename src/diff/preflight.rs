@@ -5,12 +5,10 @@
 //! it); a target that does not answer, or does not speak the protocol at
 //! all, stops the run. Also learns whether a target paces handshakes.
 
-use crate::peer::{self, seal, HandshakePacer, KeyUse, Offer, RateLimitPolicy, ResponseReader};
-use crate::protocol::error::HandshakeError;
-use crate::protocol::session::ClientSession;
-use crate::protocol::wire::{CodedErrorBody, InnerRequest, ServerHello};
+use crate::judge;
+use crate::peer::edit::{CallStep, Inner, Step};
+use crate::peer::{self, Conversation, HandshakePacer, HelloCheck, Offer, RateLimitPolicy};
 use crate::rng::SeededRandom;
-use crate::transport::OuterRequest;
 
 /// What the first honest exchange with a target showed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +21,7 @@ pub enum Preflight {
     /// can get past: no session opens, or its keys open nothing.
     Broken {
         /// The requirement broken.
-        requirement: &'static str,
+        requirement: String,
         /// What was seen.
         detail: String,
     },
@@ -44,43 +42,18 @@ pub enum PreflightError {
     NotSpeaking(String),
 }
 
-/// The requirement a ServerHello breaks when the honest client refuses it.
-pub fn hello_requirement(e: &HandshakeError) -> &'static str {
-    match e {
-        // The version a server answers with is fixed (HS-4).
-        HandshakeError::UnsupportedVersion(_) => "HS-4",
-        // encPub or sid not decoding as base64url of the right size.
-        HandshakeError::Malformed(_) => "ENC-1",
-        HandshakeError::LowOrderKey => "HS-7",
-        // Signed by another key, under another domain, over another
-        // transcript or with another address rule: the hello is not signed
-        // by the agent of `agentAddress` as HS-1 demands.
-        HandshakeError::IdentityMismatch(_) => "HS-1",
-    }
-}
-
-/// The requirement an answer breaks when it does not open under the
-/// per-call response key, from the key it does open under.
-fn key_requirement(opened_with: Option<KeyUse>) -> &'static str {
-    match opened_with {
-        // s2c itself instead of the per-call key derived from it.
-        Some(KeyUse::SessionS2c) => "KS-2",
-        // A key derived from c2s, or nothing we can derive: the session
-        // keys themselves are not the ones the hello fixes.
-        _ => "KS-1",
-    }
-}
-
 /// One honest handshake (no retry on `429`) and, when it verifies, one
-/// honest buffered call on the session it gives.
+/// honest buffered call on the session it gives, both through the engine
+/// and judged by the judge.
 pub async fn check(target: &peer::Target, seed: u64) -> Result<Preflight, PreflightError> {
     let mut rng = SeededRandom::new(seed, "diff-preflight");
     let offer = Offer::random(target.address, &mut rng);
     let unlimited = HandshakePacer::new(None);
-    let reply = peer::post_hello(target, offer.body(), &unlimited, RateLimitPolicy::NONE)
+    let mut conversation = Conversation::new(target, &unlimited, RateLimitPolicy::NONE);
+    let reply = conversation
+        .handshake(SESSION, &offer)
         .await
-        .map_err(|e| PreflightError::Unreachable(e.to_string()))?
-        .response;
+        .map_err(|e| PreflightError::Unreachable(e.to_string()))?;
     match reply.status {
         200 => {}
         429 => return Ok(Preflight::RateLimited),
@@ -94,85 +67,47 @@ pub async fn check(target: &peer::Target, seed: u64) -> Result<Preflight, Prefli
             )))
         }
     }
-    let hello = ServerHello::parse(&reply.body)
-        .map_err(|e| PreflightError::NotSpeaking(format!("its ServerHello is unusable ({e})")))?;
-    let session = match offer.finish(&hello) {
-        Ok(s) => s,
-        Err(e) => {
-            return Ok(Preflight::Broken {
-                requirement: hello_requirement(&e),
-                detail: format!(
-                    "the ServerHello does not verify against the pinned address {}: {e}",
-                    target.address
-                ),
-            })
-        }
+    if let Some(HelloCheck::Unusable(e)) = &reply.hello {
+        return Err(PreflightError::NotSpeaking(format!(
+            "its ServerHello is unusable ({e})"
+        )));
+    }
+    if let Err(f) = judge::handshake::hello_accepted(&reply, &target.address.to_string()) {
+        return Ok(broken(f));
+    }
+    // A transport failure here is left to the inputs to judge.
+    let Ok(answer) = conversation.run(SESSION, &honest_call()).await else {
+        return Ok(Preflight::Sound);
     };
-    Ok(honest_call(target, &session).await)
+    Ok(match judge::response::honest_call_keys(&answer) {
+        Ok(()) => Preflight::Sound,
+        Err(f) => broken(f),
+    })
 }
 
-/// Seals `GET /agents/{agent}` as request 1 and opens the answer; a
-/// transport failure here is left to the inputs to judge.
-async fn honest_call(target: &peer::Target, session: &ClientSession) -> Preflight {
-    let inner = InnerRequest {
-        method: "GET".into(),
-        path: format!("/agents/{}", target.agent()),
-        authorization: Some(format!("Bearer {}", target.access_key)),
-        ..InnerRequest::default()
-    };
-    let sid = session.sid().to_owned();
-    let ct = seal::sealed_ct(&session.keys().c2s, &sid, 1, inner.to_json().as_bytes());
-    let envelope = seal::envelope(&sid, 1, ct, |_| {});
-    let call = target.outer(OuterRequest::post_json("/secure/call", envelope));
-    let Ok(answer) = target.send(&call).await else {
-        return Preflight::Sound;
-    };
-    let code = CodedErrorBody::parse(&answer.body)
-        .ok()
-        .and_then(|c| c.code);
-    if answer.status == 400 && code.as_deref() == Some("secure_decrypt_failed") {
-        return Preflight::Broken {
-            requirement: "KS-1",
-            detail: "the target cannot open an honest call sealed with the c2s key its \
-                     own ServerHello gives (400 secure_decrypt_failed)"
-                .into(),
-        };
-    }
-    if answer.status != 200 || peer::is_event_stream(answer.header("content-type")) {
-        return Preflight::Sound;
-    }
-    let mut strict = ResponseReader::new(&sid, session.keys(), 1).without_raw();
-    if strict.push(&answer.body).plaintext.is_some() {
-        return Preflight::Sound;
-    }
-    let mut any = ResponseReader::trying_every_key(&sid, session.keys(), 1).without_raw();
-    let opened_with = any.push(&answer.body).plaintext.is_some().then(|| {
-        any.opened()
-            .last()
-            .map(|f| f.key)
-            .unwrap_or(KeyUse::PerCall)
-    });
-    if opened_with.is_none() && crate::protocol::wire::Frame::parse(&answer.body).is_err() {
-        // Not a frame at all: a plaintext answer is RESP-2's, which the
-        // inputs judge.
-        return Preflight::Sound;
-    }
+/// The session the preflight opens.
+const SESSION: &str = "preflight";
+
+/// `GET /agents/{agent}` with the key, sealed as request 1.
+fn honest_call() -> Step {
+    Step::Call(CallStep {
+        seq: Some(1),
+        ..CallStep::honest(Inner::agent_card())
+    })
+}
+
+fn broken(f: judge::Finding) -> Preflight {
     Preflight::Broken {
-        requirement: key_requirement(opened_with),
-        detail: format!(
-            "the answer to an honest call does not open under the per-call response key \
-             the ServerHello's keys give{}",
-            match opened_with {
-                Some(k) => format!(" (it opens under {k:?})"),
-                None => String::new(),
-            }
-        ),
+        requirement: f.requirement,
+        detail: f.actual,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::judge::handshake::hello_requirement;
+    use crate::peer::{Answer, KeyUse};
+    use crate::protocol::error::HandshakeError;
 
     #[test]
     fn each_hello_refusal_has_its_requirement() {
@@ -185,8 +120,38 @@ mod tests {
             "HS-4"
         );
         assert_eq!(hello_requirement(&HandshakeError::LowOrderKey), "HS-7");
-        assert_eq!(key_requirement(Some(KeyUse::SessionS2c)), "KS-2");
-        assert_eq!(key_requirement(Some(KeyUse::PerCallC2s)), "KS-1");
-        assert_eq!(key_requirement(None), "KS-1");
+    }
+
+    #[test]
+    fn each_wrong_key_has_its_requirement() {
+        let opened_under = |key: Option<KeyUse>| Answer {
+            status: 200,
+            frames: 1,
+            opened: key.is_some(),
+            per_call_key: key == Some(KeyUse::PerCall),
+            key,
+            ..Answer::default()
+        };
+        let requirement = |a: &Answer| {
+            crate::judge::response::honest_call_keys(a)
+                .err()
+                .map(|f| f.requirement)
+        };
+        assert_eq!(requirement(&opened_under(Some(KeyUse::PerCall))), None);
+        assert_eq!(
+            requirement(&opened_under(Some(KeyUse::SessionS2c))).as_deref(),
+            Some("KS-2")
+        );
+        assert_eq!(
+            requirement(&opened_under(Some(KeyUse::PerCallC2s))).as_deref(),
+            Some("KS-1")
+        );
+        assert_eq!(requirement(&opened_under(None)).as_deref(), Some("KS-1"));
+        // Not a frame at all: RESP-2's question, judged by the inputs.
+        let plain = Answer {
+            status: 200,
+            ..Answer::default()
+        };
+        assert_eq!(requirement(&plain), None);
     }
 }

@@ -130,11 +130,7 @@ fn one_line(text: &str, max: usize) -> String {
     if flat.len() <= max {
         return flat;
     }
-    let mut end = max;
-    while !flat.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &flat[..end])
+    format!("{}…", crate::text::char_prefix(&flat, max))
 }
 
 /// Pretty JSON with a summary.

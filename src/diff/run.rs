@@ -173,18 +173,12 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
 /// `429` waited out, never judged (HS-8).
 async fn paces_handshakes(target: &peer::Target) -> bool {
     let unlimited = peer::HandshakePacer::new(None);
+    let mut conversation = peer::Conversation::new(target, &unlimited, peer::RateLimitPolicy::NONE);
     let mut rng = exec::handshake_rng(0, 1);
     for _ in 0..=URL_BUDGET.0 {
         let offer = peer::Offer::random(target.address, &mut rng);
-        match peer::post_hello(
-            target,
-            offer.body(),
-            &unlimited,
-            peer::RateLimitPolicy::NONE,
-        )
-        .await
-        {
-            Ok(reply) if reply.response.status == 429 => return true,
+        match conversation.handshake("burst", &offer).await {
+            Ok(reply) if reply.status == 429 => return true,
             Ok(_) => {}
             // A target that stops answering a burst protects itself too.
             Err(_) => return true,
@@ -218,7 +212,7 @@ pub fn preflight_row(targets: &[Prepared], registry: &Registry) -> Option<Row> {
                 findings.push(Finding {
                     class: level_of(registry, requirement),
                     target: Some(t.name.clone()),
-                    requirement: Some((*requirement).into()),
+                    requirement: Some(requirement.clone()),
                     rule: None,
                     detail: detail.clone(),
                 });

@@ -5,7 +5,38 @@
 use super::encoding::{self, hello_low_s};
 use super::refusal::check_status;
 use super::{Checked, Claim, Expect};
-use crate::peer::Answer;
+use crate::peer::{Answer, HelloCheck};
+use crate::protocol::error::HandshakeError;
+use crate::report::Level;
+
+/// The requirement a ServerHello breaks when the honest client refuses it.
+pub fn hello_requirement(e: &HandshakeError) -> &'static str {
+    match e {
+        // The version a server answers with is fixed (HS-4).
+        HandshakeError::UnsupportedVersion(_) => "HS-4",
+        // encPub or sid not decoding as base64url of the right size.
+        HandshakeError::Malformed(_) => "ENC-1",
+        HandshakeError::LowOrderKey => "HS-7",
+        // Signed by another key, under another domain, over another
+        // transcript or with another address rule: the hello is not signed
+        // by the agent of `agentAddress` as HS-1 demands.
+        HandshakeError::IdentityMismatch(_) => "HS-1",
+    }
+}
+
+/// A ServerHello the honest client refuses ([`HelloCheck::Refused`]) is a
+/// MUST finding with the requirement it breaks: no session opens on it,
+/// so no later step could show it. Any other answer passes here (a
+/// refusal or an unusable body is judged by what the caller expected).
+pub fn hello_accepted(a: &Answer, pinned: &str) -> Checked {
+    match &a.hello {
+        Some(HelloCheck::Refused(e)) => Err(Claim::new(hello_requirement(e), Level::Must).miss(
+            format!("the ServerHello does not verify against the pinned address {pinned}: {e}"),
+            "a ServerHello the honest client accepts",
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// An honest handshake (a step with no expectation): a usable ServerHello
 /// that recovers to the pinned address and has not already expired.

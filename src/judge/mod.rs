@@ -91,9 +91,6 @@ pub fn shorten(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…({} bytes)", &text[..end], text.len())
+    let cut = crate::text::char_prefix(text, max);
+    format!("{cut}…({} bytes)", text.len())
 }

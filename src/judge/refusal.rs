@@ -150,10 +150,7 @@ pub fn check_error_body(
 ) -> Checked {
     let text = String::from_utf8_lossy(body);
     let wrong = |what: String, expected: String| Err(claim.miss(what, expected));
-    let content_type = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.as_str());
+    let content_type = crate::protocol::names::header(headers, "content-type");
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase());

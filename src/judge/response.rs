@@ -5,7 +5,49 @@
 use super::encoding;
 use super::refusal::check_status;
 use super::{shorten, Checked, Claim, Expect};
-use crate::peer::Answer;
+use crate::peer::{Answer, KeyUse};
+use crate::report::Level;
+
+/// The keys of a session as an honest call's answer shows them (KS-1,
+/// KS-2): a target that cannot open a call sealed with the `c2s` key its
+/// own ServerHello gives, or a buffered 200 frame that does not open under
+/// the per-call response key, is a MUST finding naming the key it does
+/// open under. A refusal, a stream, or a body that is no frame at all
+/// (RESP-2's question) passes here.
+pub fn honest_call_keys(a: &Answer) -> Checked {
+    let code = crate::protocol::wire::CodedErrorBody::parse(&a.body)
+        .ok()
+        .and_then(|c| c.code);
+    if a.status == 400 && code.as_deref() == Some("secure_decrypt_failed") {
+        return Err(Claim::new("KS-1", Level::Must).miss(
+            "the target cannot open an honest call sealed with the c2s key its \
+             own ServerHello gives (400 secure_decrypt_failed)",
+            "the call opened under the session's c2s key",
+        ));
+    }
+    if a.status != 200 || a.streamed || a.frames == 0 || (a.opened && a.per_call_key) {
+        return Ok(());
+    }
+    let opened_with = if a.opened { a.key } else { None };
+    // s2c itself instead of the per-call key derived from it is KS-2's; a
+    // key derived from c2s, or nothing derivable, means the session keys
+    // themselves are not the ones the hello fixes (KS-1).
+    let requirement = match opened_with {
+        Some(KeyUse::SessionS2c) => "KS-2",
+        _ => "KS-1",
+    };
+    Err(Claim::new(requirement, Level::Must).miss(
+        format!(
+            "the answer to an honest call does not open under the per-call response key \
+             the ServerHello's keys give{}",
+            match opened_with {
+                Some(k) => format!(" (it opens under {k:?})"),
+                None => String::new(),
+            }
+        ),
+        "every frame opened under the per-call response key",
+    ))
+}
 
 fn problems_note(a: &Answer, open: &str, sep: &str, close: &str) -> String {
     if a.problems.is_empty() {

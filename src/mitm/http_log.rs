@@ -37,11 +37,8 @@ pub fn body_text(body: &[u8], canaries: &[String]) -> String {
     if text.len() <= MAX_BODY_CHARS {
         return text;
     }
-    let mut end = MAX_BODY_CHARS;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…({} bytes)", &text[..end], body.len())
+    let cut = crate::text::char_prefix(&text, MAX_BODY_CHARS);
+    format!("{cut}…({} bytes)", body.len())
 }
 
 /// The start of a session id, enough to tell sessions apart in a report.

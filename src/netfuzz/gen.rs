@@ -496,11 +496,8 @@ impl Generator {
         }
         let mut body = serde_json::Value::Object(obj).to_string();
         if self.below(5) == 0 {
-            let mut keep = self.below(body.len());
             // The body may hold multi-byte characters: cut on a boundary.
-            while !body.is_char_boundary(keep) {
-                keep -= 1;
-            }
+            let keep = crate::text::char_prefix(&body, self.below(body.len())).len();
             body.truncate(keep);
         }
         Step::Handshake { body }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::{read_body, BodyEnd, FrameIssue, KeyUse, ResponseReader};
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
+use crate::protocol::error::HandshakeError;
 use crate::protocol::keys::SessionKeys;
 use crate::protocol::wire::{Frame, InnerResponse};
 use crate::transport::{StreamingResponse, TransportError};
@@ -36,6 +37,20 @@ pub enum Ending {
     },
     /// The connection dropped or broke HTTP.
     Dropped(String),
+}
+
+/// What the honest client makes of the answer to a hello that came back
+/// 200: the fact the identity and key checks rest on, not a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelloCheck {
+    /// The body is not a ServerHello at all (the parse error).
+    Unusable(String),
+    /// The honest client refuses it, for the first reason it checks
+    /// (version, then `encPub` and `sid`, then the signature against the
+    /// pinned address, then the key agreement).
+    Refused(HandshakeError),
+    /// The honest client accepts it and derives the session.
+    Accepted,
 }
 
 /// The encoding a value the target wrote must have.
@@ -99,6 +114,8 @@ pub struct Answer {
     pub opened: bool,
     /// They opened under the per-call response key (KS-2).
     pub per_call_key: bool,
+    /// The key they opened under, once one did.
+    pub key: Option<KeyUse>,
     /// Every frame opened, numbered 0, 1, 2, … ending in an authenticated
     /// fin (RESP-1, RESP-4).
     pub in_order: bool,
@@ -111,6 +128,9 @@ pub struct Answer {
     pub emitted: Vec<Emitted>,
     /// The inner status (a streamed answer: the outer status).
     pub inner_status: Option<u16>,
+    /// The inner `Content-Type` (a streamed answer: the outer one), as a
+    /// strict client reads it.
+    pub inner_content_type: Option<String>,
     /// The inner body: decoded from a buffered InnerResponse, or the
     /// stream's plaintext.
     pub inner_body: Vec<u8>,
@@ -125,6 +145,10 @@ pub struct Answer {
     pub verified: Option<bool>,
     /// A handshake: the ServerHello's `expiresAt`.
     pub expires_at: Option<i64>,
+    /// A handshake answered 200: what the honest client makes of the
+    /// ServerHello (`None`: no 200, or the hello as sent was no
+    /// ClientHello).
+    pub hello: Option<HelloCheck>,
     /// How the exchange ended.
     pub ending: Ending,
     /// What the relay said on its own behalf (`--via-relay`).
@@ -134,10 +158,7 @@ pub struct Answer {
 impl Answer {
     /// An outer header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::protocol::names::header(&self.headers, name)
     }
 
     /// The time the exchange was held or waited on, when it did not end in
@@ -308,7 +329,8 @@ fn open_frames(answer: &mut Answer, raw: &[Vec<u8>], sid: &str, keys: &SessionKe
         return;
     }
     answer.opened = true;
-    answer.per_call_key = reader.key() == Some(KeyUse::PerCall);
+    answer.key = reader.key();
+    answer.per_call_key = answer.key == Some(KeyUse::PerCall);
     // Strict order (RESP-1, RESP-4): a stream with no frame at all, or one
     // that never finished, is not "in order".
     answer.in_order = reader.in_order();

@@ -68,6 +68,20 @@ pub struct CallStep {
     pub framing: Framing,
 }
 
+impl CallStep {
+    /// `inner` sealed honestly with the session's next seq, no edit.
+    pub fn honest(inner: Inner) -> Self {
+        CallStep {
+            inner,
+            seq: None,
+            at: None,
+            envelope: Vec::new(),
+            bytes: Vec::new(),
+            framing: Framing::Normal,
+        }
+    }
+}
+
 /// A seq relative to the calls already made on the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "seq", rename_all = "kebab-case")]
@@ -132,6 +146,17 @@ impl Inner {
             auth: Auth::Key,
             // base64url of `{"input":"fuzz"}`
             body: Some("eyJpbnB1dCI6ImZ1enoifQ".into()),
+        }
+    }
+
+    /// `GET /agents/{agent}` with the key: the honest call a preflight
+    /// makes on a target's first session.
+    pub fn agent_card() -> Inner {
+        Inner::Request {
+            method: "GET".into(),
+            path: "/agents/{agent}".into(),
+            auth: Auth::Key,
+            body: None,
         }
     }
 }

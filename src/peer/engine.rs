@@ -14,14 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::answer::{hello_emitted, read_call_answer, Answer, Ending};
+use super::answer::{hello_emitted, read_call_answer, Answer, Ending, HelloCheck};
 use super::edit::{self, ByteEdit, EnvelopeEdit, Framing, SeqAt, SeqCursor};
 use super::relay::{relay_facts, relay_retry_wait};
 use super::{post_hello, seal, HandshakePacer, Offer, RateLimitPolicy, Target, RELAY_HEADER};
+use crate::protocol::error::HandshakeError;
 use crate::protocol::handshake::Transcript;
-use crate::protocol::identity::{recover_channel_signer, SignaturePolicy};
+use crate::protocol::identity::{recover_channel_signer, Address, SignaturePolicy};
 use crate::protocol::keys::{SessionKeys, SymmetricKey};
 use crate::protocol::names::CALL_PATH;
+use crate::protocol::session::ClientSession;
 use crate::protocol::wire::{ClientHello, ServerHello};
 use crate::transport::{self, OuterRequest, TransportError};
 
@@ -257,23 +259,34 @@ impl<'a> Conversation<'a> {
         };
         if answer.status == 200 {
             let sent = ClientHello::parse(&body);
-            let server = ServerHello::parse(&answer.body);
-            if let (Ok(sent), Ok(server)) = (sent, server) {
-                let transcript = Transcript::from_hellos(&sent, &server).render();
-                let signer = recover_channel_signer(
-                    transcript.as_bytes(),
-                    &server.signature,
-                    SignaturePolicy::default(),
-                );
-                answer.verified = Some(matches!(signer, Ok(a) if a == self.target.address));
-                answer.expires_at = Some(server.expires_at);
-                // The identity verdict belongs to the judge; the keys are
-                // needed either way.
-                if let Some((_, session)) = offer.finish_as_sent(&server) {
-                    let keys = session.keys().clone();
-                    self.sessions
-                        .insert(name.to_owned(), Session::new(sent, server, keys));
+            match (sent, ServerHello::parse(&answer.body)) {
+                (_, Err(e)) => answer.hello = Some(HelloCheck::Unusable(e.to_string())),
+                (Ok(sent), Ok(server)) => {
+                    let transcript = Transcript::from_hellos(&sent, &server).render();
+                    let signer = recover_channel_signer(
+                        transcript.as_bytes(),
+                        &server.signature,
+                        SignaturePolicy::default(),
+                    );
+                    let verified = matches!(signer, Ok(a) if a == self.target.address);
+                    answer.verified = Some(verified);
+                    answer.expires_at = Some(server.expires_at);
+                    // The identity verdict belongs to the judge; the keys
+                    // are needed either way.
+                    let finished = offer.finish_as_sent(&sent, &server);
+                    answer.hello = Some(honest_client_check(
+                        &finished,
+                        verified,
+                        &signer,
+                        self.target.address,
+                    ));
+                    if let Ok(session) = finished {
+                        let keys = session.keys().clone();
+                        self.sessions
+                            .insert(name.to_owned(), Session::new(sent, server, keys));
+                    }
                 }
+                (Err(_), Ok(_)) => {}
             }
         }
         Ok(answer)
@@ -595,6 +608,28 @@ impl<'a> Conversation<'a> {
         } else {
             super::RelayFacts::default()
         }
+    }
+}
+
+/// What the honest client makes of a ServerHello, in its own check order
+/// (version, `encPub`, `sid`; then the signature; then the agreement),
+/// from the session derived without the identity check and the signer.
+fn honest_client_check(
+    finished: &Result<ClientSession, HandshakeError>,
+    verified: bool,
+    signer: &Result<Address, impl std::fmt::Display>,
+    pinned: Address,
+) -> HelloCheck {
+    match finished {
+        Err(e @ (HandshakeError::UnsupportedVersion(_) | HandshakeError::Malformed(_))) => {
+            HelloCheck::Refused(e.clone())
+        }
+        _ if !verified => HelloCheck::Refused(HandshakeError::IdentityMismatch(match signer {
+            Ok(a) => format!("the ServerHello is signed by {a}, not by the pinned agent {pinned}"),
+            Err(e) => e.to_string(),
+        })),
+        Err(e) => HelloCheck::Refused(e.clone()),
+        Ok(_) => HelloCheck::Accepted,
     }
 }
 

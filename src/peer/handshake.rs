@@ -125,18 +125,19 @@ impl Offer {
         self.handshake.finish_with(server, hooks)
     }
 
-    /// The hello as actually sent (parsed back from the body) and the
-    /// session derived from it, the identity not checked: for a caller
-    /// that judges the signature on its own and needs the keys either way.
-    /// `None` when the body is not a ClientHello or the keys cannot be
-    /// agreed.
-    pub fn finish_as_sent(&self, server: &ServerHello) -> Option<(ClientHello, ClientSession)> {
-        let sent = ClientHello::parse(&self.body).ok()?;
-        let session = ClientHandshake::with_hello(self.pinned, self.secret, sent.clone())
+    /// The session derived from the hello as actually sent (`sent`, parsed
+    /// back from the body), the identity not checked: for a caller that
+    /// judges the signature on its own and needs the keys either way. The
+    /// error says why the keys cannot be had (version, `encPub`, `sid`,
+    /// key agreement).
+    pub fn finish_as_sent(
+        &self,
+        sent: &ClientHello,
+        server: &ServerHello,
+    ) -> Result<ClientSession, HandshakeError> {
+        ClientHandshake::with_hello(self.pinned, self.secret, sent.clone())
             .dangerous_skip_identity_check()
             .finish(server)
-            .ok()?;
-        Some((sent, session))
     }
 }
 

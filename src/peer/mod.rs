@@ -14,6 +14,8 @@
 //!   edits, relative seqs) that fuzz cases and scenario files share, and
 //!   the one implementation that applies it;
 //! - [`ResponseReader`] and [`read_body`]: the one sealed-response reader;
+//! - [`StrictRead`]: a call's answer read as a client that takes it or
+//!   refuses it reads it, frame by frame, under the client hooks;
 //! - [`Answer`]: everything that came back for one step, as facts;
 //! - [`Conversation`]: the one engine; it owns the sessions, seq cursors
 //!   and pacing, runs any step and returns its [`Answer`];
@@ -28,10 +30,12 @@ mod reader;
 pub mod relay;
 mod retry;
 pub mod seal;
+mod strict;
 mod target;
 
 pub use answer::{
-    frames_emitted, hello_emitted, read_call_answer, Answer, Emitted, Encoding, Ending, RelayFacts,
+    frames_emitted, hello_emitted, read_call_answer, Answer, Emitted, Encoding, Ending, HelloCheck,
+    RelayFacts,
 };
 pub use engine::{Conversation, EngineError, SealSpec, SentCall, Session};
 pub use handshake::{in_process_handshake, post_hello, HelloReply, Offer};
@@ -41,4 +45,5 @@ pub use reader::{
     ResponseReader,
 };
 pub use retry::RateLimitPolicy;
+pub use strict::{StrictError, StrictRead};
 pub use target::{Target, RELAY_HEADER};

@@ -337,13 +337,6 @@ impl ResponseReader {
         self.all_opened() && self.opened.last().is_some_and(|f| f.fin)
     }
 
-    /// Every frame opened, numbered 0, 1, 2, … in arrival order, and no
-    /// fin before the last: the order alone, whether or not the answer
-    /// ended (see [`ResponseReader::in_order`] for the whole check).
-    pub fn numbered_in_order(&self) -> bool {
-        self.all_opened() && self.sequence_ok && self.opened.iter().rev().skip(1).all(|f| !f.fin)
-    }
-
     /// Strict order: every frame opened, numbered 0, 1, 2, …, ending in
     /// an authenticated fin and with no fin before it.
     pub fn in_order(&self) -> bool {

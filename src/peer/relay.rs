@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::RelayFacts;
+use crate::protocol::names::header;
 
 /// The relay's documented error codes (each sent as `{"error":"<code>"}`).
 pub const RELAY_ERRORS: &[(u16, &str)] = &[
@@ -25,13 +26,6 @@ pub const RELAY_ERRORS: &[(u16, &str)] = &[
 
 /// The relay's per-agent request budget: 100 requests per minute.
 pub const RELAY_AGENT_BUDGET: (u32, u64) = (100, 60);
-
-fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
 
 /// What the relay said on its own behalf in an answer: its own error (the
 /// documented body with the relay's headers; `tunnel_closed` comes as

@@ -135,21 +135,6 @@ pub fn open_b64(key: &SymmetricKey, seq: u64, aad: &[u8], ct: &str) -> Result<Ve
     open(key, seq, aad, &sealed)
 }
 
-/// Decodes a base64url `ct` (upstream strictness) into `buf` and opens it
-/// there: on success `buf` holds exactly the plaintext. The same answers as
-/// [`open_b64`], without allocating once `buf` has grown to the frame size
-/// (a reader reuses one buffer for every frame of a response).
-pub fn open_b64_in_place(
-    key: &SymmetricKey,
-    seq: u64,
-    aad: &[u8],
-    ct: &str,
-    buf: &mut Vec<u8>,
-) -> Result<(), OpenError> {
-    decode_b64_into(ct, buf)?;
-    open_in_place(key, seq, aad, buf)
-}
-
 /// Opens ciphertext || tag held in `buf`: on success `buf` holds exactly
 /// the plaintext; on failure it is left as it was (the tag is checked
 /// before anything is decrypted), so the same sealed bytes can be tried

@@ -19,3 +19,13 @@ pub const CALL_PATH: &str = "/secure/call";
 /// The prefix of every channel endpoint; an inner request may not reach
 /// one (CALL-8).
 pub const SECURE_PREFIX: &str = "/secure/";
+
+/// The first value of header `name` in `headers`, names compared
+/// case-insensitively (RFC 9110 §5.1): the one header lookup every side
+/// of the harness uses on a header list.
+pub fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}

@@ -265,11 +265,6 @@ impl ServerSession {
         self.expires_at
     }
 
-    /// Whether the session has expired at `now`.
-    pub fn is_expired(&self, now: i64) -> bool {
-        now >= self.expires_at
-    }
-
     /// Opens a call whose envelope already parsed and whose sid matched:
     /// version, expiry, AEAD, then the replay window (CALL-2..CALL-4).
     pub fn open_call(

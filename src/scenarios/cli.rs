@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crate::flags::target::{RelayDefault, TargetArgs, TargetPolicy, RELAY_HANDSHAKE_BUCKET};
-use crate::peer::{self, seal, Offer, RateLimitPolicy, ResponseReader};
-use crate::protocol::wire::{InnerRequest, InnerResponse, ServerHello};
+use crate::peer::edit::{CallStep, Inner, Step};
+use crate::peer::{self, Conversation, HelloCheck, Offer, RateLimitPolicy};
 use crate::report::{Format, ReportArgs};
 use crate::rng::SystemRandom;
 use crate::transport::OuterRequest;
@@ -276,24 +276,24 @@ fn url_config(args: &TestArgs, target: peer::Target) -> RunConfig {
     }
 }
 
+/// The session the preflight opens.
+const PREFLIGHT_SESSION: &str = "preflight";
+
 /// Checks, before any scenario, that the target is reachable, speaks the
-/// protocol, signs as the pinned agent and accepts the access key; says
-/// what is wrong in plain words.
+/// protocol, signs as the pinned agent and accepts the access key, through
+/// the engine; says what is wrong in plain words.
 async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
     let unreachable = |msg: String| {
         eprintln!("osc-harness test: preflight: {msg}");
         ExitCode::from(3)
     };
     let offer = Offer::random(cfg.target.address, &mut SystemRandom);
-    let peer = peer::Target {
-        relay_origin: false,
-        ..cfg.target.clone()
-    };
     // One try: a 429 here is reported, and the run paces itself.
-    let resp = peer::post_hello(&peer, offer.body(), &cfg.pacer, RateLimitPolicy::NONE)
+    let mut conversation = Conversation::new(&cfg.target, &cfg.pacer, RateLimitPolicy::NONE);
+    let resp = conversation
+        .handshake(PREFLIGHT_SESSION, &offer)
         .await
-        .map_err(|e| unreachable(format!("the target is unreachable: {e}")))?
-        .response;
+        .map_err(|e| unreachable(format!("the target is unreachable: {e}")))?;
     let body = String::from_utf8_lossy(&resp.body).into_owned();
     match resp.status {
         200 => {}
@@ -308,41 +308,22 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
     if resp.status != 200 {
         return Ok(());
     }
-    let server = ServerHello::parse(&resp.body).map_err(|e| {
-        unreachable(format!(
-            "the target does not speak the secure channel: its ServerHello is unusable ({e})"
-        ))
-    })?;
-    let session = match offer.finish(&server) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            eprintln!("osc-harness test: preflight: warning: the ServerHello does not verify against the pinned address {} ({e}); the identity scenarios will fail", cfg.target.address);
-            None
+    match &resp.hello {
+        Some(HelloCheck::Unusable(e)) => {
+            return Err(unreachable(format!(
+                "the target does not speak the secure channel: its ServerHello is unusable ({e})"
+            )))
         }
-    };
-    if let Some(session) = session {
-        let agent = cfg.target.agent();
-        let inner = InnerRequest {
-            method: "GET".into(),
-            path: format!("/agents/{agent}"),
-            authorization: Some(format!("Bearer {}", cfg.target.access_key)),
-            ..InnerRequest::default()
-        };
-        let sid = session.sid().to_owned();
-        let ct = seal::sealed_ct(&session.keys().c2s, &sid, 1, inner.to_json().as_bytes());
-        let envelope = seal::envelope(&sid, 1, ct, |_| {});
-        let call = cfg
-            .target
-            .outer(OuterRequest::post_json("/secure/call", envelope));
-        if let Ok(r) = cfg.target.send(&call).await {
-            let mut reader = ResponseReader::new(&sid, session.keys(), 1).without_raw();
-            let inner_status = reader
-                .push(&r.body)
-                .plaintext
-                .and_then(|plain| InnerResponse::parse(plain).ok().map(|i| i.status));
-            if inner_status == Some(401) {
-                eprintln!("osc-harness test: preflight: the access key is refused by the target (sealed 401 for GET /agents/{agent}); check --access-key");
-                return Err(ExitCode::from(2));
+        Some(HelloCheck::Refused(e)) => {
+            eprintln!("osc-harness test: preflight: warning: the ServerHello does not verify against the pinned address {} ({e}); the identity scenarios will fail", cfg.target.address);
+        }
+        Some(HelloCheck::Accepted) | None => {
+            let call = Step::Call(CallStep::honest(Inner::agent_card()));
+            if let Ok(r) = conversation.run(PREFLIGHT_SESSION, &call).await {
+                if r.per_call_key && r.inner_status == Some(401) {
+                    eprintln!("osc-harness test: preflight: the access key is refused by the target (sealed 401 for GET /agents/{}); check --access-key", cfg.target.agent());
+                    return Err(ExitCode::from(2));
+                }
             }
         }
     }
@@ -354,7 +335,7 @@ async fn preflight(cfg: &RunConfig) -> Result<(), ExitCode> {
             b"{}".to_vec(),
         );
         probe = probe.with_header("Authorization", format!("Bearer {}", cfg.target.access_key));
-        if let Ok(r) = cfg.target.send(&probe).await {
+        if let Ok(r) = conversation.plain(&probe).await {
             if (200..300).contains(&r.status) {
                 eprintln!("osc-harness test: preflight: the target treats the harness as a loopback caller (a plaintext run was executed), so no 426 is possible; use --relay-origin on");
             }

@@ -84,12 +84,6 @@ impl RunConfig {
         }
     }
 
-    /// Sets the target's handshake budget and paces the run by it.
-    pub fn set_handshake_budget(&mut self, budget: Option<(u32, u64)>) {
-        self.target.handshake_budget = budget;
-        self.pacer = Pacer::new(budget);
-    }
-
     /// How a rate-limited handshake is retried in a run: six times, no
     /// wait beyond --max-wait.
     pub fn rate_limits(&self) -> crate::peer::RateLimitPolicy {

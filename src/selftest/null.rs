@@ -21,8 +21,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::peer::{Offer, RELAY_HEADER};
-use crate::protocol::wire::{InnerRequest, ServerHello};
+use crate::peer::{
+    self, Answer, Conversation, HandshakePacer, HelloCheck, Offer, RateLimitPolicy, SealSpec,
+    SentCall,
+};
+use crate::protocol::wire::InnerRequest;
 use crate::report::Verdict;
 use crate::rng::SystemRandom;
 use crate::scenarios::model::{Scenario, Step};
@@ -31,6 +34,9 @@ use crate::scenarios::runner::run_suite;
 use crate::scenarios::selftest::{self_config, self_server_config, spawn_self};
 use crate::server::{self, RunningServer};
 use crate::transport::{self, Limits, OuterRequest, OuterResponse, Target};
+
+/// The session a recording is made on.
+const RECORDED: &str = "recorded";
 
 /// The largest request body a null server reads.
 const MAX_REQUEST: usize = 1 << 20;
@@ -110,17 +116,18 @@ impl Recorded {
     fn from_response(r: &OuterResponse) -> Self {
         Recorded {
             status: r.status,
-            content_type: header(&r.headers, "content-type"),
+            content_type: r.header("content-type").map(str::to_owned),
             body: r.body.clone(),
         }
     }
-}
 
-fn header(headers: &[(String, String)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.clone())
+    fn from_answer(a: &Answer) -> Self {
+        Recorded {
+            status: a.status,
+            content_type: a.header("content-type").map(str::to_owned),
+            body: a.body.clone(),
+        }
+    }
 }
 
 /// The answers of one honest session with the reference server: its
@@ -131,23 +138,25 @@ pub struct Recording {
     calls: Vec<Recorded>,
 }
 
-/// Records an honest session with `server`.
+/// Records an honest session with `server`, through the engine.
 pub async fn record(server: &RunningServer) -> Result<Recording, String> {
-    let target = Target::parse(&server.url).map_err(|e| e.to_string())?;
-    let limits = Limits::default();
+    let endpoint = Target::parse(&server.url).map_err(|e| e.to_string())?;
+    let mut target = peer::Target::new(endpoint, server.agent_address);
+    target.access_key = server.access_key.clone();
+    target.agent_id = Some(server.agent_id.clone());
+    let unpaced = HandshakePacer::new(None);
+    let mut conversation = Conversation::new(&target, &unpaced, RateLimitPolicy::NONE);
     let offer = Offer::random(server.agent_address, &mut SystemRandom);
-    let resp = transport::send(
-        &target,
-        &OuterRequest::post_json("/secure/session", offer.body().to_vec()),
-        &limits,
-    )
-    .await
-    .map_err(|e| format!("recording the handshake: {e}"))?;
-    let hello = ServerHello::parse(&resp.body).map_err(|e| format!("recorded hello: {e}"))?;
-    let mut session = offer
-        .finish(&hello)
-        .map_err(|e| format!("recorded hello does not verify: {e}"))?;
-    let recorded_hello = Recorded::from_response(&resp);
+    let hello = conversation
+        .handshake(RECORDED, &offer)
+        .await
+        .map_err(|e| format!("recording the handshake: {e}"))?;
+    match &hello.hello {
+        Some(HelloCheck::Accepted) => {}
+        Some(HelloCheck::Refused(e)) => return Err(format!("recorded hello does not verify: {e}")),
+        Some(HelloCheck::Unusable(e)) => return Err(format!("recorded hello: {e}")),
+        None => return Err(format!("the recorded handshake got {}", hello.status)),
+    }
     let key = Some(format!("Bearer {}", server.access_key));
     let buffered = InnerRequest {
         method: "GET".into(),
@@ -168,24 +177,30 @@ pub async fn record(server: &RunningServer) -> Result<Recording, String> {
     };
     let mut calls = Vec::new();
     for inner in [buffered, streamed] {
-        let call = session
-            .seal_call(&inner, crate::clock::unix_secs())
+        let spec = SealSpec {
+            session: RECORDED.into(),
+            ..SealSpec::default()
+        };
+        let (body, seq) = conversation
+            .seal(&spec, inner.to_json().as_bytes())
             .map_err(|e| format!("sealing a recorded call: {e}"))?;
-        let mut req = OuterRequest::post_json("/secure/call", call.to_json().into_bytes())
-            .with_header(RELAY_HEADER, "1");
-        if let Some(a) = &inner.accept {
-            req = req.with_header("Accept", a.clone());
-        }
-        let resp = transport::send(&target, &req, &limits)
+        let answer = conversation
+            .call(SentCall {
+                body,
+                relay: true,
+                accept: inner.accept.clone(),
+                session: RECORDED.into(),
+                seq,
+            })
             .await
             .map_err(|e| format!("recording a call: {e}"))?;
-        if resp.status != 200 {
-            return Err(format!("a recorded call got {}", resp.status));
+        if answer.status != 200 {
+            return Err(format!("a recorded call got {}", answer.status));
         }
-        calls.push(Recorded::from_response(&resp));
+        calls.push(Recorded::from_answer(&answer));
     }
     Ok(Recording {
-        hello: recorded_hello,
+        hello: Recorded::from_answer(&hello),
         calls,
     })
 }

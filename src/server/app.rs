@@ -45,12 +45,9 @@ pub struct AppRequest {
 }
 
 impl AppRequest {
-    /// The first value of header `name` (lowercase).
+    /// The first value of header `name` (compared case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        crate::protocol::names::header(&self.headers, name)
     }
 }
 

@@ -202,7 +202,7 @@ fn inner_app_request(inner: InnerRequest, outer: &Outer) -> AppRequest {
         headers.push((RELAY_ORIGIN_HEADER.to_ascii_lowercase(), "1".into()));
     }
     if let Some(ua) = &outer.user_agent {
-        if !headers.iter().any(|(k, _)| k == "user-agent") {
+        if crate::protocol::names::header(&headers, "user-agent").is_none() {
             headers.push(("user-agent".into(), ua.clone()));
         }
     }

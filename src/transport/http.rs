@@ -11,9 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::target::Purpose;
-use super::{
-    find_header, HttpVersion, Limits, OuterRequest, OuterResponse, Target, TransportError,
-};
+use super::{HttpVersion, Limits, OuterRequest, OuterResponse, Target, TransportError};
 
 /// Aborts the task driving the connection when the response is done with,
 /// so a peer that keeps the socket open cannot keep a task alive.
@@ -106,7 +104,7 @@ impl std::fmt::Debug for StreamingResponse {
 impl StreamingResponse {
     /// The first header called `name` (case-insensitive), if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        crate::protocol::names::header(&self.headers, name)
     }
 
     /// The full URL requested (for error messages).
@@ -190,12 +188,7 @@ async fn open(
     let mut builder = hyper::Request::builder()
         .method(request.method.as_bytes())
         .uri(uri.as_str());
-    let has = |name: &str| {
-        request
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case(name))
-    };
+    let has = |name: &str| crate::protocol::names::header(&request.headers, name).is_some();
     if !has("host") && !h2 {
         builder = builder.header("host", target.authority());
     }

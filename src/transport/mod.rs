@@ -83,15 +83,8 @@ pub struct OuterResponse {
 impl OuterResponse {
     /// The first header called `name` (case-insensitive), if any.
     pub fn header(&self, name: &str) -> Option<&str> {
-        find_header(&self.headers, name)
+        crate::protocol::names::header(&self.headers, name)
     }
-}
-
-pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 /// Size and time limits for one request.

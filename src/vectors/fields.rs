@@ -63,13 +63,6 @@ pub fn i64_at(value: &Value, path: &str, key: &str) -> Result<i64, VectorsError>
         .ok_or_else(|| wrong(&join(path, key), "a 64-bit integer"))
 }
 
-/// A boolean member.
-pub fn bool_at(value: &Value, path: &str, key: &str) -> Result<bool, VectorsError> {
-    get(value, path, key)?
-        .as_bool()
-        .ok_or_else(|| wrong(&join(path, key), "a boolean"))
-}
-
 /// An array member.
 pub fn array_at<'a>(value: &'a Value, path: &str, key: &str) -> Result<&'a [Value], VectorsError> {
     get(value, path, key)?
@@ -89,10 +82,4 @@ pub fn hex_array_at<const N: usize>(
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| wrong(&join(path, key), "hex of the right length"))
-}
-
-/// A hex member of any length (optional `0x`).
-pub fn hex_at(value: &Value, path: &str, key: &str) -> Result<Vec<u8>, VectorsError> {
-    let text = str_at(value, path, key)?;
-    crate::protocol::encoding::hex_decode_0x(text).map_err(|_| wrong(&join(path, key), "hex"))
 }

@@ -309,11 +309,7 @@ fn show(v: &Value) -> String {
     if text.len() <= 120 {
         return text;
     }
-    let mut cut = 117;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &text[..cut])
+    format!("{}…", crate::text::char_prefix(&text, 117))
 }
 
 fn compare_leaves(path: &str, expected: &Value, file: Option<&Value>, out: &mut Vec<CheckLine>) {
