@@ -191,10 +191,7 @@ pub async fn bench(args: BenchArgs) -> Result<Value, BenchError> {
             return Err(BenchError::Unreachable(e.to_string()));
         }
     }
-    let concurrency = args
-        .concurrency
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
-        .max(1);
+    let concurrency = args.concurrency.unwrap_or_else(default_concurrency).max(1);
     let mut workloads = vec![
         ("plaintextHealth", Workload::Health),
         ("handshakes", Workload::Handshake),
@@ -274,6 +271,55 @@ pub async fn bench(args: BenchArgs) -> Result<Value, BenchError> {
         "coreHandshakesPerSecSingleThread": round3(core),
         "handshakeRatioToCore": if core > 0.0 { json!(round3(http_handshakes / core)) } else { Value::Null },
     }))
+}
+
+/// Requests in flight at once when `--concurrency` is not given: the
+/// number of CPUs (2 where it cannot be read).
+pub fn default_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// What one slice of the buffered-call workload made.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BufferedCount {
+    /// Calls answered with an inner success.
+    pub calls: u64,
+    /// Calls that failed (transport, channel or inner status).
+    pub errors: u64,
+    /// Wall-clock seconds the slice took.
+    pub secs: f64,
+}
+
+/// Buffered calls of `size` bytes to `POST /agents/{id}/run` for
+/// `duration` with `concurrency` workers: exactly the work of the
+/// `buffered1KiB` phase (one session per worker, one connection per call),
+/// for a command that compares its own rate with it in the same run.
+pub async fn buffered_calls(
+    target: &peer::Target,
+    size: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> BufferedCount {
+    let mut target = target.clone();
+    target.limits.max_body_bytes = target.limits.max_body_bytes.max(64 * 1024 * 1024);
+    let setup = Setup {
+        target,
+        stream_events: 0,
+        stream_event_size: 0,
+    };
+    let (stats, secs) = run_slice(
+        &setup,
+        Workload::Buffered(size),
+        concurrency.max(1),
+        duration,
+        &ProgressBar::hidden(),
+    )
+    .await;
+    BufferedCount {
+        calls: stats.ops,
+        errors: stats.errors,
+        secs,
+    }
 }
 
 async fn resolve(args: &BenchArgs) -> Result<(Setup, Option<RunningServer>), String> {

@@ -11,7 +11,7 @@ use crate::runtime::runtime;
 use crate::server::{Bug, RunningServer, ServerConfig};
 
 use super::exec::{HandshakeBudget, TargetInfo};
-use super::gen::{Endpoints, Generator};
+use super::gen::Endpoints;
 use super::runner::{self, FuzzConfig};
 
 /// The default budget against a URL: under the five handshakes a minute a
@@ -72,9 +72,11 @@ pub struct FuzzArgs {
     /// Where findings are saved.
     #[arg(long, default_value = "fuzz-findings")]
     pub findings: PathBuf,
-    /// Concurrent workers.
-    #[arg(long, default_value_t = 1)]
-    pub concurrency: usize,
+    /// Concurrent workers, each with its own session and seeded input
+    /// stream [default: the number of CPUs against `self` with no
+    /// `--handshake-budget`, as `bench` runs; else 1].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
     /// Handshakes allowed, as N/SECS (default: 4/60 for a URL, unlimited for self).
     #[arg(long)]
     pub handshake_budget: Option<String>,
@@ -93,10 +95,12 @@ pub struct FuzzArgs {
     /// Also write the summary here (HTML for .html/.htm or with --format html, else JSON).
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Instead of fuzzing: run N fuzz executions and N plain valid calls
-    /// against the target and print both rates and their ratio.
-    #[arg(long, value_name = "N")]
-    pub measure: Option<u64>,
+    /// Instead of fuzzing: run the fuzz loop and `bench`'s buffered 1 KiB
+    /// calls against the same target, in turns, for `--duration` each
+    /// (default 10s), and print both rates and their ratio. No files are
+    /// written.
+    #[arg(long, conflicts_with_all = ["max_execs", "corpus", "report"])]
+    pub measure: bool,
     /// Warnings (SHOULD findings) and information (UPSTREAM findings) fail
     /// the run too; without it only MUST findings do.
     #[arg(long)]
@@ -251,7 +255,16 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         )),
         None => Some(URL_HANDSHAKE_BUDGET),
     };
-    if duration.is_none() && args.max_execs.is_none() && args.measure.is_none() {
+    // Against the in-process server nothing paces the run but the cores;
+    // a budgeted target spends its handshakes one session at a time.
+    let concurrency = args
+        .concurrency
+        .unwrap_or(if is_self && args.handshake_budget.is_none() {
+            crate::client::bench::default_concurrency()
+        } else {
+            1
+        });
+    if duration.is_none() && args.max_execs.is_none() && !args.measure {
         eprintln!("note: no --duration or --max-execs: fuzzing until interrupted");
     }
     let cfg = FuzzConfig {
@@ -261,14 +274,14 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
         max_execs: args.max_execs,
         corpus: args.corpus.clone(),
         findings: Some(args.findings.clone()),
-        concurrency: args.concurrency.max(1),
+        concurrency: concurrency.max(1),
         endpoints,
         liveness_every: args.liveness_every,
         progress: !args.quiet,
         stop_on: None,
     };
-    let code = if let Some(n) = args.measure {
-        measure(cfg, n).await
+    let code = if args.measure {
+        measure(cfg, duration.unwrap_or(MEASURE_DEFAULT)).await
     } else {
         let summary = runner::run(cfg).await;
         let json = || serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
@@ -345,57 +358,97 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
     code
 }
 
-/// N fuzz executions, then N plain valid calls on one session, in the same
-/// run; prints both rates and the ratio.
-async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
-    cfg.max_execs = Some(n);
-    cfg.duration = None;
-    cfg.progress = false;
-    cfg.findings = None;
-    cfg.corpus = None;
-    let info = cfg.info.clone();
-    let summary = runner::run(cfg.clone()).await;
-    let budget = HandshakeBudget::new(info.target.handshake_budget);
-    let mut rng = super::exec::handshake_rng(cfg.seed, 999);
-    let start = tokio::time::Instant::now();
-    let mut done = 0u64;
-    let mut failed = 0u64;
-    let mut session = None;
-    while done < n {
-        if !session
-            .as_ref()
-            .is_some_and(|s: &super::exec::Session| s.usable(crate::clock::unix_secs()))
-        {
-            match super::exec::Session::open(&info, &mut rng, &budget).await {
-                Ok(s) => session = Some(s),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(3);
-                }
-            }
+/// Slices each side of `--measure` is cut into, taken in turn, so a change
+/// in machine load hits both rates alike instead of skewing the ratio.
+const MEASURE_ROUNDS: u32 = 5;
+
+/// How long `--measure` runs each side when `--duration` is not given.
+const MEASURE_DEFAULT: Duration = Duration::from_secs(10);
+
+/// `--measure`: the fuzz loop and `bench`'s buffered 1 KiB calls against
+/// the same target, in turns, for `total` each; prints both rates and the
+/// ratio. Each fuzz slice is a whole seeded run (seed, seed + 1, …) that
+/// judges as every run does; its rate counts the executions it started
+/// over the slice's fuzzing time (background cases still held when a slice
+/// ends are waited for, as a run waits for them, but that wait is not
+/// fuzzing time).
+async fn measure(cfg: FuzzConfig, total: Duration) -> ExitCode {
+    let slice = total / MEASURE_ROUNDS;
+    let bench_concurrency = crate::client::bench::default_concurrency();
+    let (mut execs, mut fuzz_secs, mut handshakes) = (0u64, 0.0f64, 0u64);
+    let (mut calls, mut call_errors, mut call_secs) = (0u64, 0u64, 0.0f64);
+    let mut findings = std::collections::BTreeSet::new();
+    let mut died = None;
+    for round in 0..MEASURE_ROUNDS {
+        let bench =
+            crate::client::bench::buffered_calls(&cfg.info.target, 1024, bench_concurrency, slice)
+                .await;
+        calls += bench.calls;
+        call_errors += bench.errors;
+        call_secs += bench.secs;
+        let summary = runner::run(FuzzConfig {
+            seed: cfg.seed.wrapping_add(u64::from(round)),
+            duration: Some(slice),
+            max_execs: None,
+            progress: false,
+            findings: None,
+            corpus: None,
+            ..cfg.clone()
+        })
+        .await;
+        execs += summary.execs;
+        fuzz_secs += slice.as_secs_f64().min(summary.elapsed_secs);
+        handshakes += summary.handshakes;
+        findings.extend(summary.findings.iter().map(|b| b.signature.clone()));
+        if died.is_none() {
+            died = summary.died_reason.clone();
         }
-        let Some(s) = session.as_mut() else { break };
-        let step = super::case::Step::Call(Generator::valid_call());
-        let outcome = super::exec::Case::new(&info, s).step(&step).await;
-        if super::oracle::judge(&info, &step, &outcome, &[]).is_some() {
-            failed += 1;
-        }
-        done += 1;
     }
-    let valid_secs = start.elapsed().as_secs_f64().max(1e-9);
-    let valid_rate = n as f64 / valid_secs;
-    let ratio = summary.execs_per_sec / valid_rate;
+    let rate = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let (fuzz_rate, call_rate) = (rate(execs, fuzz_secs), rate(calls, call_secs));
+    let ratio = if call_rate > 0.0 {
+        fuzz_rate / call_rate
+    } else {
+        0.0
+    };
     let out = serde_json::json!({
-        "target": info.target.label,
-        "n": n,
-        "fuzz_execs_per_sec": summary.execs_per_sec,
-        "valid_calls_per_sec": valid_rate,
+        "target": cfg.info.target.label,
+        "seed": cfg.seed,
+        "rounds": MEASURE_ROUNDS,
+        "fuzz": {
+            "concurrency": cfg.concurrency,
+            "execs": execs,
+            "seconds": fuzz_secs,
+            "execs_per_sec": fuzz_rate,
+            "handshakes": handshakes,
+            "findings": findings,
+        },
+        "bench_buffered_1kib": {
+            "concurrency": bench_concurrency,
+            "calls": calls,
+            "errors": call_errors,
+            "seconds": call_secs,
+            "calls_per_sec": call_rate,
+        },
         "ratio": ratio,
-        "fuzz_findings": summary.findings.len(),
-        "valid_calls_failed": failed,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    ExitCode::SUCCESS
+    eprintln!(
+        "fuzz {fuzz_rate:.0} execs/s (concurrency {}), bench buffered 1 KiB {call_rate:.0} calls/s \
+         (concurrency {bench_concurrency}): ratio {ratio:.3}",
+        cfg.concurrency
+    );
+    match died {
+        Some(why) => {
+            eprintln!("error: the target died during the measurement: {why}");
+            ExitCode::from(3)
+        }
+        None if calls == 0 => {
+            eprintln!("error: no buffered call succeeded: nothing to compare with");
+            ExitCode::from(3)
+        }
+        None => ExitCode::SUCCESS,
+    }
 }
 
 /// Runs `osc-harness replay`: FIXED (exit 0), STILL FAILING (exit 1),

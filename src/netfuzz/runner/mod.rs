@@ -49,6 +49,10 @@ pub struct FuzzConfig {
     /// Where findings are written.
     pub findings: Option<PathBuf>,
     /// Concurrent workers, each with its own session and input stream.
+    /// The seed fixes each worker's stream: worker `w` of `k` runs the
+    /// case numbers `w, w + k, …` and draws from, and mutates, only what
+    /// it generated itself, so against a target that answers alike the
+    /// same seed and concurrency generate the same cases.
     pub concurrency: usize,
     /// The endpoints aimed at.
     pub endpoints: Endpoints,
@@ -134,6 +138,26 @@ pub struct HeldAtEnd {
     pub held_secs: f64,
 }
 
+/// The case numbers one worker runs: `id`, `id + k`, `id + 2k`, … with
+/// `k` workers. A worker's inputs come from its own seeded streams, so
+/// fixing which numbers it runs fixes what it generates, whatever the
+/// interleaving with the other workers; with `--max-execs N` the workers
+/// together run exactly the cases `0..N`.
+#[derive(Debug, Clone, Copy)]
+struct CaseNumbers {
+    next: u64,
+    workers: u64,
+}
+
+impl CaseNumbers {
+    fn new(id: u64, workers: u64) -> CaseNumbers {
+        CaseNumbers {
+            next: id,
+            workers: workers.max(1),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
     buckets: BTreeMap<Signature, BucketSummary>,
@@ -162,19 +186,28 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn next_case(&self) -> Option<u64> {
+    /// The next case number of a worker, or `None` when the run is over.
+    fn next_case(&self, cases: &mut CaseNumbers) -> Option<u64> {
         if self.stop.load(Ordering::Relaxed) {
             return None;
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
             return None;
         }
-        let n = self.execs.fetch_add(1, Ordering::Relaxed);
+        let n = cases.next;
         if self.cfg.max_execs.is_some_and(|m| n >= m) {
-            self.execs.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
+        cases.next += cases.workers;
+        self.execs.fetch_add(1, Ordering::Relaxed);
         Some(n)
+    }
+
+    /// Gives back the number [`Ctx::next_case`] handed out: the case was
+    /// left out, never run, and the worker's next case takes its number.
+    fn release_case(&self, cases: &mut CaseNumbers) {
+        cases.next -= cases.workers;
+        self.execs.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The target as seen by a call after expiry that waits at most `wait`
@@ -271,7 +304,7 @@ pub async fn run(cfg: FuzzConfig) -> Summary {
     }]));
     let sampler = tokio::spawn(sample_until_stopped(ctx.clone(), timeline.clone(), start));
     let workers: Vec<_> = (0..ctx.cfg.concurrency.max(1) as u64)
-        .map(|id| tokio::spawn(worker(ctx.clone(), id)))
+        .map(|id| tokio::spawn(worker(ctx.clone(), id, ctx.cfg.concurrency.max(1) as u64)))
         .collect();
     let workers_done = Arc::new(AtomicBool::new(false));
     let sentinel = ctx

@@ -3,7 +3,7 @@
 //! a fresh session, book it in its bucket and minimise it; with the
 //! liveness probes and the expiry sentinel beside it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use super::super::exec::{self, ExecError, HandshakeBudget, Outcome, Session, Tar
 use super::super::gen::Generator;
 use super::super::oracle::{self, Firing, Oracle};
 use super::super::shrink::{self, Shrinker};
-use super::{store, Ctx};
+use super::{store, CaseNumbers, Ctx};
 
 /// Runs one step list on `session`, stopping at the first oracle hit.
 pub async fn run_case(
@@ -88,8 +88,31 @@ async fn minimise(
     shrinker.into_best()
 }
 
-pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
+/// The corpus entries one worker draws from: those its own cases reached
+/// (a new response shape for this worker), so what it mutates does not
+/// depend on how its cases interleave with the other workers'.
+#[derive(Debug, Default)]
+struct Picks {
+    shapes: BTreeSet<String>,
+    entries: Vec<Vec<Step>>,
+}
+
+/// Whether the `workers`-worker run's periodic liveness probe falls to
+/// worker `id` at `case`, and which one it is: the n-th probe is due at
+/// case `n × every`; worker `n mod workers` makes it at its first case
+/// from there (with one worker: at exactly that case).
+fn probe_due(case: u64, id: u64, workers: u64, every: u64) -> Option<u64> {
+    if every == 0 {
+        return None;
+    }
+    let n = case / every;
+    (n > 0 && n % workers == id && case - n * every < workers).then_some(n)
+}
+
+pub(super) async fn worker(ctx: Arc<Ctx>, id: u64, workers: u64) {
     let info = &ctx.cfg.info;
+    let mut cases = CaseNumbers::new(id, workers);
+    let mut picks = Picks::default();
     let mut gen = Generator::new(ctx.cfg.seed, id, ctx.cfg.endpoints)
         .thrifty(ctx.cfg.info.target.handshake_budget.is_some());
     let mut rng = exec::handshake_rng(ctx.cfg.seed, id);
@@ -104,18 +127,13 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
     let mut slow = tokio::task::JoinSet::new();
     // The expiry (Unix seconds) a call after expiry already waits for.
     let mut expiry_awaited: Option<i64> = None;
-    while let Some(case) = ctx.next_case() {
+    while let Some(case) = ctx.next_case(&mut cases) {
         let steps = match preload.pop() {
             Some(s) => s,
             None => {
-                let corpus_pick = {
-                    let s = ctx.shared.lock().await;
-                    if !s.corpus.is_empty() && pick.below(4) == 0 {
-                        Some(s.corpus[pick.below(s.corpus.len() as u64) as usize].clone())
-                    } else {
-                        None
-                    }
-                };
+                let own = &picks.entries;
+                let corpus_pick = (!own.is_empty() && pick.below(4) == 0)
+                    .then(|| own[pick.below(own.len() as u64) as usize].clone());
                 match corpus_pick {
                     Some(base) => gen.mutate(base),
                     None => gen.case(),
@@ -132,7 +150,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
                 Some(end) => match tokio::time::timeout_at(end, opened).await {
                     Ok(opened) => opened,
                     Err(_) => {
-                        ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                        ctx.release_case(&mut cases);
                         break;
                     }
                 },
@@ -177,7 +195,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             } else if !b.try_spare(hellos) {
                 b.note_hello_deferred();
                 drop(b);
-                ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                ctx.release_case(&mut cases);
                 continue;
             }
         }
@@ -199,7 +217,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             if slow.len() >= MAX_SLOW_IN_FLIGHT {
                 // A target that holds every incomplete request would stall
                 // the stream here: leave this input out instead.
-                ctx.execs.fetch_sub(1, Ordering::Relaxed);
+                ctx.release_case(&mut cases);
                 ctx.shared.lock().await.skipped += 1;
                 continue;
             }
@@ -217,7 +235,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
                 if count_skipped(&ctx, &outcomes).await {
                     return;
                 }
-                record_shapes(&ctx, &steps, &outcomes).await;
+                record_shapes(&ctx, &steps, &outcomes, None).await;
                 if let Some(v) = firing {
                     let mut rng = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-slow-{case}"));
                     confirm(&ctx, case, steps, v, &outcomes, &mut rng).await;
@@ -241,7 +259,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             tokio::time::sleep(wait).await;
             continue;
         }
-        record_shapes(&ctx, &steps, &outcomes).await;
+        record_shapes(&ctx, &steps, &outcomes, Some(&mut picks)).await;
         if let Some(v) = firing {
             // The input may have left state behind: start clean.
             session = None;
@@ -249,11 +267,11 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             if !probe(&ctx, case, &mut rng).await {
                 return;
             }
-        } else if ctx.cfg.liveness_every > 0 && case % ctx.cfg.liveness_every == 0 && case > 0 {
+        } else if let Some(n) = probe_due(case, id, workers, ctx.cfg.liveness_every) {
             if let Some(s) = session.as_mut() {
                 // Every other periodic probe is a one-event stream: as cheap
                 // as a run, and it checks the streaming path stays alive.
-                let call = if (case / ctx.cfg.liveness_every) % 2 == 1 {
+                let call = if n % 2 == 1 {
                     Generator::dispatch_call(1, 0)
                 } else {
                     Generator::valid_call()
@@ -499,14 +517,30 @@ async fn stop_with_finding(ctx: &Ctx, firing: &Firing) {
     ctx.stop.store(true, Ordering::Relaxed);
 }
 
-async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome]) {
+/// Counts a judged case's response shape; a shape new to the run goes
+/// into the corpus (and its folder), one new to the worker into `picks`.
+/// Background cases pass no `picks`: when they end depends on the target's
+/// timeouts, so what the worker draws must not.
+async fn record_shapes(ctx: &Ctx, steps: &[Step], outcomes: &[Outcome], picks: Option<&mut Picks>) {
     let Some(last) = outcomes.last() else {
         return;
     };
     let shape = oracle::shape(last);
+    if let Some(picks) = picks {
+        if !picks.shapes.contains(&shape) {
+            picks.shapes.insert(shape.clone());
+            picks.entries.push(steps.to_vec());
+        }
+    }
     let mut s = ctx.shared.lock().await;
-    *s.classes.entry(shape.clone()).or_default() += 1;
-    if s.shapes.insert(shape.clone()) {
+    match s.classes.get_mut(&shape) {
+        Some(n) => *n += 1,
+        None => {
+            s.classes.insert(shape.clone(), 1);
+        }
+    }
+    if !s.shapes.contains(&shape) {
+        s.shapes.insert(shape.clone());
         s.corpus.push(steps.to_vec());
         if let Some(dir) = &ctx.cfg.corpus {
             store::save_corpus_entry(dir, &shape, steps);
@@ -631,5 +665,42 @@ async fn book(
             );
         }
         Err(e) => tracing::warn!("cannot save a finding: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probe_due;
+
+    fn probes(workers: u64, every: u64, upto: u64) -> Vec<(u64, u64, u64)> {
+        (0..upto)
+            .filter_map(|case| {
+                let id = case % workers;
+                probe_due(case, id, workers, every).map(|n| (n, id, case))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_worker_probes_at_every_multiple() {
+        assert_eq!(
+            probes(1, 200, 601),
+            vec![(1, 0, 200), (2, 0, 400), (3, 0, 600)]
+        );
+        assert!(probes(1, 0, 601).is_empty());
+    }
+
+    #[test]
+    fn several_workers_share_the_probes_one_each() {
+        // Each multiple is probed once, by the workers in turn, at that
+        // worker's first case from the multiple on.
+        assert_eq!(
+            probes(2, 200, 801),
+            vec![(1, 1, 201), (2, 0, 400), (3, 1, 601), (4, 0, 800)]
+        );
+        assert_eq!(
+            probes(3, 10, 41),
+            vec![(1, 1, 10), (2, 2, 20), (3, 0, 30), (4, 1, 40)]
+        );
     }
 }
