@@ -154,6 +154,27 @@ macro_rules! knobs {
     };
 }
 
+/// Implements `FromStr` for a knob enum of [`knobs!`]: the knob of that
+/// name, else an error naming what was given, what kind of knob it is
+/// (`what`) and the command that lists them (`listed_by`).
+#[macro_export]
+macro_rules! knob_from_str {
+    ($ty:ident, $what:literal, $listed_by:literal) => {
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::from_name(s).ok_or_else(|| {
+                    format!(
+                        concat!("unknown ", $what, " {:?}; `", $listed_by, "` lists them"),
+                        s
+                    )
+                })
+            }
+        }
+    };
+}
+
 /// A response, or its last event, cut in the middle: the first half of
 /// `bytes`. The one definition of the cut-mid-frame fault, which the
 /// server's `stream-cut-mid-frame` and the relay's `cut-mid-frame` play.

@@ -344,3 +344,262 @@ fn the_attack_table_in_docs_relay_md_is_current() {
         "docs/RELAY.md's attack table is out of date: OSC_WRITE_DOCS=1 cargo test --release --test relay_tunnel"
     );
 }
+
+/// A minimal relay for the reconnect rules: it signs the next tunnel in,
+/// then ends it with `relay_restarting` and close code 1012 when
+/// `restarting`, else with a plain close.
+async fn sign_in_then(
+    listener: &tokio::net::TcpListener,
+    restarting: bool,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    let (tcp, _) = listener.accept().await.expect("a tunnel");
+    let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+    let challenge = Frame::Challenge {
+        nonce: "ab".repeat(32),
+    };
+    ws.send(Message::text(challenge.to_text())).await.unwrap();
+    let Some(Ok(Message::Text(t))) = ws.next().await else {
+        panic!("no auth")
+    };
+    let Frame::Auth { agents, .. } = Frame::parse(&t).unwrap() else {
+        panic!("{t}")
+    };
+    let ok = Frame::AuthOk {
+        agents: vec![osc_harness::tunnel::frame::AgentUrl {
+            url: format!("http://{}.localhost", agents[0].address),
+            address: agents[0].address.clone(),
+        }],
+        region: None,
+    };
+    ws.send(Message::text(ok.to_text())).await.unwrap();
+    if restarting {
+        let bye = Frame::Error {
+            error: "relay_restarting".into(),
+        };
+        ws.send(Message::text(bye.to_text())).await.unwrap();
+        let _ = ws
+            .send(Message::Close(Some(CloseFrame {
+                code: CloseCode::Restart,
+                reason: "".into(),
+            })))
+            .await;
+    } else {
+        let _ = ws.send(Message::Close(None)).await;
+    }
+    ws
+}
+
+#[test]
+fn the_host_reconnects_at_once_after_relay_restarting_and_backs_off_otherwise() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "ws://{}{}",
+            listener.local_addr().unwrap(),
+            osc_harness::tunnel::TUNNEL_PATH
+        );
+        let host = osc_harness::tunnel::host::spawn(osc_harness::tunnel::HostConfig {
+            relay: url,
+            tls: None,
+            identity: AgentIdentity::from_bytes(&[6u8; 32]).unwrap(),
+            agent_id: "a".into(),
+            local: "127.0.0.1:9".parse().unwrap(),
+            max_in_flight: 64,
+        });
+        let limit = Duration::from_secs(30);
+        // First tunnel: the relay says it is restarting (code 1012).
+        let _first = tokio::time::timeout(limit, sign_in_then(&listener, true))
+            .await
+            .expect("the first tunnel");
+        // The next tunnel comes without a backoff wait; then a plain close.
+        let _second = tokio::time::timeout(limit, sign_in_then(&listener, false))
+            .await
+            .expect("a tunnel again after relay_restarting");
+        assert_eq!(
+            host.backoff_waits(),
+            0,
+            "relay_restarting: reconnect at once"
+        );
+        let _third = tokio::time::timeout(limit, sign_in_then(&listener, false))
+            .await
+            .expect("a tunnel again after a plain close");
+        assert_eq!(
+            host.backoff_waits(),
+            1,
+            "any other end: back off before reconnecting"
+        );
+    });
+}
+
+/// The host serves at most 64 relayed requests at once: with 64 held by
+/// a server that never answers, the 65th is answered 503 by the host.
+#[test]
+fn the_host_answers_503_beyond_64_requests_in_flight() {
+    use osc_harness::transport::{OuterRequest, Target};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // A local "server" that takes each request and never answers.
+        let hold = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let local = hold.local_addr().unwrap();
+        let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = hold.accept().await else {
+                    return;
+                };
+                let _ = held_tx.send(tcp);
+            }
+        });
+        let mut config = RelayConfig::new("127.0.0.1:0".parse().unwrap(), "localhost");
+        config.agent_rate = None;
+        config.caller_rate = None;
+        let relay = osc_harness::relay::spawn(config).await.unwrap();
+        let id = AgentIdentity::from_bytes(&[7u8; 32]).unwrap();
+        let mut host = osc_harness::tunnel::host::spawn(osc_harness::tunnel::HostConfig {
+            relay: relay.tunnel_url.clone(),
+            tls: None,
+            identity: id.clone(),
+            agent_id: "a".into(),
+            local,
+            max_in_flight: osc_harness::tunnel::MAX_IN_FLIGHT,
+        });
+        host.online(Duration::from_secs(10)).await.expect("online");
+        let target = Target::parse(&relay.url).unwrap();
+        let host_name = relay
+            .agent_url(&id.address())
+            .trim_start_matches("http://")
+            .to_string();
+        let ask = || {
+            let (target, host_name) = (target.clone(), host_name.clone());
+            async move {
+                let req = OuterRequest::get("/models".to_string()).with_header("host", host_name);
+                osc_harness::transport::send(&target, &req, &Default::default()).await
+            }
+        };
+        let mut waiting = Vec::new();
+        let mut held = Vec::new();
+        for _ in 0..osc_harness::tunnel::MAX_IN_FLIGHT {
+            waiting.push(tokio::spawn(ask()));
+        }
+        while held.len() < osc_harness::tunnel::MAX_IN_FLIGHT {
+            let tcp = tokio::time::timeout(Duration::from_secs(30), held_rx.recv())
+                .await
+                .expect("the host passes each of the 64 on")
+                .expect("held");
+            held.push(tcp);
+        }
+        let over = ask().await.expect("an answer");
+        assert_eq!(
+            (over.status, over.body.as_slice()),
+            (503, &br#"{"error":"too_many_requests_in_flight"}"#[..]),
+            "the 65th request in flight"
+        );
+        for w in waiting {
+            w.abort();
+        }
+    });
+}
+
+/// `test-client --tunnel`: each adversary signs in at the relay and the
+/// reference client reaches it at its public URL through the relay; the
+/// client suite passes as it does directly.
+#[test]
+fn test_client_passes_the_reference_client_through_the_relay() {
+    let mut cmd = harness();
+    cmd.args(["relay", "--listen", "127.0.0.1:0"]).args([
+        "--agent-rate",
+        "0",
+        "--caller-rate",
+        "0",
+    ]);
+    let relay = start(cmd);
+    let shim = osc_harness::clientrole::selftest::reference_command(
+        std::path::Path::new(support::EXE),
+        None,
+    );
+    let mut cmd = harness();
+    cmd.args(["test-client", "--client-cmd", &shim, "--format", "json"])
+        .args(["--tunnel", &relay.field("tunnelUrl")])
+        .args(["--timeout", "20"]);
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let doc: Value = support::stdout_json(&out);
+    let scenarios = doc["scenarios"].as_array().expect("scenarios");
+    let passed: Vec<&Value> = scenarios
+        .iter()
+        .filter(|s| s["verdict"] == "pass")
+        .collect();
+    assert!(passed.len() > 10, "{doc:#}");
+    assert!(scenarios.iter().all(|s| s["verdict"] != "fail"), "{doc:#}");
+    // The client was told the public URL: it went through the relay.
+    let transcript = doc.to_string();
+    assert!(
+        transcript.contains("--tunnel"),
+        "the rerun lines name the relay"
+    );
+}
+
+/// `fuzz --via-relay` through `serve --tunnel` behind `relay`, limits off
+/// on both sides and `--relay-budget none`: no MUST finding (a bounded run;
+/// docs/RELAY.md gives the 60 s run).
+#[test]
+fn a_fuzz_run_through_the_relay_finds_no_must() {
+    let (relay, agent) = relay_and_agent(&[]);
+    let mut cmd = through("fuzz", &relay, &agent);
+    cmd.args(["--agent-id", &agent.field("agentId")])
+        .args(["--relay-budget", "none", "--handshake-budget", "none"])
+        .args(["--max-execs", "200", "--quiet"]);
+    let dir = tempfile::tempdir().unwrap();
+    cmd.arg("--findings").arg(dir.path());
+    let out = run(cmd);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let summary: Value = support::stdout_json(&out);
+    assert!(summary["execs"].as_u64().unwrap_or(0) >= 200, "{summary:#}");
+    assert_eq!(summary["target_died_at"], Value::Null, "{summary:#}");
+}
+
+/// Scaled down from a 5/60 handshake budget against a 30 s session
+/// lifetime: the replay scenarios open several sessions, each waits for
+/// the budget longer than a session lives, and the harness's own waiting
+/// never becomes a FAIL: a session it outlived is replaced by a fresh one,
+/// or the scenario is inconclusive and says why.
+#[test]
+fn waiting_for_the_handshake_budget_never_fails_a_scenario() {
+    let mut cmd = harness();
+    cmd.args(["relay", "--listen", "127.0.0.1:0"]);
+    let relay = start(cmd);
+    let mut cmd = harness();
+    cmd.args(["serve", "--handshake-rate", "2/6", "--session-ttl", "3"])
+        .arg("--tunnel")
+        .arg(relay.field("tunnelUrl"));
+    let agent = start(cmd);
+    let mut cmd = through("test", &relay, &agent);
+    cmd.args(["--agent-id", &agent.field("agentId")])
+        .args(["--handshake-budget", "2/6", "--session-ttl", "3"])
+        .args(["--format", "json"])
+        .args([
+            "--only",
+            "replay-transplant",
+            "--only",
+            "replay-cross-session",
+        ]);
+    let out = run(cmd);
+    let doc: Value = support::stdout_json(&out);
+    let scenarios = doc["scenarios"].as_array().expect("scenarios");
+    assert!(!scenarios.is_empty(), "{doc:#}");
+    assert!(
+        scenarios.iter().all(|s| s["verdict"] != "fail"),
+        "a FAIL from the harness's own waiting: {doc:#}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // The waiting did outlive a session: the engine replaced it, or said
+    // why it could not.
+    let text = doc.to_string();
+    assert!(
+        text.contains("a fresh session: the last one expired while the run waited")
+            || text.contains("expired while the run waited"),
+        "the budget never outlived a session, so nothing was tested: {doc:#}"
+    );
+}

@@ -9,7 +9,7 @@ use crate::report::ReportArgs;
 use crate::report::{exchange_lines, RunReport};
 
 use super::model::{builtin, ClientScenario};
-use super::runner::{run_all, start_adversary, AdversaryTls};
+use super::runner::{run_all, start_adversary, AdversaryTls, Front};
 use super::selftest;
 
 const SHIM_HELP: &str = "\
@@ -64,6 +64,13 @@ pub struct TestClientArgs {
     /// {ca_cert} is the CA's PEM file.
     #[arg(long, conflicts_with = "selftest")]
     pub tls: bool,
+    /// Put each scenario's adversary behind a relay: it opens a tunnel to
+    /// this relay (ws://…/tunnel/connect, as `serve --tunnel` does) and
+    /// {url} is the agent's public URL there (http://0x<address>.<domain>:PORT;
+    /// names under `localhost` are loopback). The relay's rate limits
+    /// apply to the client's calls.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["selftest", "tls"])]
+    pub tunnel: Option<String>,
 }
 
 fn usage(message: impl std::fmt::Display) -> ExitCode {
@@ -180,14 +187,18 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         Err(code) => return code,
     };
     let started = Instant::now();
+    let front = Front {
+        tls,
+        tunnel: args.tunnel.clone(),
+    };
     let scenarios = rt.block_on(run_all(
         &chosen,
         &command,
         timeout,
         args.concurrency,
-        tls.as_ref(),
+        &front,
     ));
-    if let Some(t) = &tls {
+    if let Some(t) = &front.tls {
         let _ = std::fs::remove_file(&t.ca_cert);
     }
     let mut report = RunReport {
@@ -252,7 +263,8 @@ pub fn run_adversary(args: AdversaryArgs) -> ExitCode {
         Err(code) => return code,
     };
     rt.block_on(async move {
-        let adversary = match start_adversary(&scenario, args.listen, tls.as_ref()).await {
+        let front = Front { tls, tunnel: None };
+        let adversary = match start_adversary(&scenario, args.listen, &front).await {
             Ok(a) => a,
             Err(e) => return usage(e),
         };

@@ -10,4 +10,4 @@ pub mod runner;
 pub mod selftest;
 
 pub use model::{builtin, ClientScenario, Mode};
-pub use runner::{run_all, run_scenario, start_adversary, EXIT_NOT_IMPLEMENTED};
+pub use runner::{run_all, run_scenario, start_adversary, Front, EXIT_NOT_IMPLEMENTED};

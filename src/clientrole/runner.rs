@@ -39,6 +39,9 @@ pub enum AdversaryError {
     /// The server's URL did not parse (a bug).
     #[error("bad server url: {0}")]
     Url(String),
+    /// The tunnel to the relay did not sign in.
+    #[error("the tunnel to the relay did not sign in: {0}")]
+    Tunnel(String),
 }
 
 /// The HTTPS face of the adversaries of one run (`--tls`): a CA made for
@@ -68,6 +71,34 @@ impl AdversaryTls {
     }
 }
 
+/// What the client meets in front of each adversary: its bent relay as it
+/// is, over HTTPS (`tls`), or behind a relay tunnel (`tunnel`: the relay's
+/// `ws://…/tunnel/connect`), as an agent is reached at its public URL.
+#[derive(Debug, Clone, Default)]
+pub struct Front {
+    /// Serve HTTPS with this run's CA.
+    pub tls: Option<AdversaryTls>,
+    /// Open a tunnel to this relay and give the client the public URL.
+    pub tunnel: Option<String>,
+}
+
+impl Front {
+    /// The flags a rerun line repeats for this front.
+    fn rerun_flags(&self) -> String {
+        let mut out = String::new();
+        if self.tls.is_some() {
+            out.push_str(" --tls");
+        }
+        if let Some(t) = &self.tunnel {
+            out.push_str(&format!(" --tunnel {}", shell_quote(t)));
+        }
+        out
+    }
+}
+
+/// How long an adversary's tunnel may take to sign in at the relay.
+const TUNNEL_SIGN_IN: Duration = Duration::from_secs(10);
+
 /// A running adversary: the bent server behind the bent relay.
 pub struct Adversary {
     /// The server (kept alive with the adversary).
@@ -76,6 +107,9 @@ pub struct Adversary {
     pub relay: mitm::RunningMitm,
     /// The CA the client must trust when the relay serves HTTPS.
     pub ca_cert: Option<PathBuf>,
+    /// The tunnel carrying the client's requests to `relay`, and the
+    /// public URL the relay gave it (what the client is told to use).
+    pub tunnel: Option<(crate::tunnel::RunningHost, String)>,
 }
 
 impl Adversary {
@@ -86,8 +120,12 @@ impl Adversary {
             Mode::Buffered => "/health".to_string(),
             Mode::Stream => format!("/agents/{}/dispatch", self.server.agent_id),
         };
+        let url = match &self.tunnel {
+            Some((_, public)) => public.clone(),
+            None => self.relay.url.clone(),
+        };
         let mut values = vec![
-            ("url", self.relay.url.clone()),
+            ("url", url),
             ("address", self.server.agent_address.to_checksum()),
             ("access_key", self.server.access_key.clone()),
             ("agent_id", self.server.agent_id.clone()),
@@ -102,14 +140,18 @@ impl Adversary {
     }
 }
 
-/// Starts the adversary of `scenario`, the relay on `listen`, serving
-/// HTTPS with `tls` when given (the server behind it stays plain).
+/// Starts the adversary of `scenario`, the relay on `listen`, in front of
+/// it what `front` says: HTTPS with its CA (the server behind it stays
+/// plain), or a relay tunnel signed in as the server's agent, whose
+/// requests go to the bent relay.
 pub async fn start_adversary(
     scenario: &ClientScenario,
     listen: std::net::SocketAddr,
-    tls: Option<&AdversaryTls>,
+    front: &Front,
 ) -> Result<Adversary, AdversaryError> {
+    let tls = front.tls.as_ref();
     let mut config = ServerConfig::generated();
+    let identity = config.identity.clone();
     config.handshake_rate = None;
     config.bugs = scenario.bugs().into_iter().collect();
     let server = server::spawn(config).await?;
@@ -132,10 +174,34 @@ pub async fn start_adversary(
         log: None,
     })
     .await?;
+    let tunnel = match &front.tunnel {
+        None => None,
+        Some(url) => {
+            let local = relay
+                .url
+                .trim_start_matches("http://")
+                .parse()
+                .map_err(|e| AdversaryError::Url(format!("{}: {e}", relay.url)))?;
+            let mut host = crate::tunnel::host::spawn(crate::tunnel::HostConfig {
+                relay: url.clone(),
+                tls: None,
+                identity,
+                agent_id: server.agent_id.clone(),
+                local,
+                max_in_flight: crate::tunnel::MAX_IN_FLIGHT,
+            });
+            let public = host
+                .online(TUNNEL_SIGN_IN)
+                .await
+                .map_err(AdversaryError::Tunnel)?;
+            Some((host, public))
+        }
+    };
     Ok(Adversary {
         server,
         relay,
         ca_cert: tls.map(|t| t.ca_cert.clone()),
+        tunnel,
     })
 }
 
@@ -428,26 +494,22 @@ pub async fn run_scenario(
     scenario: &ClientScenario,
     command: &str,
     timeout: Duration,
-    tls: Option<&AdversaryTls>,
+    front: &Front,
 ) -> ScenarioResult {
     let started = Instant::now();
-    let mut result = blank_result(scenario, command, tls);
+    let mut result = blank_result(scenario, command, front);
     if let Some(why) = needs_calls_placeholder(scenario, command) {
         result.verdict = Verdict::Skip;
         result.reason = Some(why);
         return result;
     }
-    run_adversary_and_judge(scenario, command, timeout, tls, &mut result).await;
+    run_adversary_and_judge(scenario, command, timeout, front, &mut result).await;
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
 }
 
 /// A passing result for `scenario` with its rerun command.
-fn blank_result(
-    scenario: &ClientScenario,
-    command: &str,
-    tls: Option<&AdversaryTls>,
-) -> ScenarioResult {
+fn blank_result(scenario: &ClientScenario, command: &str, front: &Front) -> ScenarioResult {
     ScenarioResult {
         id: scenario.id.clone(),
         title: scenario.title.clone(),
@@ -459,7 +521,7 @@ fn blank_result(
         expected: None,
         repro: Some(format!(
             "osc-harness test-client{} --client-cmd {} --only {}",
-            if tls.is_some() { " --tls" } else { "" },
+            front.rerun_flags(),
             shell_quote(command),
             scenario.id
         )),
@@ -483,10 +545,10 @@ async fn run_adversary_and_judge(
     scenario: &ClientScenario,
     command: &str,
     timeout: Duration,
-    tls: Option<&AdversaryTls>,
+    front: &Front,
     result: &mut ScenarioResult,
 ) {
-    let adversary = match start_adversary(scenario, ([127, 0, 0, 1], 0).into(), tls).await {
+    let adversary = match start_adversary(scenario, ([127, 0, 0, 1], 0).into(), front).await {
         Ok(a) => a,
         Err(e) => {
             result.verdict = Verdict::Skip;
@@ -603,7 +665,7 @@ pub async fn run_all(
     command: &str,
     timeout: Duration,
     concurrency: usize,
-    tls: Option<&AdversaryTls>,
+    front: &Front,
 ) -> Vec<ScenarioResult> {
     let modes: std::collections::BTreeSet<Mode> = scenarios
         .iter()
@@ -621,7 +683,7 @@ pub async fn run_all(
                 .cloned()
         })
         .collect();
-    let baseline_results = run_batch(&baselines, command, timeout, concurrency, tls).await;
+    let baseline_results = run_batch(&baselines, command, timeout, concurrency, front).await;
     let shown: std::collections::BTreeMap<Mode, Result<(), String>> = modes
         .iter()
         .map(|m| {
@@ -659,7 +721,7 @@ pub async fn run_all(
         done.push(match (ran, inconclusive) {
             (Some(r), _) => Some(r),
             (None, Some(why)) => {
-                let mut r = blank_result(s, command, tls);
+                let mut r = blank_result(s, command, front);
                 r.verdict = missed(s.level);
                 r.precondition = true;
                 r.reason = Some(format!(
@@ -676,7 +738,7 @@ pub async fn run_all(
             }
         });
     }
-    let mut rest = run_batch(&pending, command, timeout, concurrency, tls)
+    let mut rest = run_batch(&pending, command, timeout, concurrency, front)
         .await
         .into_iter();
     done.into_iter()
@@ -690,14 +752,14 @@ async fn run_batch(
     command: &str,
     timeout: Duration,
     concurrency: usize,
-    tls: Option<&AdversaryTls>,
+    front: &Front,
 ) -> Vec<ScenarioResult> {
     let mut results = Vec::with_capacity(scenarios.len());
     for chunk in scenarios.chunks(concurrency.max(1)) {
         let mut set = tokio::task::JoinSet::new();
         for (i, s) in chunk.iter().enumerate() {
-            let (s, command, tls) = (s.clone(), command.to_string(), tls.cloned());
-            set.spawn(async move { (i, run_scenario(&s, &command, timeout, tls.as_ref()).await) });
+            let (s, command, front) = (s.clone(), command.to_string(), front.clone());
+            set.spawn(async move { (i, run_scenario(&s, &command, timeout, &front).await) });
         }
         let mut got = Vec::new();
         while let Some(Ok(r)) = set.join_next().await {

@@ -126,7 +126,14 @@ pub async fn run_null_clients(
 ) -> Vec<NullRow> {
     let mut rows = Vec::new();
     for client in NullClient::ALL {
-        let results = run_all(scenarios, &client.command(exe), timeout, 4, None).await;
+        let results = run_all(
+            scenarios,
+            &client.command(exe),
+            timeout,
+            4,
+            &Default::default(),
+        )
+        .await;
         let passed = results
             .iter()
             .zip(scenarios)
@@ -240,7 +247,14 @@ pub async fn run_matrix(exe: &Path, scenarios: &[ClientScenario], timeout: Durat
     let mut knobs: Vec<Option<ClientBug>> = vec![None];
     knobs.extend(ClientBug::ALL.iter().copied().map(Some));
     for bug in knobs {
-        let results = run_all(scenarios, &reference_command(exe, bug), timeout, 4, None).await;
+        let results = run_all(
+            scenarios,
+            &reference_command(exe, bug),
+            timeout,
+            4,
+            &Default::default(),
+        )
+        .await;
         let failed = results
             .iter()
             .filter(|r| r.verdict != Verdict::Pass && !r.precondition)

@@ -141,6 +141,12 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
         }),
     };
     if resolved.server.is_none() {
+        // A scenario's rerun line reaches this target as the file does.
+        let mut flags = spec.args.rerun_flags();
+        if let Some(b) = &spec.handshake_budget {
+            flags.extend(["--handshake-budget".to_string(), b.clone()]);
+        }
+        cfg.rerun_flags = Some(flags);
         cfg.remote_caller = crate::scenarios::runner::caller_is_remote(
             &target.endpoint,
             target.via_relay,

@@ -219,6 +219,7 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<TargetSpec>, TargetsError> {
                 relay_origin,
                 timeout: None,
                 via_relay: false,
+                relay_budget: None,
                 net: crate::flags::target::NetArgs {
                     ca_certs,
                     ..Default::default()

@@ -116,6 +116,9 @@ impl TargetArgs {
         if self.via_relay {
             flag("via-relay", None);
         }
+        if let Some(b) = &self.relay_budget {
+            flag("relay-budget", Some(b.clone()));
+        }
         for c in &self.net.ca_certs {
             flag("ca-cert", Some(c.display().to_string()));
         }
@@ -186,6 +189,12 @@ pub struct TargetArgs {
     /// 504) are recognised and never judged as the agent's.
     #[arg(long)]
     pub via_relay: bool,
+    /// With --via-relay: every request to the agent, handshakes and calls
+    /// alike, is paced to at most N per SECS, shared by the whole run
+    /// (SECS also as `90s`, `5m`); `none` sends unpaced, for a relay with
+    /// its rate limits off [default: 100/60, the relay's per-agent budget].
+    #[arg(long, value_name = "N/SECS|none", requires = "via_relay")]
+    pub relay_budget: Option<String>,
     /// TLS, HTTP version and proxy.
     #[command(flatten)]
     pub net: NetArgs,
@@ -307,6 +316,9 @@ pub enum TargetError {
     /// `--ca-cert` cannot be used.
     #[error("--ca-cert: {0}")]
     BadTls(String),
+    /// `--relay-budget` does not parse.
+    #[error("{0}")]
+    BadBudget(String),
     /// `--proxy` is not a usable proxy URL.
     #[error("--proxy: {0}")]
     BadProxy(String),
@@ -382,7 +394,7 @@ impl TargetArgs {
         // Every request, not only handshakes, stays under the relay's
         // per-agent budget.
         let target = if self.via_relay {
-            target.paced_for_relay()
+            target.paced_for_relay(self.relay_budget()?)
         } else {
             target
         };
@@ -390,6 +402,17 @@ impl TargetArgs {
             target,
             server: None,
         })
+    }
+
+    /// The request pacing under `--via-relay`: `--relay-budget` as given,
+    /// else the relay's per-agent budget; `None` is unpaced.
+    pub fn relay_budget(&self) -> Result<Option<(u32, u64)>, TargetError> {
+        match self.relay_budget.as_deref() {
+            Some(text) => {
+                peer::parse_budget("--relay-budget", text).map_err(TargetError::BadBudget)
+            }
+            None => Ok(Some(peer::relay::RELAY_AGENT_BUDGET)),
+        }
     }
 
     fn timeout_or(&self, default_secs: u64) -> Duration {

@@ -53,15 +53,7 @@ impl Attack {
     }
 }
 
-impl std::str::FromStr for Attack {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Attack::from_name(s).ok_or_else(|| {
-            format!("unknown attack {s:?}; `osc-harness mitm --list-attacks` lists them")
-        })
-    }
-}
+crate::knob_from_str!(Attack, "attack", "osc-harness mitm --list-attacks");
 
 #[cfg(test)]
 mod tests {

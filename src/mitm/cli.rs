@@ -51,10 +51,9 @@ pub struct MitmArgs {
     /// An active attack (repeatable; one at a time is the intended use).
     #[arg(long = "attack", value_name = "NAME")]
     pub attacks: Vec<Attack>,
-    /// A string that must never cross the relay in plaintext (repeatable):
-    /// the access key, a prompt.
-    #[arg(long = "canary", value_name = "TEXT")]
-    pub canaries: Vec<String>,
+    /// Canaries, how long to run, listing the attacks.
+    #[command(flatten)]
+    pub check: CheckArgs,
     /// Append one JSON object per exchange (sizes and timing only) to FILE.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
@@ -65,6 +64,17 @@ pub struct MitmArgs {
     /// answer is its 426 gate rather than its access-key check).
     #[arg(long, value_name = "KEY")]
     pub plaintext_key: Option<String>,
+}
+
+/// The flags every checking relay shares (`mitm`, `relay`): what must
+/// never be seen in what it carries, how long it runs, and the listing of
+/// its attacks.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// A string that must never be seen in what the relay carries
+    /// (repeatable): the access key, a prompt.
+    #[arg(long = "canary", value_name = "TEXT")]
+    pub canaries: Vec<String>,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
@@ -73,12 +83,53 @@ pub struct MitmArgs {
     pub list_attacks: bool,
 }
 
+/// Starts a checking relay (`start`) on the one runtime and hands it to
+/// `serve`, which prints its ready line, waits and sums up; a runtime or a
+/// relay that cannot start is an error, exit 2.
+pub fn serve_checking<R, E, F>(
+    start: impl std::future::Future<Output = Result<R, E>>,
+    serve: impl FnOnce(R) -> F,
+) -> ExitCode
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = ExitCode>,
+{
+    let runtime = match crate::runtime::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        match start.await {
+            Ok(relay) => serve(relay).await,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+impl CheckArgs {
+    /// Waits until the run ends: `--duration` seconds, else Ctrl-C.
+    pub async fn until_done(&self) {
+        match self.duration {
+            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}
+
 /// Runs the command: 0 when the protocol held (or only the client can
 /// tell), 1 when a check failed or an attack got through, 2 on a bad
 /// command line, 3 when nothing was judged (no traffic: inconclusive; an
 /// attack that cannot apply to what was relayed: not applicable).
 pub fn run(args: MitmArgs) -> ExitCode {
-    if args.list_attacks {
+    if args.check.list_attacks {
         for a in Attack::ALL {
             let scope = if a.is_mitm() {
                 "mitm"
@@ -132,39 +183,20 @@ pub fn run(args: MitmArgs) -> ExitCode {
         listen,
         upstream,
         attacks: args.attacks.iter().copied().collect::<BTreeSet<_>>(),
-        canaries: args.canaries.clone(),
+        canaries: args.check.canaries.clone(),
         agent_id: args.agent_id.clone(),
         plaintext_key: args.plaintext_key.clone(),
         limits: Limits::default(),
         log: args.log.clone(),
         tls,
     };
-    let runtime = match crate::runtime::runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    runtime.block_on(async move {
-        let relay = match spawn(config).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    serve_checking(spawn(config), |relay| async move {
         let mut ready = serde_json::json!({"url": relay.url, "attacks": relay.attacks().iter().map(|a| a.name()).collect::<Vec<_>>()});
         if let Some(ca) = &ca_cert {
             ready["caCert"] = ca.display().to_string().into();
         }
         println!("{ready}");
-        match args.duration {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        args.check.until_done().await;
         let observed = relay.observed();
         let outcome = relay.assessment();
         let attacks = relay.attacks();

@@ -39,7 +39,7 @@ pub struct TargetArgs {
     /// its expiry; sessions that expire later skip that step. With
     /// `--duration`, the session kept aside for the expiry check waits as
     /// long as the run has left instead.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = DEFAULT_EXPIRY_WAIT)]
     pub expiry_wait: u64,
     /// Longest wait, in seconds, for an answer to an incomplete request
     /// (a Content-Length above the bytes sent, chunks with no final chunk).
@@ -47,7 +47,7 @@ pub struct TargetArgs {
     /// closes after `--timeout` but within this limit is reported as
     /// information (`slow-request`, LIM-1) with the time it held the
     /// connection; one that holds the request past it is a hang (`timeout`).
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    #[arg(long, default_value_t = DEFAULT_SLOW_REQUEST_LIMIT, value_name = "SECS")]
     pub slow_request_limit: u64,
 }
 
@@ -133,6 +133,39 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["to_scenario", "bugs"])]
     pub targets: Option<PathBuf>,
 }
+
+impl TargetArgs {
+    /// The flags as a rerun line repeats them: the shared target flags
+    /// ([`shared::TargetArgs::rerun_flags`]), then this command's own.
+    pub fn rerun_flags(&self) -> Vec<String> {
+        let mut out = self.server.rerun_flags();
+        for b in &self.bugs {
+            out.extend(["--bug".to_string(), b.clone()]);
+        }
+        if self.self_session_ttl != SELF_TTL_SECS {
+            out.extend([
+                "--self-session-ttl".to_string(),
+                self.self_session_ttl.to_string(),
+            ]);
+        }
+        if self.expiry_wait != DEFAULT_EXPIRY_WAIT {
+            out.extend(["--expiry-wait".to_string(), self.expiry_wait.to_string()]);
+        }
+        if self.slow_request_limit != DEFAULT_SLOW_REQUEST_LIMIT {
+            out.extend([
+                "--slow-request-limit".to_string(),
+                self.slow_request_limit.to_string(),
+            ]);
+        }
+        out
+    }
+}
+
+/// `--expiry-wait` when not given, in seconds.
+const DEFAULT_EXPIRY_WAIT: u64 = 120;
+
+/// `--slow-request-limit` when not given, in seconds.
+const DEFAULT_SLOW_REQUEST_LIMIT: u64 = 60;
 
 /// A resolved target; holds the in-process server alive for `self`.
 pub struct Resolved {
@@ -342,6 +375,12 @@ async fn run_async(args: FuzzArgs) -> ExitCode {
                 b.count,
                 b.detail
             );
+            if let Some(file) = &b.file {
+                eprintln!(
+                    "       rerun: osc-harness replay {file} {}",
+                    args.target.rerun_flags().join(" ")
+                );
+            }
         }
         if let (Some(case), Some(why)) = (summary.target_died_at, &summary.died_reason) {
             eprintln!("target died at case {case}: {why}");

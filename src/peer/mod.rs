@@ -39,7 +39,7 @@ pub use answer::{
 };
 pub use engine::{Conversation, EngineError, SealSpec, SentCall, Session};
 pub use handshake::{in_process_handshake, post_hello, HelloReply, Offer};
-pub use pacer::{parse_handshake_budget, HandshakePacer};
+pub use pacer::{parse_budget, parse_handshake_budget, HandshakePacer};
 pub use reader::{
     is_event_stream, read_body, BodyEnd, BodyRead, FrameIssue, KeyUse, OpenedFrame, Pushed,
     ResponseReader,

@@ -12,24 +12,29 @@ use tokio::time::Instant;
 /// Reads `--handshake-budget`: `N/SECS` (SECS also as `90s`, `5m`, `1h`),
 /// or `none`, `off` or `0` for no budget. `N` of 0 means no budget too.
 pub fn parse_handshake_budget(text: &str) -> Result<Option<(u32, u64)>, String> {
+    parse_budget("--handshake-budget", text)
+}
+
+/// Reads a budget flag's value as `--handshake-budget` reads it (`N/SECS`,
+/// or `none`, `off`, `0`, `0/SECS` for none); errors name `flag`.
+pub fn parse_budget(flag: &str, text: &str) -> Result<Option<(u32, u64)>, String> {
     let t = text.trim();
     if matches!(t, "none" | "off" | "0") {
         return Ok(None);
     }
-    let (n, secs) = t.split_once('/').ok_or_else(|| {
-        format!("--handshake-budget {text:?}: expected N/SECS, e.g. 5/60 (or none)")
-    })?;
+    let (n, secs) = t
+        .split_once('/')
+        .ok_or_else(|| format!("{flag} {text:?}: expected N/SECS, e.g. 5/60 (or none)"))?;
     let n: u32 = n
         .trim()
         .parse()
-        .map_err(|_| format!("--handshake-budget: {n:?} is not a count"))?;
-    let secs =
-        crate::server::parse_duration_secs(secs).map_err(|e| format!("--handshake-budget: {e}"))?;
+        .map_err(|_| format!("{flag}: {n:?} is not a count"))?;
+    let secs = crate::server::parse_duration_secs(secs).map_err(|e| format!("{flag}: {e}"))?;
     if n == 0 {
         return Ok(None);
     }
     if secs <= 0 {
-        return Err("--handshake-budget: SECS must be above 0".into());
+        return Err(format!("{flag}: SECS must be above 0"));
     }
     Ok(Some((n, secs as u64)))
 }
@@ -103,6 +108,31 @@ impl HandshakePacer {
             }
         }
         self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits until `n` handshakes fit the window at once, without booking
+    /// them (each handshake still books its own): so `n` sessions opened
+    /// back to back live side by side for as long as the target lets them.
+    /// False at once when the budget can never hold `n` (more than N).
+    pub async fn wait_for_room(&self, n: usize) -> bool {
+        let Some((count, _)) = self.budget else {
+            return true;
+        };
+        if n > count as usize {
+            return false;
+        }
+        loop {
+            let wake = {
+                let mut spent = self.spent();
+                let now = Instant::now();
+                self.forget_expired(&mut spent, now);
+                if spent.len() + n <= count as usize {
+                    return true;
+                }
+                spent[spent.len() + n - count as usize - 1] + self.window()
+            };
+            tokio::time::sleep_until(wake).await;
+        }
     }
 
     /// Books `n` handshakes now if that still leaves one free in the window
@@ -183,5 +213,15 @@ mod tests {
         assert_eq!(pacer.total(), 3);
         assert_eq!(pacer.backoff(), Duration::from_secs(20));
         assert!(HandshakePacer::new(None).try_spare(100));
+    }
+
+    #[tokio::test]
+    async fn room_for_several_is_room_for_all_at_once() {
+        let pacer = HandshakePacer::new(Some((3, 60)));
+        pacer.acquire().await;
+        assert!(pacer.wait_for_room(2).await, "two of three are free");
+        assert!(!pacer.wait_for_room(4).await, "never more than N");
+        assert_eq!(pacer.total(), 1, "waiting for room books nothing");
+        assert!(HandshakePacer::new(None).wait_for_room(9).await);
     }
 }

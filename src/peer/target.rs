@@ -66,12 +66,12 @@ impl Target {
         }
     }
 
-    /// This target with every request paced by the relay's per-agent
-    /// budget ([`super::relay::RELAY_AGENT_BUDGET`]).
-    pub fn paced_for_relay(mut self) -> Self {
-        self.request_pacer = Some(Arc::new(HandshakePacer::new(Some(
-            super::relay::RELAY_AGENT_BUDGET,
-        ))));
+    /// This target with every request paced by `budget` (N per SECS),
+    /// shared by every clone; `None` leaves it unpaced. `--via-relay` gives
+    /// the relay's per-agent budget ([`super::relay::RELAY_AGENT_BUDGET`])
+    /// unless `--relay-budget` says otherwise.
+    pub fn paced_for_relay(mut self, budget: Option<(u32, u64)>) -> Self {
+        self.request_pacer = budget.map(|b| Arc::new(HandshakePacer::new(Some(b))));
         self
     }
 

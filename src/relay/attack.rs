@@ -93,12 +93,8 @@ impl RelayAttack {
     }
 }
 
-impl std::str::FromStr for RelayAttack {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RelayAttack::from_name(s).ok_or_else(|| {
-            format!("unknown relay attack {s:?}; `osc-harness relay --list-attacks` lists them")
-        })
-    }
-}
+crate::knob_from_str!(
+    RelayAttack,
+    "relay attack",
+    "osc-harness relay --list-attacks"
+);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::{spawn, Assessment, Observed, RelayAttack, RelayConfig};
+use crate::mitm::cli::{serve_checking, CheckArgs};
 
 /// What `relay` prints and how it exits, for a script that starts it.
 const RELAY_HELP: &str = "\
@@ -49,21 +50,14 @@ pub struct RelayArgs {
     /// An attack (repeatable; one at a time is the intended use).
     #[arg(long = "attack", value_name = "NAME")]
     pub attacks: Vec<RelayAttack>,
-    /// A string that must never be in a frame (repeatable): the access key,
-    /// a prompt.
-    #[arg(long = "canary", value_name = "TEXT")]
-    pub canaries: Vec<String>,
-    /// Stop after this many seconds instead of waiting for Ctrl-C.
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<u64>,
-    /// List the attacks and exit.
-    #[arg(long)]
-    pub list_attacks: bool,
+    /// Canaries (never in a frame), how long to run, listing the attacks.
+    #[command(flatten)]
+    pub check: CheckArgs,
 }
 
 /// Runs `relay`: see [`RELAY_HELP`] for the exit codes.
 pub fn run(args: RelayArgs) -> ExitCode {
-    if args.list_attacks {
+    if args.check.list_attacks {
         for a in RelayAttack::ALL {
             println!("{:<16} {}", a.name(), a.description());
         }
@@ -83,22 +77,8 @@ pub fn run(args: RelayArgs) -> ExitCode {
     config.first_byte_timeout = Duration::from_secs(args.first_byte_timeout);
     config.idle_timeout = Duration::from_secs(args.idle_timeout);
     config.attacks = args.attacks.iter().copied().collect();
-    config.canaries = args.canaries.clone();
-    let runtime = match crate::runtime::runtime() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    runtime.block_on(async move {
-        let relay = match spawn(config).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    config.canaries = args.check.canaries.clone();
+    serve_checking(spawn(config), |relay| async move {
         let ready = serde_json::json!({
             "url": relay.url,
             "tunnelUrl": relay.tunnel_url,
@@ -106,12 +86,7 @@ pub fn run(args: RelayArgs) -> ExitCode {
             "attacks": relay.attacks().iter().map(|a| a.name()).collect::<Vec<_>>(),
         });
         println!("{ready}");
-        match args.duration {
-            Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        args.check.until_done().await;
         let observed = relay.observed();
         let assessment = relay.assessment();
         relay.shutdown().await;

@@ -28,7 +28,7 @@ use crate::knobs::SwapFirstTwo;
 use crate::protocol::error::{channel_error_body, ChannelErrorCode, HandshakeRefusal};
 use crate::protocol::names::{CALL_PATH, SESSION_PATH};
 use crate::transport::OutBody;
-use crate::tunnel::frame::{decode_body, Headers, MAX_BODY_BYTES};
+use crate::tunnel::frame::{frame_headers, Headers, Payload, MAX_BODY_BYTES};
 use crate::tunnel::{Frame, AGENT_ADDRESS_HEADER, TUNNEL_PATH};
 
 use super::{lock, RelayAttack, State, Tunnel, MAX_CONNECTIONS};
@@ -279,26 +279,13 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
     };
     let method = req.method().as_str().to_string();
     let target = normalize(req.uri().path_and_query().map_or("/", |p| p.as_str()));
-    let mut headers = Headers::new();
-    for (name, value) in req.headers() {
-        let name = name.as_str().to_ascii_lowercase();
-        if STRIPPED.contains(&name.as_str())
-            || HOP_BY_HOP.contains(&name.as_str())
+    let mut headers = frame_headers(req.headers(), |name| {
+        STRIPPED.contains(&name)
+            || HOP_BY_HOP.contains(&name)
             || name.starts_with("fly-")
             || name.starts_with("cf-")
             || name.starts_with("x-relay-")
-        {
-            continue;
-        }
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name)
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value)
-            })
-            .or_insert(value);
-    }
+    });
     headers.insert(AGENT_ADDRESS_HEADER.into(), address.clone());
     headers.insert("x-forwarded-for".into(), caller);
     let body = match tokio::time::timeout(
@@ -320,9 +307,12 @@ async fn handle(state: Arc<State>, peer: SocketAddr, req: Request<Incoming>) -> 
         id: id.clone(),
         method: method.clone(),
         path: target,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        body_encoding: None,
+        // Read as text, invalid UTF-8 replaced, as the relay does.
+        payload: Payload {
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            body_encoding: None,
+        },
     };
     state.observe(|o| {
         o.requests += 1;
@@ -497,23 +487,18 @@ fn answer_caller(
 ) -> Response<OutBody> {
     match first {
         Frame::Response {
-            status,
-            headers,
-            body,
-            body_encoding,
-            ..
+            status, payload, ..
         } => {
             lock(&tunnel.pending).remove(&waiting.id);
-            if let Err(why) = check_head(status, &headers) {
+            let headers = &payload.headers;
+            if let Err(why) = check_head(status, headers) {
                 return bad_host(state, tunnel, &waiting.id, &why);
             }
-            let Some(bytes) =
-                decode_body(&body, body_encoding.as_deref()).filter(|b| b.len() <= MAX_BODY_BYTES)
-            else {
+            let Some(bytes) = payload.bytes().filter(|b| b.len() <= MAX_BODY_BYTES) else {
                 return bad_host(state, tunnel, &waiting.id, "body too large or not base64");
             };
             state.observe(|o| o.responses += 1);
-            head(state, status, &headers, started)
+            head(state, status, headers, started)
                 .body(OutBody::full(bytes))
                 .unwrap_or_else(|_| own_error(state, 502, "bad_host_response"))
         }
@@ -671,9 +656,7 @@ async fn replay_request(state: &Arc<State>, tunnel: &Arc<Tunnel>, frame: Frame) 
     let Frame::Request {
         method,
         path,
-        headers,
-        body,
-        body_encoding,
+        payload,
         ..
     } = frame
     else {
@@ -684,9 +667,7 @@ async fn replay_request(state: &Arc<State>, tunnel: &Arc<Tunnel>, frame: Frame) 
         id: id.clone(),
         method,
         path,
-        headers,
-        body,
-        body_encoding,
+        payload,
     };
     if let Ok((first, waiting)) = exchange(state, tunnel, again, id).await {
         let status = match first {

@@ -2,11 +2,13 @@
 //! The server suite runs against the reference server broken by each
 //! `--bug` knob ([`crate::scenarios::selftest`]), the client suite against
 //! the reference client broken by each of its knobs
-//! ([`crate::clientrole::selftest`]); this room sits above both, runs the
-//! two matrices and writes `docs/SELFTEST.md`.
+//! ([`crate::clientrole::selftest`]), and every relay attack against the
+//! reference client through the relay ([`relay_matrix`]); this room sits
+//! above them, runs the matrices and writes `docs/SELFTEST.md`.
 
 pub mod fuzz_matrix;
 pub mod null;
+pub mod relay_matrix;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -146,6 +148,9 @@ pub fn run(args: SelftestArgs) -> ExitCode {
             false
         }
     };
+    let relay_rows = rt.block_on(relay_matrix::run_matrix());
+    say(&relay_matrix::render(&relay_rows));
+    let relay_ok = relay_matrix::all_caught(&relay_rows);
     let null_clients_ok = match client::run_null_reference(&rt) {
         Ok(rows) => {
             say(&client::render_null(&rows));
@@ -178,6 +183,7 @@ pub fn run(args: SelftestArgs) -> ExitCode {
         && null_servers_ok
         && null_clients_ok
         && client_ok
+        && relay_ok
     {
         say("selftest: ok\n");
         ExitCode::SUCCESS
@@ -264,6 +270,7 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
     out.push_str(&null::doc_section());
     out.push_str(&client_doc_section(&clients));
     out.push_str(&client::null_doc_section());
+    out.push_str(&relay_matrix::doc_section());
     out
 }
 

@@ -217,8 +217,16 @@ impl Target {
                 url: url.clone(),
                 reason,
             })?;
+        // Names under `localhost` are loopback (RFC 6761 §6.3), as curl and
+        // browsers resolve them, so an agent's relay URL on this machine
+        // (`http://0x<address>.localhost:PORT`) is reachable as it is.
+        let dial = if is_localhost_name(host) {
+            "127.0.0.1"
+        } else {
+            host
+        };
         let tcp = match &proxy {
-            None => tokio::time::timeout_at(deadline, TcpStream::connect((host, self.port)))
+            None => tokio::time::timeout_at(deadline, TcpStream::connect((dial, self.port)))
                 .await
                 .map_err(|_| timed_out("connecting"))?
                 .map_err(|source| TransportError::Connect {
@@ -330,6 +338,12 @@ pub(crate) fn split_host_port(authority: &str, default_port: u16) -> Option<(&st
         Some((h, p)) => Some((h, p.parse().ok()?)),
         None => Some((authority, default_port)),
     }
+}
+
+/// Whether `host` is `localhost` or a name under it (`x.localhost`).
+fn is_localhost_name(host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
 }
 
 #[cfg(test)]

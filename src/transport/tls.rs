@@ -112,16 +112,15 @@ pub fn client_config(
     )
     .build()
     .map_err(|e| TlsConfigError::Rustls(rustls::Error::General(e.to_string())))?;
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(TrustedAsIs { webpki, trusted }))
+        .with_custom_certificate_verifier(Arc::new(TrustedAsIs {
+            webpki,
+            trusted,
+            insecure: trust.insecure,
+        }))
         .with_no_client_auth();
-    if trust.insecure {
-        config
-            .dangerous()
-            .set_certificate_verifier(Arc::new(AcceptAny(provider)));
-    }
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
@@ -133,11 +132,16 @@ pub fn client_config(
 /// still checked here, and the dates by webpki itself: it judges validity
 /// before basic constraints, so an expired certificate fails as expired
 /// before the CA mark is looked at (a test holds it to that).
+///
+/// With `--insecure` it takes any certificate for any name; handshake
+/// signatures are checked either way, so the handshake itself stays sound.
 #[derive(Debug)]
 struct TrustedAsIs {
     webpki: Arc<rustls::client::WebPkiServerVerifier>,
     /// The `--ca-cert` certificates, byte for byte.
     trusted: Vec<CertificateDer<'static>>,
+    /// `--insecure`: no certificate check at all.
+    insecure: bool,
 }
 
 impl ServerCertVerifier for TrustedAsIs {
@@ -150,6 +154,9 @@ impl ServerCertVerifier for TrustedAsIs {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         use rustls::{CertificateError, Error};
+        if self.insecure {
+            return Ok(ServerCertVerified::assertion());
+        }
         match self.webpki.verify_server_cert(
             end_entity,
             intermediates,
@@ -198,56 +205,6 @@ impl ServerCertVerifier for TrustedAsIs {
 
     fn requires_raw_public_keys(&self) -> bool {
         false
-    }
-}
-
-/// `--insecure`: any certificate for any name, signatures still checked so
-/// the handshake itself stays sound.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

@@ -43,6 +43,64 @@ pub struct AgentUrl {
     pub url: String,
 }
 
+/// The headers and body a `request` or `response` frame carries: the body
+/// as text when it is UTF-8, else base64 with `bodyEncoding: "base64"`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    /// The headers.
+    #[serde(default)]
+    pub headers: Headers,
+    /// The body as text (see `body_encoding`).
+    #[serde(default)]
+    pub body: String,
+    /// `base64` when the body is base64.
+    #[serde(
+        default,
+        rename = "bodyEncoding",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub body_encoding: Option<String>,
+}
+
+impl Payload {
+    /// `headers` and `bytes`, the body encoded as [`encode_body`] does.
+    pub fn new(headers: Headers, bytes: &[u8]) -> Self {
+        let (body, body_encoding) = encode_body(bytes);
+        Payload {
+            headers,
+            body,
+            body_encoding,
+        }
+    }
+
+    /// The body's bytes; `None` when it claims base64 and is not.
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        decode_body(&self.body, self.body_encoding.as_deref())
+    }
+}
+
+/// Headers as a frame carries them, from an HTTP message's: names in lower
+/// case, a repeated header joined with `", "`, the names `skip` says left
+/// out.
+pub fn frame_headers(map: &hyper::HeaderMap, skip: impl Fn(&str) -> bool) -> Headers {
+    let mut headers = Headers::new();
+    for (name, value) in map {
+        let name = name.as_str().to_ascii_lowercase();
+        if skip(&name) {
+            continue;
+        }
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name)
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value)
+            })
+            .or_insert(value);
+    }
+    headers
+}
+
 /// Every frame of the tunnel contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -129,19 +187,10 @@ pub enum Frame {
         method: String,
         /// Path and query.
         path: String,
-        /// The caller's headers after the relay's stripping and injection.
-        #[serde(default)]
-        headers: Headers,
-        /// The body as text (see `body_encoding`).
-        #[serde(default)]
-        body: String,
-        /// `base64` when the body is base64.
-        #[serde(
-            default,
-            rename = "bodyEncoding",
-            skip_serializing_if = "Option::is_none"
-        )]
-        body_encoding: Option<String>,
+        /// The caller's headers after the relay's stripping and injection,
+        /// and the body.
+        #[serde(flatten)]
+        payload: Payload,
     },
     /// Host → relay: a whole answer.
     Response {
@@ -149,19 +198,9 @@ pub enum Frame {
         id: String,
         /// 200..=599.
         status: u16,
-        /// The answer's headers.
-        #[serde(default)]
-        headers: Headers,
-        /// The body as text (see `body_encoding`).
-        #[serde(default)]
-        body: String,
-        /// `base64` when the body is base64.
-        #[serde(
-            default,
-            rename = "bodyEncoding",
-            skip_serializing_if = "Option::is_none"
-        )]
-        body_encoding: Option<String>,
+        /// The answer's headers and body.
+        #[serde(flatten)]
+        payload: Payload,
     },
     /// Host → relay: an event stream begins.
     StreamStart {
@@ -317,12 +356,17 @@ mod tests {
             id: "7".into(),
             method: "POST".into(),
             path: "/secure/call?x=1".into(),
-            headers: Headers::from([("x-agent-address".into(), "0xab".into())]),
-            body: "{}".into(),
-            body_encoding: None,
+            payload: Payload::new(
+                Headers::from([("x-agent-address".into(), "0xab".into())]),
+                b"{}",
+            ),
         };
         let text = f.to_text();
         assert!(text.contains(r#""type":"request""#), "{text}");
+        assert!(
+            text.contains(r#""body":"{}""#),
+            "the payload is flat: {text}"
+        );
         assert_eq!(Frame::parse(&text).unwrap(), f);
         let ping = Frame::parse(r#"{"type":"ping","ts":1700000000123}"#).unwrap();
         assert_eq!(

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use crate::protocol::names::RELAY_ORIGIN_HEADER;
 use crate::rng::{RandomSource, SystemRandom};
 
 use super::frame::{
-    decode_body, encode_body, ws_config, Frame, Headers, MAX_BODY_BYTES, MAX_CHUNK_BYTES,
+    frame_headers, ws_config, Frame, Headers, Payload, MAX_BODY_BYTES, MAX_CHUNK_BYTES,
 };
 use super::sign::sign_in;
 use super::AGENT_ID_HEADER;
@@ -129,12 +130,19 @@ impl Backoff {
 pub struct RunningHost {
     state: watch::Receiver<HostState>,
     task: Option<JoinHandle<()>>,
+    backoff_waits: Arc<AtomicU64>,
 }
 
 impl RunningHost {
     /// Where the host stands now.
     pub fn state(&self) -> HostState {
         self.state.borrow().clone()
+    }
+
+    /// How many times the host has waited out a backoff delay before
+    /// reconnecting (a reconnect after `relay_restarting` waits none).
+    pub fn backoff_waits(&self) -> u64 {
+        self.backoff_waits.load(Ordering::Relaxed)
     }
 
     /// Waits until the host is signed in (its public URL) or has stopped
@@ -173,10 +181,12 @@ impl Drop for RunningHost {
 /// reconnecting as the contract says. Must be called inside a runtime.
 pub fn spawn(config: HostConfig) -> RunningHost {
     let (tx, rx) = watch::channel(HostState::Connecting(None));
-    let task = tokio::spawn(run(config, tx));
+    let backoff_waits = Arc::new(AtomicU64::new(0));
+    let task = tokio::spawn(run(config, tx, backoff_waits.clone()));
     RunningHost {
         state: rx,
         task: Some(task),
+        backoff_waits,
     }
 }
 
@@ -192,7 +202,7 @@ enum SessionEnd {
     Failed(String),
 }
 
-async fn run(config: HostConfig, state: watch::Sender<HostState>) {
+async fn run(config: HostConfig, state: watch::Sender<HostState>, waits: Arc<AtomicU64>) {
     let mut backoff = Backoff::default();
     loop {
         let mut online_at = None;
@@ -228,6 +238,7 @@ async fn run(config: HostConfig, state: watch::Sender<HostState>) {
         let wait = backoff.next_delay(unit);
         tracing::warn!("tunnel: {why}; reconnecting in {:.1} s", wait.as_secs_f64());
         let _ = state.send(HostState::Connecting(Some(why)));
+        waits.fetch_add(1, Ordering::Relaxed);
         tokio::time::sleep(wait).await;
     }
 }
@@ -472,9 +483,7 @@ async fn session(
                 id,
                 method,
                 path,
-                headers,
-                body,
-                body_encoding,
+                payload,
             } => {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     let busy = json_answer(&id, 503, r#"{"error":"too_many_requests_in_flight"}"#);
@@ -485,9 +494,7 @@ async fn session(
                     id: id.clone(),
                     method,
                     path,
-                    headers,
-                    body,
-                    body_encoding,
+                    payload,
                 };
                 let (tx, open2, local, agent_id) = (
                     tx.clone(),
@@ -542,18 +549,17 @@ struct Relayed {
     id: String,
     method: String,
     path: String,
-    headers: Headers,
-    body: String,
-    body_encoding: Option<String>,
+    payload: Payload,
 }
 
 fn json_answer(id: &str, status: u16, body: &str) -> Frame {
     Frame::Response {
         id: id.to_string(),
         status,
-        headers: Headers::from([("content-type".into(), "application/json".into())]),
-        body: body.to_string(),
-        body_encoding: None,
+        payload: Payload::new(
+            Headers::from([("content-type".into(), "application/json".into())]),
+            body.as_bytes(),
+        ),
     }
 }
 
@@ -577,7 +583,9 @@ async fn forward(
     req: Relayed,
     tx: &mpsc::Sender<Frame>,
 ) -> Result<(), String> {
-    let body = decode_body(&req.body, req.body_encoding.as_deref())
+    let body = req
+        .payload
+        .bytes()
         .ok_or("the request body is not valid base64")?;
     let tcp = tokio::time::timeout(SIGN_IN_TIMEOUT, TcpStream::connect(local))
         .await
@@ -593,7 +601,7 @@ async fn forward(
     let mut builder = hyper::Request::builder()
         .method(req.method.as_str())
         .uri(req.path.as_str());
-    for (name, value) in &req.headers {
+    for (name, value) in &req.payload.headers {
         let lower = name.to_ascii_lowercase();
         if HOP_BY_HOP.contains(&lower.as_str())
             || lower.eq_ignore_ascii_case(AGENT_ID_HEADER)
@@ -614,21 +622,7 @@ async fn forward(
         .await
         .map_err(|e| format!("the reference server did not answer: {e}"))?;
     let status = resp.status().as_u16();
-    let mut headers = Headers::new();
-    for (name, value) in resp.headers() {
-        let name = name.as_str().to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&name.as_str()) {
-            continue;
-        }
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name)
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value)
-            })
-            .or_insert(value);
-    }
+    let headers = frame_headers(resp.headers(), |name| HOP_BY_HOP.contains(&name));
     let streamed = headers
         .get("content-type")
         .is_some_and(|c| c.trim_start().starts_with("text/event-stream"));
@@ -640,13 +634,10 @@ async fn forward(
             .await
             .map_err(|e| format!("the answer body: {e}"))?
             .to_bytes();
-        let (body, body_encoding) = encode_body(&bytes);
         let frame = Frame::Response {
             id,
             status,
-            headers,
-            body,
-            body_encoding,
+            payload: Payload::new(headers, &bytes),
         };
         return tx.send(frame).await.map_err(|_| gone());
     }

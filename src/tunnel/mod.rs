@@ -8,7 +8,7 @@ pub mod frame;
 pub mod host;
 pub mod sign;
 
-pub use frame::{Frame, FrameError, Headers};
+pub use frame::{Frame, FrameError, Headers, Payload};
 pub use host::{Backoff, HostConfig, HostState, RunningHost, MAX_IN_FLIGHT};
 
 /// The relay's path for tunnels.

@@ -88,6 +88,11 @@ impl StepFailure {
 
 type StepResult = Result<(), StepFailure>;
 
+/// How many times a step's sessions are opened afresh before the scenario
+/// is called inconclusive (another scenario of the run may take the room
+/// in the handshake budget between the wait and the handshakes).
+const FRESH_SESSION_TRIES: usize = 3;
+
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     SystemRandom.fill(&mut b);
@@ -286,42 +291,66 @@ impl<'a> Context<'a> {
     }
 
     /// Before a step on `name` (and the session it seals with): a session
-    /// the run's own waiting outlived is never sent on. It is replaced by a
-    /// fresh one when the handshake budget has one to spare; otherwise the
-    /// scenario is inconclusive. A session a step waited out on purpose is
-    /// left as it is: the step is about expiry.
+    /// the run's own waiting outlived is never sent on. The step's sessions
+    /// are opened afresh, back to back once the handshake budget has room
+    /// for all of them at once (so waiting for the second cannot outlive
+    /// the first); when the budget can never hold them all, or the run's
+    /// other scenarios keep taking the room, the scenario is inconclusive
+    /// and says why. A session a step waited out on purpose is left as it
+    /// is: the step is about expiry.
     async fn ensure_alive(&mut self, seal_with: Option<&String>, name: &str) -> StepResult {
         let mut names = vec![name.to_owned()];
         names.extend(seal_with.cloned());
-        for n in names {
-            if self.waited_out.contains(&n) || self.conv.check_alive(&n, 2).is_ok() {
-                continue;
-            }
-            if !(self.cfg.pacer.unlimited() || self.cfg.pacer.try_spare(0)) {
+        names.dedup();
+        names.retain(|n| !self.waited_out.contains(n) && self.conv.session(n).is_some());
+        for _ in 0..FRESH_SESSION_TRIES {
+            let Some(stale) = names
+                .iter()
+                .find(|n| self.conv.check_alive(n, 2).is_err())
+                .cloned()
+            else {
+                return Ok(());
+            };
+            if !self.cfg.pacer.wait_for_room(names.len()).await {
                 return Err(StepFailure::skip(format!(
-                    "inconclusive: the session {n:?} expired while the run waited (the handshake budget), and the budget has no handshake to spare for a fresh one"
+                    "inconclusive: the session {stale:?} expired while the run waited (the handshake budget), and the budget never allows the {} sessions this step needs at once",
+                    names.len()
                 )));
             }
-            let offer = Offer::honest(self.cfg.target.address, random(), random());
-            let answer = self
-                .conv
-                .handshake(&n, &offer)
-                .await
-                .map_err(|e| StepFailure::engine(e, true))?;
-            let req = OuterRequest::post_json("/secure/session", offer.body().to_vec());
-            self.remember_headers(&answer.headers);
-            self.record(
-                "handshake (a fresh session: the last one expired while the run waited)",
-                &req,
-                None,
-                answer.status,
-                &answer.body,
-                None,
-            );
-            self.relay_inconclusive(&answer)?;
-            let usable = self.conv.session(&n).is_some();
-            crate::judge::handshake::honest_hello(&self.claim, &answer, usable, now_secs())?;
+            for n in names.clone() {
+                self.fresh_session(&n).await?;
+            }
         }
+        match names.iter().find(|n| self.conv.check_alive(n, 2).is_err()) {
+            None => Ok(()),
+            Some(stale) => Err(StepFailure::skip(format!(
+                "inconclusive: the session {stale:?} expired while the run waited (the handshake budget), each time a fresh one was opened"
+            ))),
+        }
+    }
+
+    /// Opens session `n` afresh with an honest handshake, recorded in the
+    /// transcript, in place of one the run's waiting outlived.
+    async fn fresh_session(&mut self, n: &str) -> StepResult {
+        let offer = Offer::honest(self.cfg.target.address, random(), random());
+        let answer = self
+            .conv
+            .handshake(n, &offer)
+            .await
+            .map_err(|e| StepFailure::engine(e, true))?;
+        let req = OuterRequest::post_json("/secure/session", offer.body().to_vec());
+        self.remember_headers(&answer.headers);
+        self.record(
+            "handshake (a fresh session: the last one expired while the run waited)",
+            &req,
+            None,
+            answer.status,
+            &answer.body,
+            None,
+        );
+        self.relay_inconclusive(&answer)?;
+        let usable = self.conv.session(n).is_some();
+        crate::judge::handshake::honest_hello(&self.claim, &answer, usable, now_secs())?;
         Ok(())
     }
 
