@@ -660,3 +660,42 @@ fn random<const N: usize>() -> [u8; N] {
     SystemRandom.fill(&mut b);
     b
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Result<ClientSession, HandshakeError> {
+        let keys = SessionKeys {
+            c2s: [1; 32],
+            s2c: [2; 32],
+        };
+        Ok(ClientSession::new("sid".into(), keys, 0))
+    }
+
+    #[test]
+    fn the_honest_client_check_keeps_the_honest_order() {
+        let pinned = Address([7; 20]);
+        let signer: Result<Address, String> = Ok(Address([8; 20]));
+        let check = |finished, verified| honest_client_check(&finished, verified, &signer, pinned);
+        // The version is checked before the signature.
+        assert_eq!(
+            check(Err(HandshakeError::UnsupportedVersion(2)), false),
+            HelloCheck::Refused(HandshakeError::UnsupportedVersion(2))
+        );
+        // The signature before the key agreement.
+        assert!(matches!(
+            check(Err(HandshakeError::LowOrderKey), false),
+            HelloCheck::Refused(HandshakeError::IdentityMismatch(_))
+        ));
+        assert_eq!(
+            check(Err(HandshakeError::LowOrderKey), true),
+            HelloCheck::Refused(HandshakeError::LowOrderKey)
+        );
+        assert!(matches!(
+            check(session(), false),
+            HelloCheck::Refused(HandshakeError::IdentityMismatch(m)) if m.contains("not by the pinned agent")
+        ));
+        assert_eq!(check(session(), true), HelloCheck::Accepted);
+    }
+}
