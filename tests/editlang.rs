@@ -3,15 +3,30 @@
 //! to the same step, and a key that does not belong to a step's `do` is a
 //! load error naming the file, line and key.
 
+mod support;
+
 use std::collections::BTreeSet;
 
 use osc_harness::netfuzz::case::{
     ByteEdit, EnvelopeEdit, Finding, Framing, SeqAt, Signature, Step,
 };
 use osc_harness::netfuzz::gen::{Endpoints, Generator};
-use osc_harness::netfuzz::scenario::render;
 use osc_harness::scenarios::loader::parse_scenario;
 use osc_harness::scenarios::registry::Registry;
+
+/// The scenario file `replay --to-scenario` writes for `finding`.
+fn render(finding: &Finding) -> Result<String, toml::ser::Error> {
+    let plan = osc_harness::netfuzz::scenario::scenario(finding);
+    osc_harness::scenarios::model::Scenario::of_edits(
+        plan.id,
+        plan.title,
+        plan.category,
+        plan.level,
+        vec![plan.requirement],
+        &plan.steps,
+    )
+    .to_toml(&plan.comments)
+}
 
 fn finding(steps: Vec<Step>, oracle: &str, layer: &str, field: &str) -> Finding {
     Finding {
@@ -315,4 +330,73 @@ fn the_short_envelope_forms_are_edits_of_the_language() {
         String::from_utf8(body).unwrap(),
         r#"{"ct":"AAAB","seq":7,"sid":"not json","seq":8}"#
     );
+}
+
+#[test]
+fn a_written_finding_loads_back_and_runs() {
+    // `replay --to-scenario` writes the finding through the scenario
+    // model's serde form; `test` loads the file and runs it, and the
+    // honest reference passes every step the oracles expect.
+    let mut ahead = Generator::valid_call();
+    ahead.at = Some(SeqAt::Ahead { by: 5 });
+    let mut tampered = Generator::valid_call();
+    tampered.envelope = vec![EnvelopeEdit::FlipTag];
+    let steps = vec![
+        Step::Call(Generator::valid_call()),
+        Step::Resend,
+        Step::Call(ahead),
+        Step::Call(tampered),
+        Step::Plain {
+            method: "POST".into(),
+            path: "/agents/{agent}/run".into(),
+            with_key: true,
+            body: "{}".into(),
+        },
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("finding.json");
+    let found = finding(steps.clone(), "server-error", "envelope", "ct");
+    std::fs::write(&json, serde_json::to_string(&found).unwrap()).unwrap();
+    let scenarios = dir.path().join("written");
+    let toml = scenarios.join("finding.toml");
+    let out = support::harness()
+        .arg("replay")
+        .arg(&json)
+        .arg("--to-scenario")
+        .arg(&toml)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", support::describe(&out));
+    let text = std::fs::read_to_string(&toml).unwrap();
+    assert!(
+        text.starts_with("# Written by `osc-harness replay --to-scenario`"),
+        "{text}"
+    );
+    let scenario = parse_scenario("finding.toml", &text, &Registry::builtin())
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let loaded: Vec<Step> = scenario.steps[1..]
+        .iter()
+        .map(|s| s.edit_step().unwrap_or_else(|| panic!("{s:?}\n{text}")))
+        .collect();
+    assert_eq!(loaded, steps, "{text}");
+
+    let out = support::harness()
+        .args(["test", "--target", "self", "--format", "json", "--only"])
+        .arg(&scenario.id)
+        .arg("--scenarios")
+        .arg(&scenarios)
+        .output()
+        .unwrap();
+    let doc = support::stdout_json(&out);
+    let ran = doc["scenarios"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["id"] == scenario.id.as_str()))
+        .unwrap_or_else(|| panic!("{} did not run: {doc:#}", scenario.id));
+    assert_eq!(ran["verdict"], "pass", "{ran:#}\n{text}");
+    assert_eq!(
+        ran["transcript"].as_array().map(Vec::len),
+        Some(steps.len() + 1),
+        "{ran:#}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", support::describe(&out));
 }

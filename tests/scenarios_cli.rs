@@ -17,9 +17,13 @@ fn harness(args: &[&str]) -> Output {
         .expect("run osc-harness")
 }
 
-/// Writes `toml` as `dir/name`, lists the scenarios of `dir`, expects the
-/// usage error (exit 2) a malformed file gets, and returns its message.
-fn listing_error(dir: &std::path::Path, name: &str, toml: &str) -> String {
+/// Writes `dir/name`, a scenario file naming `requirement` (line 5) with
+/// one `[[step]]` table (from line 7) holding `step`, lists the scenarios
+/// of `dir`, expects the usage error (exit 2) a malformed file gets, and
+/// returns its message.
+fn listing_error(dir: &std::path::Path, name: &str, requirement: &str, step: &str) -> String {
+    let id = name.trim_end_matches(".toml");
+    let toml = format!("id = \"{id}\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"{requirement}\"]\n\n[[step]]\n{step}");
     std::fs::write(dir.join(name), toml).unwrap();
     let out = harness(&["test", "--list", "--scenarios", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
@@ -57,16 +61,13 @@ fn a_malformed_scenario_names_file_line_and_field() {
     let err = listing_error(
         dir.path(),
         "broken.toml",
-        "id = \"broken\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"CALL-3\"]\n\n[[step]]\ndo = \"call\"\nsqe = 3\n",
+        "CALL-3",
+        "do = \"call\"\nsqe = 3\n",
     );
     assert!(err.contains("broken.toml:9"), "{err}");
     assert!(err.contains("sqe"), "{err}");
 
-    let err = listing_error(
-        dir.path(),
-        "broken.toml",
-        "id = \"broken\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"NOPE-1\"]\n\n[[step]]\ndo = \"call\"\n",
-    );
+    let err = listing_error(dir.path(), "broken.toml", "NOPE-1", "do = \"call\"\n");
     assert!(
         err.contains("broken.toml:5") && err.contains("requirements"),
         "{err}"
@@ -107,15 +108,26 @@ expect = { status = 200, inner_status = 200, frames = 1, fin = true }
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("pass custom-health"));
 
-    let err = listing_error(
-        dir.path(),
-        "custom.toml",
-        "id = \"c\"\ntitle = \"t\"\ncategory = \"x\"\nlevel = \"MUST\"\nrequirements = [\"GATE-4\"]\n\n[[step]]\npath = \"/health\"\n",
-    );
+    let err = listing_error(dir.path(), "custom.toml", "GATE-4", "path = \"/health\"\n");
     assert!(
         err.contains("custom.toml:7") && err.contains("`do`"),
         "{err}"
     );
+}
+
+/// `test` against `url` for an agent made up for the test, with `extra`.
+fn test_made_up_agent(url: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "test",
+        "--target",
+        url,
+        "--agent-address",
+        "0x331565e19602986634610f4B33Ff7ad182860036",
+        "--access-key",
+        "osk-v1.x",
+    ];
+    args.extend_from_slice(extra);
+    harness(&args)
 }
 
 #[test]
@@ -123,16 +135,7 @@ fn an_unreachable_target_exits_3() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let url = format!("http://127.0.0.1:{port}");
-    let out = harness(&[
-        "test",
-        "--target",
-        &url,
-        "--agent-address",
-        "0x331565e19602986634610f4B33Ff7ad182860036",
-        "--access-key",
-        "osk-v1.x",
-    ]);
+    let out = test_made_up_agent(&format!("http://127.0.0.1:{port}"), &[]);
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("unreachable"));
 }
@@ -141,17 +144,7 @@ fn an_unreachable_target_exits_3() {
 fn a_silent_target_exits_3_without_hanging() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let out = harness(&[
-        "test",
-        "--target",
-        &url,
-        "--agent-address",
-        "0x331565e19602986634610f4B33Ff7ad182860036",
-        "--access-key",
-        "osk-v1.x",
-        "--timeout",
-        "1",
-    ]);
+    let out = test_made_up_agent(&url, &["--timeout", "1"]);
     drop(listener);
     assert_eq!(out.status.code(), Some(3));
     assert!(
@@ -174,16 +167,27 @@ fn url_args(s: &server::RunningServer) -> Vec<String> {
     args
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_url_target_passes_fails_and_adopts_expectations() {
-    let honest = serve(&[]).await;
-    let mut args = url_args(&honest);
-    args.extend(["--only", "replay-*", "--format", "json"].map(String::from));
-    let out = tokio::task::spawn_blocking(move || {
+/// Runs the harness with `args` on a blocking thread, so the in-process
+/// servers of the test keep answering.
+async fn harness_off_thread(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
         harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// `test` against the in-process server `s` with `extra` arguments.
+async fn test_url(s: &server::RunningServer, extra: &[&str]) -> Output {
+    let mut args = url_args(s);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    harness_off_thread(args).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_target_passes_fails_and_adopts_expectations() {
+    let honest = serve(&[]).await;
+    let out = test_url(&honest, &["--only", "replay-*", "--format", "json"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let doc: serde_json::Value = support::stdout_json(&out);
     assert_eq!(doc["schema"], "osc-harness/test-report/v1");
@@ -196,18 +200,20 @@ async fn a_url_target_passes_fails_and_adopts_expectations() {
 
     let broken = serve(&[Bug::SeqZeroAccepted]).await;
     let dir = tempfile::tempdir().unwrap();
-    let expect = dir.path().join("expect.toml");
-    let junit = dir.path().join("report.xml");
-    let mut args = url_args(&broken);
-    args.extend(["--only", "replay-seq-zero"].map(String::from));
-    args.extend(["--write-expect".to_string(), expect.display().to_string()]);
-    args.extend(["--report".to_string(), junit.display().to_string()]);
-    let run = args.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        harness(&run.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let expect = dir.path().join("expect.toml").display().to_string();
+    let junit = dir.path().join("report.xml").display().to_string();
+    let out = test_url(
+        &broken,
+        &[
+            "--only",
+            "replay-seq-zero",
+            "--write-expect",
+            &expect,
+            "--report",
+            &junit,
+        ],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let shown = text(&out.stdout);
     assert!(shown.contains("FAIL replay-seq-zero"), "{shown}");
@@ -221,26 +227,12 @@ async fn a_url_target_passes_fails_and_adopts_expectations() {
         .contains("<failure"));
 
     // The same failure, now known, keeps the run green.
-    let mut args = url_args(&broken);
-    args.extend(["--only", "replay-seq-zero"].map(String::from));
-    args.extend(["--expect".to_string(), expect.display().to_string()]);
-    let run = args.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        harness(&run.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let known = ["--only", "replay-seq-zero", "--expect", &expect];
+    let out = test_url(&broken, &known).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
     // Against the honest server the known failure now passes: that fails the run.
-    let mut args = url_args(&honest);
-    args.extend(["--only", "replay-seq-zero"].map(String::from));
-    args.extend(["--expect".to_string(), expect.display().to_string()]);
-    let out = tokio::task::spawn_blocking(move || {
-        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = test_url(&honest, &known).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stdout).contains("now passes"));
 }
@@ -251,13 +243,11 @@ async fn a_target_echoing_the_key_does_not_leak_it_into_reports() {
     // echoes its headers, Authorization included.
     let broken = serve(&[Bug::No426Gate]).await;
     let key = broken.access_key.clone();
-    let mut args = url_args(&broken);
-    args.extend(["--only", "gate-plain-run-426", "--format", "json"].map(String::from));
-    let out = tokio::task::spawn_blocking(move || {
-        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = test_url(
+        &broken,
+        &["--only", "gate-plain-run-426", "--format", "json"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1));
     let json = text(&out.stdout);
     assert!(json.contains("\"verdict\": \"fail\""), "{json}");
@@ -317,9 +307,9 @@ fn scenario_entry(out: &Output, id: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rerun_line_reproduces_the_target_flags() {
     let broken = serve(&[Bug::SeqZeroAccepted]).await;
-    let mut args = url_args(&broken);
-    args.extend(
-        [
+    let out = test_url(
+        &broken,
+        &[
             "--via-relay",
             "--timeout",
             "7",
@@ -327,14 +317,9 @@ async fn the_rerun_line_reproduces_the_target_flags() {
             "replay-seq-zero",
             "--format",
             "json",
-        ]
-        .map(String::from),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+        ],
+    )
+    .await;
     let entry = scenario_entry(&out, "replay-seq-zero");
     assert_eq!(entry["verdict"], "fail", "{entry:#}");
     let repro = entry["repro"].as_str().unwrap();
@@ -376,11 +361,7 @@ async fn a_session_outlived_by_the_budget_wait_is_never_judged() {
         ]
         .map(String::from),
     );
-    let out = tokio::task::spawn_blocking(move || {
-        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let out = harness_off_thread(args).await;
     let entry = scenario_entry(&out, "replay-transplant");
     assert_eq!(entry["verdict"], "skip", "{entry:#}");
     assert!(
@@ -558,11 +539,7 @@ async fn through_relay(url: &str, s: &server::RunningServer, only: &str) -> Outp
     ]
     .map(String::from)
     .to_vec();
-    tokio::task::spawn_blocking(move || {
-        harness(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap()
+    harness_off_thread(args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

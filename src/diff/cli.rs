@@ -338,18 +338,43 @@ fn write_reports(report: &DiffReport, args: &DiffArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `replay FINDING --to-scenario FILE`: the finding's scenario (its steps
+/// with the oracles' expectations) written through the scenario model's
+/// serde form, so the file loads back to those steps.
+fn write_scenario(finding: &std::path::Path, path: &std::path::Path) -> Result<(), String> {
+    let finding = crate::netfuzz::runner::load_finding(finding).map_err(|e| e.to_string())?;
+    let plan = crate::netfuzz::scenario::scenario(&finding);
+    crate::scenarios::model::Scenario::of_edits(
+        plan.id,
+        plan.title,
+        plan.category,
+        plan.level,
+        vec![plan.requirement],
+        &plan.steps,
+    )
+    .write(path, &plan.comments)
+    .map_err(|e| e.to_string())
+}
+
 /// `replay CASE --targets FILE` as the dispatcher hands it over: loads the
-/// case (or writes its scenario with `--to-scenario`, as plain `replay`
-/// does), then [`replay`]s it on every target of the file.
+/// case (or writes its scenario with `--to-scenario`, with or without
+/// `--targets`), then [`replay`]s it on every target of the file.
 pub fn run_replay_targets(args: crate::netfuzz::cli::ReplayArgs) -> ExitCode {
+    if let Some(path) = &args.to_scenario {
+        return match write_scenario(&args.finding, path) {
+            Ok(()) => {
+                println!("wrote {}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let Some(file) = args.targets.clone() else {
         return crate::netfuzz::cli::run_replay(args);
     };
-    if args.to_scenario.is_some() {
-        let mut args = args;
-        args.targets = None;
-        return crate::netfuzz::cli::run_replay(args);
-    }
     if args.target.server.target.is_some() {
         eprintln!("error: --targets replaces --target");
         return ExitCode::from(2);

@@ -501,22 +501,11 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(path) = &args.to_scenario {
-        return match super::scenario::write(&finding, path) {
-            Ok(()) => {
-                println!("wrote {}", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if args.targets.is_some() {
-        // `replay --targets` belongs to `diff`, a room above this one; the
-        // dispatcher sends it there.
-        eprintln!("error: --targets is handled by the diff room");
+    if args.targets.is_some() || args.to_scenario.is_some() {
+        // `replay --targets` belongs to `diff`, and `--to-scenario` needs
+        // the scenario model: rooms above or beside this one; the
+        // dispatcher sends both there.
+        eprintln!("error: --targets and --to-scenario are handled by the dispatcher");
         return ExitCode::from(2);
     }
     let rt = match runtime() {

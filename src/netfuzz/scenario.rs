@@ -1,5 +1,6 @@
-//! Turns a finding into a scenario TOML file, so it becomes a permanent
-//! regression case of `osc-harness test --scenarios DIR`.
+//! Turns a finding into a scenario, so it becomes a permanent regression
+//! case of `osc-harness test --scenarios DIR` (`replay --to-scenario`
+//! writes it through the scenario model's serde form).
 //!
 //! The scenario language speaks the fuzz cases' steps and edits
 //! ([`crate::peer::edit`]), so every step of a finding is written as it
@@ -8,30 +9,35 @@
 //! on the server that produced the finding and passes once it is fixed),
 //! else a live, documented answer.
 
-use std::path::Path;
-
 use crate::judge::Expect;
 use crate::peer::edit::{CallStep, SeqCursor};
 use crate::protocol::session::ReplayWindow;
-use crate::scenarios::model::{HandshakeStep, Scenario, Step as ScenarioStep};
+use crate::report::Level;
 
 use super::case::{Finding, Signature, Step};
 use super::oracle::{fixed_answer, judged_signature, Oracle};
 
-/// Why a finding cannot become a scenario.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    /// The file could not be written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The scenario has a value TOML cannot hold.
-    #[error("cannot write the scenario as TOML: {0}")]
-    Toml(#[from] toml::ser::Error),
+/// The scenario a finding becomes, in the edit language: the file's
+/// header, its comment lines, and each step of the finding with the
+/// expectation the oracles give it. The scenario room turns it into a
+/// scenario file (`scenarios::model::Scenario::of_edits`), whose serde form
+/// `replay --to-scenario` writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingScenario {
+    /// Unique ID (`fuzz-ORACLE-LAYER-FIELD`).
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// Category.
+    pub category: String,
+    /// The level it is judged at.
+    pub level: Level,
+    /// The requirement it checks.
+    pub requirement: String,
+    /// Where it came from, one line each.
+    pub comments: Vec<String>,
+    /// Each step of the finding with its expectation.
+    pub steps: Vec<(Step, Expect)>,
 }
 
 /// The requirement a signature is about (docs/PROTOCOL.md IDs) and the
@@ -113,9 +119,10 @@ fn fixed_answers(steps: &[Step]) -> Vec<Option<(u16, Option<u16>)>> {
     out
 }
 
-/// The scenario `finding` becomes: one honest handshake, then each step
-/// in the edit language with the `expect` the oracles give it.
-pub fn scenario(finding: &Finding) -> Scenario {
+/// The scenario `finding` becomes: each step in the edit language with
+/// the `expect` the oracles give it (the scenario opens with one honest
+/// handshake before them).
+pub fn scenario(finding: &Finding) -> FindingScenario {
     let s = &finding.signature;
     let id: String = format!("fuzz-{}-{}-{}", s.oracle, s.layer, s.field)
         .chars()
@@ -133,12 +140,12 @@ pub fn scenario(finding: &Finding) -> Scenario {
     let (requirement, level) = match judged_signature(s) {
         Some((req, level)) if !req.contains(',') => (req, level),
         Some((_, level)) => (fallback, level),
-        None => (fallback, crate::report::Level::Must),
+        None => (fallback, Level::Must),
     };
     let answers = fixed_answers(&finding.steps);
     let last = finding.steps.len().saturating_sub(1);
     let undocumented = s.oracle == Oracle::UndocumentedBody.name();
-    let mut steps = vec![ScenarioStep::Handshake(HandshakeStep::default())];
+    let mut steps = Vec::new();
     for (i, step) in finding.steps.iter().enumerate() {
         let mut expect = Expect::default();
         match answers[i] {
@@ -160,51 +167,27 @@ pub fn scenario(finding: &Finding) -> Scenario {
         if undocumented && i == last {
             expect.documented = Some(true);
         }
-        steps.push(ScenarioStep::from_edit(step, Some(expect)));
+        steps.push((step.clone(), expect));
     }
-    Scenario {
+    FindingScenario {
         id,
         title: format!("Fuzzer regression: {s}"),
         category: category.into(),
         level,
-        requirements: vec![requirement.into()],
-        catches: Vec::new(),
-        exclusive: false,
-        needs: Vec::new(),
+        requirement: requirement.into(),
+        comments: vec![
+            "Written by `osc-harness replay --to-scenario` from a fuzzer finding".to_string(),
+            format!(
+                "(seed {}, case {}): {}",
+                finding.seed,
+                finding.case,
+                one_line(&finding.detail)
+            ),
+        ],
         steps,
     }
 }
 
-/// Renders `finding` as scenario TOML through the scenario model's serde
-/// form, so the file is exactly what the loader reads back.
-pub fn render(finding: &Finding) -> Result<String, ScenarioError> {
-    let comments = [
-        "Written by `osc-harness replay --to-scenario` from a fuzzer finding".to_string(),
-        format!(
-            "(seed {}, case {}): {}",
-            finding.seed,
-            finding.case,
-            one_line(&finding.detail)
-        ),
-    ];
-    Ok(scenario(finding).to_toml(&comments)?)
-}
-
 fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ").chars().take(160).collect()
-}
-
-/// Writes `finding` as a scenario file at `path`.
-pub fn write(finding: &Finding, path: &Path) -> Result<(), ScenarioError> {
-    let text = render(finding)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| ScenarioError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-    }
-    std::fs::write(path, text).map_err(|source| ScenarioError::Io {
-        path: path.display().to_string(),
-        source,
-    })
 }

@@ -63,7 +63,53 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
+/// Why a scenario file cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The scenario holds a value TOML cannot.
+    #[error("cannot write the scenario as TOML: {0}")]
+    Toml(#[from] toml::ser::Error),
+    /// The file or its folder could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
 impl Scenario {
+    /// A scenario of edit-language steps, each with its expectation, after
+    /// one honest handshake of the main session (the form a fuzzer finding
+    /// takes).
+    pub fn of_edits(
+        id: String,
+        title: String,
+        category: String,
+        level: Level,
+        requirements: Vec<String>,
+        steps: &[(edit::Step, Expect)],
+    ) -> Scenario {
+        let mut all = vec![Step::Handshake(HandshakeStep::default())];
+        all.extend(
+            steps
+                .iter()
+                .map(|(step, expect)| Step::from_edit(step, Some(expect.clone()))),
+        );
+        Scenario {
+            id,
+            title,
+            category,
+            level,
+            requirements,
+            catches: Vec::new(),
+            exclusive: false,
+            needs: Vec::new(),
+            steps: all,
+        }
+    }
+
     /// The file text: `comments` (one `# ` line each), then the TOML the
     /// serializer writes, which the loader reads back to this scenario.
     pub fn to_toml(&self, comments: &[String]) -> Result<String, toml::ser::Error> {
@@ -73,6 +119,19 @@ impl Scenario {
             .collect();
         out.push_str(&toml::to_string(self)?);
         Ok(out)
+    }
+
+    /// Writes [`Scenario::to_toml`] to `path`, making its folder.
+    pub fn write(&self, path: &std::path::Path, comments: &[String]) -> Result<(), WriteError> {
+        let text = self.to_toml(comments)?;
+        let io = |p: &std::path::Path| {
+            let path = p.display().to_string();
+            move |source| WriteError::Io { path, source }
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::write(path, text).map_err(io(path))
     }
 }
 
