@@ -498,12 +498,10 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
         let budget = tokio::sync::Mutex::new(HandshakeBudget::new(None));
         let mut rng = super::exec::handshake_rng(finding.seed, 0);
         let result = runner::reproduce(&resolved.info, &finding.steps, &mut rng, &budget).await;
-        let skipped = result.as_ref().ok().and_then(|(_, outcomes)| {
-            outcomes.iter().find_map(|o| match &o.reply {
-                super::exec::Reply::Skipped(why) => Some(why.clone()),
-                _ => None,
-            })
-        });
+        let skipped = result
+            .as_ref()
+            .ok()
+            .and_then(|(_, outcomes)| outcomes.iter().find_map(|o| o.skipped.clone()));
         let code = match result {
             Err(e) => {
                 eprintln!("error: {e}");
