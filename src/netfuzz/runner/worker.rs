@@ -117,11 +117,15 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64, workers: u64) {
         .thrifty(ctx.cfg.info.target.handshake_budget.is_some());
     let mut rng = exec::handshake_rng(ctx.cfg.seed, id);
     let mut session: Option<Session> = None;
-    let mut preload = if id == 0 {
-        ctx.preload.clone()
-    } else {
-        Vec::new()
-    };
+    // The corpus loaded at start is dealt out as the case numbers are:
+    // entry i to worker i mod k, each run once, in order.
+    let mut preload: Vec<Vec<Step>> = ctx
+        .preload
+        .iter()
+        .skip(id as usize)
+        .step_by(workers.max(1) as usize)
+        .cloned()
+        .collect();
     preload.reverse();
     let mut pick = SeededRandom::new(ctx.cfg.seed, &format!("netfuzz-corpus-{id}"));
     let mut slow = tokio::task::JoinSet::new();
