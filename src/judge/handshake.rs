@@ -9,31 +9,42 @@ use crate::peer::{Answer, HelloCheck};
 use crate::protocol::error::HandshakeError;
 use crate::report::Level;
 
-/// The requirement a ServerHello breaks when the honest client refuses it.
-pub fn hello_requirement(e: &HandshakeError) -> &'static str {
+/// What was wrong with a ServerHello the honest client refuses with `e`:
+/// the field its finding is filed under in the check table
+/// ([`super::check::REFINED`]), so every command cites one requirement.
+pub fn refused_hello_field(e: &HandshakeError) -> &'static str {
     match e {
-        // The version a server answers with is fixed (HS-4).
-        HandshakeError::UnsupportedVersion(_) => "HS-4",
-        // encPub or sid not decoding as base64url of the right size.
-        HandshakeError::Malformed(_) => "ENC-1",
-        HandshakeError::LowOrderKey => "HS-7",
-        // Signed by another key, under another domain, over another
-        // transcript or with another address rule: the hello is not signed
-        // by the agent of `agentAddress` as HS-1 demands.
-        HandshakeError::IdentityMismatch(_) => "HS-1",
+        HandshakeError::UnsupportedVersion(_) => "version",
+        HandshakeError::Malformed(_) => "malformed",
+        HandshakeError::LowOrderKey => "low-order-key",
+        HandshakeError::IdentityMismatch(_) => "identity",
     }
 }
 
+/// The requirement and level a ServerHello breaks when the honest client
+/// refuses it with `e`: the fuzzer's `hello-refused` row for the same field.
+pub fn hello_requirement(e: &HandshakeError) -> (&'static str, Level) {
+    super::check::judged(
+        super::check::Check::HelloRefused,
+        "handshake",
+        refused_hello_field(e),
+    )
+}
+
 /// A ServerHello the honest client refuses ([`HelloCheck::Refused`]) is a
-/// MUST finding with the requirement it breaks: no session opens on it,
-/// so no later step could show it. Any other answer passes here (a
-/// refusal or an unusable body is judged by what the caller expected).
+/// finding with the requirement and level it breaks, as the fuzzer judges
+/// it: no session opens on it, so no later step could show it. Any other
+/// answer passes here (a refusal or an unusable body is judged by what the
+/// caller expected).
 pub fn hello_accepted(a: &Answer, pinned: &str) -> Checked {
     match &a.hello {
-        Some(HelloCheck::Refused(e)) => Err(Claim::new(hello_requirement(e), Level::Must).miss(
-            format!("the ServerHello does not verify against the pinned address {pinned}: {e}"),
-            "a ServerHello the honest client accepts",
-        )),
+        Some(HelloCheck::Refused(e)) => {
+            let (requirement, level) = hello_requirement(e);
+            Err(Claim::new(requirement, level).miss(
+                format!("the ServerHello does not verify against the pinned address {pinned}: {e}"),
+                "a ServerHello the honest client accepts",
+            ))
+        }
         _ => Ok(()),
     }
 }
