@@ -360,6 +360,7 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
     let start = tokio::time::Instant::now();
     let mut done = 0u64;
     let mut failed = 0u64;
+    let mut first_failure: Option<String> = None;
     let mut session = None;
     while done < n {
         if !session
@@ -377,8 +378,9 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
         let Some(s) = session.as_mut() else { break };
         let step = super::case::Step::Call(Generator::valid_call());
         let outcome = super::exec::Case::new(&info, s).step(&step).await;
-        if super::oracle::judge(&info, &step, &outcome, &[]).is_some() {
+        if let Some(f) = super::oracle::judge(&info, &step, &outcome, &[]) {
             failed += 1;
+            first_failure.get_or_insert(format!("{}: {}", f.signature, f.detail));
         }
         done += 1;
     }
@@ -393,6 +395,7 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
         "ratio": ratio,
         "fuzz_findings": summary.findings.len(),
         "valid_calls_failed": failed,
+        "first_valid_call_failure": first_failure,
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     ExitCode::SUCCESS
