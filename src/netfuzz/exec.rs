@@ -78,16 +78,6 @@ impl ExecError {
     }
 }
 
-/// The signature field of a ServerHello the client refuses with `error`.
-fn refused_hello_field(error: &crate::protocol::error::HandshakeError) -> &'static str {
-    use crate::protocol::error::HandshakeError as E;
-    match error {
-        E::UnsupportedVersion(_) => "version",
-        E::Malformed(_) => "malformed",
-        E::LowOrderKey => "low-order-key",
-        E::IdentityMismatch(_) => "identity",
-    }
-}
 
 /// The fuzzer's handshake budget: the driver's one pacer.
 pub use crate::peer::HandshakePacer as HandshakeBudget;
@@ -165,7 +155,7 @@ impl Session {
                         hello.expires_at
                     ),
                 ),
-                Err(e) => (refused_hello_field(&e), e.to_string()),
+                Err(e) => (crate::judge::handshake::refused_hello_field(&e), e.to_string()),
                 Ok(_) => ("identity", f.actual),
             };
             return Err(ExecError::Hello { field, detail });
