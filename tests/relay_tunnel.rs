@@ -19,8 +19,8 @@ use support::{describe, harness, outcome, run, start, Running};
 use tokio_tungstenite::tungstenite::Message;
 
 /// `relay` with its rate limits off (the relay-aware pacing of the suite
-/// is not what these tests are about), then `serve --tunnel` behind it.
-fn relay_and_agent(extra_serve: &[&str]) -> (Running, Running) {
+/// is not what these tests are about).
+fn relay_unlimited() -> Running {
     let mut cmd = harness();
     cmd.args(["relay", "--listen", "127.0.0.1:0"]).args([
         "--agent-rate",
@@ -28,7 +28,12 @@ fn relay_and_agent(extra_serve: &[&str]) -> (Running, Running) {
         "--caller-rate",
         "0",
     ]);
-    let relay = start(cmd);
+    start(cmd)
+}
+
+/// [`relay_unlimited`], then `serve --tunnel` behind it.
+fn relay_and_agent(extra_serve: &[&str]) -> (Running, Running) {
+    let relay = relay_unlimited();
     let mut cmd = harness();
     cmd.args(["serve", "--handshake-rate", "0", "--tunnel"])
         .arg(relay.field("tunnelUrl"))
@@ -507,14 +512,7 @@ fn the_host_answers_503_beyond_64_requests_in_flight() {
 /// client suite passes as it does directly.
 #[test]
 fn test_client_passes_the_reference_client_through_the_relay() {
-    let mut cmd = harness();
-    cmd.args(["relay", "--listen", "127.0.0.1:0"]).args([
-        "--agent-rate",
-        "0",
-        "--caller-rate",
-        "0",
-    ]);
-    let relay = start(cmd);
+    let relay = relay_unlimited();
     let shim = osc_harness::clientrole::selftest::reference_command(
         std::path::Path::new(support::EXE),
         None,
