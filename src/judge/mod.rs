@@ -8,7 +8,8 @@
 //! and the documented error bodies), [`response`] (frames, order, fin,
 //! keys, the inner response), [`encoding`] (what the target emitted,
 //! encoding by encoding), [`gate`] (what crosses the outer connection in
-//! clear). [`expect`] is the expectation a step is judged against. Every
+//! clear), [`order`] (the refusal the order of a target's checks fixes for
+//! an input). [`expect`] is the expectation a step is judged against. Every
 //! command that judges an answer calls these; none judges with its own code.
 //!
 //! [`Answer`]: crate::peer::Answer
@@ -17,6 +18,7 @@ pub mod encoding;
 pub mod expect;
 pub mod gate;
 pub mod handshake;
+pub mod order;
 pub mod refusal;
 pub mod response;
 

@@ -367,8 +367,15 @@ async fn run_call(
     let seq = session.seq_for(call);
     let fresh = session.window.would_accept(seq);
     let plaintext = inner_plaintext(info, &call.inner);
-    let envelope = session.session.seal_at(seq, &plaintext);
-    let mut body = edit::edit_envelope(&envelope.to_json(), &call.envelope);
+    let envelope = if call.wrong_direction {
+        // The server-to-client key, under the call's own AAD (CALL-5).
+        let core = &session.session;
+        let ct = peer::seal::sealed_ct(&core.keys().s2c, core.sid(), seq, &plaintext);
+        String::from_utf8_lossy(&peer::seal::envelope(core.sid(), seq, ct, |_| {})).into_owned()
+    } else {
+        session.session.seal_at(seq, &plaintext).to_json()
+    };
+    let mut body = edit::edit_envelope(&envelope, &call.envelope);
     for e in &call.bytes {
         edit::apply_byte_edit(&mut body, e);
     }

@@ -14,6 +14,7 @@ use crate::protocol::error::{ChannelErrorCode, FrameError};
 use crate::protocol::sse::SseDecoder;
 use crate::protocol::wire::{CodedErrorBody, InnerResponse, PlainErrorBody, ServerHello};
 
+use crate::judge::order::{self, Fixed};
 use crate::report::Level;
 
 use super::case::{Auth, CallStep, EnvelopeEdit, Inner, Signature, Step};
@@ -72,7 +73,7 @@ oracles! {
     /// A refusal where the protocol accepts.
     RefusedValid = "refused-valid", "CALL-3, CALL-4, GATE-4", Must, "a refusal, or a non-2xx inner status, for a valid call: e.g. 409 for an unseen seq inside the window or for the seq of a forged call, or an inner 426 for an agent run inside the channel";
     /// A refusal with another status than the protocol fixes.
-    WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status than the one the protocol fixes for the input";
+    WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status, or another error, than the one the protocol fixes for the input (`judge::order`: CALL-2's check order, a hello with one bad field)";
     /// A 200 for an input the protocol refuses.
     AcceptedInvalid = "accepted-invalid", "CALL-1, CALL-2, CALL-3, CALL-8, SES-1", Must, "200 for an input the protocol refuses: a flipped tag, a replay, seq 0, a reused or too-old seq, a call on an expired session, a nested `/secure/` path or a malformed inner request";
     /// A 2xx inside without the access key.
@@ -185,6 +186,70 @@ pub const EXCEPTIONS: &[Exception] = &[
         level: Level::Should,
         why: "the same input refused with another status than `400 secure_malformed`",
     },
+    Exception {
+        oracle: Oracle::AcceptedInvalid,
+        layer: "envelope",
+        field: "direction",
+        requirement: "CALL-5, KS-1",
+        level: Level::Must,
+        why: "a call sealed with the server-to-client key was accepted: the keys are not directional",
+    },
+    Exception {
+        oracle: Oracle::WrongStatus,
+        layer: "envelope",
+        field: "direction",
+        requirement: "CALL-5, KS-1",
+        level: Level::Must,
+        why: "a call sealed with the server-to-client key got another refusal than `400 secure_decrypt_failed`, as the suite judges it (`replay-transplant`)",
+    },
+    Exception {
+        oracle: Oracle::AcceptedInvalid,
+        layer: "handshake",
+        field: "version",
+        requirement: "HS-4",
+        level: Level::Must,
+        why: "a ClientHello with `v` other than 1 was answered with a session",
+    },
+    Exception {
+        oracle: Oracle::WrongStatus,
+        layer: "handshake",
+        field: "version",
+        requirement: "HS-4",
+        level: Level::Must,
+        why: "a ClientHello with `v` other than 1 got another refusal than `400 Unsupported secure channel version`",
+    },
+    Exception {
+        oracle: Oracle::AcceptedInvalid,
+        layer: "handshake",
+        field: "unknown-agent",
+        requirement: "HS-6",
+        level: Level::Must,
+        why: "a ClientHello for an agent the server does not hold was answered with a session",
+    },
+    Exception {
+        oracle: Oracle::WrongStatus,
+        layer: "handshake",
+        field: "unknown-agent",
+        requirement: "HS-6",
+        level: Level::Must,
+        why: "a ClientHello for an agent the server does not hold got another refusal than `404 Unknown agent address`",
+    },
+    Exception {
+        oracle: Oracle::AcceptedInvalid,
+        layer: "handshake",
+        field: "low-order-key",
+        requirement: "HS-7",
+        level: Level::Should,
+        why: "a ClientHello with a low-order `encPub` was answered with a session whose keys anyone can compute; refusing it is a SHOULD",
+    },
+    Exception {
+        oracle: Oracle::WrongStatus,
+        layer: "handshake",
+        field: "low-order-key",
+        requirement: "HS-7",
+        level: Level::Should,
+        why: "a ClientHello with a low-order `encPub` got another refusal than `400 Malformed handshake`",
+    },
 ];
 
 /// The requirement and level a firing of `oracle` at `layer`/`field` judges.
@@ -291,6 +356,8 @@ struct Expected {
     inner_ok: Option<bool>,
     layer: &'static str,
     field: String,
+    /// The whole refusal the protocol fixes, held as the suite holds it.
+    fixed: Option<Fixed>,
 }
 
 impl Expected {
@@ -301,6 +368,14 @@ impl Expected {
             inner_ok: None,
             layer,
             field: field.into(),
+            fixed: None,
+        }
+    }
+
+    fn fixed(fixed: Fixed, layer: &'static str) -> Self {
+        Expected {
+            fixed: Some(fixed),
+            ..Expected::new(Class::Refuse, layer, fixed.field).status(fixed.status)
         }
     }
 
@@ -367,7 +442,10 @@ fn expect_call_in(call: &CallStep, fresh: Option<bool>) -> Expected {
         at: None,
         ..call.clone()
     });
-    let plain = call.framing.is_normal() && call.bytes.is_empty() && call.envelope.is_empty();
+    let plain = call.framing.is_normal()
+        && call.bytes.is_empty()
+        && call.envelope.is_empty()
+        && !call.wrong_direction;
     match (call.at, fresh) {
         (Some(at), Some(false)) if plain => {
             Expected::new(Class::Refuse, "stateful", at.name()).status(409)
@@ -388,17 +466,15 @@ fn expect_call(call: &CallStep) -> Expected {
     if !call.bytes.is_empty() {
         return Expected::new(Class::Either, "bytes", "body");
     }
+    if let Some(fixed) = order::call_refusal(call) {
+        return Expected::fixed(fixed, "envelope");
+    }
+    if call.wrong_direction {
+        // Whatever else was edited, no reading of it opens (CALL-5).
+        return Expected::new(Class::Refuse, "envelope", "direction");
+    }
     if let Some(edit) = refusing_edit(&call.envelope) {
-        let e = Expected::new(Class::Refuse, "envelope", edit.field());
-        return if call.envelope.len() == 1
-            && *edit == EnvelopeEdit::FlipTag
-            && call.seq.is_none()
-            && call.at.is_none()
-        {
-            e.status(400)
-        } else {
-            e
-        };
+        return Expected::new(Class::Refuse, "envelope", edit.field());
     }
     if let Some(edit) = call.envelope.first() {
         return Expected::new(Class::Either, "envelope", edit.field());
@@ -584,7 +660,19 @@ pub fn judge(
         );
     }
     match step {
-        Step::Handshake { .. } => return judge_handshake(&e, status, body),
+        Step::Handshake { .. } => {
+            return judge_handshake(&e, status, body).or_else(|| {
+                let pinned = info.target.address.to_string();
+                let fixed = order::hello_refusal(&outcome.sent, &pinned)?;
+                fixed_miss(
+                    &Expected::fixed(fixed, "handshake"),
+                    &fixed,
+                    status,
+                    content_type,
+                    body,
+                )
+            })
+        }
         Step::Plain { path, .. } => {
             if info.target.relay_origin && (200..300).contains(&status) && path.contains("{agent}")
             {
@@ -624,7 +712,9 @@ pub fn judge(
                 );
             }
         }
-        return None;
+        return e
+            .fixed
+            .and_then(|f| fixed_miss(&e, &f, status, content_type, body));
     }
     if e.class == Class::Refuse {
         return fire(
@@ -658,6 +748,36 @@ pub fn judge(
             }
         }
     }
+}
+
+/// The firing when the refusal the protocol fixes did not come, judged by
+/// the suite's own check (`judge::order::check`): a 200 is an accepted
+/// invalid input, any other answer the wrong refusal. A 429 is a wait,
+/// never a verdict (HS-8).
+fn fixed_miss(
+    e: &Expected,
+    fixed: &Fixed,
+    status: u16,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Option<Firing> {
+    if status == 429 {
+        return None;
+    }
+    let headers: Vec<(String, String)> = content_type
+        .map(|c| vec![("content-type".to_string(), c.to_string())])
+        .unwrap_or_default();
+    let miss = order::check(fixed, status, &headers, body).err()?;
+    let oracle = if (200..300).contains(&status) {
+        Oracle::AcceptedInvalid
+    } else {
+        Oracle::WrongStatus
+    };
+    fire(
+        e,
+        oracle,
+        format!("{}; expected {}", miss.actual, miss.expected),
+    )
 }
 
 fn judge_handshake(e: &Expected, status: u16, body: &[u8]) -> Option<Firing> {
@@ -1010,6 +1130,55 @@ mod tests {
             ("LIM-2", Level::Should)
         );
         assert!(oracle_table().contains("| `accepted-invalid/inner/body` | CALL-9 | SHOULD |"));
+    }
+
+    #[test]
+    fn fixed_refusals_are_judged_at_the_suite_requirement() {
+        for f in order::ALL {
+            // Handshake errors are sentences, channel error codes words.
+            let layer = if f.error.contains(' ') {
+                "handshake"
+            } else {
+                "envelope"
+            };
+            for o in [Oracle::AcceptedInvalid, Oracle::WrongStatus] {
+                let (req, level) = judged(o, layer, f.field);
+                assert_eq!(level, f.level, "{o}/{layer}/{}", f.field);
+                for id in f.requirement.split(", ") {
+                    assert!(
+                        req.split(", ").any(|r| r == id),
+                        "{o}/{layer}/{}: {req}",
+                        f.field
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_direction_is_refused_before_the_window_is_asked() {
+        let mut c = Generator::valid_call();
+        c.wrong_direction = true;
+        c.at = Some(crate::netfuzz::case::SeqAt::Same);
+        let e = expect_call_in(&c, Some(false));
+        assert_eq!(
+            (e.class, e.status, e.field.as_str()),
+            (Class::Refuse, Some(400), "direction")
+        );
+        c.envelope.push(EnvelopeEdit::Duplicate {
+            field: "seq".into(),
+            json: "1".into(),
+        });
+        let e = expect_call_in(&c, Some(true));
+        assert_eq!((e.class, e.status), (Class::Refuse, None));
+        let f = fire(&e, Oracle::AcceptedInvalid, String::new()).unwrap();
+        assert_eq!((f.requirement, f.level), ("CALL-5, KS-1", Level::Must));
+        // A forged tag on a used seq: 400 from the AEAD, not 409.
+        let mut forged = Generator::valid_call();
+        forged.envelope.push(EnvelopeEdit::FlipTag);
+        forged.at = Some(crate::netfuzz::case::SeqAt::Same);
+        let e = expect_call_in(&forged, Some(false));
+        assert_eq!((e.class, e.status), (Class::Refuse, Some(400)));
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub fn requirement_of(s: &Signature) -> (&'static str, &'static str) {
         ("inner", "path-nesting") => ("CALL-8", "inside"),
         ("inner", "authorization") => ("CALL-6", "inside"),
         ("inner", _) => ("CALL-2", "inside"),
+        ("envelope", "direction") => ("CALL-5", "replay"),
         ("valid", _) if s.oracle == Oracle::UndocumentedBody.name() => ("RESP-2", "inside"),
         _ => ("CALL-2", "tamper"),
     }
@@ -131,8 +132,10 @@ fn fixed_answers(steps: &[Step]) -> Vec<Option<(u16, Option<u16>)>> {
             Step::Call(call) => {
                 let seq = sim.seq(call);
                 let fresh = sim.window.would_accept(seq);
-                let plain =
-                    call.framing.is_normal() && call.bytes.is_empty() && call.envelope.is_empty();
+                let plain = call.framing.is_normal()
+                    && call.bytes.is_empty()
+                    && call.envelope.is_empty()
+                    && !call.wrong_direction;
                 let answer = match call.at {
                     Some(_) if plain && !fresh => Some((409, None)),
                     Some(_) if fresh => fixed_answer(
@@ -224,6 +227,9 @@ pub fn render(finding: &Finding) -> String {
                 if !call.framing.is_normal() {
                     line(&mut out, "framing", &call.framing);
                 }
+                if call.wrong_direction {
+                    line(&mut out, "wrong_direction", &true);
+                }
             }
             Step::Resend => {
                 let _ = writeln!(out, "do = \"resend\"");
@@ -235,6 +241,11 @@ pub fn render(finding: &Finding) -> String {
                 let _ = writeln!(out, "do = \"handshake\"\nsession = \"probe\"");
                 line(&mut out, "raw_body", body);
                 expect.push("documented = true".into());
+                // The placeholder stands for the pinned address.
+                if let Some(f) = crate::judge::order::hello_refusal(body.as_bytes(), "{address}") {
+                    expect.push(format!("status = {}", f.status));
+                    expect.push(format!("error = {}", q(f.error)));
+                }
             }
             Step::Plain {
                 method,

@@ -378,7 +378,15 @@ impl Step {
         match self.action? {
             Action::Call => {
                 if !only(&[
-                    "session", "inner", "seq", "at", "envelope", "bytes", "framing", "save",
+                    "session",
+                    "inner",
+                    "seq",
+                    "at",
+                    "envelope",
+                    "bytes",
+                    "framing",
+                    "wrong_direction",
+                    "save",
                     "expect",
                 ]) || matches!(self.envelope, Some(EnvelopeKey::Saved(_)))
                 {
@@ -391,6 +399,7 @@ impl Step {
                     envelope: self.envelope_edits(),
                     bytes: self.bytes.clone().unwrap_or_default(),
                     framing: self.framing.clone().unwrap_or_default(),
+                    wrong_direction: self.wrong_direction == Some(true),
                 }))
             }
             Action::Resend if self.envelope.is_none() => Some(edit::Step::Resend),
