@@ -5,7 +5,9 @@
 //! (`call --bug`) and the relay's attacks (`mitm --attack`, and the
 //! adversary of client scenarios) are all declared with [`knobs!`], so a
 //! knob's class lives in its row and nowhere else: the self-test matrix,
-//! `docs/SELFTEST.md` and `--list-bugs` all read it from there.
+//! `docs/SELFTEST.md` and `--list-bugs` all read it from there. The same
+//! macro declares the judge's checks (`judge::check`): one registry macro
+//! for every table of requirement rows.
 //!
 //! A fault that several sides play (a response cut in the middle, the
 //! first two frames swapped) is written here once and used by each.
@@ -57,15 +59,25 @@ pub struct KnobInfo {
     pub caught_by: CaughtBy,
 }
 
-/// Declares a knob enum: one row per variant with its name, requirement,
-/// class and description. Generates `ALL`, `ROLE`, `name`, `requirement`,
-/// `caught_by`, `description`, `info`, `from_name` and `Display`.
+/// The one registry macro: declares an enum whose every variant is one
+/// row (name, requirement, class, description). Two forms:
+///
+/// - `pub enum Bug: Server { Row = "name", "REQ-1", Suite, "what"; … }`
+///   declares a knob table of that side; the class is the check that must
+///   catch the knob ([`CaughtBy`]), and `ROLE` and `info` come with it;
+/// - `pub enum Check by level: Level { Row = "name", "REQ-1", Must,
+///   "what"; … }` declares any other table of requirement rows (the judge's
+///   checks); the class is a variant of the type after `by NAME:`, read
+///   back by the method `NAME`.
+///
+/// Both generate `ALL`, `name`, `requirement`, `description`, `from_name`
+/// and `Display`.
 #[macro_export]
 macro_rules! knobs {
     (
         $(#[$enum_doc:meta])*
-        pub enum $ty:ident: $role:ident {
-            $( $(#[$doc:meta])* $variant:ident = $name:literal, $req:literal, $caught:ident, $desc:literal; )*
+        pub enum $ty:ident by $class_fn:ident: $class_ty:ty {
+            $( $(#[$doc:meta])* $variant:ident = $name:literal, $req:literal, $class:ident, $desc:literal; )*
         }
     ) => {
         $(#[$enum_doc])*
@@ -75,31 +87,58 @@ macro_rules! knobs {
         }
 
         impl $ty {
-            /// Every knob, in listing order.
+            /// Every row, in listing order.
             pub const ALL: &'static [$ty] = &[$($ty::$variant),*];
 
-            /// The side that plays these knobs.
-            pub const ROLE: $crate::knobs::Role = $crate::knobs::Role::$role;
-
-            /// The kebab-case name used on the command line.
+            /// The kebab-case name (on the command line, in findings).
             pub fn name(self) -> &'static str {
                 match self { $($ty::$variant => $name,)* }
             }
 
-            /// The requirement IDs the knob breaks.
+            /// The requirement IDs (docs/PROTOCOL.md) of the row.
             pub fn requirement(self) -> &'static str {
                 match self { $($ty::$variant => $req,)* }
             }
 
-            /// Which check must catch the knob.
-            pub fn caught_by(self) -> $crate::knobs::CaughtBy {
-                match self { $($ty::$variant => $crate::knobs::CaughtBy::$caught,)* }
+            /// The row's class: for a knob, the check that must catch it;
+            /// for a check, the level of its requirement.
+            pub fn $class_fn(self) -> $class_ty {
+                match self { $($ty::$variant => <$class_ty>::$class,)* }
             }
 
-            /// What the knob does, in a sentence.
+            /// What the row does (a knob) or fires on (a check), in a sentence.
             pub fn description(self) -> &'static str {
                 match self { $($ty::$variant => $desc,)* }
             }
+
+            /// The row named `name`, if any.
+            pub fn from_name(name: &str) -> Option<$ty> {
+                Self::ALL.iter().copied().find(|k| k.name() == name)
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+    (
+        $(#[$enum_doc:meta])*
+        pub enum $ty:ident: $role:ident {
+            $($rows:tt)*
+        }
+    ) => {
+        $crate::knobs! {
+            $(#[$enum_doc])*
+            pub enum $ty by caught_by: $crate::knobs::CaughtBy {
+                $($rows)*
+            }
+        }
+
+        impl $ty {
+            /// The side that plays these knobs.
+            pub const ROLE: $crate::knobs::Role = $crate::knobs::Role::$role;
 
             /// The knob's registry row.
             pub fn info(self) -> $crate::knobs::KnobInfo {
@@ -110,17 +149,6 @@ macro_rules! knobs {
                     description: self.description(),
                     caught_by: self.caught_by(),
                 }
-            }
-
-            /// The knob named `name`, if any.
-            pub fn from_name(name: &str) -> Option<$ty> {
-                Self::ALL.iter().copied().find(|k| k.name() == name)
-            }
-        }
-
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.name())
             }
         }
     };

@@ -1,7 +1,7 @@
 //! The tables of `docs/` that are generated from code stay in step with
 //! it. `OSC_WRITE_DOCS=1 cargo test --test docs_tables` rewrites them.
 
-use osc_harness::netfuzz::oracle::{with_oracle_table, Oracle};
+use osc_harness::judge::check::{with_table as with_oracle_table, Check as Oracle, REFINED};
 
 fn check_or_write(path: &str, expected: String) {
     let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -26,7 +26,7 @@ fn fuzzing_oracle_table_is_up_to_date() {
 
 #[test]
 fn every_oracle_is_a_table_row_with_a_requirement() {
-    let doc = with_oracle_table("a\n<!-- oracle table: generated from src/netfuzz/oracle.rs -->\nSTALE ROW\n<!-- end of oracle table -->\nb\n").unwrap();
+    let doc = with_oracle_table("a\n<!-- oracle table: generated from src/judge/check.rs -->\nSTALE ROW\n<!-- end of oracle table -->\nb\n").unwrap();
     assert!(!doc.contains("STALE ROW"));
     let protocol =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PROTOCOL.md")).unwrap();
@@ -46,6 +46,16 @@ fn every_oracle_is_a_table_row_with_a_requirement() {
             assert!(
                 protocol.contains(&format!("**{id}**")),
                 "{o}: {id} is not in docs/PROTOCOL.md"
+            );
+        }
+    }
+    for x in REFINED {
+        let sig = format!("| `{}/{}/{}` |", x.check.name(), x.layer, x.field);
+        assert!(doc.contains(&sig), "{sig} has no row");
+        for id in x.requirement.split(", ") {
+            assert!(
+                protocol.contains(&format!("**{id}**")),
+                "{sig}: {id} is not in docs/PROTOCOL.md"
             );
         }
     }

@@ -7,8 +7,9 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::netfuzz::exec::{Outcome, Reply, Session};
-use crate::netfuzz::oracle::{self, Firing as Verdict};
+use crate::netfuzz::exec::Outcome;
+use crate::netfuzz::oracle::Firing as Verdict;
+use crate::peer::Ending;
 use crate::protocol::sse::SseDecoder;
 use crate::protocol::wire::{CodedErrorBody, Frame, InnerResponse};
 use crate::report::{Exchange, ScenarioResult};
@@ -125,9 +126,9 @@ fn error_code(body: &[u8]) -> Option<String> {
     CodedErrorBody::parse(body).ok().and_then(|c| c.code)
 }
 
-/// The normal form of one fuzz step's outcome, opening a 200 answer with
-/// `session` (the session the step ran on).
-pub fn of_outcome(session: &Session, outcome: &Outcome) -> Answer {
+/// The normal form of one fuzz step's outcome, from the answer the engine
+/// read (a 200 answer to a call opened with the session it ran on).
+pub fn of_outcome(outcome: &Outcome) -> Answer {
     let word = |w: &str| Answer {
         outer: w.into(),
         code: None,
@@ -137,32 +138,32 @@ pub fn of_outcome(session: &Session, outcome: &Outcome) -> Answer {
         inner_status: None,
         inner_body: None,
     };
-    match &outcome.reply {
-        Reply::Closed => word("closed"),
-        Reply::Dropped(_) => word("dropped"),
-        Reply::Timeout(_) => word("timeout"),
-        Reply::Held { .. } => word("held"),
-        Reply::Skipped(_) => word("skipped"),
-        Reply::Http {
-            status,
-            content_type,
-            body,
-        } => {
+    let r = &outcome.answer;
+    if outcome.skipped.is_some() {
+        return word("skipped");
+    }
+    if outcome.slow.is_some() {
+        return word("held");
+    }
+    match &r.ending {
+        Ending::Closed => word("closed"),
+        Ending::Dropped(_) => word("dropped"),
+        Ending::TimedOut { .. } | Ending::Held { .. } => word("timeout"),
+        Ending::Answered => {
             let mut a = Answer {
-                code: error_code(body),
-                body: json_shape(body),
-                ..word(&status.to_string())
+                code: error_code(&r.body),
+                body: json_shape(&r.body),
+                ..word(&r.status.to_string())
             };
-            if let (200, Some(seq)) = (*status, outcome.seq) {
-                let opened = oracle::open_answer(session, seq, content_type.as_deref(), body);
+            if r.status == 200 && outcome.seq.is_some() {
                 a.body = "frames".into();
-                a.frames = Some(opened.frames);
-                a.fin = Some(opened.fin);
-                a.inner_status = opened.inner_status;
-                a.inner_body = Some(if opened.streamed {
-                    format!("stream({} frame(s))", opened.frames)
+                a.frames = Some(r.frames);
+                a.fin = Some(r.finished);
+                a.inner_status = if r.streamed { None } else { r.inner_status };
+                a.inner_body = Some(if r.streamed {
+                    format!("stream({} frame(s))", r.frames)
                 } else {
-                    json_shape(&opened.inner_body)
+                    json_shape(&r.inner_body)
                 });
             }
             a

@@ -10,7 +10,7 @@ use tokio::sync::Mutex;
 
 use crate::flags::target::{RelayDefault, TargetPolicy};
 use crate::netfuzz::case::Step;
-use crate::netfuzz::exec::{self, HandshakeBudget, Reply, Session, TargetInfo};
+use crate::netfuzz::exec::{self, HandshakeBudget, Session, TargetInfo};
 use crate::netfuzz::oracle::Firing as OracleVerdict;
 use crate::netfuzz::runner;
 use crate::peer;
@@ -529,20 +529,14 @@ pub async fn run_case_on(
         }
     };
     let (verdict, outcomes) = runner::run_case(&target.info, &mut session, steps).await;
-    if let Some(why) = outcomes.iter().find_map(|o| match &o.reply {
-        Reply::Skipped(why) => Some(why.clone()),
-        _ => None,
-    }) {
+    if let Some(why) = outcomes.iter().find_map(|o| o.skipped.clone()) {
         return CaseRun {
             verdict,
             normal: None,
             note: Some(format!("skipped: {why}")),
         };
     }
-    let answers = outcomes
-        .iter()
-        .map(|o| normal::of_outcome(&session, o))
-        .collect();
+    let answers = outcomes.iter().map(normal::of_outcome).collect();
     CaseRun {
         normal: Some(normal::of_case(verdict.as_ref(), answers)),
         verdict,

@@ -4,7 +4,7 @@
 
 use super::encoding::{self, hello_low_s};
 use super::refusal::check_status;
-use super::{Checked, Claim, Expect};
+use super::{Checked, Claim, Expect, Finding};
 use crate::peer::Answer;
 
 /// An honest handshake (a step with no expectation): a usable ServerHello
@@ -151,34 +151,108 @@ pub struct Fresh {
     pub r: String,
 }
 
+impl Fresh {
+    /// The fresh values of a ServerHello as the target wrote it (`r` as
+    /// the first 64 hex digits of the signature, lowercase); `None` when
+    /// the body is not JSON.
+    pub fn of_hello(body: &[u8]) -> Option<Fresh> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let signature = text("signature");
+        Some(Fresh {
+            enc_pub: text("encPub"),
+            sid: text("sid"),
+            r: Self::r_of(&signature),
+        })
+    }
+
+    /// The signature's `r` as written: its first 64 hex digits, lowercase.
+    pub fn r_of(signature: &str) -> String {
+        signature
+            .strip_prefix("0x")
+            .unwrap_or(signature)
+            .get(..64)
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    }
+}
+
+/// Which value of a ServerHello repeated an earlier session's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeated {
+    /// The signature's `r`: the ECDSA nonce repeats.
+    R,
+    /// The server's ephemeral `encPub`.
+    EncPub,
+    /// The `sid`.
+    Sid,
+}
+
+/// The values seen so far across the sessions opened, checked as each
+/// new session comes (HS-3). The one freshness check: the suite's
+/// [`check_freshness`] and the fuzzer's run both use it.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    seen: std::collections::HashSet<(u8, String)>,
+    count: usize,
+}
+
+impl Freshness {
+    /// Takes note of one session's values; the first that repeats an
+    /// earlier session's (the `r`, then the key, then the sid), if any.
+    pub fn admit(&mut self, f: &Fresh) -> Option<Repeated> {
+        self.count += 1;
+        let mut repeated = None;
+        for (tag, kind, value) in [
+            (0u8, Repeated::R, &f.r),
+            (1, Repeated::EncPub, &f.enc_pub),
+            (2, Repeated::Sid, &f.sid),
+        ] {
+            if value.is_empty() {
+                continue;
+            }
+            if !self.seen.insert((tag, value.clone())) && repeated.is_none() {
+                repeated = Some(kind);
+            }
+        }
+        repeated
+    }
+
+    /// A repeat as a finding under `claim`.
+    pub fn finding(&self, claim: &Claim, repeated: Repeated) -> Finding {
+        let count = self.count;
+        match repeated {
+            Repeated::R => claim.miss(
+                "two ServerHello signatures over different transcripts share the same r value: the ECDSA nonce repeats, which leaks the agent's private key",
+                "a fresh r in every signature (RFC 6979)",
+            ),
+            Repeated::EncPub => claim.miss(
+                format!(
+                    "the server's ephemeral key repeats across {count} handshakes: no forward secrecy"
+                ),
+                "a new server encPub per session (HS-3)",
+            ),
+            Repeated::Sid => claim.miss(
+                format!("a sid repeats across {count} handshakes"),
+                "a new sid per session",
+            ),
+        }
+    }
+}
+
 /// Ephemeral keys, sids and signature `r` values never repeat across the
 /// sessions opened (HS-3; a repeated `r` leaks the agent's key).
 pub fn check_freshness(claim: &Claim, seen: &[Fresh]) -> Checked {
-    let repeated = |pick: fn(&Fresh) -> &str| {
-        let mut v: Vec<&str> = seen.iter().map(pick).collect();
-        v.sort_unstable();
-        v.windows(2).any(|w| w[0] == w[1])
-    };
-    let count = seen.len();
-    if repeated(|f| &f.r) {
-        return Err(claim.miss(
-            "two ServerHello signatures over different transcripts share the same r value: the ECDSA nonce repeats, which leaks the agent's private key",
-            "a fresh r in every signature (RFC 6979)",
-        ));
-    }
-    if repeated(|f| &f.enc_pub) {
-        return Err(claim.miss(
-            format!(
-                "the server's ephemeral key repeats across {count} handshakes: no forward secrecy"
-            ),
-            "a new server encPub per session (HS-3)",
-        ));
-    }
-    if repeated(|f| &f.sid) {
-        return Err(claim.miss(
-            format!("a sid repeats across {count} handshakes"),
-            "a new sid per session",
-        ));
+    let mut fresh = Freshness::default();
+    for f in seen {
+        if let Some(repeated) = fresh.admit(f) {
+            return Err(fresh.finding(claim, repeated));
+        }
     }
     Ok(())
 }

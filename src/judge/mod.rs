@@ -9,11 +9,16 @@
 //! keys, the inner response), [`encoding`] (what the target emitted,
 //! encoding by encoding), [`gate`] (what crosses the outer connection in
 //! clear), [`order`] (the refusal the order of a target's checks fixes for
-//! an input). [`expect`] is the expectation a step is judged against. Every
+//! an input). [`expect`] is the expectation a step is judged against;
+//! [`allowed`] the fuzzer's looser one (accept, refuse or either). [`check`]
+//! is the table of checks with their requirement and level, which the
+//! fuzzer's findings are filed under and `docs/FUZZING.md` shows. Every
 //! command that judges an answer calls these; none judges with its own code.
 //!
 //! [`Answer`]: crate::peer::Answer
 
+pub mod allowed;
+pub mod check;
 pub mod encoding;
 pub mod expect;
 pub mod gate;

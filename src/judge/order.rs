@@ -12,9 +12,11 @@
 
 use serde_json::Value;
 
+use super::check::{Check, Hit};
 use super::refusal::check_status;
 use super::{Checked, Claim, Expect};
 use crate::peer::edit::{CallStep, EnvelopeEdit};
+use crate::peer::Answer;
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
 use crate::protocol::error::{ChannelErrorCode, HandshakeRefusal};
 use crate::protocol::handshake::low_order_points;
@@ -202,6 +204,28 @@ pub fn call_refusal(call: &CallStep) -> Option<Fixed> {
 /// input: the status, then the whole documented error body.
 pub fn check(fixed: &Fixed, status: u16, headers: &[(String, String)], body: &[u8]) -> Checked {
     check_status(&fixed.claim(), &fixed.expect(), status, headers, body)
+}
+
+/// The fuzzer's check of an answer against a fixed refusal: the suite's
+/// [`check`], filed as an accepted invalid input (a 2xx) or the wrong
+/// refusal (anything else). A 429 is a wait, never a verdict (HS-8).
+/// Which requirement and level the hit judges is the check table's
+/// (`check::REFINED` gives these signatures the fixed refusal's).
+pub fn check_answer(fixed: &Fixed, a: &Answer) -> Result<(), Hit> {
+    if a.status == 429 {
+        return Ok(());
+    }
+    check(fixed, a.status, &a.headers, &a.body).map_err(|miss| {
+        let check = if (200..300).contains(&a.status) {
+            Check::AcceptedInvalid
+        } else {
+            Check::WrongStatus
+        };
+        (
+            check,
+            format!("{}; expected {}", miss.actual, miss.expected),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -375,10 +375,9 @@ async fn measure(mut cfg: FuzzConfig, n: u64) -> ExitCode {
             }
         }
         let Some(s) = session.as_mut() else { break };
-        let mut last = None;
         let step = super::case::Step::Call(Generator::valid_call());
-        let outcome = super::exec::run_step(&info, s, &step, &mut last).await;
-        if super::oracle::judge(&info, s, &step, &outcome, &[]).is_some() {
+        let outcome = super::exec::Case::new(&info, s).step(&step).await;
+        if super::oracle::judge(&info, &step, &outcome, &[]).is_some() {
             failed += 1;
         }
         done += 1;
@@ -446,12 +445,10 @@ pub fn run_replay(args: ReplayArgs) -> ExitCode {
         let budget = tokio::sync::Mutex::new(HandshakeBudget::new(None));
         let mut rng = super::exec::handshake_rng(finding.seed, 0);
         let result = runner::reproduce(&resolved.info, &finding.steps, &mut rng, &budget).await;
-        let skipped = result.as_ref().ok().and_then(|(_, outcomes)| {
-            outcomes.iter().find_map(|o| match &o.reply {
-                super::exec::Reply::Skipped(why) => Some(why.clone()),
-                _ => None,
-            })
-        });
+        let skipped = result
+            .as_ref()
+            .ok()
+            .and_then(|(_, outcomes)| outcomes.iter().find_map(|o| o.skipped.clone()));
         let code = match result {
             Err(e) => {
                 eprintln!("error: {e}");

@@ -1,17 +1,27 @@
-//! Runs a case's steps against a target: the session the steps share, the
-//! bytes each step puts on the wire and what came back.
+//! Runs a case's steps against a target through the one engine
+//! ([`peer::Conversation`]): the session the steps share is lent to the
+//! engine for the case ([`Case`]), which seals, sends and reads every step
+//! and hands back one [`Answer`]. This file only says which step is sent
+//! how, and keeps what the fuzzer needs beside the answer: the window an
+//! honest target holds, whether the session is burned, how long an
+//! incomplete request was held.
 
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-use crate::protocol::session::{ClientSession, ReplayWindow};
+use tokio::time::Instant;
+
+use crate::judge::Claim;
+use crate::peer::edit::{self, Framing};
+use crate::peer::{
+    self, Answer, Conversation, Ending, EngineError, Offer, RateLimitPolicy, SealSpec, SentCall,
+};
+use crate::protocol::session::ReplayWindow;
 use crate::protocol::wire::ServerHello;
 use crate::rng::SeededRandom;
-use crate::transport::{Limits, OuterRequest, TransportError};
+use crate::transport::{OuterRequest, TransportError};
 
-use super::case::{CallStep, Inner, Step};
-
-use crate::peer::edit::{self, SeqCursor};
-use crate::peer::{self, Offer, RateLimitPolicy};
+use super::case::{CallStep, Step};
 
 /// The fuzzer's view of the one [`peer::Target`]: the target, and how long
 /// the fuzzer waits on it where a case asks it to wait.
@@ -59,6 +69,13 @@ impl ExecError {
             _ => None,
         }
     }
+
+    fn engine(e: EngineError) -> ExecError {
+        match e {
+            EngineError::Transport(t) => ExecError::Transport(t),
+            other => ExecError::Handshake(other.to_string()),
+        }
+    }
 }
 
 /// The signature field of a ServerHello the client refuses with `error`.
@@ -75,12 +92,23 @@ fn refused_hello_field(error: &crate::protocol::error::HandshakeError) -> &'stat
 /// The fuzzer's handshake budget: the driver's one pacer.
 pub use crate::peer::HandshakePacer as HandshakeBudget;
 
-/// An open session and the seqs it has used.
+/// The name of the worker's session inside a conversation.
+const SESSION: &str = "fuzz";
+/// The name a mutated hello's session gets (never the worker's).
+const HELLO: &str = "hello";
+
+/// The pacer of a case's own steps: a mutated hello is paid for from the
+/// run's budget before the case runs, so the engine does not pace it again.
+fn unpaced() -> &'static HandshakeBudget {
+    static UNPACED: OnceLock<HandshakeBudget> = OnceLock::new();
+    UNPACED.get_or_init(|| HandshakeBudget::new(None))
+}
+
+/// An open session (the engine's), with what the fuzzer keeps beside it.
 #[derive(Debug)]
 pub struct Session {
-    session: ClientSession,
-    /// The next fresh seq and the seq of the latest call made on it.
-    cursor: SeqCursor,
+    /// The engine's session; lent to the conversation while a case runs.
+    engine: Option<peer::Session>,
     /// The window an honest target holds after the answers seen so far: a
     /// seq is marked exactly when its call was answered 200 (CALL-4).
     window: ReplayWindow,
@@ -91,143 +119,91 @@ pub struct Session {
 }
 
 impl Session {
-    /// Performs an honest handshake, waiting on the budget and on 429.
+    /// Performs an honest handshake through the engine, waiting on the
+    /// budget and on 429; a ServerHello the judge refuses is
+    /// [`ExecError::Hello`].
     pub async fn open(
         info: &TargetInfo,
         rng: &mut SeededRandom,
         budget: &HandshakeBudget,
     ) -> Result<Session, ExecError> {
         let offer = Offer::random(info.target.address, rng);
-        let reply = peer::post_hello(
-            &info.target,
-            offer.body(),
-            budget,
-            RateLimitPolicy::new(7, Duration::from_secs(120)),
-        )
-        .await?;
-        let response = reply.response;
-        if response.status == 429 {
+        let policy = RateLimitPolicy::new(7, Duration::from_secs(120));
+        let mut conv = Conversation::new(&info.target, budget, policy);
+        let answer = conv
+            .handshake(SESSION, &offer)
+            .await
+            .map_err(ExecError::engine)?;
+        if answer.status == 429 {
             return Err(ExecError::Handshake(
                 "still rate limited (429) after eight tries".into(),
             ));
         }
-        if response.status != 200 {
+        if answer.status != 200 {
             return Err(ExecError::Handshake(format!(
                 "HTTP {}: {}",
-                response.status,
-                lossy(&response.body, 300)
+                answer.status,
+                lossy(&answer.body, 300)
             )));
         }
-        let hello = ServerHello::parse(&response.body)
+        let hello = ServerHello::parse(&answer.body)
             .map_err(|e| ExecError::Handshake(format!("bad ServerHello: {e}")))?;
-        let session = offer.finish(&hello).map_err(|e| ExecError::Hello {
-            field: refused_hello_field(&e),
-            detail: e.to_string(),
-        })?;
         let now = crate::clock::unix_secs();
-        if hello.expires_at <= now {
-            return Err(ExecError::Hello {
-                field: "expired",
-                detail: format!(
-                    "the ServerHello announces expiresAt {} (now {now}): the session is over before its first call",
-                    hello.expires_at
+        let engine = conv.take_session(SESSION);
+        let claim = Claim::new("HS-1", crate::report::Level::Must);
+        if let Err(f) =
+            crate::judge::handshake::honest_hello(&claim, &answer, engine.is_some(), now)
+        {
+            // The judge refuses the ServerHello; the client's own refusal
+            // says which way, for the finding's signature.
+            let expired = answer.expires_at.is_some_and(|e| e <= now);
+            let (field, detail) = match offer.finish(&hello) {
+                _ if expired => (
+                    "expired",
+                    format!(
+                        "the ServerHello announces expiresAt {} (now {now}): the session is over before its first call",
+                        hello.expires_at
+                    ),
                 ),
-            });
+                Err(e) => (refused_hello_field(&e), e.to_string()),
+                Ok(_) => ("identity", f.actual),
+            };
+            return Err(ExecError::Hello { field, detail });
         }
-        let mut session = Session::new(session);
-        session.hello = response.body;
-        Ok(session)
-    }
-
-    fn new(session: ClientSession) -> Session {
-        Session {
-            session,
-            cursor: SeqCursor::default(),
+        let engine = engine.ok_or_else(|| ExecError::Handshake("no session".into()))?;
+        Ok(Session {
+            engine: Some(engine),
             window: ReplayWindow::new(),
             burned: false,
-            hello: Vec::new(),
-        }
+            hello: answer.body,
+        })
     }
 
     /// Whether the session can take another call at `now`.
     pub fn usable(&self, now: i64) -> bool {
-        !self.burned && self.session.usable_at(now, 5) && self.cursor.next < (1 << 52)
+        !self.burned
+            && self
+                .engine
+                .as_ref()
+                .is_some_and(|s| !s.expired(now, 5) && s.cursor.next < (1 << 52))
     }
 
-    /// The seq a call step is sealed with; moves the session's counter.
-    fn seq_for(&mut self, call: &CallStep) -> u64 {
-        if let Some(at) = call.at {
-            return self.cursor.relative(at);
+    /// When the target said the session expires (unix seconds).
+    pub fn expires_at(&self) -> i64 {
+        self.engine.as_ref().map_or(0, |s| s.expires_at())
+    }
+
+    /// A copy that owns the next seq, for a case run in the background.
+    pub fn fork(&mut self) -> Session {
+        let engine = self.engine.clone();
+        if let Some(s) = self.engine.as_mut() {
+            s.cursor.next += 1;
         }
-        let seq = match call.seq {
-            Some(s) => {
-                if s >= self.cursor.next {
-                    self.burned = true;
-                }
-                s
-            }
-            None => {
-                let s = self.cursor.next;
-                self.cursor.next += 1;
-                s
-            }
-        };
-        self.cursor.last = seq;
-        seq
-    }
-}
-
-/// What came back for one step.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// A complete HTTP response.
-    Http {
-        /// Status.
-        status: u16,
-        /// Content type.
-        content_type: Option<String>,
-        /// Body.
-        body: Vec<u8>,
-    },
-    /// The connection closed without any answer (raw framing only).
-    Closed,
-    /// The connection dropped or broke HTTP.
-    Dropped(String),
-    /// No answer in time.
-    Timeout(String),
-    /// An incomplete request the target held longer than `--timeout`
-    /// before it answered or closed (within `--slow-request-limit`).
-    Held {
-        /// How long.
-        held: Duration,
-        /// What came at the end.
-        then: String,
-    },
-    /// The step was not run (why); never judged.
-    Skipped(String),
-}
-
-impl Reply {
-    fn from_error(e: TransportError) -> Reply {
-        match e {
-            TransportError::Timeout { .. } => Reply::Timeout(e.to_string()),
-            // The raw bytes never left: nothing to judge.
-            TransportError::NeedsHttp1 { .. } => Reply::Skipped(e.to_string()),
-            other => Reply::Dropped(other.to_string()),
-        }
-    }
-
-    /// A one-line account for findings.
-    pub fn describe(&self) -> String {
-        match self {
-            Reply::Http { status, body, .. } => format!("HTTP {status}: {}", lossy(body, 4096)),
-            Reply::Closed => "connection closed without an answer".into(),
-            Reply::Dropped(e) => format!("dropped: {e}"),
-            Reply::Timeout(e) => format!("timeout: {e}"),
-            Reply::Held { held, then } => {
-                format!("held {:.1}s, then {then}", held.as_secs_f64())
-            }
-            Reply::Skipped(why) => format!("skipped: {why}"),
+        Session {
+            engine,
+            window: self.window.clone(),
+            burned: false,
+            hello: Vec::new(),
         }
     }
 }
@@ -239,12 +215,72 @@ pub struct Outcome {
     pub endpoint: &'static str,
     /// The body sent.
     pub sent: Vec<u8>,
-    /// The answer.
-    pub reply: Reply,
-    /// The seq sealed with (calls only), for opening the response.
+    /// The answer, as the engine read it.
+    pub answer: Answer,
+    /// The seq sealed with (calls only).
     pub seq: Option<u64>,
     /// Whether an honest target's window would take that seq (calls only).
     pub fresh: Option<bool>,
+    /// An incomplete request the target held longer than `--timeout`
+    /// before it answered or closed (within `--slow-request-limit`).
+    pub slow: Option<Duration>,
+    /// The step was not run (why); never judged.
+    pub skipped: Option<String>,
+}
+
+impl Outcome {
+    fn new(endpoint: &'static str, sent: Vec<u8>, answer: Answer) -> Outcome {
+        Outcome {
+            endpoint,
+            sent,
+            answer,
+            seq: None,
+            fresh: None,
+            slow: None,
+            skipped: None,
+        }
+    }
+
+    fn skipped(endpoint: &'static str, why: String) -> Outcome {
+        Outcome {
+            skipped: Some(why),
+            ..Outcome::new(endpoint, Vec::new(), Answer::default())
+        }
+    }
+
+    /// An engine error as what came back: a transport failure is an
+    /// ending the judge weighs, anything else a step that did not run.
+    fn failed(endpoint: &'static str, sent: Vec<u8>, e: EngineError, started: Instant) -> Outcome {
+        let ending = match e {
+            EngineError::Transport(TransportError::Timeout { .. }) => Ending::TimedOut {
+                secs: started.elapsed().as_secs_f64(),
+            },
+            // The raw bytes never left: nothing to judge.
+            EngineError::Transport(t @ TransportError::NeedsHttp1 { .. }) => {
+                return Outcome::skipped(endpoint, t.to_string())
+            }
+            EngineError::Transport(t) => Ending::Dropped(t.to_string()),
+            other => return Outcome::skipped(endpoint, other.to_string()),
+        };
+        let answer = Answer {
+            ending,
+            ..Answer::default()
+        };
+        Outcome::new(endpoint, sent, answer)
+    }
+
+    /// A one-line account for findings.
+    pub fn describe(&self) -> String {
+        match (&self.skipped, self.slow) {
+            (Some(why), _) => format!("skipped: {why}"),
+            (None, Some(held)) => format!(
+                "held {:.1}s, then {}",
+                held.as_secs_f64(),
+                crate::judge::allowed::describe(&self.answer)
+            ),
+            (None, None) => crate::judge::allowed::describe(&self.answer),
+        }
+    }
 }
 
 /// Text for people, cut at `max` bytes.
@@ -257,196 +293,200 @@ pub fn lossy(bytes: &[u8], max: usize) -> String {
     s
 }
 
-/// Runs one step on `session`.
-pub async fn run_step(
-    info: &TargetInfo,
-    session: &mut Session,
-    step: &Step,
-    last_call: &mut Option<Vec<u8>>,
-) -> Outcome {
-    match step {
-        Step::Call(call) => run_call(info, session, call, last_call).await,
-        Step::CallAfterExpiry => {
-            let wait = crate::clock::until_expired(session.core().expires_at());
-            if wait > info.expiry_wait {
-                return Outcome {
-                    endpoint: "/secure/call",
-                    sent: Vec::new(),
-                    reply: Reply::Skipped(format!(
-                        "the session expires in {}s, beyond --expiry-wait {}s",
-                        wait.as_secs(),
-                        info.expiry_wait.as_secs()
-                    )),
-                    seq: None,
-                    fresh: None,
-                };
-            }
-            tokio::time::sleep(wait).await;
-            let call = super::gen::Generator::valid_call();
-            run_call(info, session, &call, last_call).await
-        }
-        Step::Resend => {
-            let body = last_call.clone().unwrap_or_default();
-            let reply = post(info, "/secure/call", body.clone()).await;
-            Outcome {
-                endpoint: "/secure/call",
-                sent: body,
-                reply,
-                seq: None,
-                fresh: None,
-            }
-        }
-        Step::Handshake { body } => {
-            let body = info.target.expand(body).into_bytes();
-            let reply = post(info, "/secure/session", body.clone()).await;
-            Outcome {
-                endpoint: "/secure/session",
-                sent: body,
-                reply,
-                seq: None,
-                fresh: None,
-            }
-        }
-        Step::Plain {
-            method,
-            path,
-            with_key,
-            body,
-        } => {
-            let mut request = OuterRequest::post_json(info.target.expand(path), body.clone());
-            request.method = method.clone();
-            if *with_key {
-                request.headers.push((
-                    "Authorization".into(),
-                    format!("Bearer {}", info.target.access_key),
-                ));
-            }
-            let request = info.target.outer(request);
-            let reply = match info.target.send(&request).await {
-                Ok(r) => Reply::Http {
-                    status: r.status,
-                    content_type: r.header("content-type").map(str::to_string),
-                    body: r.body,
-                },
-                Err(e) => Reply::from_error(e),
-            };
-            Outcome {
-                endpoint: "plaintext",
-                sent: body.as_bytes().to_vec(),
-                reply,
-                seq: None,
-                fresh: None,
-            }
+/// A case in progress: the engine holds the session for the case's steps
+/// and gives it back when the case ends (also when it is dropped early).
+pub struct Case<'a> {
+    info: &'a TargetInfo,
+    conv: Conversation<'a>,
+    session: &'a mut Session,
+    /// The latest call when it went out with edited framing, which the
+    /// engine does not keep for a resend.
+    framed_last: Option<SentCall>,
+}
+
+impl Drop for Case<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.conv.take_session(SESSION) {
+            self.session.engine = Some(s);
         }
     }
 }
 
-async fn post(info: &TargetInfo, path: &str, body: Vec<u8>) -> Reply {
-    let request = info.target.outer(OuterRequest::post_json(path, body));
-    match info.target.send(&request).await {
-        Ok(r) => Reply::Http {
-            status: r.status,
-            content_type: r.header("content-type").map(str::to_string),
-            body: r.body,
-        },
-        Err(e) => Reply::from_error(e),
+impl<'a> Case<'a> {
+    /// A case on `session`.
+    pub fn new(info: &'a TargetInfo, session: &'a mut Session) -> Case<'a> {
+        let mut conv = Conversation::new(&info.target, unpaced(), RateLimitPolicy::NONE);
+        // The engine waits the answer timeout plus this for an incomplete
+        // request; the fuzzer's limit is the whole wait.
+        conv.hold_limit = info
+            .slow_request_limit
+            .saturating_sub(info.target.limits.response_timeout);
+        conv.expiry_wait = info.expiry_wait;
+        if let Some(s) = session.engine.take() {
+            conv.insert_session(SESSION, s);
+        }
+        Case {
+            info,
+            conv,
+            session,
+            framed_last: None,
+        }
     }
-}
 
-/// The plaintext a call step seals.
-pub fn inner_plaintext(info: &TargetInfo, inner: &Inner) -> Vec<u8> {
-    edit::inner_plaintext(inner, &info.target.access_key, |p| info.target.expand(p))
-}
-
-async fn run_call(
-    info: &TargetInfo,
-    session: &mut Session,
-    call: &CallStep,
-    last_call: &mut Option<Vec<u8>>,
-) -> Outcome {
-    let seq = session.seq_for(call);
-    let fresh = session.window.would_accept(seq);
-    let plaintext = inner_plaintext(info, &call.inner);
-    let envelope = if call.wrong_direction {
-        // The server-to-client key, under the call's own AAD (CALL-5).
-        let core = &session.session;
-        let ct = peer::seal::sealed_ct(&core.keys().s2c, core.sid(), seq, &plaintext);
-        String::from_utf8_lossy(&peer::seal::envelope(core.sid(), seq, ct, |_| {})).into_owned()
-    } else {
-        session.session.seal_at(seq, &plaintext).to_json()
-    };
-    let mut body = edit::edit_envelope(&envelope, &call.envelope);
-    for e in &call.bytes {
-        edit::apply_byte_edit(&mut body, e);
-    }
-    *last_call = Some(body.clone());
-    let reply = if call.framing.is_normal() {
-        post(info, "/secure/call", body.clone()).await
-    } else {
-        let raw = edit::frame_request(
-            &info.target.endpoint,
-            info.target.relay_origin,
-            &body,
-            &call.framing,
-        );
-        // A target may wait for promised bytes until its own read timeout
-        // (LIM-1): that wait is timed, and only past the limit a hang.
-        let incomplete = call.framing.leaves_request_incomplete();
-        // Only the status line matters here; a keep-alive peer would
-        // otherwise hold the reply open for the whole idle timeout.
-        let limits = Limits {
-            idle_timeout: info
-                .target
-                .limits
-                .idle_timeout
-                .min(Duration::from_millis(250)),
-            response_timeout: if incomplete {
-                info.slow_request_limit
-            } else {
-                info.target.limits.response_timeout
-            },
-            ..info.target.limits
-        };
+    /// Runs one step.
+    pub async fn step(&mut self, step: &Step) -> Outcome {
         let started = Instant::now();
-        let reply = match info.target.send_raw(&raw, &limits).await {
-            Ok(bytes) => parse_raw_reply(&bytes),
-            Err(e) => Reply::from_error(e),
-        };
-        let held = started.elapsed();
-        match reply {
-            Reply::Timeout(_) | Reply::Skipped(_) => reply,
-            _ if incomplete && held > info.target.limits.response_timeout => Reply::Held {
-                held,
-                then: reply.describe(),
+        match step {
+            Step::Call(call) => self.call(call).await,
+            Step::CallAfterExpiry => match self.conv.wait_for_expiry(SESSION).await {
+                Ok(()) => self.call(&super::gen::Generator::valid_call()).await,
+                Err(EngineError::ExpiryTooFar(left)) => Outcome::skipped(
+                    "/secure/call",
+                    format!(
+                        "the session expires in {left}s, beyond --expiry-wait {}s",
+                        self.info.expiry_wait.as_secs()
+                    ),
+                ),
+                Err(e) => Outcome::skipped("/secure/call", e.to_string()),
             },
-            _ => reply,
+            Step::Resend => {
+                let result = match self.framed_last.take() {
+                    Some(sent) => self.conv.call(sent).await,
+                    None => self.conv.resend().await,
+                };
+                let sent = self
+                    .conv
+                    .last_call()
+                    .map(|c| c.body.clone())
+                    .unwrap_or_default();
+                match result {
+                    Ok(answer) => Outcome::new("/secure/call", sent, answer),
+                    Err(e) => Outcome::failed("/secure/call", sent, e, started),
+                }
+            }
+            Step::Handshake { body } => {
+                let body = self.info.target.expand(body).into_bytes();
+                // Fixed key material: the hello is edited, its keys only
+                // matter if the target accepts it.
+                let offer = Offer::raw(self.info.target.address, [7; 32], [9; 16], body);
+                let sent = offer.body().to_vec();
+                match self.conv.handshake(HELLO, &offer).await {
+                    Ok(answer) => Outcome::new("/secure/session", sent, answer),
+                    Err(e) => Outcome::failed("/secure/session", sent, e, started),
+                }
+            }
+            Step::Plain {
+                method,
+                path,
+                with_key,
+                body,
+            } => {
+                let target = &self.info.target;
+                let mut request = OuterRequest::post_json(target.expand(path), body.clone());
+                request.method = method.clone();
+                if *with_key {
+                    request.headers.push((
+                        "Authorization".into(),
+                        format!("Bearer {}", target.access_key),
+                    ));
+                }
+                let request = target.outer(request);
+                let sent = body.as_bytes().to_vec();
+                match self.conv.plain(&request).await {
+                    Ok(answer) => Outcome::new("plaintext", sent, answer),
+                    Err(e) => Outcome::failed("plaintext", sent, e, started),
+                }
+            }
         }
-    };
-    if matches!(reply, Reply::Http { status: 200, .. }) {
-        session.window.mark(seq);
     }
-    Outcome {
-        endpoint: "/secure/call",
-        sent: body,
-        reply,
-        seq: Some(seq),
-        fresh: Some(fresh),
-    }
-}
 
-/// Reads the status and body of a raw reply (enough for the oracles that
-/// apply to framing cases).
-pub fn parse_raw_reply(bytes: &[u8]) -> Reply {
-    if bytes.is_empty() {
-        return Reply::Closed;
+    async fn call(&mut self, call: &CallStep) -> Outcome {
+        let target = &self.info.target;
+        let Some(next) = self.conv.session(SESSION).map(|s| s.cursor.next) else {
+            return Outcome::skipped("/secure/call", "no session".into());
+        };
+        if call.at.is_none() && call.seq.is_some_and(|s| s >= next) {
+            // An explicit seq at or past the cursor moves the target's
+            // window where the fuzzer cannot follow.
+            self.session.burned = true;
+        }
+        let plaintext =
+            edit::inner_plaintext(&call.inner, &target.access_key, |p| target.expand(p));
+        let spec = SealSpec {
+            session: SESSION.into(),
+            seq: call.seq,
+            at: call.at,
+            envelope: call.envelope.clone(),
+            bytes: call.bytes.clone(),
+            wrong_direction: call.wrong_direction,
+            ..SealSpec::default()
+        };
+        let (body, seq) = match self.conv.seal(&spec, &plaintext) {
+            Ok(sealed) => sealed,
+            Err(e) => return Outcome::skipped("/secure/call", e.to_string()),
+        };
+        let fresh = self.session.window.would_accept(seq);
+        let started = Instant::now();
+        let mut outcome = if call.framing.is_normal() {
+            self.framed_last = None;
+            let sent = body.clone();
+            let result = self
+                .conv
+                .call(SentCall {
+                    body,
+                    relay: target.relay_origin,
+                    accept: None,
+                    session: SESSION.into(),
+                    seq,
+                })
+                .await;
+            match result {
+                Ok(answer) => Outcome::new("/secure/call", sent, answer),
+                Err(e) => Outcome::failed("/secure/call", sent, e, started),
+            }
+        } else {
+            self.framed(body, seq, &call.framing, started).await
+        };
+        if outcome.answer.status == 200 && outcome.answer.ending == Ending::Answered {
+            self.session.window.mark(seq);
+        }
+        outcome.seq = Some(seq);
+        outcome.fresh = Some(fresh);
+        outcome
     }
-    match edit::parse_raw_reply(bytes) {
-        Some(r) => Reply::Http {
-            status: r.status,
-            content_type: r.content_type,
-            body: r.body,
-        },
-        None => Reply::Dropped(format!("not an HTTP reply: {}", lossy(bytes, 200))),
+
+    /// A call in edited framing, as raw bytes; an incomplete request the
+    /// target held past the answer timeout, then answered or closed, is
+    /// timed (LIM-2).
+    async fn framed(
+        &mut self,
+        body: Vec<u8>,
+        seq: u64,
+        framing: &Framing,
+        started: Instant,
+    ) -> Outcome {
+        let relay = self.info.target.relay_origin;
+        let result = self.conv.framed(&body, relay, framing).await;
+        let held = started.elapsed();
+        let mut outcome = match result {
+            Ok(answer) => Outcome::new("/secure/call", body.clone(), answer),
+            Err(e) => Outcome::failed("/secure/call", body.clone(), e, started),
+        };
+        let answered = matches!(outcome.answer.ending, Ending::Answered | Ending::Closed);
+        if framing.leaves_request_incomplete()
+            && answered
+            && held > self.info.target.limits.response_timeout
+        {
+            outcome.slow = Some(held);
+        }
+        self.framed_last = Some(SentCall {
+            body,
+            relay,
+            accept: None,
+            session: SESSION.into(),
+            seq,
+        });
+        outcome
     }
 }
 
@@ -467,35 +507,18 @@ pub async fn probe_with(
     session: &mut Session,
     call: CallStep,
 ) -> Result<(), super::oracle::Firing> {
-    let mut last = None;
     let step = Step::Call(call);
-    let outcome = run_step(info, session, &step, &mut last).await;
-    match super::oracle::judge(info, session, &step, &outcome, &[]) {
+    let outcome = Case::new(info, session).step(&step).await;
+    match super::oracle::judge(info, &step, &outcome, &[]) {
         None => Ok(()),
         Some(v) => Err(v),
     }
 }
 
-impl Session {
-    /// A copy that owns the next seq, for a case run in the background.
-    pub fn fork(&mut self) -> Session {
-        let mut fork = Session::new(self.session.clone());
-        fork.cursor.next = self.cursor.next;
-        fork.window = self.window.clone();
-        self.cursor.next += 1;
-        fork
-    }
-
-    /// The underlying core session.
-    pub fn core(&self) -> &ClientSession {
-        &self.session
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::peer::edit::{apply_byte_edit, ByteEdit, SeqAt};
+    use crate::peer::edit::{apply_byte_edit, ByteEdit};
+    use crate::protocol::session::ClientSession;
 
     fn sealed_body(secret: u8, edits: &[ByteEdit]) -> Vec<u8> {
         let keys = crate::protocol::keys::derive_session_keys(&[secret; 32], b"fuzz-test");
@@ -521,40 +544,5 @@ mod tests {
         // A XOR there gives different bytes (the reason Set exists).
         let xor = [ByteEdit::Xor { at, mask: 0x20 }];
         assert_ne!(sealed_body(1, &xor)[at], sealed_body(2, &xor)[at]);
-    }
-
-    #[test]
-    fn relative_seqs_follow_the_session() {
-        let keys = crate::protocol::keys::derive_session_keys(&[3; 32], b"fuzz-test");
-        let mut s = Session::new(ClientSession::new("s".into(), keys, i64::MAX));
-        let plain = super::super::gen::Generator::valid_call();
-        let with = |at| CallStep {
-            at: Some(at),
-            ..plain.clone()
-        };
-        assert_eq!(s.seq_for(&plain), 1);
-        assert_eq!(s.seq_for(&with(SeqAt::Ahead { by: 70 })), 71);
-        assert_eq!(s.seq_for(&with(SeqAt::Behind { by: 64 })), 7);
-        assert_eq!(s.seq_for(&with(SeqAt::Same)), 7);
-        assert_eq!(s.seq_for(&plain), 72);
-        assert!(!s.burned);
-    }
-
-    #[test]
-    fn raw_replies_are_read_leniently() {
-        assert_eq!(parse_raw_reply(b""), Reply::Closed);
-        match parse_raw_reply(b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\n\r\nno") {
-            Reply::Http {
-                status,
-                content_type,
-                body,
-            } => {
-                assert_eq!(status, 400);
-                assert_eq!(content_type.as_deref(), Some("text/plain"));
-                assert_eq!(body, b"no");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(parse_raw_reply(b"garbage"), Reply::Dropped(_)));
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! A case is a few [`case::Step`]s (an honest action plus named
 //! mutations: JSON, base64url, crypto-level over a valid tag, raw bytes,
-//! HTTP framing, stateful sequences). [`exec`] puts them on the wire,
-//! [`oracle`] judges the answers, [`runner`] confirms each hit on a fresh
+//! HTTP framing, stateful sequences). [`exec`] runs them through the one
+//! engine ([`crate::peer::Conversation`]), [`oracle`] maps each answer to
+//! the one judge's checks ([`crate::judge`]), [`runner`] confirms each hit on a fresh
 //! session, buckets it by [`case::Signature`] and response shape
 //! ([`dedup`]), minimises it ([`shrink`]) and saves it.
 //! Everything random comes from `--seed`.
@@ -13,7 +14,6 @@
 pub mod case;
 pub mod cli;
 pub mod dedup;
-pub mod emitted;
 pub mod exec;
 pub mod gen;
 pub mod html;

@@ -105,6 +105,13 @@ pub struct Answer {
     /// The last frame, and only it, is an authenticated fin; a stream's fin
     /// frame is empty (RESP-3).
     pub fin: bool,
+    /// An authenticated fin opened in sequence (whatever came after it).
+    pub finished: bool,
+    /// A stream's fin frame carries data instead of being a separate empty
+    /// frame (RESP-3).
+    pub fin_carries_data: bool,
+    /// The first thing wrong with a single frame, as the reader saw it.
+    pub frame_issue: Option<FrameIssue>,
     /// What was wrong with the frames or the body, in words.
     pub problems: Vec<String>,
     /// Values the target wrote, each with the encoding it must have.
@@ -209,7 +216,6 @@ pub async fn read_call_answer(
     let started = tokio::time::Instant::now();
     let mut answer = Answer {
         status: stream.status,
-        headers: stream.headers.clone(),
         ..Answer::default()
     };
     let mut raw_frames: Vec<Vec<u8>> = Vec::new();
@@ -218,6 +224,8 @@ pub async fn read_call_answer(
         ControlFlow::Continue(())
     })
     .await?;
+    // The head is read; the stream has no more use for it.
+    answer.headers = std::mem::take(&mut stream.headers);
     answer.streamed = read.streamed;
     answer.body = read.body;
     match read.end {
@@ -240,39 +248,48 @@ pub async fn read_call_answer(
             .problems
             .push("the stream ended in the middle of an event".into());
     }
-    if !answer.streamed && Frame::parse_view(&answer.body).is_ok() {
-        raw_frames.push(answer.body.clone());
+    // A buffered body is its one frame: lent, not copied.
+    let buffered_frame = !answer.streamed && Frame::parse_view(&answer.body).is_ok();
+    if buffered_frame {
+        raw_frames.push(std::mem::take(&mut answer.body));
     }
     answer.emitted = frames_emitted(&raw_frames);
     if let Some((sid, keys)) = keys {
         open_frames(&mut answer, &raw_frames, sid, keys, seq);
-        if answer.opened {
-            answer.inner_text = Some(String::from_utf8_lossy(&answer.inner_body).into_owned());
-            if !answer.streamed {
-                if let Ok(r) = InnerResponse::parse(&answer.inner_body) {
-                    answer.inner_status = u16::try_from(r.status).ok();
-                    if let Some(b) = r.body.as_deref() {
-                        answer.emitted.push(Emitted {
-                            place: "inner body".into(),
-                            encoding: Encoding::B64Url,
-                            value: Some(Value::from(b)),
-                        });
-                    }
-                    let body = r
-                        .body
-                        .as_deref()
-                        .and_then(|b| b64url_decode(b, B64Strictness::Upstream).ok())
-                        .unwrap_or_default();
-                    answer.inner_text = Some(format!(
-                        "{} {} {}",
-                        r.status,
-                        r.content_type.unwrap_or_default(),
-                        String::from_utf8_lossy(&body)
-                    ));
-                    answer.inner_body = body;
+    }
+    if buffered_frame {
+        answer.body = raw_frames.pop().unwrap_or_default();
+    }
+    // Frames open only under the session's keys.
+    if answer.opened && answer.streamed {
+        answer.inner_status = Some(answer.status);
+        answer.inner_text = Some(String::from_utf8_lossy(&answer.inner_body).into_owned());
+    } else if answer.opened {
+        match InnerResponse::parse(&answer.inner_body) {
+            Ok(r) => {
+                answer.inner_status = u16::try_from(r.status).ok();
+                if let Some(b) = r.body.as_deref() {
+                    answer.emitted.push(Emitted {
+                        place: "inner body".into(),
+                        encoding: Encoding::B64Url,
+                        value: Some(Value::from(b)),
+                    });
                 }
-            } else {
-                answer.inner_status = Some(answer.status);
+                let body = r
+                    .body
+                    .as_deref()
+                    .and_then(|b| b64url_decode(b, B64Strictness::Upstream).ok())
+                    .unwrap_or_default();
+                answer.inner_text = Some(format!(
+                    "{} {} {}",
+                    r.status,
+                    r.content_type.unwrap_or_default(),
+                    String::from_utf8_lossy(&body)
+                ));
+                answer.inner_body = body;
+            }
+            Err(_) => {
+                answer.inner_text = Some(String::from_utf8_lossy(&answer.inner_body).into_owned());
             }
         }
     }
@@ -284,10 +301,12 @@ pub async fn read_call_answer(
 
 /// Opens the frames and records the order, fin and key facts.
 fn open_frames(answer: &mut Answer, raw: &[Vec<u8>], sid: &str, keys: &SessionKeys, seq: u64) {
-    let mut reader = ResponseReader::trying_every_key(sid, keys, seq);
+    let mut reader = ResponseReader::trying_every_key(sid, keys, seq).without_raw();
     for frame in raw {
         reader.push(frame);
     }
+    answer.frame_issue = reader.issues().first().cloned();
+    answer.finished = reader.finished();
     if reader
         .issues()
         .iter()
@@ -320,6 +339,7 @@ fn open_frames(answer: &mut Answer, raw: &[Vec<u8>], sid: &str, keys: &SessionKe
     // buffered answer is one fin frame that carries the InnerResponse.
     if answer.streamed && answer.fin && last.is_some_and(|f| !f.plaintext.is_empty()) {
         answer.fin = false;
+        answer.fin_carries_data = true;
         answer.problems.push(
             "the stream's fin frame carries data: the last chunk was sealed with fin instead of a separate empty fin frame".into(),
         );

@@ -218,6 +218,12 @@ impl<'a> Conversation<'a> {
         self.sessions.insert(name.to_owned(), session);
     }
 
+    /// Hands back the session held under `name` (a session that lives
+    /// longer than one conversation, e.g. a fuzz worker's).
+    pub fn take_session(&mut self, name: &str) -> Option<Session> {
+        self.sessions.remove(name)
+    }
+
     /// The latest call as sent.
     pub fn last_call(&self) -> Option<&SentCall> {
         self.last_call.as_ref()
@@ -312,9 +318,10 @@ impl<'a> Conversation<'a> {
     }
 
     /// Posts a call body and reads the answer, opening it with `session`'s
-    /// keys for `seq`. The call is remembered for [`Conversation::resend`].
-    pub async fn call(&mut self, sent: SentCall) -> Result<Answer, EngineError> {
-        let mut req = OuterRequest::post_json(CALL_PATH, sent.body.clone());
+    /// keys for `seq`. The call is remembered for [`Conversation::resend`]
+    /// (its body moves there after the send: no copy per call).
+    pub async fn call(&mut self, mut sent: SentCall) -> Result<Answer, EngineError> {
+        let mut req = OuterRequest::post_json(CALL_PATH, std::mem::take(&mut sent.body));
         if let Some(a) = &sent.accept {
             req = req.with_header("Accept", a.clone());
         }
@@ -326,11 +333,29 @@ impl<'a> Conversation<'a> {
             .get(&sent.session)
             .map(|s| (s.server.sid.clone(), s.keys.clone()));
         let seq = sent.seq;
+        let answer = self.exchange_call(&req, keys, seq).await;
+        sent.body = req.body;
         self.last_call = Some(sent);
+        let mut answer = answer?;
+        if answer.executions.is_some() {
+            answer.previous_executions = self.last_executions;
+            self.last_executions = answer.executions;
+        }
+        Ok(answer)
+    }
+
+    /// Sends a sealed call, waiting out the relay's own 429s, and reads
+    /// its answer.
+    async fn exchange_call(
+        &self,
+        req: &OuterRequest,
+        keys: Option<(String, SessionKeys)>,
+        seq: u64,
+    ) -> Result<Answer, EngineError> {
         let mut attempt = 0;
         loop {
             let deadline = tokio::time::Instant::now() + self.target.limits.response_timeout;
-            let mut stream = self.target.send_streaming(&req).await?;
+            let mut stream = self.target.send_streaming(req).await?;
             let mut answer = read_call_answer(
                 &mut stream,
                 keys.as_ref().map(|(sid, k)| (sid.as_str(), k)),
@@ -344,10 +369,6 @@ impl<'a> Conversation<'a> {
                 tokio::time::sleep(relay_retry_wait(&answer.headers, attempt)).await;
                 attempt += 1;
                 continue;
-            }
-            if answer.executions.is_some() {
-                answer.previous_executions = self.last_executions;
-                self.last_executions = answer.executions;
             }
             return Ok(answer);
         }

@@ -156,7 +156,7 @@ struct Ctx {
     deadline: Option<Instant>,
     preload: Vec<Vec<Step>>,
     /// The hellos of the run's honest sessions, for HS-3.
-    freshness: std::sync::Mutex<super::emitted::Freshness>,
+    freshness: std::sync::Mutex<crate::judge::handshake::Freshness>,
     /// The background cases on the wire: case number → (sent at, what).
     in_flight: std::sync::Mutex<BTreeMap<u64, (Instant, String)>>,
 }

@@ -17,7 +17,7 @@ pub(super) fn exchanges(outcomes: &[Outcome]) -> Vec<Exchange> {
         .map(|o| Exchange {
             endpoint: o.endpoint.to_string(),
             sent: exec::lossy(&o.sent, 4096),
-            received: o.reply.describe(),
+            received: o.describe(),
         })
         .collect()
 }

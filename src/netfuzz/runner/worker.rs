@@ -29,10 +29,10 @@ pub async fn run_case(
     steps: &[Step],
 ) -> (Option<Firing>, Vec<Outcome>) {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(steps.len());
-    let mut last_call = None;
+    let mut case = exec::Case::new(info, session);
     for step in steps {
-        let outcome = exec::run_step(info, session, step, &mut last_call).await;
-        let firing = oracle::judge(info, session, step, &outcome, &outcomes);
+        let outcome = case.step(step).await;
+        let firing = oracle::judge(info, step, &outcome, &outcomes);
         outcomes.push(outcome);
         if firing.is_some() {
             return (firing, outcomes);
@@ -182,7 +182,7 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64) {
             }
         }
         if steps.iter().any(|s| matches!(s, Step::CallAfterExpiry)) {
-            let expires_at = current.core().expires_at();
+            let expires_at = current.expires_at();
             if expiry_awaited == Some(expires_at) {
                 // A call after this expiry already waits: more would all
                 // fire in the same instant, a burst that can overflow the
@@ -289,9 +289,7 @@ const END_GRACE: Duration = Duration::from_secs(2);
 /// Counts a case whose step was skipped; true when one was (the case is
 /// then neither judged nor kept).
 async fn count_skipped(ctx: &Ctx, outcomes: &[Outcome]) -> bool {
-    let skipped = outcomes
-        .iter()
-        .any(|o| matches!(o.reply, exec::Reply::Skipped(_)));
+    let skipped = outcomes.iter().any(|o| o.skipped.is_some());
     if skipped {
         ctx.shared.lock().await.skipped += 1;
     }
@@ -300,9 +298,9 @@ async fn count_skipped(ctx: &Ctx, outcomes: &[Outcome]) -> bool {
 
 /// Whether a handshake step of the case was answered `429`.
 fn was_rate_limited(outcomes: &[Outcome]) -> bool {
-    outcomes.iter().any(|o| {
-        o.endpoint == "/secure/session" && matches!(o.reply, exec::Reply::Http { status: 429, .. })
-    })
+    outcomes
+        .iter()
+        .any(|o| o.endpoint == "/secure/session" && o.answer.status == 429)
 }
 
 /// Keeps one honest session aside at a time and calls it once it has
@@ -337,7 +335,7 @@ pub(super) async fn expiry_sentinel(ctx: Arc<Ctx>, workers_done: Arc<AtomicBool>
             Some(_) => Duration::MAX,
             None => ctx.cfg.info.expiry_wait,
         });
-        let expired_at = Instant::now() + crate::clock::until_expired(session.core().expires_at());
+        let expired_at = Instant::now() + crate::clock::until_expired(session.expires_at());
         if expired_at > Instant::now() + info.expiry_wait {
             break;
         }
@@ -467,13 +465,11 @@ fn answers_wrongly(firing: &Firing) -> bool {
 /// encodings (ENC-1, ENC-2) and its freshness against the run's earlier
 /// sessions (HS-3). A hit is booked at once: it is a fact of the bytes.
 async fn judge_hello(ctx: &Ctx, hello: &[u8]) {
-    let stale = ctx.freshness.lock().ok().and_then(|mut f| f.admit(hello));
-    let problems = [
-        super::super::emitted::hello_problem(hello).map(|d| (Oracle::NotCanonical, d)),
-        stale.map(|d| (Oracle::NotFresh, d)),
-    ];
-    for (oracle, detail) in problems.into_iter().flatten() {
-        let firing = oracle::about_hello(oracle, detail);
+    let firings = match ctx.freshness.lock() {
+        Ok(mut fresh) => oracle::judge_hello(&mut fresh, hello),
+        Err(_) => Vec::new(),
+    };
+    for firing in firings {
         {
             let mut s = ctx.shared.lock().await;
             dedup::admit(

@@ -131,7 +131,7 @@ impl Context<'_> {
             seen.push(Fresh {
                 enc_pub: s.server.enc_pub.clone(),
                 sid: s.server.sid.clone(),
-                r: s.server.signature.get(..66).unwrap_or("").to_owned(),
+                r: Fresh::r_of(&s.server.signature),
             });
         }
         Ok(crate::judge::handshake::check_freshness(
