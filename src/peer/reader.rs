@@ -112,6 +112,9 @@ pub struct ResponseReader {
     sid: String,
     request_seq: u64,
     candidates: Vec<(SymmetricKey, KeyUse)>,
+    /// The keys a broken server might use, derived only when the honest
+    /// key opens nothing (an honest answer costs one key derivation).
+    fallback: Option<SessionKeys>,
     locked: Option<usize>,
     expected: u64,
     fin_in_order: bool,
@@ -139,16 +142,9 @@ impl ResponseReader {
     /// A reader that, after the per-call key, tries the keys a broken
     /// server might use, so that a key mix-up is told apart from garbage.
     pub fn trying_every_key(sid: &str, keys: &SessionKeys, request_seq: u64) -> Self {
-        Self::with_keys(
-            sid,
-            request_seq,
-            vec![
-                (response_key(&keys.s2c, request_seq), KeyUse::PerCall),
-                (keys.s2c, KeyUse::SessionS2c),
-                (response_key(&keys.c2s, request_seq), KeyUse::PerCallC2s),
-                (keys.c2s, KeyUse::SessionC2s),
-            ],
-        )
+        let mut reader = Self::new(sid, keys, request_seq);
+        reader.fallback = Some(keys.clone());
+        reader
     }
 
     fn with_keys(sid: &str, request_seq: u64, candidates: Vec<(SymmetricKey, KeyUse)>) -> Self {
@@ -156,6 +152,7 @@ impl ResponseReader {
             sid: sid.to_owned(),
             request_seq,
             candidates,
+            fallback: None,
             locked: None,
             expected: 0,
             fin_in_order: false,
@@ -273,6 +270,23 @@ impl ResponseReader {
             Some(i) => i..i + 1,
             None => 0..self.candidates.len(),
         };
+        if let Some(used) = self.try_keys(tries, seq) {
+            return Some(used);
+        }
+        let keys = self.fallback.take().filter(|_| self.locked.is_none())?;
+        let start = self.candidates.len();
+        let request_seq = self.request_seq;
+        self.candidates.extend([
+            (keys.s2c, KeyUse::SessionS2c),
+            (response_key(&keys.c2s, request_seq), KeyUse::PerCallC2s),
+            (keys.c2s, KeyUse::SessionC2s),
+        ]);
+        self.try_keys(start..self.candidates.len(), seq)
+    }
+
+    /// Tries the candidates in `tries` on the sealed bytes in `self.buf`;
+    /// the first that opens them is locked.
+    fn try_keys(&mut self, tries: std::ops::Range<usize>, seq: u64) -> Option<KeyUse> {
         for i in tries {
             let (key, used) = self.candidates[i];
             if open_in_place(&key, seq, self.aad.as_bytes(), &mut self.buf).is_ok() {
