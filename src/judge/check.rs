@@ -33,7 +33,7 @@ crate::knobs! {
         /// An agent run or dispatch refused with 426 inside the channel.
         ChannelGated = "channel-gated", "GATE-4", Must, "an inner 426 for an agent run or dispatch sent through the channel: the 426 gate is for plaintext requests only";
         /// A refusal with another status than the protocol fixes.
-        WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status than the one the protocol fixes for the input";
+        WrongStatus = "wrong-status", "CALL-2", Must, "a documented refusal with another status, or another error, than the one the protocol fixes for the input (`judge::order`: CALL-2's check order, a hello with one bad field)";
         /// A 200 for an input the protocol refuses.
         AcceptedInvalid = "accepted-invalid", "CALL-1, CALL-2, CALL-3, CALL-8, SES-1", Must, "200 for an input the protocol refuses: a flipped tag, a replay, seq 0, a reused or too-old seq, a call on an expired session, a nested `/secure/` path or a malformed inner request";
         /// A 2xx inside without the access key.
@@ -156,6 +156,70 @@ pub const REFINED: &[Refined] = &[
         requirement: "CALL-9",
         level: Level::Should,
         why: "the same input refused with another status than `400 secure_malformed`",
+    },
+    Refined {
+        check: Check::AcceptedInvalid,
+        layer: "envelope",
+        field: "direction",
+        requirement: "CALL-5, KS-1",
+        level: Level::Must,
+        why: "a call sealed with the server-to-client key was accepted: the keys are not directional",
+    },
+    Refined {
+        check: Check::WrongStatus,
+        layer: "envelope",
+        field: "direction",
+        requirement: "CALL-5, KS-1",
+        level: Level::Must,
+        why: "a call sealed with the server-to-client key got another refusal than `400 secure_decrypt_failed`, as the suite judges it (`replay-transplant`)",
+    },
+    Refined {
+        check: Check::AcceptedInvalid,
+        layer: "handshake",
+        field: "version",
+        requirement: "HS-4",
+        level: Level::Must,
+        why: "a ClientHello with `v` other than 1 was answered with a session",
+    },
+    Refined {
+        check: Check::WrongStatus,
+        layer: "handshake",
+        field: "version",
+        requirement: "HS-4",
+        level: Level::Must,
+        why: "a ClientHello with `v` other than 1 got another refusal than `400 Unsupported secure channel version`",
+    },
+    Refined {
+        check: Check::AcceptedInvalid,
+        layer: "handshake",
+        field: "unknown-agent",
+        requirement: "HS-6",
+        level: Level::Must,
+        why: "a ClientHello for an agent the server does not hold was answered with a session",
+    },
+    Refined {
+        check: Check::WrongStatus,
+        layer: "handshake",
+        field: "unknown-agent",
+        requirement: "HS-6",
+        level: Level::Must,
+        why: "a ClientHello for an agent the server does not hold got another refusal than `404 Unknown agent address`",
+    },
+    Refined {
+        check: Check::AcceptedInvalid,
+        layer: "handshake",
+        field: "low-order-key",
+        requirement: "HS-7",
+        level: Level::Should,
+        why: "a ClientHello with a low-order `encPub` was answered with a session whose keys anyone can compute; refusing it is a SHOULD",
+    },
+    Refined {
+        check: Check::WrongStatus,
+        layer: "handshake",
+        field: "low-order-key",
+        requirement: "HS-7",
+        level: Level::Should,
+        why: "a ClientHello with a low-order `encPub` got another refusal than `400 Malformed handshake`",
     },
 ];
 

@@ -8,7 +8,8 @@
 //! and the documented error bodies), [`response`] (frames, order, fin,
 //! keys, the inner response), [`encoding`] (what the target emitted,
 //! encoding by encoding), [`gate`] (what crosses the outer connection in
-//! clear). [`expect`] is the expectation a step is judged against;
+//! clear), [`order`] (the refusal the order of a target's checks fixes for
+//! an input). [`expect`] is the expectation a step is judged against;
 //! [`allowed`] the fuzzer's looser one (accept, refuse or either). [`check`]
 //! is the table of checks with their requirement and level, which the
 //! fuzzer's findings are filed under and `docs/FUZZING.md` shows. Every
@@ -22,6 +23,7 @@ pub mod encoding;
 pub mod expect;
 pub mod gate;
 pub mod handshake;
+pub mod order;
 pub mod refusal;
 pub mod response;
 

@@ -408,6 +408,7 @@ impl<'a> Case<'a> {
             at: call.at,
             envelope: call.envelope.clone(),
             bytes: call.bytes.clone(),
+            wrong_direction: call.wrong_direction,
             ..SealSpec::default()
         };
         let (body, seq) = match self.conv.seal(&spec, &plaintext) {

@@ -125,6 +125,7 @@ impl Generator {
             envelope: Vec::new(),
             bytes: Vec::new(),
             framing: Framing::Normal,
+            wrong_direction: false,
         }
     }
 
@@ -196,6 +197,26 @@ impl Generator {
 
     fn envelope_case(&mut self) -> CallStep {
         let mut call = self.base_call();
+        match self.below(8) {
+            0 => {
+                // Sealed with the server-to-client key (CALL-5).
+                call.wrong_direction = true;
+                return call;
+            }
+            1 => {
+                // An unknown sid with a wrong v: the session lookup comes
+                // first, so 401 (CALL-2's order).
+                let v = self.invalid_value("v");
+                let sid = self.invalid_value("sid");
+                call.envelope = if self.below(2) == 0 {
+                    vec![v, sid]
+                } else {
+                    vec![sid, v]
+                };
+                return call;
+            }
+            _ => {}
+        }
         let edits = 1 + self.below(2);
         for _ in 0..edits {
             let edit = self.envelope_edit();
@@ -392,7 +413,7 @@ impl Generator {
             Step::Call(call)
         };
         let window = crate::protocol::REPLAY_WINDOW;
-        match self.below(11) {
+        match self.below(12) {
             0 | 1 => vec![Step::Call(self.base_call()), Step::Resend],
             4 => {
                 // An unseen seq inside the window, after a jump (CALL-3).
@@ -445,6 +466,19 @@ impl Generator {
                 ]
             }
             9 => vec![Step::CallAfterExpiry],
+            11 => {
+                // A forged tag on a used seq or on seq 0: the AEAD comes
+                // before the replay window, so 400, not 409 (CALL-2).
+                let mut forged = Self::valid_call();
+                forged.envelope.push(EnvelopeEdit::FlipTag);
+                if self.below(2) == 0 {
+                    forged.seq = Some(0);
+                    vec![Step::Call(forged)]
+                } else {
+                    forged.at = Some(SeqAt::Same);
+                    vec![Step::Call(self.base_call()), Step::Call(forged)]
+                }
+            }
             n if n == 2 || self.thrifty => {
                 let mut call = Self::valid_call();
                 call.seq = Some(0);
@@ -467,6 +501,9 @@ impl Generator {
     }
 
     fn handshake_case(&mut self) -> Step {
+        if self.below(3) == 0 {
+            return self.hello_one_bad_field();
+        }
         let fields = ["v", "agentAddress", "encPub", "nonce"];
         let mut obj = serde_json::Map::new();
         obj.insert("v".into(), 1.into());
@@ -501,6 +538,39 @@ impl Generator {
             body.truncate(keep);
         }
         Step::Handshake { body }
+    }
+
+    /// An honest ClientHello but for one field whose refusal the handshake
+    /// order fixes: `v` other than 1 (HS-4), an agent the server does not
+    /// hold (HS-6), a low-order `encPub` (HS-7).
+    fn hello_one_bad_field(&mut self) -> Step {
+        use crate::protocol::encoding::b64url_encode;
+        let mut key = [0u8; 32];
+        self.bytes(&mut key);
+        let mut nonce = [0u8; 16];
+        self.bytes(&mut nonce);
+        let mut hello = serde_json::json!({
+            "v": 1,
+            "agentAddress": "{address}",
+            "encPub": b64url_encode(&key),
+            "nonce": b64url_encode(&nonce),
+        });
+        match self.below(3) {
+            0 => hello["v"] = [0i64, 2, -1, 100][self.below(4)].into(),
+            1 => {
+                let mut other = [0u8; 20];
+                self.bytes(&mut other);
+                hello["agentAddress"] = format!("0x{}", hex::encode(other)).into();
+            }
+            _ => {
+                let points = crate::protocol::handshake::low_order_points();
+                let point = points[self.below(points.len())].1;
+                hello["encPub"] = b64url_encode(&point).into();
+            }
+        }
+        Step::Handshake {
+            body: hello.to_string(),
+        }
     }
 
     fn plain_case(&mut self) -> Step {
@@ -544,5 +614,28 @@ mod tests {
             .count();
         assert!(dispatch > calls.len() / 10, "{dispatch} of {}", calls.len());
         assert!(calls.iter().any(|c| c.at == Some(SeqAt::Same)));
+        assert!(calls.iter().any(|c| c.wrong_direction));
+        assert!(calls
+            .iter()
+            .any(|c| c.envelope == [EnvelopeEdit::FlipTag] && c.at == Some(SeqAt::Same)));
+    }
+
+    #[test]
+    fn hellos_with_one_bad_field_have_a_fixed_refusal() {
+        let all = Endpoints::parse("session").unwrap();
+        let mut gen = Generator::new(3, 0, all);
+        let fixed: Vec<&str> = (0..600)
+            .flat_map(|_| gen.case())
+            .filter_map(|s| match s {
+                Step::Handshake { body } => {
+                    crate::judge::order::hello_refusal(body.as_bytes(), "{address}")
+                        .map(|f| f.requirement)
+                }
+                _ => None,
+            })
+            .collect();
+        for id in ["HS-4", "HS-6", "HS-7"] {
+            assert!(fixed.contains(&id), "{id} in {fixed:?}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 use crate::judge::allowed::{self, Allowance, Allowed as Class, Sending};
 use crate::judge::check::Hit;
 use crate::judge::handshake::{Fresh, Freshness, Repeated};
+use crate::judge::order::{self, Fixed};
 use crate::judge::Claim;
 use crate::peer::Ending;
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
@@ -59,6 +60,8 @@ struct Expected {
     inner_ok: Option<bool>,
     layer: &'static str,
     field: String,
+    /// The whole refusal the protocol fixes, held as the suite holds it.
+    fixed: Option<Fixed>,
 }
 
 impl Expected {
@@ -69,6 +72,14 @@ impl Expected {
             inner_ok: None,
             layer,
             field: field.into(),
+            fixed: None,
+        }
+    }
+
+    fn fixed(fixed: Fixed, layer: &'static str) -> Self {
+        Expected {
+            fixed: Some(fixed),
+            ..Expected::new(Class::Refuse, layer, fixed.field).status(fixed.status)
         }
     }
 
@@ -135,7 +146,10 @@ fn expect_call_in(call: &CallStep, fresh: Option<bool>) -> Expected {
         at: None,
         ..call.clone()
     });
-    let plain = call.framing.is_normal() && call.bytes.is_empty() && call.envelope.is_empty();
+    let plain = call.framing.is_normal()
+        && call.bytes.is_empty()
+        && call.envelope.is_empty()
+        && !call.wrong_direction;
     match (call.at, fresh) {
         (Some(at), Some(false)) if plain => {
             Expected::new(Class::Refuse, "stateful", at.name()).status(409)
@@ -156,17 +170,15 @@ fn expect_call(call: &CallStep) -> Expected {
     if !call.bytes.is_empty() {
         return Expected::new(Class::Either, "bytes", "body");
     }
+    if let Some(fixed) = order::call_refusal(call) {
+        return Expected::fixed(fixed, "envelope");
+    }
+    if call.wrong_direction {
+        // Whatever else was edited, no reading of it opens (CALL-5).
+        return Expected::new(Class::Refuse, "envelope", "direction");
+    }
     if let Some(edit) = refusing_edit(&call.envelope) {
-        let e = Expected::new(Class::Refuse, "envelope", edit.field());
-        return if call.envelope.len() == 1
-            && *edit == EnvelopeEdit::FlipTag
-            && call.seq.is_none()
-            && call.at.is_none()
-        {
-            e.status(400)
-        } else {
-            e
-        };
+        return Expected::new(Class::Refuse, "envelope", edit.field());
     }
     if let Some(edit) = call.envelope.first() {
         return Expected::new(Class::Either, "envelope", edit.field());
@@ -319,9 +331,15 @@ pub fn judge(
     }
     match step {
         Step::Handshake { .. } => {
-            return allowed::check_hello_answer(a.status, &a.body)
-                .err()
-                .and_then(|hit| fire(&e, hit))
+            if let Err(hit) = allowed::check_hello_answer(a.status, &a.body) {
+                return fire(&e, hit);
+            }
+            // A hello with one bad field has the refusal the handshake's
+            // order fixes (HS-4, HS-6, HS-7).
+            let pinned = info.target.address.to_string();
+            let fixed = order::hello_refusal(&outcome.sent, &pinned)?;
+            let hit = order::check_answer(&fixed, a).err()?;
+            return fire(&Expected::fixed(fixed, "handshake"), hit);
         }
         Step::Plain { path, .. } => {
             let served = (200..300).contains(&a.status);
@@ -346,9 +364,11 @@ pub fn judge(
         status: e.status,
         inner_ok: e.inner_ok,
     };
-    allowed::check_call(&allowance, a)
+    let fixed = |f: Fixed| order::check_answer(&f, a).err();
+    let hit = allowed::check_call(&allowance, a)
         .err()
-        .and_then(|hit| fire(&e, hit))
+        .or_else(|| e.fixed.and_then(fixed))?;
+    fire(&e, hit)
 }
 
 /// Judges an honest session's ServerHello as the target wrote it: its
@@ -562,6 +582,55 @@ mod tests {
             ("LIM-2", Level::Should)
         );
         assert!(oracle_table().contains("| `accepted-invalid/inner/body` | CALL-9 | SHOULD |"));
+    }
+
+    #[test]
+    fn fixed_refusals_are_judged_at_the_suite_requirement() {
+        for f in order::ALL {
+            // Handshake errors are sentences, channel error codes words.
+            let layer = if f.error.contains(' ') {
+                "handshake"
+            } else {
+                "envelope"
+            };
+            for o in [Oracle::AcceptedInvalid, Oracle::WrongStatus] {
+                let (req, level) = judged(o, layer, f.field);
+                assert_eq!(level, f.level, "{o}/{layer}/{}", f.field);
+                for id in f.requirement.split(", ") {
+                    assert!(
+                        req.split(", ").any(|r| r == id),
+                        "{o}/{layer}/{}: {req}",
+                        f.field
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_wrong_direction_is_refused_before_the_window_is_asked() {
+        let mut c = Generator::valid_call();
+        c.wrong_direction = true;
+        c.at = Some(crate::netfuzz::case::SeqAt::Same);
+        let e = expect_call_in(&c, Some(false));
+        assert_eq!(
+            (e.class, e.status, e.field.as_str()),
+            (Class::Refuse, Some(400), "direction")
+        );
+        c.envelope.push(EnvelopeEdit::Duplicate {
+            field: "seq".into(),
+            json: "1".into(),
+        });
+        let e = expect_call_in(&c, Some(true));
+        assert_eq!((e.class, e.status), (Class::Refuse, None));
+        let f = fire(&e, (Oracle::AcceptedInvalid, String::new())).unwrap();
+        assert_eq!((f.requirement, f.level), ("CALL-5, KS-1", Level::Must));
+        // A forged tag on a used seq: 400 from the AEAD, not 409.
+        let mut forged = Generator::valid_call();
+        forged.envelope.push(EnvelopeEdit::FlipTag);
+        forged.at = Some(crate::netfuzz::case::SeqAt::Same);
+        let e = expect_call_in(&forged, Some(false));
+        assert_eq!((e.class, e.status), (Class::Refuse, Some(400)));
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn requirement_of(s: &Signature) -> (&'static str, &'static str) {
         ("inner", "path-nesting") => ("CALL-8", "inside"),
         ("inner", "authorization") => ("CALL-6", "inside"),
         ("inner", _) => ("CALL-2", "inside"),
+        ("envelope", "direction") => ("CALL-5", "replay"),
         ("valid", _) if s.oracle == Oracle::UndocumentedBody.name() => ("RESP-2", "inside"),
         _ => ("CALL-2", "tamper"),
     }
@@ -91,8 +92,10 @@ fn fixed_answers(steps: &[Step]) -> Vec<Option<(u16, Option<u16>)>> {
             Step::Call(call) => {
                 let seq = sim.seq(call);
                 let fresh = sim.window.would_accept(seq);
-                let plain =
-                    call.framing.is_normal() && call.bytes.is_empty() && call.envelope.is_empty();
+                let plain = call.framing.is_normal()
+                    && call.bytes.is_empty()
+                    && call.envelope.is_empty()
+                    && !call.wrong_direction;
                 let answer = match call.at {
                     Some(_) if plain && !fresh => Some((409, None)),
                     Some(_) if fresh => fixed_answer(
@@ -156,7 +159,15 @@ pub fn scenario(finding: &Finding) -> FindingScenario {
             None => expect.alive = Some(true),
         }
         match step {
-            Step::Handshake { .. } => expect.documented = Some(true),
+            Step::Handshake { body } => {
+                expect.documented = Some(true);
+                // The refusal the target's check order fixes for this hello
+                // (the placeholder stands for the pinned address).
+                if let Some(f) = crate::judge::order::hello_refusal(body.as_bytes(), "{address}") {
+                    expect.status = Some(f.status);
+                    expect.error = Some(f.error.to_owned());
+                }
+            }
             // The oracle judges a remote caller's plaintext request.
             Step::Plain { path, .. } if path.contains("{agent}") => expect.refused = Some(true),
             // Whatever the target accepts, it answers sealed (the oracles

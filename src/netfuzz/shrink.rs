@@ -481,6 +481,7 @@ mod tests {
                 text: "\"".repeat(40),
             }],
             framing: Framing::Normal,
+            wrong_direction: false,
         };
         c.bytes.push(ByteEdit::Truncate { keep: 9 });
         vec![

@@ -66,6 +66,10 @@ pub struct CallStep {
     /// How the body is framed on the wire.
     #[serde(default, skip_serializing_if = "Framing::is_normal")]
     pub framing: Framing,
+    /// Seal with the server-to-client key instead of client-to-server: a
+    /// call in the wrong direction, which must not open (CALL-5).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wrong_direction: bool,
 }
 
 impl CallStep {
@@ -78,6 +82,7 @@ impl CallStep {
             envelope: Vec::new(),
             bytes: Vec::new(),
             framing: Framing::Normal,
+            wrong_direction: false,
         }
     }
 }

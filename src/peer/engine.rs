@@ -565,6 +565,7 @@ impl<'a> Conversation<'a> {
                     envelope: Vec::new(),
                     bytes: Vec::new(),
                     framing: Framing::Normal,
+                    wrong_direction: false,
                 };
                 self.run_call(name, &call).await
             }
@@ -602,6 +603,7 @@ impl<'a> Conversation<'a> {
             at: call.at,
             envelope: call.envelope.clone(),
             bytes: call.bytes.clone(),
+            wrong_direction: call.wrong_direction,
             ..SealSpec::default()
         };
         let (body, seq) = self.seal(&spec, &plaintext)?;

@@ -595,6 +595,7 @@ impl Step {
                 envelope: (!call.envelope.is_empty()).then(|| call.envelope.clone()),
                 bytes: (!call.bytes.is_empty()).then(|| call.bytes.clone()),
                 framing: (!call.framing.is_normal()).then(|| call.framing.clone()),
+                wrong_direction: call.wrong_direction.then_some(true),
                 expect,
                 ..CallStep::default()
             })),
@@ -736,7 +737,7 @@ impl CallStep {
     /// `None` when it seals with another session or direction, sets the
     /// relay marker or says what [`CallStep::language_inner`] cannot.
     pub fn edit_step(&self) -> Option<edit::CallStep> {
-        if self.seal_session.is_some() || self.wrong_direction.is_some() || self.relay.is_some() {
+        if self.seal_session.is_some() || self.relay.is_some() {
             return None;
         }
         Some(edit::CallStep {
@@ -746,6 +747,7 @@ impl CallStep {
             envelope: self.envelope_edits(),
             bytes: self.bytes.clone().unwrap_or_default(),
             framing: self.framing.clone().unwrap_or_default(),
+            wrong_direction: self.wrong_direction == Some(true),
         })
     }
 }
