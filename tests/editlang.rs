@@ -320,6 +320,7 @@ fn the_short_envelope_forms_are_edits_of_the_language() {
             envelope: step.envelope_edits(),
             bytes: Vec::new(),
             framing: Framing::Normal,
+            wrong_direction: false,
         })
     );
     let body = osc_harness::peer::edit::edit_envelope(

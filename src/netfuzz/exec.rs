@@ -78,7 +78,6 @@ impl ExecError {
     }
 }
 
-
 /// The fuzzer's handshake budget: the driver's one pacer.
 pub use crate::peer::HandshakePacer as HandshakeBudget;
 

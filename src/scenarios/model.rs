@@ -798,6 +798,7 @@ mod tests {
             envelope: vec![EnvelopeEdit::FlipTag],
             bytes: vec![ByteEdit::Truncate { keep: 3 }],
             framing: Framing::Chunked { size: 7 },
+            wrong_direction: true,
         });
         let plain = edit::Step::Plain {
             method: "POST".into(),
