@@ -297,7 +297,9 @@ pub fn judge(
     outcome: &Outcome,
     prev: &[Outcome],
 ) -> Option<Firing> {
-    if outcome.skipped.is_some() {
+    // An answer the relay gave in the agent's place (`--via-relay`: its 502,
+    // 504, 413 or an unretried 429) says nothing about the agent.
+    if outcome.skipped.is_some() || outcome.answer.relay.is_own() {
         return None;
     }
     let e = match step {
