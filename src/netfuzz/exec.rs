@@ -401,15 +401,7 @@ impl<'a> Case<'a> {
         }
         let plaintext =
             edit::inner_plaintext(&call.inner, &target.access_key, |p| target.expand(p));
-        let spec = SealSpec {
-            session: SESSION.into(),
-            seq: call.seq,
-            at: call.at,
-            envelope: call.envelope.clone(),
-            bytes: call.bytes.clone(),
-            wrong_direction: call.wrong_direction,
-            ..SealSpec::default()
-        };
+        let spec = SealSpec::for_call(SESSION, call);
         let (body, seq) = match self.conv.seal(&spec, &plaintext) {
             Ok(sealed) => sealed,
             Err(e) => return Outcome::skipped("/secure/call", e.to_string()),

@@ -118,15 +118,7 @@ impl Generator {
 
     /// A valid call to the run route.
     pub fn valid_call() -> CallStep {
-        CallStep {
-            inner: Inner::honest_run(),
-            seq: None,
-            at: None,
-            envelope: Vec::new(),
-            bytes: Vec::new(),
-            framing: Framing::Normal,
-            wrong_direction: false,
-        }
+        CallStep::honest(Inner::honest_run())
     }
 
     /// A valid call to the streaming route: `events` events of `size`

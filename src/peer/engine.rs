@@ -121,6 +121,22 @@ pub struct SealSpec {
     pub bytes: Vec<ByteEdit>,
 }
 
+impl SealSpec {
+    /// How `call` of the edit language is sealed on session `session`:
+    /// its seq, envelope and byte edits and key direction.
+    pub fn for_call(session: &str, call: &edit::CallStep) -> Self {
+        SealSpec {
+            session: session.to_owned(),
+            seq: call.seq,
+            at: call.at,
+            envelope: call.envelope.clone(),
+            bytes: call.bytes.clone(),
+            wrong_direction: call.wrong_direction,
+            ..SealSpec::default()
+        }
+    }
+}
+
 /// A call as sent, for a resend.
 #[derive(Debug, Clone)]
 pub struct SentCall {
@@ -558,15 +574,7 @@ impl<'a> Conversation<'a> {
             edit::Step::CallAfterExpiry => {
                 self.ensure_session(name).await?;
                 self.wait_for_expiry(name).await?;
-                let call = edit::CallStep {
-                    inner: edit::Inner::honest_run(),
-                    seq: None,
-                    at: None,
-                    envelope: Vec::new(),
-                    bytes: Vec::new(),
-                    framing: Framing::Normal,
-                    wrong_direction: false,
-                };
+                let call = edit::CallStep::honest(edit::Inner::honest_run());
                 self.run_call(name, &call).await
             }
             edit::Step::Call(call) => {
@@ -597,15 +605,7 @@ impl<'a> Conversation<'a> {
         let target = self.target;
         let plaintext =
             edit::inner_plaintext(&call.inner, &target.access_key, |p| target.expand(p));
-        let spec = SealSpec {
-            session: name.to_owned(),
-            seq: call.seq,
-            at: call.at,
-            envelope: call.envelope.clone(),
-            bytes: call.bytes.clone(),
-            wrong_direction: call.wrong_direction,
-            ..SealSpec::default()
-        };
+        let spec = SealSpec::for_call(name, call);
         let (body, seq) = self.seal(&spec, &plaintext)?;
         if !call.framing.is_normal() {
             return self.framed(&body, target.relay_origin, &call.framing).await;
