@@ -188,7 +188,7 @@ fn a_hello_that_does_not_verify_is_a_must() {
         assert!(
             found
                 .iter()
-                .any(|f| f.0 == "must" && f.1 == target && f.2 == req),
+                .any(|f| f.0 == "must" && f.1 == target && f.2.split(", ").any(|r| r == req)),
             "{target} is not named with {req}: {found:?}"
         );
     }
@@ -251,7 +251,9 @@ fn three_targets_at_once_and_a_saved_case_replays() {
     let (code, stdout, report) = diff(
         dir.path(),
         &targets,
-        &["--cases", "30", "--report", &page_arg],
+        // Seed 6 draws inputs with an edited inner request in its first 30
+        // cases, where `status-outside` shows.
+        &["--cases", "30", "--seed", "6", "--report", &page_arg],
     );
     assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(report["targets"].as_array().map(Vec::len), Some(3));
