@@ -96,7 +96,11 @@ fn fixed_answers(steps: &[Step]) -> Vec<Option<(u16, Option<u16>)>> {
                     && call.bytes.is_empty()
                     && call.envelope.is_empty()
                     && !call.wrong_direction;
+                // A refusal the check order fixes, whatever the window
+                // holds (the AEAD check comes before the replay window).
+                let ordered = crate::judge::order::call_refusal(call).map(|f| (f.status, None));
                 let answer = match call.at {
+                    _ if ordered.is_some() => ordered,
                     Some(_) if plain && !fresh => Some((409, None)),
                     Some(_) if fresh => fixed_answer(
                         &Step::Call(CallStep {
@@ -165,6 +169,11 @@ pub fn scenario(finding: &Finding) -> FindingScenario {
                 // (the placeholder stands for the pinned address).
                 if let Some(f) = crate::judge::order::hello_refusal(body.as_bytes(), "{address}") {
                     expect.status = Some(f.status);
+                    expect.error = Some(f.error.to_owned());
+                }
+            }
+            Step::Call(call) if crate::judge::order::call_refusal(call).is_some() => {
+                if let Some(f) = crate::judge::order::call_refusal(call) {
                     expect.error = Some(f.error.to_owned());
                 }
             }
