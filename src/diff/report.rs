@@ -105,6 +105,18 @@ pub fn render_text(report: &DiffReport, verbose: bool) -> String {
                 });
                 let _ = writeln!(out, "      {:<10} {}", c.target, one_line(&nf, 400));
             }
+        } else if row.class == Class::Uncompared {
+            // Say why a target did not run it, so an uncompared row is not
+            // mistaken for agreement.
+            for c in row.cells.iter().filter(|c| c.normal.is_none()) {
+                let why = c.reason.as_deref().unwrap_or("-");
+                let _ = writeln!(
+                    out,
+                    "      {:<10} not run: {}",
+                    c.target,
+                    one_line(why, 300)
+                );
+            }
         }
         if let Some(path) = &row.saved {
             let _ = writeln!(out, "    saved {path}");
@@ -202,4 +214,42 @@ pub fn render_junit(report: &DiffReport) -> String {
     junit
         .to_string()
         .unwrap_or_else(|e| format!("<!-- {e} -->\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::run::Cell;
+
+    #[test]
+    fn an_uncompared_row_says_why_a_target_did_not_run_it() {
+        let cell = |target: &str, reason: Option<&str>| Cell {
+            target: target.into(),
+            verdict: if reason.is_some() { "skip" } else { "pass" }.into(),
+            normal: None,
+            reason: reason.map(str::to_string),
+        };
+        let report = DiffReport {
+            schema: DIFF_SCHEMA_ID,
+            targets: vec!["a".into(), "b".into()],
+            seed: 1,
+            rows: vec![Row {
+                input: "expiry-known-v2".into(),
+                kind: "scenario",
+                class: Class::Uncompared,
+                cells: vec![
+                    cell("a", None),
+                    cell("b", Some("the session expires in 3601s")),
+                ],
+                findings: Vec::new(),
+                steps: None,
+                saved: None,
+            }],
+        };
+        let text = render_text(&report, false);
+        assert!(
+            text.contains("b          not run: the session expires in 3601s"),
+            "{text}"
+        );
+    }
 }

@@ -19,7 +19,9 @@ pub const MAX_SHAPES_PER_BUCKET: usize = 4;
 pub struct ShapeSummary {
     /// The firing step's answer, as `oracle::shape` describes it.
     pub shape: String,
-    /// Confirmed hits with this shape.
+    /// Hits with this shape. Each is confirmed on a fresh session, except
+    /// under a handshake budget, where only the first is and repeats are
+    /// counted as seen.
     pub count: u64,
     /// The saved finding, once written.
     pub file: Option<String>,
@@ -43,7 +45,7 @@ pub struct BucketSummary {
     /// Their level: `MUST` fails the run, `SHOULD` is a warning,
     /// `UPSTREAM` information.
     pub level: Level,
-    /// Confirmed occurrences, all shapes together.
+    /// Occurrences, all shapes together (counted as `ShapeSummary::count`).
     pub count: u64,
     /// The first shape's saved finding (each shape's is under `shapes`).
     pub file: Option<String>,
@@ -113,6 +115,18 @@ pub fn admit(
     let shapes: Vec<&str> = bucket.shapes.iter().map(|s| s.shape.as_str()).collect();
     let file_name = file_names(sig, &shapes).pop().unwrap_or_default();
     Admission::New { file_name }
+}
+
+/// Whether a hit of `sig` with `shape` would only be counted: the shape is
+/// already kept in its bucket, or the bucket keeps no more shapes.
+pub fn is_known(
+    buckets: &BTreeMap<Signature, BucketSummary>,
+    sig: &Signature,
+    shape: &str,
+) -> bool {
+    buckets.get(sig).is_some_and(|b| {
+        b.shapes.iter().any(|s| s.shape == shape) || b.shapes.len() >= MAX_SHAPES_PER_BUCKET
+    })
 }
 
 /// Records where the finding for `sig` and `shape` was saved.
@@ -190,6 +204,20 @@ mod tests {
             layer: "inner".into(),
             field: "path".into(),
         }
+    }
+
+    #[test]
+    fn a_hit_is_known_once_its_shape_is_kept_or_its_bucket_is_full() {
+        let mut b = BTreeMap::new();
+        let s = sig();
+        assert!(!is_known(&b, &s, "x"));
+        admit(&mut b, &s, "x", "d");
+        assert!(is_known(&b, &s, "x"));
+        assert!(!is_known(&b, &s, "y"));
+        for shape in ["y", "z", "w"] {
+            admit(&mut b, &s, shape, "d");
+        }
+        assert!(is_known(&b, &s, "never seen"), "a full bucket only counts");
     }
 
     #[test]

@@ -113,8 +113,8 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64, workers: u64) {
     let info = &ctx.cfg.info;
     let mut cases = CaseNumbers::new(id, workers);
     let mut picks = Picks::default();
-    let mut gen = Generator::new(ctx.cfg.seed, id, ctx.cfg.endpoints)
-        .thrifty(ctx.cfg.info.target.handshake_budget.is_some());
+    let thrifty = ctx.cfg.info.target.handshake_budget.is_some();
+    let mut gen = Generator::new(ctx.cfg.seed, id, ctx.cfg.endpoints).thrifty(thrifty);
     let mut rng = exec::handshake_rng(ctx.cfg.seed, id);
     let mut session: Option<Session> = None;
     // The corpus loaded at start is dealt out as the case numbers are:
@@ -264,6 +264,18 @@ pub(super) async fn worker(ctx: Arc<Ctx>, id: u64, workers: u64) {
             continue;
         }
         record_shapes(&ctx, &steps, &outcomes, Some(&mut picks)).await;
+        if let Some(v) = firing.as_ref().filter(|_| thrifty) {
+            if count_if_known(&ctx, v, &firing_shape(&outcomes)).await {
+                // Under a handshake budget a repeat of a confirmed hit is
+                // only counted: confirming it again, and the fresh session
+                // and liveness probe that go with it, would spend the
+                // budget on what is already known, and a lenient target
+                // that repeats one warning every few cases would stall the
+                // stream. The first of each signature and shape is still
+                // confirmed on a fresh session.
+                continue;
+            }
+        }
         if let Some(v) = firing {
             // The input may have left state behind: start clean.
             session = None;
@@ -565,6 +577,20 @@ impl Hit {
     fn same_as(&self, other: &Hit) -> bool {
         self.firing.signature == other.firing.signature && self.shape == other.shape
     }
+}
+
+/// Counts `firing` as a repeat when its signature and `shape` are already
+/// booked (or its bucket keeps no more shapes); false, counting nothing,
+/// for a hit that is new and must be confirmed.
+async fn count_if_known(ctx: &Ctx, firing: &Firing, shape: &str) -> bool {
+    let mut s = ctx.shared.lock().await;
+    if !dedup::is_known(&s.buckets, &firing.signature, shape) {
+        return false;
+    }
+    dedup::admit(&mut s.buckets, &firing.signature, shape, &firing.detail);
+    drop(s);
+    ctx.stop_if_sought(firing);
+    true
 }
 
 /// Runs a hit again on a fresh session; when it fires with the same
