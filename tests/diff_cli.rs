@@ -166,6 +166,65 @@ fn the_app_rule_leaves_the_fixed_inner_answers_compared() {
     );
 }
 
+/// `--max-wait` bounds the wait for a session's expiry on every target:
+/// a server whose sessions outlive it leaves the expiry scenario
+/// uncompared, and the text report says why under the row.
+#[test]
+fn max_wait_decides_which_targets_wait_for_expiry() {
+    let mut cmd = harness();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--handshake-rate", "0"])
+        .args(["--session-ttl", "3"]);
+    let short = start(cmd);
+    let mut cmd = harness();
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--handshake-rate", "0"]);
+    let long = start(cmd);
+    let targets = format!("{}{}", table("short", &short), table("long", &long));
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, report) = diff(
+        dir.path(),
+        &targets,
+        &[
+            "--only",
+            "expiry-known-v2",
+            "--cases",
+            "0",
+            "--max-wait",
+            "7",
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    let row = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["input"] == "expiry-known-v2")
+        .unwrap_or_else(|| panic!("no expiry row: {stdout}"));
+    assert_eq!(row["class"], "uncompared", "{row}");
+    let cell = |name: &str| {
+        row["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["target"] == name)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(cell("short")["verdict"], "pass", "{row}");
+    let skipped = cell("long");
+    assert_eq!(skipped["verdict"], "skip", "{row}");
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--max-wait 7s"),
+        "{row}"
+    );
+    assert!(
+        stdout.contains("long       not run: the session expires in"),
+        "{stdout}"
+    );
+}
+
 /// A ServerHello that does not verify against the pinned address, or a
 /// session whose keys open nothing, is a MUST with its requirement even
 /// when no scenario runs (no fuzz case can open a session to show it).

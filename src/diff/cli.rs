@@ -97,6 +97,11 @@ pub struct DiffArgs {
     /// Show every row with each target's normal form.
     #[arg(long)]
     pub verbose: bool,
+    /// The longest wait, in seconds, for a session to expire, in scenarios
+    /// and fuzz cases alike; on a target whose sessions live longer, those
+    /// inputs are not run (the row is `uncompared` and says why).
+    #[arg(long, default_value_t = 10)]
+    pub max_wait: u64,
 }
 
 /// Resolves every target in file order; a usage exit for a bad table, 3
@@ -105,10 +110,11 @@ pub struct DiffArgs {
 async fn prepare_all(
     specs: &[targets::TargetSpec],
     command: &str,
+    max_wait: Duration,
 ) -> Result<Vec<Prepared>, ExitCode> {
     let mut prepared = Vec::new();
     for spec in specs {
-        match run::prepare(spec).await {
+        match run::prepare(spec, max_wait).await {
             Ok(p) => prepared.push(p),
             Err(e @ run::PrepareError::Usage { .. }) => return Err(usage(e)),
             Err(e) => {
@@ -160,7 +166,7 @@ pub fn run(args: DiffArgs) -> ExitCode {
         Err(e) => return usage(e),
     };
     rt.block_on(async move {
-        let prepared = match prepare_all(&specs, "diff").await {
+        let prepared = match prepare_all(&specs, "diff", Duration::from_secs(args.max_wait)).await {
             Ok(p) => p,
             Err(code) => return code,
         };
@@ -402,7 +408,7 @@ pub fn replay(case: &SavedCase, targets_file: &Path) -> ExitCode {
         Err(e) => return usage(e),
     };
     rt.block_on(async move {
-        let prepared = match prepare_all(&specs, "replay").await {
+        let prepared = match prepare_all(&specs, "replay", run::DEFAULT_MAX_WAIT).await {
             Ok(p) => p,
             Err(code) => return code,
         };

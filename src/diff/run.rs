@@ -48,9 +48,10 @@ pub const URL_BUDGET: (u32, u64) = (5, 60);
 /// holds one connection of each target for as long as it waits.
 const SLOW_REQUEST_LIMIT: Duration = Duration::from_secs(20);
 
-/// Longest wait for a session to expire in a fuzz case; later expiries
-/// skip the step on that target.
-const EXPIRY_WAIT: Duration = Duration::from_secs(10);
+/// The longest wait for a session to expire when no `--max-wait` is
+/// given (`replay --targets`); later expiries skip the input on that
+/// target.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 
 /// One target, resolved and ready for both kinds of input.
 pub struct Prepared {
@@ -90,7 +91,7 @@ pub enum PrepareError {
 /// Resolves one `[[target]]` with the shared target code, checks its
 /// first honest handshake and call ([`preflight::check`]) and, for a URL
 /// whose table names no budget, learns whether it paces handshakes.
-pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
+pub async fn prepare(spec: &TargetSpec, max_wait: Duration) -> Result<Prepared, PrepareError> {
     let usage = |message: String| PrepareError::Usage {
         name: spec.name.clone(),
         message,
@@ -140,6 +141,7 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
             ..target.clone()
         }),
     };
+    cfg.max_wait = max_wait.as_secs();
     if resolved.server.is_none() {
         // A scenario's rerun line reaches this target as the file does.
         let mut flags = spec.args.rerun_flags();
@@ -161,7 +163,7 @@ pub async fn prepare(spec: &TargetSpec) -> Result<Prepared, PrepareError> {
     let info = TargetInfo {
         target,
         slow_request_limit: SLOW_REQUEST_LIMIT,
-        expiry_wait: EXPIRY_WAIT,
+        expiry_wait: max_wait,
     };
     Ok(Prepared {
         name: spec.name.clone(),

@@ -332,7 +332,7 @@ impl<'a> Case<'a> {
                 Err(EngineError::ExpiryTooFar(left)) => Outcome::skipped(
                     "/secure/call",
                     format!(
-                        "the session expires in {left}s, beyond --expiry-wait {}s",
+                        "the session expires in {left}s, beyond the {}s this run waits for an expiry",
                         self.info.expiry_wait.as_secs()
                     ),
                 ),
