@@ -164,7 +164,7 @@ pub struct HelloStep {
 
 /// One edit of the honest ClientHello's JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "edit", rename_all = "kebab-case")]
+#[serde(tag = "edit", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum HelloEdit {
     /// Replace a field's value with raw JSON text (text that is not JSON is
     /// set as a JSON string).
@@ -327,6 +327,7 @@ pub enum Inner {
 
 /// Every field of an inner request, for [`Inner::Custom`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InnerSpec {
     /// Inner method.
     pub method: String,
