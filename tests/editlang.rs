@@ -321,6 +321,9 @@ fn the_short_envelope_forms_are_edits_of_the_language() {
             bytes: Vec::new(),
             framing: Framing::Normal,
             wrong_direction: false,
+            seal_with: None,
+            relay: None,
+            save: None,
         })
     );
     let body = osc_harness::peer::edit::edit_envelope(
@@ -352,6 +355,9 @@ fn a_written_finding_loads_back_and_runs() {
             path: "/agents/{agent}/run".into(),
             with_key: true,
             body: "{}".into(),
+            headers: Default::default(),
+            authorization: None,
+            relay: None,
         },
     ];
     let dir = tempfile::tempdir().unwrap();

@@ -288,6 +288,9 @@ mod tests {
             bytes: Vec::new(),
             framing: Default::default(),
             wrong_direction,
+            seal_with: None,
+            relay: None,
+            save: None,
         }
     }
 

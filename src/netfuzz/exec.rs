@@ -326,7 +326,7 @@ impl<'a> Case<'a> {
     pub async fn step(&mut self, step: &Step) -> Outcome {
         let started = Instant::now();
         match step {
-            Step::Call(call) => self.call(call).await,
+            Step::Call(call) if step.is_fuzz_step() => self.call(call).await,
             Step::CallAfterExpiry => match self.conv.wait_for_expiry(SESSION).await {
                 Ok(()) => self.call(&super::gen::Generator::valid_call()).await,
                 Err(EngineError::ExpiryTooFar(left)) => Outcome::skipped(
@@ -369,7 +369,8 @@ impl<'a> Case<'a> {
                 path,
                 with_key,
                 body,
-            } => {
+                ..
+            } if step.is_fuzz_step() => {
                 let target = &self.info.target;
                 let mut request = OuterRequest::post_json(target.expand(path), body.clone());
                 request.method = method.clone();
@@ -386,6 +387,9 @@ impl<'a> Case<'a> {
                     Err(e) => Outcome::failed("plaintext", sent, e, started),
                 }
             }
+            // The suite's steps (hello field edits, saved envelopes, inner
+            // headers, verify, waits, …) are run by `test`, not fuzzed.
+            _ => Outcome::skipped("suite", "not a fuzz step".into()),
         }
     }
 

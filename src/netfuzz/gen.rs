@@ -578,6 +578,9 @@ impl Generator {
                 .into(),
             with_key: self.below(3) != 0,
             body: self.pick(&["{\"input\":\"x\"}", "", "{", "[]"]).into(),
+            headers: Default::default(),
+            authorization: None,
+            relay: None,
         }
     }
 }

@@ -239,10 +239,10 @@ fn sites(step: &Step) -> Vec<Site> {
     match step {
         Step::Handshake { .. } => vec![Site::HandshakeBody],
         Step::Plain { .. } => vec![Site::PlainBody],
-        Step::Resend | Step::CallAfterExpiry => Vec::new(),
         Step::Call(call) => {
             let mut out = match &call.inner {
                 Inner::Plaintext { .. } => vec![Site::InnerText],
+                Inner::Custom(_) => Vec::new(),
                 Inner::Request { auth, .. } => {
                     let mut v = vec![Site::InnerBody];
                     if matches!(auth, Auth::Text(_)) {
@@ -256,6 +256,7 @@ fn sites(step: &Step) -> Vec<Site> {
             out.extend((0..call.bytes.len()).map(Site::InsertText));
             out
         }
+        _ => Vec::new(),
     }
 }
 
@@ -270,7 +271,7 @@ fn value_mut(step: &mut Step, site: Site) -> Option<Value<'_>> {
         (Step::Call(call), site) => match site {
             Site::InnerText => match &mut call.inner {
                 Inner::Plaintext { text } => free(text),
-                Inner::Request { .. } => None,
+                Inner::Request { .. } | Inner::Custom(_) => None,
             },
             // The honest run body is the baseline, not part of a mutation.
             Site::InnerBody => match &mut call.inner {
@@ -482,6 +483,9 @@ mod tests {
             }],
             framing: Framing::Normal,
             wrong_direction: false,
+            seal_with: None,
+            relay: None,
+            save: None,
         };
         c.bytes.push(ByteEdit::Truncate { keep: 9 });
         vec![
@@ -496,6 +500,9 @@ mod tests {
                 path: "/agents/{agent}/run".into(),
                 with_key: true,
                 body: format!("{{\"input\":\"{}\"", "y".repeat(50)),
+                headers: Default::default(),
+                authorization: None,
+                relay: None,
             },
             Step::Call(c),
         ]
@@ -515,7 +522,7 @@ mod tests {
                         }
                     }
                 }
-                Step::Resend | Step::CallAfterExpiry => {}
+                _ => {}
             }
         }
         out

@@ -8,6 +8,8 @@
 //! wrap around the body, and raw JSON that serde cannot hold is spliced in
 //! as text.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::RELAY_HEADER;
@@ -41,7 +43,171 @@ pub enum Step {
         with_key: bool,
         /// The body text.
         body: String,
+        /// Extra outer headers (the scenario suite's; placeholders expand).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+        /// An `Authorization` text sent instead of the key (wins over
+        /// `with_key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorization: Option<String>,
+        /// Send (`true`) or omit (`false`) the relay marker; `None`: the
+        /// run's choice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        relay: Option<bool>,
     },
+    /// `POST /secure/session` with an honest ClientHello edited field by
+    /// field (no edit: the honest handshake).
+    Hello(HelloStep),
+    /// Send the envelope a call saved under this name again, byte for byte.
+    ResendSaved {
+        /// The name the call saved it under.
+        envelope: String,
+    },
+    /// A call after expiry with the relay marker chosen: sent (`true`) or
+    /// omitted (`false`).
+    CallAfterExpiryRelay {
+        /// Whether the relay marker is sent.
+        relay: bool,
+    },
+    /// Verify the session's stored ServerHello against the pinned address,
+    /// after a man in the middle edited one transcript field, or against
+    /// the transcript without one field. Sends nothing.
+    Verify {
+        /// The transcript field edited: `encPub`, `sid`, `expiresAt`,
+        /// `nonce`, `clientEncPub` or `agentAddress`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edit: Option<String>,
+        /// The transcript field left out of the signed payload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        without: Option<String>,
+    },
+    /// This many honest handshakes; ephemeral keys, sids and signature `r`
+    /// values must never repeat (HS-3).
+    Freshness {
+        /// How many handshakes (at least 2 are made).
+        count: usize,
+    },
+    /// Wait, sending nothing.
+    Wait(Wait),
+    /// Honest handshakes past the target's session bound, to overflow it.
+    Flood {
+        /// How many handshakes beyond the bound.
+        extra: usize,
+    },
+    /// Search every outer byte so far for the access key and the inner
+    /// canaries. Sends nothing.
+    Blind,
+}
+
+impl Step {
+    /// Whether the network fuzzer generates and judges this step: a call
+    /// without the suite's inner form, foreign seal, relay choice or saved
+    /// name; a resend of the previous call; a call after expiry; a raw
+    /// handshake body; a plaintext request with no headers of its own.
+    pub fn is_fuzz_step(&self) -> bool {
+        match self {
+            Step::Call(c) => {
+                !matches!(c.inner, Inner::Custom(_))
+                    && c.seal_with.is_none()
+                    && c.relay.is_none()
+                    && c.save.is_none()
+            }
+            Step::Plain {
+                headers,
+                authorization,
+                ..
+            } => headers.is_empty() && authorization.is_none(),
+            Step::Resend | Step::CallAfterExpiry | Step::Handshake { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the step is one request the engine sends as it stands
+    /// ([`crate::peer::Conversation::run`]); the others (verify, freshness,
+    /// wait, flood, blind) are the suite's, built from its primitives.
+    pub fn is_one_request(&self) -> bool {
+        !matches!(
+            self,
+            Step::Verify { .. }
+                | Step::Freshness { .. }
+                | Step::Wait(_)
+                | Step::Flood { .. }
+                | Step::Blind
+        )
+    }
+}
+
+/// How long a `wait` step waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "until", rename_all = "kebab-case")]
+pub enum Wait {
+    /// This many seconds.
+    Seconds {
+        /// Seconds.
+        secs: u64,
+    },
+    /// Until the session has expired.
+    Expiry,
+}
+
+/// A handshake: the honest ClientHello with these edits, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloStep {
+    /// The edits of the hello's fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edits: Vec<HelloEdit>,
+    /// An honest handshake may take the run's shared session when
+    /// handshakes are budgeted (its session only needs fresh seqs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+}
+
+/// One edit of the honest ClientHello's JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "edit", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum HelloEdit {
+    /// Replace a field's value with raw JSON text (text that is not JSON is
+    /// set as a JSON string).
+    Set {
+        /// The field.
+        field: String,
+        /// Raw JSON.
+        json: String,
+    },
+    /// Remove a field.
+    Remove {
+        /// The field.
+        field: String,
+    },
+    /// Use the n-th low-order X25519 point (wrapping) as `encPub`.
+    LowOrder {
+        /// Which point.
+        index: usize,
+    },
+}
+
+/// Applies hello edits to the honest ClientHello's fields.
+pub fn edit_hello(hello: &mut serde_json::Map<String, serde_json::Value>, edits: &[HelloEdit]) {
+    for edit in edits {
+        match edit {
+            HelloEdit::Set { field, json } => {
+                let value = serde_json::from_str(json)
+                    .unwrap_or_else(|_| serde_json::Value::from(json.clone()));
+                hello.insert(field.clone(), value);
+            }
+            HelloEdit::Remove { field } => {
+                hello.remove(field);
+            }
+            HelloEdit::LowOrder { index } => {
+                let points = crate::protocol::handshake::low_order_points();
+                let (_, p) = points[index % points.len()];
+                hello.insert(
+                    "encPub".into(),
+                    serde_json::Value::from(crate::protocol::encoding::b64url_encode(&p)),
+                );
+            }
+        }
+    }
 }
 
 /// How a call is built: the inner request, the seq, then mutations applied
@@ -70,6 +236,18 @@ pub struct CallStep {
     /// call in the wrong direction, which must not open (CALL-5).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub wrong_direction: bool,
+    /// Seal with this session's keys and sid, sent under the step's
+    /// session (a foreign seal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_with: Option<String>,
+    /// Send (`true`) or omit (`false`) the relay marker; `None`: the run's
+    /// choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<bool>,
+    /// Save the sent envelope under this name for
+    /// [`Step::ResendSaved`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save: Option<String>,
 }
 
 impl CallStep {
@@ -83,6 +261,9 @@ impl CallStep {
             bytes: Vec::new(),
             framing: Framing::Normal,
             wrong_direction: false,
+            seal_with: None,
+            relay: None,
+            save: None,
         }
     }
 }
@@ -139,9 +320,99 @@ pub enum Inner {
         /// The text.
         text: String,
     },
+    /// An InnerRequest with every field chosen (the scenario suite's):
+    /// placeholders expand in every text, not only the path.
+    Custom(Box<InnerSpec>),
+}
+
+/// Every field of an inner request, for [`Inner::Custom`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InnerSpec {
+    /// Inner method.
+    pub method: String,
+    /// Inner path.
+    pub path: String,
+    /// Inner authorization (a text's placeholders expand).
+    pub auth: Auth,
+    /// Inner headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Body text, base64url-encoded into the `body` field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Raw text placed in the `body` field as is (wins over `body`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_field: Option<String>,
+    /// Inner `accept` (also sent as the outer `Accept`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<String>,
+    /// Inner `contentType` (default: JSON when there is a body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// A unique canary goes into an `X-Canary` header and the body, for
+    /// [`Step::Blind`] to search for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
+    /// Seal this text instead of an InnerRequest (placeholders expand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext: Option<String>,
+}
+
+impl InnerSpec {
+    /// The plaintext sealed: every text expanded by `expand`, the canary
+    /// (when asked for) in an `X-Canary` header and as the body's secret.
+    pub fn plaintext(
+        &self,
+        access_key: &str,
+        expand: impl Fn(&str) -> String,
+        canary: Option<&str>,
+    ) -> Vec<u8> {
+        if let Some(text) = &self.plaintext {
+            return expand(text).into_bytes();
+        }
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), expand(v)))
+            .collect();
+        let mut body_text = self.body.as_deref().map(&expand);
+        if let Some(canary) = canary.filter(|_| self.canary) {
+            headers.push(("X-Canary".into(), canary.to_owned()));
+            body_text = Some(format!("{{\"secret\":\"{canary}\"}}"));
+        }
+        InnerRequest {
+            method: self.method.clone(),
+            path: expand(&self.path),
+            authorization: match &self.auth {
+                Auth::Key => Some(format!("Bearer {access_key}")),
+                Auth::None => None,
+                Auth::Text(t) => Some(expand(t)),
+            },
+            accept: self.accept.clone(),
+            content_type: self
+                .content_type
+                .clone()
+                .or_else(|| body_text.as_ref().map(|_| "application/json".to_string())),
+            headers: (!headers.is_empty()).then_some(headers),
+            body: self.body_field.clone().or_else(|| {
+                body_text.map(|b| crate::protocol::encoding::b64url_encode(b.as_bytes()))
+            }),
+        }
+        .to_json()
+        .into_bytes()
+    }
 }
 
 impl Inner {
+    /// The inner `accept` a call also sends as its outer `Accept`.
+    pub fn accept(&self) -> Option<&str> {
+        match self {
+            Inner::Custom(spec) => spec.accept.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The honest call to the demo app's run route: what a call after
     /// expiry seals, and the fuzzer's valid call.
     pub fn honest_run() -> Inner {
@@ -167,10 +438,11 @@ impl Inner {
 }
 
 /// The inner `authorization` value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Auth {
     /// `Bearer <access key>`.
+    #[default]
     Key,
     /// Left out.
     None,
@@ -509,6 +781,15 @@ pub fn inner_plaintext(
 ) -> Vec<u8> {
     match inner {
         Inner::Plaintext { text } => text.as_bytes().to_vec(),
+        Inner::Custom(spec) => {
+            let canary = spec.canary.then(|| {
+                use crate::rng::{RandomSource, SystemRandom};
+                let mut b = [0u8; 12];
+                SystemRandom.fill(&mut b);
+                format!("canary-{}", hex::encode(b))
+            });
+            spec.plaintext(access_key, expand, canary.as_deref())
+        }
         Inner::Request {
             method,
             path,

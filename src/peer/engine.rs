@@ -132,7 +132,7 @@ impl SealSpec {
             envelope: call.envelope.clone(),
             bytes: call.bytes.clone(),
             wrong_direction: call.wrong_direction,
-            ..SealSpec::default()
+            seal_with: call.seal_with.clone(),
         }
     }
 }
@@ -173,6 +173,13 @@ pub enum EngineError {
     /// The session expires later than the conversation may wait.
     #[error("the session expires in {0}s, more than the wait allowed")]
     ExpiryTooFar(u64),
+    /// A resend of an envelope no call saved under that name.
+    #[error("no saved envelope {0:?}")]
+    NotSaved(String),
+    /// The step is not one request (verify, freshness, wait, flood,
+    /// blind): the suite runs it from the engine's primitives.
+    #[error("`{0}` is not one request; the suite runs it from the engine's primitives")]
+    NotOneRequest(&'static str),
     /// The target could not be reached, or broke HTTP.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -186,6 +193,7 @@ pub struct Conversation<'a> {
     policy: RateLimitPolicy,
     sessions: HashMap<String, Session>,
     last_call: Option<SentCall>,
+    saved: HashMap<String, SentCall>,
     last_executions: Option<u64>,
     /// Longest extra wait for an answer to an incomplete request (framing
     /// that promises bytes never sent) beyond the target's answer timeout.
@@ -204,6 +212,7 @@ impl<'a> Conversation<'a> {
             policy,
             sessions: HashMap::new(),
             last_call: None,
+            saved: HashMap::new(),
             last_executions: None,
             hold_limit: Duration::from_secs(10),
             expiry_wait: Duration::from_secs(10),
@@ -245,6 +254,16 @@ impl<'a> Conversation<'a> {
     /// The latest call as sent.
     pub fn last_call(&self) -> Option<&SentCall> {
         self.last_call.as_ref()
+    }
+
+    /// Keeps a call as sent under `name`, for a resend of that name.
+    pub fn save_call(&mut self, name: &str, sent: SentCall) {
+        self.saved.insert(name.to_owned(), sent);
+    }
+
+    /// The call saved under `name`.
+    pub fn saved_call(&self, name: &str) -> Option<&SentCall> {
+        self.saved.get(name)
     }
 
     /// Posts a hello (the relay marker never goes on a handshake: a 429 is
@@ -549,11 +568,20 @@ impl<'a> Conversation<'a> {
                 );
                 self.handshake(name, &offer).await
             }
+            edit::Step::Hello(hello) => {
+                let offer = Offer::edited(self.target.address, random(), random(), |h| {
+                    edit::edit_hello(h, &hello.edits)
+                });
+                self.handshake(name, &offer).await
+            }
             edit::Step::Plain {
                 method,
                 path,
                 with_key,
                 body,
+                headers,
+                authorization,
+                relay,
             } => {
                 let mut req = OuterRequest {
                     method: method.clone(),
@@ -561,20 +589,37 @@ impl<'a> Conversation<'a> {
                     headers: Vec::new(),
                     body: body.clone().into_bytes(),
                 };
-                if *with_key {
-                    req.headers.push((
+                match authorization {
+                    Some(a) => req.headers.push(("Authorization".into(), a.clone())),
+                    None if *with_key => req.headers.push((
                         "Authorization".into(),
                         format!("Bearer {}", self.target.access_key),
-                    ));
+                    )),
+                    None => {}
                 }
-                let req = self.target.outer(req);
+                req.headers
+                    .extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let req = self
+                    .target
+                    .outer_with(req, relay.unwrap_or(self.target.relay_origin));
                 self.plain(&req).await
             }
             edit::Step::Resend => self.resend().await,
-            edit::Step::CallAfterExpiry => {
+            edit::Step::ResendSaved { envelope } => {
+                let sent = self
+                    .saved
+                    .get(envelope)
+                    .cloned()
+                    .ok_or_else(|| EngineError::NotSaved(envelope.clone()))?;
+                self.call(sent).await
+            }
+            edit::Step::CallAfterExpiry | edit::Step::CallAfterExpiryRelay { .. } => {
                 self.ensure_session(name).await?;
                 self.wait_for_expiry(name).await?;
-                let call = edit::CallStep::honest(edit::Inner::honest_run());
+                let mut call = edit::CallStep::honest(edit::Inner::honest_run());
+                if let edit::Step::CallAfterExpiryRelay { relay } = step {
+                    call.relay = Some(*relay);
+                }
                 self.run_call(name, &call).await
             }
             edit::Step::Call(call) => {
@@ -582,6 +627,11 @@ impl<'a> Conversation<'a> {
                 self.check_alive(name, 0)?;
                 self.run_call(name, call).await
             }
+            edit::Step::Verify { .. } => Err(EngineError::NotOneRequest("verify")),
+            edit::Step::Freshness { .. } => Err(EngineError::NotOneRequest("freshness")),
+            edit::Step::Wait(_) => Err(EngineError::NotOneRequest("wait")),
+            edit::Step::Flood { .. } => Err(EngineError::NotOneRequest("flood")),
+            edit::Step::Blind => Err(EngineError::NotOneRequest("blind")),
         }
     }
 
@@ -607,17 +657,21 @@ impl<'a> Conversation<'a> {
             edit::inner_plaintext(&call.inner, &target.access_key, |p| target.expand(p));
         let spec = SealSpec::for_call(name, call);
         let (body, seq) = self.seal(&spec, &plaintext)?;
+        let relay = call.relay.unwrap_or(target.relay_origin);
         if !call.framing.is_normal() {
-            return self.framed(&body, target.relay_origin, &call.framing).await;
+            return self.framed(&body, relay, &call.framing).await;
         }
-        self.call(SentCall {
+        let sent = SentCall {
             body,
-            relay: target.relay_origin,
-            accept: None,
+            relay,
+            accept: call.inner.accept().map(str::to_owned),
             session: name.to_owned(),
             seq,
-        })
-        .await
+        };
+        if let Some(save) = &call.save {
+            self.saved.insert(save.clone(), sent.clone());
+        }
+        self.call(sent).await
     }
 
     fn relay_of(

@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::peer::edit::{self, Auth, ByteEdit, EnvelopeEdit, Framing, Inner, SeqAt};
+use crate::peer::edit::{
+    self, Auth, ByteEdit, EnvelopeEdit, Framing, HelloEdit, HelloStep as HelloEdits, Inner,
+    InnerSpec, SeqAt, Wait,
+};
 use crate::protocol::encoding::b64url_encode;
 use crate::report::Level;
 
@@ -191,6 +194,9 @@ pub struct HandshakeStep {
     /// Send this text as the whole handshake body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_body: Option<String>,
+    /// Hello edits in the language's form, after the short forms above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hello: Option<Vec<HelloEdit>>,
     /// Reuse the run's shared session when handshakes are budgeted (an
     /// honest handshake whose session only needs fresh seqs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -447,6 +453,7 @@ pub fn keys_of(kind: &str) -> &'static [&'static str] {
             "nonce",
             "low_order",
             "raw_body",
+            "hello",
             "shared",
             "expect",
         ],
@@ -537,58 +544,87 @@ impl Step {
         )
     }
 
-    /// This step in the shared edit language with its expectation, when
-    /// the language can say it: a call whose keys (short forms included)
-    /// map onto its edits, a resend of the previous call, a call after
-    /// expiry, a handshake with a `raw_body`, or a plaintext request with
-    /// the key or `authorization = "none"`. `None` for what only the suite
-    /// does (verify, freshness, wait, flood, blind; hello field edits;
-    /// inner headers, canaries, a foreign seal, saved envelopes).
-    pub fn to_edit(&self) -> Option<(edit::Step, Option<&Expect>)> {
-        Some((self.edit_step()?, self.expect()))
+    /// The session the step acts on (`main` unless it names one; a kind
+    /// without a session acts on `main` or on no session at all).
+    pub fn session(&self) -> String {
+        let named = match self {
+            Step::Handshake(s) => &s.session,
+            Step::Verify(s) => &s.session,
+            Step::Call(s) => &s.session,
+            Step::Wait(s) => &s.session,
+            Step::CallAfterExpiry(s) => &s.session,
+            Step::Freshness(_)
+            | Step::Flood(_)
+            | Step::Resend(_)
+            | Step::Plain(_)
+            | Step::Blind(_) => &None,
+        };
+        named.clone().unwrap_or_else(|| "main".into())
     }
 
-    /// The [`edit::Step`] of [`Step::to_edit`], without the expectation.
-    pub fn edit_step(&self) -> Option<edit::Step> {
-        match self {
-            Step::Call(call) => call.edit_step().map(edit::Step::Call),
-            Step::Resend(r) if r.envelope.is_none() => Some(edit::Step::Resend),
-            Step::CallAfterExpiry(e) if e.relay.is_none() => Some(edit::Step::CallAfterExpiry),
-            Step::Handshake(h) => {
-                let only_body = HandshakeStep {
-                    session: h.session.clone(),
-                    raw_body: h.raw_body.clone(),
-                    expect: h.expect.clone(),
-                    ..HandshakeStep::default()
-                };
-                (*h == only_body)
-                    .then(|| h.raw_body.clone())
-                    .flatten()
-                    .map(|body| edit::Step::Handshake { body })
-            }
-            Step::Plain(p) if p.headers.is_none() => {
-                let with_key = match p.authorization.as_deref() {
-                    None => true,
-                    Some("none") => false,
-                    Some(_) => return None,
-                };
-                Some(edit::Step::Plain {
-                    method: p.method.clone()?,
-                    path: p.path.clone()?,
-                    with_key,
-                    body: p.body.clone().unwrap_or_default(),
-                })
-            }
-            _ => None,
+    /// This step in the edit language: its session, the [`edit::Step`]
+    /// and the expectation. Total: every key of every kind maps onto the
+    /// language (the short forms onto the forms the fuzzer writes where
+    /// those say the same bytes, else onto the suite's fuller forms).
+    pub fn to_language(&self) -> LanguageStep {
+        let step = match self {
+            Step::Handshake(h) => match &h.raw_body {
+                Some(body) => edit::Step::Handshake { body: body.clone() },
+                None => edit::Step::Hello(h.hello_edits()),
+            },
+            Step::Verify(v) => edit::Step::Verify {
+                edit: v.edit.clone(),
+                without: v.without.clone(),
+            },
+            Step::Freshness(c) => edit::Step::Freshness {
+                count: c.count.unwrap_or(3),
+            },
+            Step::Call(c) => edit::Step::Call(c.language_call()),
+            Step::Resend(r) => match &r.envelope {
+                Some(envelope) => edit::Step::ResendSaved {
+                    envelope: envelope.clone(),
+                },
+                None => edit::Step::Resend,
+            },
+            Step::Wait(w) => edit::Step::Wait(match w.seconds.as_deref() {
+                Some("expiry") => Wait::Expiry,
+                Some(n) => Wait::Seconds {
+                    secs: n.parse().unwrap_or(1),
+                },
+                None => Wait::Seconds { secs: 1 },
+            }),
+            Step::Plain(p) => edit::Step::Plain {
+                method: p.method.clone().unwrap_or_else(|| "GET".into()),
+                path: p.path.clone().unwrap_or_else(|| "/health".into()),
+                with_key: p.authorization.is_none(),
+                body: p.body.clone().unwrap_or_default(),
+                headers: p.headers.clone().unwrap_or_default(),
+                authorization: p.authorization.clone().filter(|a| a != "none"),
+                relay: p.relay,
+            },
+            Step::Flood(c) => edit::Step::Flood {
+                extra: c.count.unwrap_or(8),
+            },
+            Step::Blind(_) => edit::Step::Blind,
+            Step::CallAfterExpiry(e) => match e.relay {
+                Some(relay) => edit::Step::CallAfterExpiryRelay { relay },
+                None => edit::Step::CallAfterExpiry,
+            },
+        };
+        LanguageStep {
+            session: self.session(),
+            step,
+            expect: self.expect().cloned(),
         }
     }
 
-    /// The step a fuzz case's `step` is, with `expect`. A hello goes on a
-    /// session of its own (`probe`), so the main session stays honest; a
-    /// plaintext request goes as a remote caller (the relay marker).
-    pub fn from_edit(step: &edit::Step, expect: Option<Expect>) -> Step {
+    /// The file form of a step of the language on `session`, with
+    /// `expect`: [`Step::to_language`] of the result gives them back.
+    pub fn from_language(session: &str, step: &edit::Step, expect: Option<Expect>) -> Step {
+        let named = (session != "main").then(|| session.to_owned());
         match step {
             edit::Step::Call(call) => Step::Call(Box::new(CallStep {
+                session: named,
                 inner: Some(call.inner.clone()),
                 seq: call.seq,
                 at: call.at,
@@ -596,6 +632,9 @@ impl Step {
                 bytes: (!call.bytes.is_empty()).then(|| call.bytes.clone()),
                 framing: (!call.framing.is_normal()).then(|| call.framing.clone()),
                 wrong_direction: call.wrong_direction.then_some(true),
+                seal_session: call.seal_with.clone(),
+                relay: call.relay,
+                save: call.save.clone(),
                 expect,
                 ..CallStep::default()
             })),
@@ -603,13 +642,30 @@ impl Step {
                 envelope: None,
                 expect,
             }),
-            edit::Step::CallAfterExpiry => Step::CallAfterExpiry(ExpiryStep {
+            edit::Step::ResendSaved { envelope } => Step::Resend(ResendStep {
+                envelope: Some(envelope.clone()),
                 expect,
-                ..ExpiryStep::default()
+            }),
+            edit::Step::CallAfterExpiry => Step::CallAfterExpiry(ExpiryStep {
+                session: named,
+                relay: None,
+                expect,
+            }),
+            edit::Step::CallAfterExpiryRelay { relay } => Step::CallAfterExpiry(ExpiryStep {
+                session: named,
+                relay: Some(*relay),
+                expect,
             }),
             edit::Step::Handshake { body } => Step::Handshake(HandshakeStep {
-                session: Some("probe".into()),
+                session: named,
                 raw_body: Some(body.clone()),
+                expect,
+                ..HandshakeStep::default()
+            }),
+            edit::Step::Hello(h) => Step::Handshake(HandshakeStep {
+                session: named,
+                hello: (!h.edits.is_empty()).then(|| h.edits.clone()),
+                shared: h.shared.then_some(true),
                 expect,
                 ..HandshakeStep::default()
             }),
@@ -618,15 +674,119 @@ impl Step {
                 path,
                 with_key,
                 body,
+                headers,
+                authorization,
+                relay,
             } => Step::Plain(PlainStep {
                 method: Some(method.clone()),
                 path: Some(path.clone()),
-                authorization: (!with_key).then(|| "none".to_string()),
+                authorization: authorization
+                    .clone()
+                    .or_else(|| (!with_key).then(|| "none".to_string())),
+                headers: (!headers.is_empty()).then(|| headers.clone()),
                 body: Some(body.clone()),
-                relay: Some(true),
+                relay: *relay,
                 expect,
-                ..PlainStep::default()
             }),
+            edit::Step::Verify { edit, without } => Step::Verify(VerifyStep {
+                session: named,
+                edit: edit.clone(),
+                without: without.clone(),
+                expect,
+            }),
+            edit::Step::Freshness { count } => Step::Freshness(CountStep {
+                count: Some(*count),
+                expect,
+            }),
+            edit::Step::Wait(w) => Step::Wait(WaitStep {
+                session: named,
+                seconds: Some(match w {
+                    Wait::Expiry => "expiry".to_string(),
+                    Wait::Seconds { secs } => secs.to_string(),
+                }),
+                expect,
+            }),
+            edit::Step::Flood { extra } => Step::Flood(CountStep {
+                count: Some(*extra),
+                expect,
+            }),
+            edit::Step::Blind => Step::Blind(BlindStep { expect }),
+        }
+    }
+
+    /// The step as a fuzz case's step: [`Step::to_language`] when it is in
+    /// the part of the language the network fuzzer generates and runs (a
+    /// call without the suite's inner fields, foreign seal, relay choice
+    /// or saved name; a resend of the previous call; a call after expiry;
+    /// a raw handshake body; a plaintext request with the key or
+    /// `authorization = "none"` and no headers). `None` for the rest.
+    pub fn edit_step(&self) -> Option<edit::Step> {
+        let mut step = self.to_language().step;
+        // A fuzz case's plaintext request always goes as a remote caller
+        // (see `from_edit`): the relay choice is the file's, not the case's.
+        if let edit::Step::Plain { relay, .. } = &mut step {
+            *relay = None;
+        }
+        step.is_fuzz_step().then_some(step)
+    }
+
+    /// The step a fuzz case's `step` is, with `expect`. A hello goes on a
+    /// session of its own (`probe`), so the main session stays honest; a
+    /// plaintext request goes as a remote caller (the relay marker).
+    pub fn from_edit(step: &edit::Step, expect: Option<Expect>) -> Step {
+        match step {
+            edit::Step::Handshake { .. } | edit::Step::Hello(_) => {
+                Step::from_language("probe", step, expect)
+            }
+            edit::Step::Plain { relay: None, .. } => {
+                let mut out = Step::from_language("main", step, expect);
+                if let Step::Plain(p) = &mut out {
+                    p.relay = Some(true);
+                }
+                out
+            }
+            _ => Step::from_language("main", step, expect),
+        }
+    }
+}
+
+/// A scenario step in the edit language: the session it acts on, the
+/// step, and what must hold afterwards (`None`: an honest precondition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LanguageStep {
+    /// The session name.
+    pub session: String,
+    /// The step.
+    pub step: edit::Step,
+    /// The expectation.
+    pub expect: Option<Expect>,
+}
+
+impl HandshakeStep {
+    /// The hello edits the keys say, in the order they apply: `v`,
+    /// `agentAddress`, `encPub`, the low-order point, `nonce`, then
+    /// `hello = [...]`. Only `version` is raw JSON (text that is not JSON
+    /// goes as a string); the other short forms are always strings.
+    pub fn hello_edits(&self) -> HelloEdits {
+        let text = |field: &str, value: &Option<String>| {
+            value.as_ref().map(|v| HelloEdit::Set {
+                field: field.into(),
+                json: serde_json::Value::from(v.clone()).to_string(),
+            })
+        };
+        let mut edits: Vec<HelloEdit> = Vec::new();
+        edits.extend(self.version.as_ref().map(|v| HelloEdit::Set {
+            field: "v".into(),
+            json: v.clone(),
+        }));
+        edits.extend(text("agentAddress", &self.agent_address));
+        edits.extend(text("encPub", &self.enc_pub));
+        edits.extend(self.low_order.map(|index| HelloEdit::LowOrder { index }));
+        edits.extend(text("nonce", &self.nonce));
+        edits.extend(self.hello.iter().flatten().cloned());
+        HelloEdits {
+            edits,
+            shared: self.shared == Some(true),
         }
     }
 }
@@ -732,23 +892,46 @@ impl CallStep {
         })
     }
 
-    /// This call in the language: its inner request (short forms mapped),
-    /// seq, envelope edits (short forms first), byte edits and framing.
-    /// `None` when it seals with another session or direction, sets the
-    /// relay marker or says what [`CallStep::language_inner`] cannot.
-    pub fn edit_step(&self) -> Option<edit::CallStep> {
-        if self.seal_session.is_some() || self.relay.is_some() {
-            return None;
+    /// What is sealed, in the suite's fuller form: every short form as it
+    /// stands (placeholders expand in every text).
+    pub fn custom_inner(&self) -> InnerSpec {
+        InnerSpec {
+            method: self.method.clone().unwrap_or_else(|| "GET".into()),
+            path: self.path.clone().unwrap_or_else(|| "/health".into()),
+            auth: match self.authorization.as_deref() {
+                None => Auth::Key,
+                Some("none") => Auth::None,
+                Some(t) => Auth::Text(t.to_owned()),
+            },
+            headers: self.headers.clone().unwrap_or_default(),
+            body: self.body.clone(),
+            body_field: self.body_field.clone(),
+            accept: self.accept.clone(),
+            content_type: self.content_type.clone(),
+            canary: self.canary == Some(true),
+            plaintext: self.plaintext.clone(),
         }
-        Some(edit::CallStep {
-            inner: self.language_inner()?,
+    }
+
+    /// This call in the language: its inner request (the short forms
+    /// mapped onto the fuzzer's form when that says the same bytes, else
+    /// [`Inner::Custom`]), seq, envelope edits (short forms first), byte
+    /// edits, framing, foreign seal, relay choice and saved name.
+    pub fn language_call(&self) -> edit::CallStep {
+        edit::CallStep {
+            inner: self
+                .language_inner()
+                .unwrap_or_else(|| Inner::Custom(Box::new(self.custom_inner()))),
             seq: self.seq,
             at: self.at,
             envelope: self.envelope_edits(),
             bytes: self.bytes.clone().unwrap_or_default(),
             framing: self.framing.clone().unwrap_or_default(),
             wrong_direction: self.wrong_direction == Some(true),
-        })
+            seal_with: self.seal_session.clone(),
+            relay: self.relay,
+            save: self.save.clone(),
+        }
     }
 }
 
@@ -799,12 +982,18 @@ mod tests {
             bytes: vec![ByteEdit::Truncate { keep: 3 }],
             framing: Framing::Chunked { size: 7 },
             wrong_direction: true,
+            seal_with: None,
+            relay: None,
+            save: None,
         });
         let plain = edit::Step::Plain {
             method: "POST".into(),
             path: "/agents/{agent}/run".into(),
             with_key: false,
             body: "{}".into(),
+            headers: Default::default(),
+            authorization: None,
+            relay: None,
         };
         let scenario = Scenario {
             id: "fuzz-written".into(),

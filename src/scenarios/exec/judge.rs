@@ -7,13 +7,21 @@ use crate::protocol::encoding::b64url_encode;
 use crate::protocol::handshake::{Transcript, TranscriptField};
 use crate::protocol::identity::{recover_channel_signer, Address, SignaturePolicy};
 
-use super::super::model::{Expect, VerifyStep};
+use super::super::model::Expect;
 use super::{random, Context, StepFailure, StepResult};
 
 impl Context<'_> {
-    pub(super) fn verify(&mut self, step: &VerifyStep) -> StepResult {
-        let name = Self::session_name(&step.session);
-        let Some(s) = self.conv.session(&name) else {
+    /// Verifies the session's stored ServerHello after a man in the
+    /// middle edited transcript field `edit`, or against the transcript
+    /// `without` one field.
+    pub(super) fn verify(
+        &mut self,
+        name: &str,
+        edit: Option<&str>,
+        without: Option<&str>,
+        expect: Option<&Expect>,
+    ) -> StepResult {
+        let Some(s) = self.conv.session(name) else {
             return Err(StepFailure::new(
                 format!("no session {name:?} to verify"),
                 "a session",
@@ -37,7 +45,7 @@ impl Context<'_> {
         }
         let mut hello = s.hello.clone();
         let mut server = s.server.clone();
-        match step.edit.as_deref() {
+        match edit {
             None => {}
             Some("encPub") => server.enc_pub = b64url_encode(&random::<32>()),
             Some("sid") => server.sid = b64url_encode(&random::<16>()),
@@ -53,7 +61,7 @@ impl Context<'_> {
                 ))
             }
         }
-        let without = match step.without.as_deref() {
+        let without_field = match without {
             None => None,
             Some("encPub") => Some(TranscriptField::ServerEncPub),
             Some("sid") => Some(TranscriptField::Sid),
@@ -69,18 +77,12 @@ impl Context<'_> {
                 ))
             }
         };
-        let payload = Transcript::from_hellos(&hello, &server).render_without(without);
+        let payload = Transcript::from_hellos(&hello, &server).render_without(without_field);
         let got = matches!(
             recover_channel_signer(payload.as_bytes(), &server.signature, SignaturePolicy::default()),
             Ok(a) if a == self.cfg.target.address
         );
-        crate::judge::handshake::check_binding(
-            &self.claim,
-            step.expect.as_ref(),
-            step.edit.as_deref(),
-            step.without.as_deref(),
-            got,
-        )?;
+        crate::judge::handshake::check_binding(&self.claim, expect, edit, without, got)?;
         Ok(())
     }
 

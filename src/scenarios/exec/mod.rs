@@ -1,27 +1,31 @@
 //! The step executor: runs one scenario's steps against a target through
-//! the driver ([`crate::peer`]) and judges expectations.
+//! the engine ([`crate::peer::Conversation`]) and judges expectations.
 //!
-//! One file per job: this one interprets a step (state, names, inner
-//! requests, waits); [`send`] puts handshakes and calls on the wire;
-//! the driver turns what came back into a [`crate::peer::Answer`];
-//! [`judge`] hands it to the one judge ([`crate::judge`]) with the step's
+//! A file step is first put into the edit language
+//! ([`super::model::Step::to_language`]); from there on only the
+//! language's variants ([`edit::Step`]) are run. One file per job: this
+//! one dispatches a step and keeps the scenario's state (names, inner
+//! requests, waits); [`send`] puts handshakes and calls on the wire; the
+//! engine turns what came back into a [`crate::peer::Answer`]; [`judge`]
+//! hands it to the one judge ([`crate::judge`]) with the step's
 //! expectations.
 
 mod judge;
 mod send;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::clock::unix_secs as now_secs;
-use crate::peer::{Answer, Conversation, EngineError, Offer, SentCall};
-use crate::protocol::encoding::{b64url_decode, b64url_encode, B64Strictness};
+use crate::peer::edit::{self, Inner, Wait};
+use crate::peer::{Answer, Conversation, EngineError, Offer};
+use crate::protocol::encoding::{b64url_decode, B64Strictness};
 use crate::protocol::wire::InnerRequest;
 use crate::report::Exchange;
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{OuterRequest, TransportError};
 
-use super::model::{CallStep, Step, WaitStep};
+use super::model::{LanguageStep, Step};
 use super::runner::{RunConfig, SharedSession};
 
 /// The relay marker header (GATE-3).
@@ -106,8 +110,6 @@ pub struct Context<'a> {
     claim: crate::judge::Claim,
     /// The engine: the target, the sessions, their seqs and the pacing.
     conv: Conversation<'a>,
-    /// Saved envelopes, by name.
-    saved: HashMap<String, SentCall>,
     /// Sessions a step deliberately waited out (the expiry scenarios):
     /// only on these is a step sent after the session's expiry.
     waited_out: HashSet<String>,
@@ -133,7 +135,6 @@ impl<'a> Context<'a> {
                 conv.expiry_wait = Duration::from_secs(cfg.max_wait);
                 conv
             },
-            saved: HashMap::new(),
             waited_out: HashSet::new(),
             transcript: Vec::new(),
             outer_bytes: Vec::new(),
@@ -187,25 +188,41 @@ impl<'a> Context<'a> {
             .replace("{scoped_key}", self.cfg.scoped_key.as_deref().unwrap_or(""))
     }
 
-    /// Runs one step.
+    /// Runs one file step: its form in the edit language.
     pub async fn run_step(&mut self, index: usize, step: &Step) -> StepResult {
         self.step = index;
-        match step {
-            Step::Handshake(h) => self.handshake(h).await,
-            Step::Verify(v) => self.verify(v),
-            Step::Freshness(c) => self.freshness(c).await,
-            Step::Call(c) => self.call(c).await,
-            Step::Resend(r) => self.resend(r).await,
-            Step::Wait(w) => self.wait(w).await,
-            Step::Plain(p) => self.plain(p).await,
-            Step::Flood(c) => self.flood(c).await,
-            Step::Blind(_) => self.blind(),
-            Step::CallAfterExpiry(e) => self.call_after_expiry(e).await,
-        }
+        self.run(&step.to_language()).await
     }
 
-    fn session_name(session: &Option<String>) -> String {
-        session.clone().unwrap_or_else(|| "main".into())
+    /// Runs one step of the edit language on its session and judges its
+    /// expectation (`None`: an honest precondition).
+    pub async fn run(&mut self, step: &LanguageStep) -> StepResult {
+        let (name, expect) = (step.session.as_str(), step.expect.as_ref());
+        match &step.step {
+            edit::Step::Handshake { body } => {
+                self.handshake(name, send::HelloForm::Raw(body), expect)
+                    .await
+            }
+            edit::Step::Hello(hello) => {
+                self.handshake(name, send::HelloForm::Edited(hello), expect)
+                    .await
+            }
+            edit::Step::Verify { edit, without } => {
+                self.verify(name, edit.as_deref(), without.as_deref(), expect)
+            }
+            edit::Step::Freshness { count } => self.freshness(*count).await,
+            edit::Step::Call(call) => self.call(name, call, expect).await,
+            edit::Step::Resend => self.resend(None, expect).await,
+            edit::Step::ResendSaved { envelope } => self.resend(Some(envelope), expect).await,
+            edit::Step::Wait(wait) => self.wait(name, *wait).await,
+            edit::Step::Plain { .. } => self.plain(&step.step, expect).await,
+            edit::Step::Flood { extra } => self.flood(*extra).await,
+            edit::Step::Blind => self.blind(),
+            edit::Step::CallAfterExpiry => self.call_after_expiry(name, None, expect).await,
+            edit::Step::CallAfterExpiryRelay { relay } => {
+                self.call_after_expiry(name, Some(*relay), expect).await
+            }
+        }
     }
 
     /// The run's shared session, if it has comfortably long to live.
@@ -220,58 +237,24 @@ impl<'a> Context<'a> {
         (shared.server.expires_at - now_secs() > margin).then(|| shared.clone())
     }
 
-    fn inner_request(&mut self, step: &CallStep) -> (String, Option<String>) {
-        if let Some(inner) = &step.inner {
-            let text =
-                crate::peer::edit::inner_plaintext(inner, &self.cfg.target.access_key, |p| {
-                    self.expand(p)
-                });
-            return (String::from_utf8_lossy(&text).into_owned(), None);
-        }
-        if let Some(p) = &step.plaintext {
-            return (self.expand(p), None);
-        }
-        let method = step.method.clone().unwrap_or_else(|| "GET".into());
-        let path = self.expand(step.path.as_deref().unwrap_or("/health"));
-        let authorization = match step.authorization.as_deref() {
-            None => Some(format!("Bearer {}", self.cfg.target.access_key)),
-            Some("none") => None,
-            Some(a) => Some(self.expand(a)),
+    /// The plaintext `inner` seals (placeholders expanded) and the outer
+    /// `Accept` it asks for; a canary it asks for is kept for `blind`.
+    fn inner_request(&mut self, inner: &Inner) -> (String, Option<String>) {
+        let key = &self.cfg.target.access_key;
+        let text = match inner {
+            Inner::Custom(spec) => {
+                let canary = spec
+                    .canary
+                    .then(|| format!("canary-{}", hex::encode(random::<12>())));
+                self.canaries.extend(canary.clone());
+                spec.plaintext(key, |p| self.expand(p), canary.as_deref())
+            }
+            _ => edit::inner_plaintext(inner, key, |p| self.expand(p)),
         };
-        let mut headers: Vec<(String, String)> = step
-            .headers
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), self.expand(v)))
-            .collect();
-        let mut body_text = step.body.as_ref().map(|b| self.expand(b));
-        if step.canary == Some(true) {
-            let canary = format!("canary-{}", hex::encode(random::<12>()));
-            headers.push(("X-Canary".into(), canary.clone()));
-            body_text = Some(format!("{{\"secret\":\"{canary}\"}}"));
-            self.canaries.push(canary);
-        }
-        let accept = step.accept.clone();
-        let inner = InnerRequest {
-            method,
-            path,
-            authorization,
-            accept: accept.clone(),
-            content_type: step
-                .content_type
-                .clone()
-                .or_else(|| body_text.as_ref().map(|_| "application/json".to_string())),
-            headers: if headers.is_empty() {
-                None
-            } else {
-                Some(headers)
-            },
-            body: step
-                .body_field
-                .clone()
-                .or_else(|| body_text.map(|b| b64url_encode(b.as_bytes()))),
-        };
-        (inner.to_json(), accept)
+        (
+            String::from_utf8_lossy(&text).into_owned(),
+            inner.accept().map(str::to_owned),
+        )
     }
 
     /// Waits until the step's session has expired; skips the scenario
@@ -372,15 +355,10 @@ impl<'a> Context<'a> {
         }
     }
 
-    async fn wait(&mut self, step: &WaitStep) -> StepResult {
-        let secs = match step.seconds.as_deref() {
-            Some("expiry") => {
-                return self
-                    .wait_for_expiry(Self::session_name(&step.session))
-                    .await
-            }
-            Some(n) => n.parse::<u64>().unwrap_or(1),
-            None => 1,
+    async fn wait(&mut self, name: &str, wait: Wait) -> StepResult {
+        let secs = match wait {
+            Wait::Expiry => return self.wait_for_expiry(name.to_owned()).await,
+            Wait::Seconds { secs } => secs,
         };
         if secs > self.cfg.max_wait {
             return Err(StepFailure::skip(format!(

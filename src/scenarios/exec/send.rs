@@ -5,83 +5,73 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::clock::unix_secs as now_secs;
 use crate::judge::handshake::Fresh;
-use crate::peer::edit::{Framing, Inner};
+use crate::peer::edit::{self, CallStep, Framing, HelloStep, Inner};
 use crate::peer::{Answer, EngineError, Offer, SealSpec, SentCall, Session};
-use crate::protocol::encoding::b64url_encode;
-use crate::protocol::handshake::low_order_points;
 use crate::rng::SystemRandom;
 use crate::transport::OuterRequest;
 
-use super::super::model::{
-    CallStep, CountStep, Expect, ExpiryStep, HandshakeStep, PlainStep, ResendStep,
-};
+use super::super::model::Expect;
 use super::super::runner::SharedSession;
 use super::{describe_inner, random, Context, StepFailure, StepResult, RELAY_HEADER};
 
+/// The ClientHello a handshake step sends.
+pub(super) enum HelloForm<'s> {
+    /// This text as the whole body (placeholders expand).
+    Raw(&'s str),
+    /// The honest hello with these edits.
+    Edited(&'s HelloStep),
+}
+
 impl Context<'_> {
-    pub(super) async fn handshake(&mut self, step: &HandshakeStep) -> StepResult {
-        let pre = step.expect.is_none();
-        let name = Self::session_name(&step.session);
-        let pooled = step.shared == Some(true) && pre && !self.cfg.pacer.unlimited();
+    pub(super) async fn handshake(
+        &mut self,
+        name: &str,
+        form: HelloForm<'_>,
+        expect: Option<&Expect>,
+    ) -> StepResult {
+        let pre = expect.is_none();
+        let shared = matches!(form, HelloForm::Edited(h) if h.shared);
+        let pooled = shared && pre && !self.cfg.pacer.unlimited();
         if pooled {
             if let Some(shared) = self.pooled_session() {
                 let mut session = Session::new(shared.hello, shared.server, shared.keys);
                 session.cursor.next = 0;
                 session.shared_seq = Some(shared.next_seq);
-                self.conv.insert_session(&name, session);
+                self.conv.insert_session(name, session);
                 return Ok(());
             }
         }
         let secret = random::<32>();
-        let offer = match &step.raw_body {
-            Some(raw) => Offer::raw(
+        let offer = match form {
+            HelloForm::Raw(raw) => Offer::raw(
                 self.cfg.target.address,
                 secret,
                 random::<16>(),
                 self.expand(raw).into_bytes(),
             ),
-            None => Offer::edited(self.cfg.target.address, secret, random::<16>(), |hello| {
-                if let Some(v) = &step.version {
-                    hello.insert(
-                        "v".into(),
-                        serde_json::from_str(v).unwrap_or(Value::from(v.clone())),
-                    );
-                }
-                if let Some(a) = &step.agent_address {
-                    hello.insert("agentAddress".into(), Value::from(a.clone()));
-                }
-                if let Some(e) = &step.enc_pub {
-                    hello.insert("encPub".into(), Value::from(e.clone()));
-                }
-                if let Some(i) = step.low_order {
-                    let points = low_order_points();
-                    let (_, p) = points[i % points.len()];
-                    hello.insert("encPub".into(), Value::from(b64url_encode(&p)));
-                }
-                if let Some(n) = &step.nonce {
-                    hello.insert("nonce".into(), Value::from(n.clone()));
-                }
-            }),
+            HelloForm::Edited(hello) => {
+                Offer::edited(self.cfg.target.address, secret, random::<16>(), |h| {
+                    edit::edit_hello(h, &hello.edits)
+                })
+            }
         };
         let body = offer.body().to_vec();
         let answer = self
             .conv
-            .handshake(&name, &offer)
+            .handshake(name, &offer)
             .await
             .map_err(|e| StepFailure::engine(e, pre))?;
         let req = OuterRequest::post_json("/secure/session", body);
         self.remember_headers(&answer.headers);
         self.record("handshake", &req, None, answer.status, &answer.body, None);
         self.relay_inconclusive(&answer)?;
-        let Some(expect) = &step.expect else {
-            let usable = self.conv.session(&name).is_some();
+        let Some(expect) = expect else {
+            let usable = self.conv.session(name).is_some();
             crate::judge::handshake::honest_hello(&self.claim, &answer, usable, now_secs())?;
             if pooled {
-                if let Some(s) = self.conv.session_mut(&name) {
+                if let Some(s) = self.conv.session_mut(name) {
                     let counter = Arc::new(AtomicU64::new(1));
                     s.shared_seq = Some(counter.clone());
                     if let Ok(mut pool) = self.cfg.pool.lock() {
@@ -106,22 +96,23 @@ impl Context<'_> {
         Ok(())
     }
 
-    pub(super) async fn freshness(&mut self, step: &CountStep) -> StepResult {
-        let count = step.count.unwrap_or(3).max(2);
+    pub(super) async fn freshness(&mut self, count: usize) -> StepResult {
+        let count = count.max(2);
         let mut seen = Vec::new();
         for i in 0..count {
             // Each handshake is judged, not a precondition: freshness means
             // nothing for hellos the pinned agent did not sign.
-            let sub = HandshakeStep {
-                session: Some(format!("fresh-{i}")),
-                expect: Some(Expect {
-                    status: Some(200),
-                    verifies: Some(true),
-                    ..Expect::default()
-                }),
-                ..HandshakeStep::default()
+            let signed = Expect {
+                status: Some(200),
+                verifies: Some(true),
+                ..Expect::default()
             };
-            self.handshake(&sub).await?;
+            self.handshake(
+                &format!("fresh-{i}"),
+                HelloForm::Edited(&HelloStep::default()),
+                Some(&signed),
+            )
+            .await?;
             let Some(s) = self.conv.session(&format!("fresh-{i}")) else {
                 return Err(StepFailure::new(
                     "a freshness handshake gave no session",
@@ -141,13 +132,13 @@ impl Context<'_> {
         )?)
     }
 
-    pub(super) async fn flood(&mut self, step: &CountStep) -> StepResult {
+    pub(super) async fn flood(&mut self, extra: usize) -> StepResult {
         let Some(bound) = self.cfg.max_sessions else {
             return Err(StepFailure::skip(
                 "the target's session bound is unknown (give --max-sessions)",
             ));
         };
-        let n = bound + step.count.unwrap_or(8);
+        let n = bound + extra;
         for _ in 0..n {
             let offer = Offer::random(self.cfg.target.address, &mut SystemRandom);
             let resp = self
@@ -175,27 +166,23 @@ impl Context<'_> {
         Ok(())
     }
 
-    pub(super) async fn call(&mut self, step: &CallStep) -> StepResult {
-        let pre = step.expect.is_none();
-        let name = Self::session_name(&step.session);
-        if self.conv.session(&name).is_none() {
+    pub(super) async fn call(
+        &mut self,
+        name: &str,
+        step: &CallStep,
+        expect: Option<&Expect>,
+    ) -> StepResult {
+        let pre = expect.is_none();
+        if self.conv.session(name).is_none() {
             return Err(StepFailure::new(
                 format!("no session {name:?}: its handshake failed"),
                 "a session",
                 true,
             ));
         }
-        self.ensure_alive(step.seal_session.as_ref(), &name).await?;
-        let (plaintext, accept) = self.inner_request(step);
-        let spec = SealSpec {
-            session: name.clone(),
-            seal_with: step.seal_session.clone(),
-            wrong_direction: step.wrong_direction == Some(true),
-            seq: step.seq,
-            at: step.at,
-            envelope: step.envelope_edits(),
-            bytes: step.bytes.clone().unwrap_or_default(),
-        };
+        self.ensure_alive(step.seal_with.as_ref(), name).await?;
+        let (plaintext, accept) = self.inner_request(&step.inner);
+        let spec = SealSpec::for_call(name, step);
         let (body, seq) = self
             .conv
             .seal(&spec, plaintext.as_bytes())
@@ -205,19 +192,18 @@ impl Context<'_> {
             body: body.clone(),
             relay,
             accept: accept.clone(),
-            session: name.clone(),
+            session: name.to_owned(),
             seq,
         };
         if let Some(save) = &step.save {
-            self.saved.insert(save.clone(), sent.clone());
+            self.conv.save_call(save, sent.clone());
         }
         let shown = describe_inner(&plaintext);
-        let answer = match step.framing.as_ref().filter(|f| !f.is_normal()) {
-            Some(framing) => {
-                self.exchange_framed(body, relay, framing, Some(shown))
-                    .await
-            }
-            None => self.exchange("call", sent, Some(shown)).await,
+        let answer = if step.framing.is_normal() {
+            self.exchange("call", sent, Some(shown)).await
+        } else {
+            self.exchange_framed(body, relay, &step.framing, Some(shown))
+                .await
         }
         .map_err(|e| StepFailure::engine(e, pre))?;
         self.relay_inconclusive(&answer)?;
@@ -231,7 +217,7 @@ impl Context<'_> {
                 pre,
             ));
         }
-        self.judge(step.expect.as_ref(), &answer)
+        self.judge(expect, &answer)
     }
 
     /// Sends a call's body in `framing` as raw bytes; the answer holds the
@@ -258,25 +244,31 @@ impl Context<'_> {
     }
 
     /// Waits out the session's expiry, then makes an honest call on it.
-    pub(super) async fn call_after_expiry(&mut self, step: &ExpiryStep) -> StepResult {
-        self.wait_for_expiry(Self::session_name(&step.session))
-            .await?;
+    pub(super) async fn call_after_expiry(
+        &mut self,
+        name: &str,
+        relay: Option<bool>,
+        expect: Option<&Expect>,
+    ) -> StepResult {
+        self.wait_for_expiry(name.to_owned()).await?;
         let call = CallStep {
-            session: step.session.clone(),
-            inner: Some(Inner::honest_run()),
-            relay: step.relay,
-            expect: step.expect.clone(),
-            ..CallStep::default()
+            relay,
+            ..CallStep::honest(Inner::honest_run())
         };
-        self.call(&call).await
+        self.call(name, &call, expect).await
     }
 
-    pub(super) async fn resend(&mut self, step: &ResendStep) -> StepResult {
-        let found = match &step.envelope {
-            Some(name) => (name.clone(), self.saved.get(name)),
+    /// Sends the envelope saved under `envelope` again, or without a name
+    /// the previous call's body.
+    pub(super) async fn resend(
+        &mut self,
+        envelope: Option<&String>,
+        expect: Option<&Expect>,
+    ) -> StepResult {
+        let (name, saved) = match envelope {
+            Some(name) => (name.clone(), self.conv.saved_call(name)),
             None => ("the previous call".to_string(), self.conv.last_call()),
         };
-        let (name, saved) = found;
         let Some(saved) = saved else {
             return Err(StepFailure::new(
                 format!("no saved envelope {name:?}"),
@@ -290,7 +282,7 @@ impl Context<'_> {
             .await
             .map_err(|e| StepFailure::engine(e, false))?;
         self.relay_inconclusive(&answer)?;
-        self.judge(step.expect.as_ref(), &answer)
+        self.judge(expect, &answer)
     }
 
     /// Posts a sealed call through the engine and records it.
@@ -320,36 +312,48 @@ impl Context<'_> {
         Ok(answer)
     }
 
-    pub(super) async fn plain(&mut self, step: &PlainStep) -> StepResult {
-        let pre = step.expect.is_none();
-        let method = step.method.clone().unwrap_or_else(|| "GET".into());
-        let path = self.expand(step.path.as_deref().unwrap_or("/health"));
-        let mut req = OuterRequest {
+    /// A plaintext request ([`edit::Step::Plain`]), placeholders expanded
+    /// in the path, body, authorization and headers.
+    pub(super) async fn plain(&mut self, step: &edit::Step, expect: Option<&Expect>) -> StepResult {
+        let edit::Step::Plain {
             method,
             path,
+            with_key,
+            body,
+            headers,
+            authorization,
+            relay,
+        } = step
+        else {
+            return Err(StepFailure::new(
+                "not a plaintext request",
+                "a plain step",
+                true,
+            ));
+        };
+        let pre = expect.is_none();
+        let mut req = OuterRequest {
+            method: method.clone(),
+            path: self.expand(path),
             headers: Vec::new(),
-            body: step
-                .body
-                .as_ref()
-                .map(|b| self.expand(b).into_bytes())
-                .unwrap_or_default(),
+            body: self.expand(body).into_bytes(),
         };
         if !req.body.is_empty() {
             req.headers
                 .push(("Content-Type".into(), "application/json".into()));
         }
-        match step.authorization.as_deref() {
-            Some("none") => {}
-            None => req.headers.push((
+        match authorization {
+            Some(a) => req.headers.push(("Authorization".into(), self.expand(a))),
+            None if *with_key => req.headers.push((
                 "Authorization".into(),
                 format!("Bearer {}", self.cfg.target.access_key),
             )),
-            Some(a) => req.headers.push(("Authorization".into(), self.expand(a))),
+            None => {}
         }
-        for (k, v) in step.headers.iter().flatten() {
+        for (k, v) in headers {
             req.headers.push((k.clone(), self.expand(v)));
         }
-        if step.relay.unwrap_or(self.cfg.target.relay_origin) {
+        if relay.unwrap_or(self.cfg.target.relay_origin) {
             req.headers.push((RELAY_HEADER.into(), "1".into()));
         }
         let answer = self
@@ -362,7 +366,7 @@ impl Context<'_> {
         self.relay_inconclusive(&answer)?;
         Ok(crate::judge::response::check_plain(
             &self.claim,
-            step.expect.as_ref(),
+            expect,
             &answer,
         )?)
     }
