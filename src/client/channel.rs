@@ -1,21 +1,20 @@
-//! [`Channel`]: handshakes, the session cache and sealed calls over HTTP.
-
-use std::ops::ControlFlow;
+//! [`Channel`]: handshakes, the session cache and sealed calls over HTTP,
+//! each step run through the one engine ([`Conversation`]).
 
 use crate::clock::unix_secs as now_secs;
 use crate::peer::{
-    self, read_body, Answer, HandshakePacer, Offer, RateLimitPolicy, ResponseReader, StrictError,
-    StrictRead,
+    self, Answer, Conversation, EngineError, HandshakePacer, HelloCheck, Offer, RateLimitPolicy,
+    Session, StrictCall, StrictError,
 };
 use crate::protocol::encoding::{b64url_decode, B64Strictness};
 use crate::protocol::error::{HandshakeError, HandshakeRefusal};
 use crate::protocol::identity::Address;
-use crate::protocol::session::{ClientSession, ClientSessionError};
-use crate::protocol::wire::{CodedErrorBody, Frame, InnerRequest, PlainErrorBody, ServerHello};
+use crate::protocol::session::ClientSessionError;
+use crate::protocol::wire::{CodedErrorBody, Frame, InnerRequest, PlainErrorBody};
 use crate::rng::{RandomSource, SystemRandom};
 use crate::transport::{Limits, OuterRequest, Target};
 
-use crate::protocol::client_hooks::{ClientCallHooks, ClientResponseHooks, HelloCheckHooks};
+use crate::protocol::client_hooks::{ClientCallHooks, HelloCheckHooks};
 
 use super::{ClientBug, ClientError, ClientKnobs};
 
@@ -52,15 +51,22 @@ impl CallOutcome {
     }
 }
 
-/// A secure channel to one pinned agent.
+/// The name the engine holds the channel's session under.
+const CURRENT: &str = "current";
+/// The name of the session a retried call was first sent on.
+const EARLIER: &str = "earlier";
+
+/// A secure channel to one pinned agent. Every step runs through the one
+/// engine ([`Conversation`]): the channel keeps only what outlives a step
+/// (the target, the pacer, the cached session and the knobs).
 pub struct Channel {
     peer: peer::Target,
     /// A channel handshakes only when it needs a session; nothing paces it.
     pacer: HandshakePacer,
-    session: Option<ClientSession>,
+    session: Option<Session>,
     /// The session a retried call was first sent on (kept only for the
     /// `earlier-session-accepted` knob).
-    earlier: Option<ClientSession>,
+    earlier: Option<Session>,
     knobs: ClientKnobs,
     rng: Box<dyn RandomSource + Send>,
     handshakes: u64,
@@ -72,7 +78,7 @@ impl std::fmt::Debug for Channel {
         f.debug_struct("Channel")
             .field("target", &self.peer.endpoint.url())
             .field("pinned", &self.peer.address)
-            .field("session", &self.session.as_ref().map(ClientSession::sid))
+            .field("session", &self.session.as_ref().map(|s| &s.server.sid))
             .field("bugs", self.knobs.set())
             .field("relay_origin", &self.peer.relay_origin)
             .finish_non_exhaustive()
@@ -128,7 +134,7 @@ impl Channel {
     }
 
     /// The current session, if one is cached.
-    pub fn session(&self) -> Option<&ClientSession> {
+    pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
     }
 
@@ -139,19 +145,20 @@ impl Channel {
 
     /// Performs a fresh handshake, verifies the ServerHello against the
     /// pinned address and caches the new session.
-    pub async fn handshake(&mut self) -> Result<&ClientSession, ClientError> {
+    pub async fn handshake(&mut self) -> Result<&Session, ClientError> {
         let offer = Offer::random(self.peer.address, &mut *self.rng);
-        let response =
-            peer::post_hello(&self.peer, offer.body(), &self.pacer, RateLimitPolicy::NONE)
-                .await?
-                .response;
+        let mut conversation = Conversation::new(&self.peer, &self.pacer, RateLimitPolicy::NONE);
+        let answer = conversation
+            .handshake_with(CURRENT, offer, &self.knobs)
+            .await
+            .map_err(engine_error)?;
         self.handshakes += 1;
-        if response.status != 200 {
-            let refused = refusal("handshake", response.status, &response.body);
+        if answer.status != 200 {
+            let refused = refusal("handshake", answer.status, &answer.body);
             // HS-6: the server says it holds no such agent, which to the
             // user means the same as a wrong signature: not the pinned agent.
             if let ClientError::Refused { message, .. } = &refused {
-                if HandshakeRefusal::from_response(response.status, message)
+                if HandshakeRefusal::from_response(answer.status, message)
                     == Some(HandshakeRefusal::UnknownAgent)
                 {
                     return Err(ClientError::IdentityMismatch(format!(
@@ -162,14 +169,27 @@ impl Channel {
             }
             return Err(refused);
         }
-        let hello = ServerHello::parse(&response.body)
-            .map_err(|e| ClientError::protocol("reading the ServerHello", e))?;
-        let session = offer
-            .finish_with(&hello, &self.knobs)
-            .map_err(|e| match e {
-                HandshakeError::IdentityMismatch(m) => ClientError::IdentityMismatch(m),
-                other => ClientError::protocol("checking the ServerHello", other),
-            })?;
+        match answer.hello {
+            Some(HelloCheck::Accepted) => {}
+            Some(HelloCheck::Refused(HandshakeError::IdentityMismatch(m))) => {
+                return Err(ClientError::IdentityMismatch(m))
+            }
+            Some(HelloCheck::Refused(other)) => {
+                return Err(ClientError::protocol("checking the ServerHello", other))
+            }
+            Some(HelloCheck::Unusable(e)) => {
+                return Err(ClientError::protocol("reading the ServerHello", e))
+            }
+            None => {
+                return Err(ClientError::protocol(
+                    "reading the ServerHello",
+                    "no ServerHello came back",
+                ))
+            }
+        }
+        let session = conversation.take_session(CURRENT).ok_or_else(|| {
+            ClientError::protocol("checking the ServerHello", "no session was derived")
+        })?;
         let now = now_secs();
         // SES-5: never seal on a hello that arrived already expired.
         if session.expires_at() <= now && self.knobs.refuse_expired() {
@@ -242,23 +262,13 @@ impl Channel {
             request = request.with_header("authorization", auth.clone());
         }
         let request = self.peer.outer(request);
-        let mut response = self.peer.send_streaming(&request).await?;
-        let status = response.status;
-        let content_type = response.header("content-type").map(str::to_string);
-        let deadline = tokio::time::Instant::now() + self.peer.limits.response_timeout;
-        let read = read_body(
-            &mut response,
-            deadline,
-            self.peer.limits.max_body_bytes,
-            false,
-            |_| ControlFlow::Continue(()),
-        )
-        .await?;
-        on_body(&read.body);
+        let mut conversation = Conversation::new(&self.peer, &self.pacer, RateLimitPolicy::NONE);
+        let answer = conversation.plain(&request).await.map_err(engine_error)?;
+        on_body(&answer.body);
         Ok(CallOutcome {
-            inner_status: status,
-            content_type,
-            body: read.body,
+            inner_status: answer.status,
+            content_type: answer.header("content-type").map(str::to_string),
+            body: answer.body,
             streamed: false,
             frames: 0,
         })
@@ -267,7 +277,8 @@ impl Channel {
     async fn ensure_session(&mut self) -> Result<(), ClientError> {
         let reuse = match &self.session {
             Some(s) => {
-                !self.knobs.refuse_expired() || s.usable_at(now_secs(), SESSION_REUSE_MARGIN_SECS)
+                !self.knobs.refuse_expired()
+                    || now_secs().saturating_add(SESSION_REUSE_MARGIN_SECS) < s.expires_at()
             }
             None => false,
         };
@@ -277,78 +288,70 @@ impl Channel {
         Ok(())
     }
 
+    /// One sealed call on the cached session, through the engine.
     async fn call_once(
         &mut self,
         plaintext: &[u8],
         on_body: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<CallOutcome, ClientError> {
         let fixed_seq = self.knobs.fixed_seq();
-        let expired_ok = !self.knobs.refuse_expired();
-        let knobs = self.knobs.clone();
         let session = self
             .session
-            .as_mut()
+            .take()
             .ok_or_else(|| ClientError::protocol("sealing the call", "no session"))?;
-        let now = now_secs();
-        // The expired-session knob lies to the sealer about the time: the
-        // one place an honest client refuses a stale session.
-        let seal_now = if expired_ok {
-            now.min(session.expires_at().saturating_sub(1))
-        } else {
-            now
-        };
-        let (seq, body) = if let Some(seq) = fixed_seq {
-            (seq, session.seal_at(seq, plaintext).to_json())
-        } else {
-            session
-                .seal_call_json(plaintext, seal_now)
-                .map_err(|e| match e {
-                    ClientSessionError::Expired { .. } | ClientSessionError::Exhausted => {
-                        ClientError::protocol("sealing the call", e)
-                    }
-                })?
-        };
-        let reader = if knobs.accept_session_key() {
-            ResponseReader::trying_every_key(session.sid(), session.keys(), seq)
-        } else {
-            ResponseReader::new(session.sid(), session.keys(), seq)
+        if fixed_seq.is_none() {
+            if let Err(e) = self.sealable(&session) {
+                self.session = Some(session);
+                return Err(ClientError::protocol("sealing the call", e));
+            }
         }
-        .without_raw();
-        let mut spares = Vec::new();
-        if knobs.accept_without_fin() {
-            spares.push(ResponseReader::new(session.sid(), session.keys(), seq).without_raw());
+        let mut conversation = Conversation::new(&self.peer, &self.pacer, RateLimitPolicy::NONE);
+        conversation.insert_session(CURRENT, session);
+        if let Some(earlier) = self.earlier.take() {
+            conversation.insert_session(EARLIER, earlier);
         }
-        if let Some(e) = self
-            .earlier
-            .as_ref()
-            .filter(|_| knobs.accept_earlier_session())
-        {
-            spares.push(ResponseReader::new(e.sid(), e.keys(), seq).without_raw());
-        }
-        let request = self
-            .peer
-            .outer(OuterRequest::post_json("/secure/call", body));
-        let mut response = self.peer.send_streaming(&request).await?;
-        let how = StrictRead {
-            reader,
-            spares,
-            hooks: &knobs,
-            max_body: self.peer.limits.max_body_bytes,
-            response_timeout: self.peer.limits.response_timeout,
+        let how = StrictCall {
+            hooks: &self.knobs,
+            seq: fixed_seq,
+            earlier: Some(EARLIER),
             stream_time_limit: self.stream_time_limit,
         };
-        Ok(outcome(how.read(&mut response, on_body).await?))
+        let read = conversation
+            .strict_call(CURRENT, plaintext, how, on_body)
+            .await;
+        self.session = conversation.take_session(CURRENT);
+        self.earlier = conversation.take_session(EARLIER);
+        match read {
+            Ok(answer) => Ok(outcome(answer)),
+            Err(StrictError::Status { status, body }) => Err(refusal("call", status, &body)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `session` may seal its next call now: an honest client
+    /// refuses a session past its expiry (SES-5; the expired-session knob
+    /// skips the check) and a session whose seqs ran out.
+    fn sealable(&self, session: &Session) -> Result<(), ClientSessionError> {
+        let now = now_secs();
+        if self.knobs.refuse_expired() && now >= session.expires_at() {
+            return Err(ClientSessionError::Expired {
+                expires_at: session.expires_at(),
+                now,
+            });
+        }
+        if session.cursor.next == u64::MAX {
+            return Err(ClientSessionError::Exhausted);
+        }
+        Ok(())
     }
 }
 
-impl From<StrictError> for ClientError {
-    fn from(e: StrictError) -> Self {
-        match e {
-            StrictError::Transport(e) => ClientError::Transport(e),
-            StrictError::Truncated { detail } => ClientError::Truncated { detail },
-            StrictError::Protocol { during, detail } => ClientError::Protocol { during, detail },
-            StrictError::Status { status, body } => refusal("call", status, &body),
-        }
+/// An engine failure as the client reports it: the transport's own, or a
+/// step the engine could not take.
+fn engine_error(e: EngineError) -> ClientError {
+    match e {
+        EngineError::Transport(e) => ClientError::Transport(e),
+        other => ClientError::protocol("running the step", other),
     }
 }
 

@@ -1,5 +1,6 @@
 //! How a call can fail, and the exit code each failure maps to.
 
+use crate::peer::StrictError;
 use crate::transport::TransportError;
 
 /// The exit codes of `osc-harness call` (and the meaning of
@@ -35,20 +36,11 @@ pub enum ClientError {
     /// The ServerHello was not signed by the pinned agent.
     #[error("the server is not the agent you pinned: {0}")]
     IdentityMismatch(String),
-    /// The response stopped before its authenticated final frame.
-    #[error("the response was cut short: {detail}")]
-    Truncated {
-        /// What was received before the end.
-        detail: String,
-    },
-    /// The server answered something the protocol does not allow.
-    #[error("the server broke the secure channel protocol while {during}: {detail}")]
-    Protocol {
-        /// What the client was doing.
-        during: &'static str,
-        /// What was wrong.
-        detail: String,
-    },
+    /// The answer or the ServerHello broke the protocol, or the response
+    /// was cut short before its authenticated final frame: the strict
+    /// reading's own error, told in its words.
+    #[error(transparent)]
+    Strict(#[from] StrictError),
     /// The server refused with a channel error status.
     #[error("the server refused the {stage} with HTTP {status}: {message}")]
     Refused {
@@ -69,9 +61,12 @@ impl ClientError {
         match self {
             ClientError::Transport(_) => exit::TRANSPORT,
             ClientError::IdentityMismatch(_) => exit::IDENTITY_MISMATCH,
-            ClientError::Truncated { .. } => exit::TRUNCATED,
-            ClientError::Protocol { .. } => exit::PROTOCOL,
-            ClientError::Refused { .. } => exit::REFUSED,
+            ClientError::Strict(StrictError::Transport(_)) => exit::TRANSPORT,
+            ClientError::Strict(StrictError::Truncated { .. }) => exit::TRUNCATED,
+            ClientError::Strict(StrictError::Protocol { .. }) => exit::PROTOCOL,
+            ClientError::Strict(StrictError::Status { .. }) | ClientError::Refused { .. } => {
+                exit::REFUSED
+            }
         }
     }
 
@@ -84,9 +79,9 @@ impl ClientError {
     }
 
     pub(crate) fn protocol(during: &'static str, detail: impl ToString) -> Self {
-        ClientError::Protocol {
+        ClientError::Strict(StrictError::Protocol {
             during,
             detail: detail.to_string(),
-        }
+        })
     }
 }

@@ -29,7 +29,8 @@ use crate::report::Level;
 pub struct Fixed {
     /// The outer status.
     pub status: u16,
-    /// The channel error code, or the handshake error message.
+    /// The channel error code, or the handshake error message (empty:
+    /// the protocol fixes the status alone).
     pub error: &'static str,
     /// The requirement IDs the input tests, joined with `, `.
     pub requirement: &'static str,
@@ -86,7 +87,7 @@ impl Fixed {
     pub fn expect(&self) -> Expect {
         Expect {
             status: Some(self.status),
-            error: Some(self.error.to_owned()),
+            error: (!self.error.is_empty()).then(|| self.error.to_owned()),
             ..Expect::default()
         }
     }
@@ -115,6 +116,35 @@ pub const CALL_FORGED_CT: Fixed = Fixed::call(ChannelErrorCode::DecryptFailed, "
 /// (CALL-5, KS-1).
 pub const CALL_WRONG_DIRECTION: Fixed =
     Fixed::call(ChannelErrorCode::DecryptFailed, "CALL-5, KS-1", "direction");
+
+/// A call envelope sent again byte for byte after the server answered it
+/// 200: `409 secure_replay` (CALL-3), as `replay-same-envelope` judges it.
+pub const CALL_REPLAYED: Fixed = Fixed {
+    status: 409,
+    error: "secure_replay",
+    requirement: "CALL-3",
+    level: Level::Must,
+    field: "replay",
+};
+/// A plaintext agent run from a remote caller holding the access key:
+/// the 426 gate (GATE-1), as `gate-plain-run-426` judges it.
+pub const PLAIN_RUN_GATED: Fixed = Fixed {
+    status: 426,
+    error: "secure_channel_required",
+    requirement: "GATE-1",
+    level: Level::Must,
+    field: "plaintext",
+};
+/// A plaintext agent run from a remote caller without the access key: the
+/// key check answers 401 before the 426 gate (GATE-6, upstream's order),
+/// as `gate-bearer-first` judges it.
+pub const PLAIN_RUN_WITHOUT_KEY: Fixed = Fixed {
+    status: 401,
+    error: "",
+    requirement: "GATE-6",
+    level: Level::Upstream,
+    field: "plaintext",
+};
 
 /// Every fixed refusal, for the tables that must agree with them.
 pub const ALL: &[Fixed] = &[
@@ -235,6 +265,41 @@ mod tests {
     use crate::protocol::encoding::b64url_encode;
 
     const PINNED: &str = "0x00000000000000000000000000000000000000aa";
+
+    #[test]
+    fn the_relay_attacks_refusals_are_the_suites() {
+        // Each fixed refusal a relay in the middle judges cites what the
+        // scenario judging the same answer cites.
+        for (fixed, file) in [
+            (
+                CALL_REPLAYED,
+                include_str!("../../scenarios/replay-same-envelope.toml"),
+            ),
+            (
+                PLAIN_RUN_GATED,
+                include_str!("../../scenarios/gate-plain-run-426.toml"),
+            ),
+            (
+                PLAIN_RUN_WITHOUT_KEY,
+                include_str!("../../scenarios/gate-bearer-first.toml"),
+            ),
+        ] {
+            let scenario: toml::Value = toml::from_str(file).unwrap();
+            assert_eq!(scenario["level"].as_str(), Some(fixed.level.name()));
+            let ids = scenario["requirements"].as_array().unwrap();
+            assert!(
+                ids.iter().any(|id| id.as_str() == Some(fixed.requirement)),
+                "{}: {ids:?}",
+                fixed.requirement
+            );
+            let steps = scenario["step"].as_array().unwrap();
+            assert!(steps.iter().any(|step| step.get("expect").is_some_and(|e| {
+                e.get("status").and_then(toml::Value::as_integer) == Some(i64::from(fixed.status))
+                    && e.get("error").and_then(toml::Value::as_str)
+                        == (!fixed.error.is_empty()).then_some(fixed.error)
+            })));
+        }
+    }
 
     fn hello(v: &str, address: &str, key: &[u8]) -> Vec<u8> {
         format!(

@@ -90,6 +90,10 @@ pub struct Observed {
     pub replay_statuses: Vec<u16>,
     /// The server's status for each plaintext request made in place of a call.
     pub plaintext_statuses: Vec<u16>,
+    /// The judge's findings on the server's answers to the attacks (a
+    /// replayed call, a plaintext request in place of a call): each cites
+    /// the requirement and level the suite cites for the same answer.
+    pub server_findings: Vec<ServerFinding>,
     /// Responses that ended without a frame marked fin (as the server sent them).
     pub responses_without_fin: u64,
     /// Response bodies carried to the client to their end.
@@ -108,6 +112,58 @@ pub struct Observed {
     pub problems: Vec<String>,
     /// Canary sightings: which canary (by index) in which direction.
     pub canary_hits: Vec<String>,
+}
+
+/// A server answer to an attack that the judge finds wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServerFinding {
+    /// The attack the answer was to.
+    #[serde(serialize_with = "attack_name")]
+    pub attack: Attack,
+    /// The requirement ID(s) broken.
+    pub requirement: String,
+    /// Their level: only a MUST miss breaks the protocol.
+    pub level: crate::report::Level,
+    /// What the protocol fixes for the answer.
+    pub expected: String,
+    /// What the server answered.
+    pub actual: String,
+}
+
+fn attack_name<S: serde::Serializer>(a: &Attack, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(a.name())
+}
+
+/// Holds the server's answer to attack `a` against the refusal the
+/// protocol fixes for it, with the judge's own check
+/// ([`crate::judge::order`]): a replayed call must get `409 secure_replay`
+/// (CALL-3); a plaintext agent run in place of a call must meet the 426
+/// gate (GATE-1) when it carries the access key, and the key check's 401
+/// first (GATE-6) when it does not. `None`: the answer is the one fixed,
+/// or the attack is not judged by the server's answer.
+pub fn judge_server_answer(
+    a: Attack,
+    with_key: bool,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Option<ServerFinding> {
+    use crate::judge::order;
+    let fixed = match a {
+        Attack::Replay => order::CALL_REPLAYED,
+        Attack::Plaintext if with_key => order::PLAIN_RUN_GATED,
+        Attack::Plaintext => order::PLAIN_RUN_WITHOUT_KEY,
+        _ => return None,
+    };
+    order::check(&fixed, status, headers, body)
+        .err()
+        .map(|miss| ServerFinding {
+            attack: a,
+            requirement: miss.requirement,
+            level: miss.level,
+            expected: miss.expected,
+            actual: miss.actual,
+        })
 }
 
 /// One line of the JSON log: sizes and timing only.
@@ -469,28 +525,15 @@ fn assess_attack(a: Attack, o: &Observed, server: &mut String) -> Conclusion {
     match a {
         Attack::Replay => {
             *server = format!("answered the replayed call(s) with {:?}", o.replay_statuses);
-            if o.replay_statuses.is_empty() {
-                no_call()
-            } else if o.replay_statuses.iter().all(|s| *s == 409) {
-                Conclusion::Held
-            } else {
-                Conclusion::Broken
-            }
+            judged_by_server(a, o.replay_statuses.is_empty(), o, server).unwrap_or_else(no_call)
         }
         Attack::Plaintext => {
             *server = format!(
                 "answered the plaintext agent request(s) with {:?}",
                 o.plaintext_statuses
             );
-            // 426 is the gate; 401 is the access-key check that runs
-            // before it (GATE-6). Either way nothing executed.
-            if o.plaintext_statuses.is_empty() {
-                no_call()
-            } else if o.plaintext_statuses.iter().all(|s| matches!(*s, 401 | 426)) {
-                Conclusion::Held
-            } else {
-                Conclusion::Broken
-            }
+            judged_by_server(a, o.plaintext_statuses.is_empty(), o, server)
+                .unwrap_or_else(no_call)
         }
         Attack::SwapServerKey | Attack::EditSid | Attack::EditExp | Attack::HelloV2 => {
             if o.tampered_hellos == 0 {
@@ -515,6 +558,35 @@ fn assess_attack(a: Attack, o: &Observed, server: &mut String) -> Conclusion {
         Attack::Reorder | Attack::Duplicate => Conclusion::ClientMustTell,
         _ => Conclusion::Held,
     }
+}
+
+/// The outcome of an attack judged by the server's answers (`None` when
+/// there were none): broken on a MUST finding of the judge, held
+/// otherwise. Every finding is told in `server` with its requirement and
+/// level.
+fn judged_by_server(
+    a: Attack,
+    none: bool,
+    o: &Observed,
+    server: &mut String,
+) -> Option<Conclusion> {
+    if none {
+        return None;
+    }
+    let mut outcome = Conclusion::Held;
+    for f in o.server_findings.iter().filter(|f| f.attack == a) {
+        server.push_str(&format!(
+            "; {} {}: expected {}, got {}",
+            f.requirement,
+            f.level.name(),
+            f.expected,
+            f.actual
+        ));
+        if f.level == crate::report::Level::Must {
+            outcome = Conclusion::Broken;
+        }
+    }
+    Some(outcome)
 }
 
 /// Assesses the attacks in force against what the relay saw. A relay that
@@ -659,5 +731,89 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
                 .await;
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Level;
+
+    fn json() -> Vec<(String, String)> {
+        vec![("content-type".into(), "application/json".into())]
+    }
+
+    const REPLAY_409: &[u8] = br#"{"error":{"code":"secure_replay","message":"Replayed secure call rejected","type":"secure_channel_error"}}"#;
+
+    fn replayed(status: u16, body: &[u8]) -> Observed {
+        Observed {
+            calls: 1,
+            replay_statuses: vec![status],
+            server_findings: judge_server_answer(Attack::Replay, false, status, &json(), body)
+                .into_iter()
+                .collect(),
+            ..Observed::default()
+        }
+    }
+
+    #[test]
+    fn a_replay_is_judged_by_the_suites_check_and_cites_its_requirement() {
+        assert_eq!(
+            judge_server_answer(Attack::Replay, false, 409, &json(), REPLAY_409),
+            None
+        );
+        let attacks = BTreeSet::from([Attack::Replay]);
+        assert_eq!(
+            assess(&attacks, &replayed(409, REPLAY_409)).outcome,
+            Conclusion::Held
+        );
+        // A replay the server executed again breaks CALL-3, a MUST, as
+        // `replay-same-envelope` judges it.
+        let executed = replayed(200, b"{}");
+        let f = &executed.server_findings[0];
+        assert_eq!((f.requirement.as_str(), f.level), ("CALL-3", Level::Must));
+        let verdict = assess(&attacks, &executed);
+        assert_eq!(verdict.outcome, Conclusion::Broken);
+        assert!(verdict.server.contains("CALL-3 MUST"), "{}", verdict.server);
+        // A 409 whose body is not the documented replay error is the same
+        // miss the suite reports.
+        let undocumented = replayed(409, br#"{"error":"replay"}"#);
+        assert_eq!(undocumented.server_findings[0].requirement, "CALL-3");
+    }
+
+    #[test]
+    fn a_plaintext_run_is_held_against_the_gate_the_key_reaches() {
+        let gated = crate::protocol::error::UPGRADE_REQUIRED_BODY;
+        let with_key = |status, body: &[u8]| {
+            judge_server_answer(Attack::Plaintext, true, status, &json(), body)
+        };
+        assert_eq!(with_key(426, gated.as_bytes()), None);
+        let f = with_key(401, b"").expect("a key-holding run refused 401 misses the gate");
+        assert_eq!((f.requirement.as_str(), f.level), ("GATE-1", Level::Must));
+        // Without the key the key check answers first (GATE-6, upstream's
+        // order): a 426 then is a difference at UPSTREAM level, not a break.
+        assert_eq!(
+            judge_server_answer(Attack::Plaintext, false, 401, &json(), b""),
+            None
+        );
+        let f = judge_server_answer(Attack::Plaintext, false, 426, &json(), gated.as_bytes())
+            .expect("the suite expects 401 first");
+        assert_eq!(
+            (f.requirement.as_str(), f.level),
+            ("GATE-6", Level::Upstream)
+        );
+        let o = Observed {
+            calls: 1,
+            plaintext_statuses: vec![426],
+            server_findings: vec![f],
+            ..Observed::default()
+        };
+        let verdict = assess(&BTreeSet::from([Attack::Plaintext]), &o);
+        assert_eq!(verdict.outcome, Conclusion::Held);
+        assert!(
+            verdict.server.contains("GATE-6 UPSTREAM"),
+            "{}",
+            verdict.server
+        );
     }
 }

@@ -183,7 +183,17 @@ async fn call(
                 Ok(r) => r,
                 Err(e) => return upstream_failed(&state, entry, started, &e.to_string()),
             };
-        state.observe(|o| o.plaintext_statuses.push(response.status));
+        let finding = super::judge_server_answer(
+            Attack::Plaintext,
+            state.config.plaintext_key.is_some(),
+            response.status,
+            &response.headers,
+            &response.body,
+        );
+        state.observe(|o| {
+            o.plaintext_statuses.push(response.status);
+            o.server_findings.extend(finding);
+        });
         let headers = pass_headers(&response.headers);
         return state.finish_full(entry, started, response.status, headers, response.body);
     }
@@ -327,12 +337,21 @@ async fn pump(
     }
     entry.duration_ms = started.elapsed().as_millis() as u64;
     if let Some(call) = replay {
-        let status =
-            match transport::send(&state.config.upstream, &call, &state.config.limits).await {
-                Ok(r) => r.status,
-                Err(_) => 0,
-            };
-        state.observe(|o| o.replay_statuses.push(status));
+        let answer = transport::send(&state.config.upstream, &call, &state.config.limits).await;
+        let (status, finding) = match &answer {
+            Ok(r) => (
+                r.status,
+                super::judge_server_answer(Attack::Replay, false, r.status, &r.headers, &r.body),
+            ),
+            Err(_) => (
+                0,
+                super::judge_server_answer(Attack::Replay, false, 0, &[], &[]),
+            ),
+        };
+        state.observe(|o| {
+            o.replay_statuses.push(status);
+            o.server_findings.extend(finding);
+        });
         state.note(
             entry.slot,
             format!(

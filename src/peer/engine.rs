@@ -18,13 +18,18 @@ use super::answer::{hello_emitted, read_call_answer, Answer, Ending, HelloCheck}
 use super::edit::{self, ByteEdit, EnvelopeEdit, Framing, SeqAt, SeqCursor};
 use super::relay::{relay_facts, relay_retry_wait};
 use super::{post_hello, seal, HandshakePacer, Offer, RateLimitPolicy, Target, RELAY_HEADER};
+use super::{ResponseReader, StrictError, StrictRead};
+use crate::protocol::client_hooks::{ClientResponseHooks, HelloCheckHooks};
 use crate::protocol::error::HandshakeError;
 use crate::protocol::handshake::Transcript;
 use crate::protocol::identity::{recover_channel_signer, Address, SignaturePolicy};
+use crate::protocol::keys::{b64_len, request_aad, seal_b64_into};
 use crate::protocol::keys::{SessionKeys, SymmetricKey};
 use crate::protocol::names::CALL_PATH;
 use crate::protocol::session::ClientSession;
+use crate::protocol::wire::CallRequest;
 use crate::protocol::wire::{ClientHello, ServerHello};
+use crate::protocol::{TAG_LEN, VERSION};
 use crate::transport::{self, OuterRequest, TransportError};
 
 /// How many times a request the relay refused for its rate limit is sent
@@ -685,6 +690,150 @@ impl<'a> Conversation<'a> {
         } else {
             super::RelayFacts::default()
         }
+    }
+}
+
+/// How the reference client has a call read: strictly, frame by frame,
+/// under the client hooks it keeps (honest: every check).
+pub struct StrictCall<'h> {
+    /// The checks kept.
+    pub hooks: &'h (dyn ClientResponseHooks + Sync),
+    /// An explicit seq (`None`: the session's next).
+    pub seq: Option<u64>,
+    /// A session the call was first sent on: a buffered answer the call's
+    /// own keys refuse is tried with its keys, when the hooks allow it.
+    pub earlier: Option<&'h str>,
+    /// How long a streamed answer may take from head to end.
+    pub stream_time_limit: Duration,
+}
+
+impl Conversation<'_> {
+    /// Posts `offer` as a client that keeps the hello checks `hooks` keeps
+    /// (version, identity, low-order key) and holds the session under
+    /// `name` only when they all pass. The relay marker follows the target
+    /// (the reference client marks every request it sends as asked), and
+    /// a 429 is waited out as the policy says. [`Answer::hello`] says what
+    /// the checks made of a 200: [`HelloCheck::Unusable`] for a body that
+    /// is no ServerHello, [`HelloCheck::Refused`] with the first check that
+    /// failed, or [`HelloCheck::Accepted`].
+    pub async fn handshake_with(
+        &mut self,
+        name: &str,
+        offer: Offer,
+        hooks: &(dyn HelloCheckHooks + Sync),
+    ) -> Result<Answer, EngineError> {
+        let resp = post_hello(self.target, offer.body(), self.pacer, self.policy)
+            .await?
+            .response;
+        let mut answer = Answer {
+            status: resp.status,
+            relay: self.relay_of(resp.status, &resp.headers, &resp.body),
+            headers: resp.headers,
+            body: resp.body,
+            ..Answer::default()
+        };
+        if answer.status != 200 {
+            return Ok(answer);
+        }
+        let sent = offer.hello().clone();
+        let server = match ServerHello::parse(&answer.body) {
+            Ok(server) => server,
+            Err(e) => {
+                answer.hello = Some(HelloCheck::Unusable(e.to_string()));
+                return Ok(answer);
+            }
+        };
+        answer.expires_at = Some(server.expires_at);
+        answer.hello = Some(match offer.finish_with(&server, hooks) {
+            Ok(session) => {
+                let keys = session.keys().clone();
+                self.sessions
+                    .insert(name.to_owned(), Session::new(sent, server, keys));
+                HelloCheck::Accepted
+            }
+            Err(e) => HelloCheck::Refused(e),
+        });
+        Ok(answer)
+    }
+
+    /// Seals `plaintext` honestly on session `name`, at `seq` or the
+    /// session's next, straight into the envelope's JSON (the fast path:
+    /// no edit, no re-parse). Moves the cursor.
+    pub fn seal_honest(
+        &mut self,
+        name: &str,
+        seq: Option<u64>,
+        plaintext: &[u8],
+    ) -> Result<(Vec<u8>, u64), EngineError> {
+        let session = self
+            .sessions
+            .get_mut(name)
+            .ok_or_else(|| EngineError::NoSession(name.to_owned()))?;
+        let seq = session.take_seq(seq, None);
+        let sid = &session.server.sid;
+        let aad = request_aad(sid, seq);
+        let ct_len = b64_len(plaintext.len() + TAG_LEN);
+        let key = &session.keys.c2s;
+        let body = CallRequest::json_with_ct(VERSION, sid, seq, ct_len, |out| {
+            seal_b64_into(key, seq, aad.as_bytes(), plaintext, out)
+        });
+        Ok((body.into_bytes(), seq))
+    }
+
+    /// Seals `plaintext` honestly on session `name`, posts it and reads the
+    /// answer as [`StrictRead`] does under `how`, handing each opened piece
+    /// of the inner body to `on_body` as it arrives. The first thing wrong
+    /// is the error; a buffered answer with an outer status other than 200
+    /// is [`StrictError::Status`], for the caller to read the refusal in.
+    pub async fn strict_call(
+        &mut self,
+        name: &str,
+        plaintext: &[u8],
+        how: StrictCall<'_>,
+        on_body: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<Answer, StrictError> {
+        let no_session = |detail: String| StrictError::Protocol {
+            during: "sealing the call",
+            detail,
+        };
+        let (body, seq) = self
+            .seal_honest(name, how.seq, plaintext)
+            .map_err(|e| no_session(e.to_string()))?;
+        let session = self
+            .sessions
+            .get(name)
+            .ok_or_else(|| no_session(format!("no session {name:?}")))?;
+        let (sid, keys) = (session.server.sid.as_str(), &session.keys);
+        let hooks = how.hooks;
+        let reader = if hooks.accept_session_key() {
+            ResponseReader::trying_every_key(sid, keys, seq)
+        } else {
+            ResponseReader::new(sid, keys, seq)
+        }
+        .without_raw();
+        let mut spares = Vec::new();
+        if hooks.accept_without_fin() {
+            spares.push(ResponseReader::new(sid, keys, seq).without_raw());
+        }
+        if let Some(e) = how
+            .earlier
+            .filter(|_| hooks.accept_earlier_session())
+            .and_then(|e| self.sessions.get(e))
+        {
+            spares.push(ResponseReader::new(&e.server.sid, &e.keys, seq).without_raw());
+        }
+        let request = self.target.outer(OuterRequest::post_json(CALL_PATH, body));
+        let mut response = self.target.send_streaming(&request).await?;
+        StrictRead {
+            reader,
+            spares,
+            hooks,
+            max_body: self.target.limits.max_body_bytes,
+            response_timeout: self.target.limits.response_timeout,
+            stream_time_limit: how.stream_time_limit,
+        }
+        .read(&mut response, on_body)
+        .await
     }
 }
 

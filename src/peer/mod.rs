@@ -37,7 +37,7 @@ pub use answer::{
     frames_emitted, hello_emitted, read_call_answer, Answer, Emitted, Encoding, Ending, HelloCheck,
     RelayFacts,
 };
-pub use engine::{Conversation, EngineError, SealSpec, SentCall, Session};
+pub use engine::{Conversation, EngineError, SealSpec, SentCall, Session, StrictCall};
 pub use handshake::{in_process_handshake, post_hello, HelloReply, Offer};
 pub use pacer::{parse_budget, parse_handshake_budget, HandshakePacer};
 pub use reader::{

@@ -19,7 +19,7 @@ use crate::transport::{StreamingResponse, TransportError};
 #[derive(Debug, thiserror::Error)]
 pub enum StrictError {
     /// The network failed, or the answer was too slow or too large.
-    #[error(transparent)]
+    #[error("could not talk to the server: {0}")]
     Transport(#[from] TransportError),
     /// The answer stopped before its authenticated final frame (RESP-5).
     #[error("the response was cut short: {detail}")]
