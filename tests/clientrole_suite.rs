@@ -29,7 +29,7 @@ async fn reference_client_passes_and_each_knob_fails_exactly_its_scenarios() {
     let rows = selftest::run_matrix(Path::new(EXE), &scenarios, Duration::from_secs(20)).await;
     assert_eq!(rows.len(), osc_harness::client::ClientBug::ALL.len() + 1);
     for row in &rows {
-        assert!(row.ok(), "{}", selftest::render(&rows));
+        assert!(row.ok(), "{}", selftest::render(&rows, &scenarios));
     }
     let unkilled = selftest::unkilled_musts(&rows, &scenarios);
     assert!(

@@ -14,18 +14,11 @@ use osc_harness::netfuzz::gen::{Endpoints, Generator};
 use osc_harness::scenarios::loader::parse_scenario;
 use osc_harness::scenarios::registry::Registry;
 
-/// The scenario file `replay --to-scenario` writes for `finding`.
+/// The scenario file `replay --to-scenario` writes for `finding`, by the
+/// crate's own writer.
 fn render(finding: &Finding) -> Result<String, toml::ser::Error> {
-    let plan = osc_harness::netfuzz::scenario::scenario(finding);
-    osc_harness::scenarios::model::Scenario::of_edits(
-        plan.id,
-        plan.title,
-        plan.category,
-        plan.level,
-        vec![plan.requirement],
-        &plan.steps,
-    )
-    .to_toml(&plan.comments)
+    let (scenario, comments) = osc_harness::diff::cli::finding_scenario(finding);
+    scenario.to_toml(&comments)
 }
 
 fn finding(steps: Vec<Step>, oracle: &str, layer: &str, field: &str) -> Finding {

@@ -271,9 +271,8 @@ fn a_kill_matrix_renders() {
     let scenarios: Vec<String> = (0..40).map(|i| format!("scenario-{i}")).collect();
     let rows = (0..20)
         .map(|k| KillRow {
-            knob: format!("knob-{k}"),
+            knob: Some(format!("knob-{k}")),
             requirement: "CALL-2".into(),
-            ok: k != 3,
             declared: set(&[&format!("scenario-{}", k * 2)]),
             failed: if k == 3 {
                 set(&["scenario-1"])

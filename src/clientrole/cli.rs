@@ -148,7 +148,7 @@ pub fn run(args: TestClientArgs) -> ExitCode {
             Err(e) => return usage(format!("cannot find this program: {e}")),
         };
         let rows = rt.block_on(selftest::run_matrix(&exe, &chosen, timeout));
-        print!("{}", selftest::render(&rows));
+        print!("{}", selftest::render(&rows, &chosen));
         let nulls = rt.block_on(selftest::run_null_clients(&exe, &chosen, timeout));
         print!("{}", selftest::render_null(&nulls));
         // The kill matrix goes to each HTML report file; other formats
@@ -170,7 +170,7 @@ pub fn run(args: TestClientArgs) -> ExitCode {
         if whole {
             print!("{}", selftest::render_unkilled(&unkilled));
         }
-        let ok = rows.iter().all(selftest::Row::ok)
+        let ok = rows.iter().all(crate::report::kill::KillRow::ok)
             && nulls.iter().all(selftest::NullRow::ok)
             && (!whole || unkilled.is_empty());
         return ExitCode::from(u8::from(!ok));

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::client::ClientBug;
+use crate::report::kill::{render_text, Forgiving, KillMatrix, KillRow};
 use crate::report::Verdict;
 
 use super::model::ClientScenario;
@@ -198,38 +199,16 @@ pub fn null_doc_section() -> String {
     out
 }
 
-/// One row of the matrix.
-#[derive(Debug, Clone)]
-pub struct Row {
-    /// The knob (`None`: the honest client).
-    pub bug: Option<ClientBug>,
-    /// Scenarios declaring the knob.
-    pub declared: BTreeSet<String>,
-    /// Scenarios that did not pass, a failed precondition aside.
-    pub failed: BTreeSet<String>,
-    /// Scenarios that ended inconclusive (their baseline did not pass):
-    /// a catch there proves nothing, so it is never counted as one.
-    pub inconclusive: BTreeSet<String>,
-}
-
-impl Row {
-    /// Whether the row is as it must be: exactly the declared scenarios
-    /// fail, and none for want of its baseline.
-    pub fn ok(&self) -> bool {
-        self.declared == self.failed && self.inconclusive.is_empty()
-    }
-}
-
 /// The requirement IDs cited by MUST client scenarios that no knob is
 /// shown to break: no row fails, as declared, a MUST scenario citing them.
-pub fn unkilled_musts(rows: &[Row], scenarios: &[ClientScenario]) -> Vec<String> {
+pub fn unkilled_musts(rows: &[KillRow], scenarios: &[ClientScenario]) -> Vec<String> {
     let must: Vec<&ClientScenario> = scenarios
         .iter()
         .filter(|s| s.level == crate::report::Level::Must)
         .collect();
     let killed: BTreeSet<&str> = rows
         .iter()
-        .filter(|r| r.bug.is_some())
+        .filter(|r| !r.honest())
         .flat_map(|r| r.failed.intersection(&r.declared))
         .filter_map(|id| must.iter().find(|s| &s.id == id))
         .flat_map(|s| s.requirements.iter().map(String::as_str))
@@ -242,7 +221,11 @@ pub fn unkilled_musts(rows: &[Row], scenarios: &[ClientScenario]) -> Vec<String>
 }
 
 /// Runs the matrix: the honest reference client, then each knob.
-pub async fn run_matrix(exe: &Path, scenarios: &[ClientScenario], timeout: Duration) -> Vec<Row> {
+pub async fn run_matrix(
+    exe: &Path,
+    scenarios: &[ClientScenario],
+    timeout: Duration,
+) -> Vec<KillRow> {
     let mut rows = Vec::new();
     let mut knobs: Vec<Option<ClientBug>> = vec![None];
     knobs.extend(ClientBug::ALL.iter().copied().map(Some));
@@ -260,7 +243,9 @@ pub async fn run_matrix(exe: &Path, scenarios: &[ClientScenario], timeout: Durat
             .filter(|r| r.verdict != Verdict::Pass && !r.precondition)
             .map(|r| r.id.clone())
             .collect();
-        let inconclusive = results
+        // A scenario whose baseline did not pass proves nothing: the
+        // client matrix forgives no such scenario.
+        let precondition = results
             .iter()
             .filter(|r| r.precondition)
             .map(|r| r.id.clone())
@@ -273,65 +258,31 @@ pub async fn run_matrix(exe: &Path, scenarios: &[ClientScenario], timeout: Durat
                 .map(|s| s.id.clone())
                 .collect(),
         };
-        rows.push(Row {
-            bug,
+        rows.push(KillRow {
+            knob: bug.map(|b| b.name().to_string()),
+            requirement: bug.map(|b| b.requirement().to_string()).unwrap_or_default(),
+            forgiving: Forgiving::Nothing,
             declared,
             failed,
-            inconclusive,
+            precondition,
+            error: None,
         });
     }
     rows
 }
 
 /// The matrix as text.
-pub fn render(rows: &[Row]) -> String {
-    let mut out = String::from("client-role selftest (reference client, osc-harness call --bug)\n");
-    for row in rows {
-        let name = row.bug.map_or("(honest)", |b| b.name());
-        let status = if row.ok() { "ok" } else { "MISMATCH" };
-        let _ = write!(
-            out,
-            "  {name:<28} {status:<8} declared {:>2}, failed {:>2}",
-            row.declared.len(),
-            row.failed.len()
-        );
-        if row.declared.is_empty() && row.bug.is_some() {
-            out.push_str("  (no client scenario declares it)");
-        }
-        out.push('\n');
-        for id in row.failed.difference(&row.declared) {
-            let _ = writeln!(out, "      unexpected failure: {id}");
-        }
-        for id in row.declared.difference(&row.failed) {
-            let _ = writeln!(out, "      declared but not caught: {id}");
-        }
-        for id in &row.inconclusive {
-            let _ = writeln!(out, "      inconclusive (its baseline failed): {id}");
-        }
-    }
-    out
+pub fn render(rows: &[KillRow], scenarios: &[ClientScenario]) -> String {
+    render_text(&kill_matrix(rows, scenarios))
 }
 
-/// The matrix as the HTML report's model (knobs × client scenarios).
-pub fn kill_matrix(rows: &[Row], scenarios: &[ClientScenario]) -> crate::report::html::KillMatrix {
-    crate::report::html::KillMatrix {
+/// The matrix with its columns, for the text and HTML renderers (knobs ×
+/// client scenarios).
+pub fn kill_matrix(rows: &[KillRow], scenarios: &[ClientScenario]) -> KillMatrix {
+    KillMatrix {
         title: "Client knobs (call --bug) × client scenarios".into(),
         scenarios: scenarios.iter().map(|s| s.id.clone()).collect(),
-        rows: rows
-            .iter()
-            .map(|r| crate::report::html::KillRow {
-                knob: r.bug.map_or("(honest)", |b| b.name()).into(),
-                requirement: r
-                    .bug
-                    .map(|b| b.requirement().to_string())
-                    .unwrap_or_default(),
-                ok: r.ok(),
-                declared: r.declared.clone(),
-                failed: r.failed.clone(),
-                collateral: r.inconclusive.clone(),
-                error: None,
-            })
-            .collect(),
+        rows: rows.to_vec(),
     }
 }
 
@@ -339,7 +290,7 @@ pub fn kill_matrix(rows: &[Row], scenarios: &[ClientScenario]) -> crate::report:
 /// the scenarios and the rows, or why it could not start.
 pub fn run_reference(
     rt: &tokio::runtime::Runtime,
-) -> Result<(Vec<ClientScenario>, Vec<Row>), String> {
+) -> Result<(Vec<ClientScenario>, Vec<KillRow>), String> {
     let scenarios =
         super::model::builtin().map_err(|e| format!("cannot load the scenarios: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
@@ -376,29 +327,23 @@ mod tests {
     fn a_must_is_killed_only_by_a_declared_catch_of_a_knob() {
         let scenarios = super::super::model::builtin().unwrap();
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        let honest = Row {
-            bug: None,
-            declared: BTreeSet::new(),
-            failed: ids(&["client-id-hello-v2"]),
-            inconclusive: BTreeSet::new(),
+        let row = |bug: Option<ClientBug>, declared: &[&str], failed: &[&str]| KillRow {
+            knob: bug.map(|b| b.name().to_string()),
+            requirement: bug.map(|b| b.requirement().to_string()).unwrap_or_default(),
+            forgiving: Forgiving::Nothing,
+            declared: ids(declared),
+            failed: ids(failed),
+            ..KillRow::default()
         };
-        let undeclared = Row {
-            bug: Some(ClientBug::HelloVersionUnchecked),
-            declared: BTreeSet::new(),
-            failed: ids(&["client-id-hello-v2"]),
-            inconclusive: BTreeSet::new(),
-        };
+        let honest = row(None, &[], &["client-id-hello-v2"]);
+        let knob = Some(ClientBug::HelloVersionUnchecked);
+        let undeclared = row(knob, &[], &["client-id-hello-v2"]);
         let unkilled = unkilled_musts(&[honest.clone(), undeclared], &scenarios);
         assert!(unkilled.contains(&"HS-4".to_string()), "{unkilled:?}");
-        let declared = Row {
-            bug: Some(ClientBug::HelloVersionUnchecked),
-            declared: ids(&["client-id-hello-v2"]),
-            failed: ids(&["client-id-hello-v2"]),
-            inconclusive: BTreeSet::new(),
-        };
+        let declared = row(knob, &["client-id-hello-v2"], &["client-id-hello-v2"]);
         assert!(!unkilled_musts(&[honest, declared.clone()], &scenarios).contains(&"HS-4".into()));
         let mut lost = declared;
-        lost.inconclusive = ids(&["client-frames-foreign"]);
+        lost.precondition = ids(&["client-frames-foreign"]);
         assert!(!lost.ok(), "an inconclusive scenario is never a catch");
     }
 

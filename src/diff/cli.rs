@@ -349,17 +349,24 @@ fn write_reports(report: &DiffReport, args: &DiffArgs) -> Result<(), String> {
 /// serde form, so the file loads back to those steps.
 fn write_scenario(finding: &std::path::Path, path: &std::path::Path) -> Result<(), String> {
     let finding = crate::netfuzz::runner::load_finding(finding).map_err(|e| e.to_string())?;
-    let plan = crate::netfuzz::scenario::scenario(&finding);
-    crate::scenarios::model::Scenario::of_edits(
+    let (scenario, comments) = finding_scenario(&finding);
+    scenario.write(path, &comments).map_err(|e| e.to_string())
+}
+
+/// The scenario `replay --to-scenario` writes for `finding`, with the
+/// comment lines that head its file: its steps with the oracles'
+/// expectations, in the scenario model that loads back to those steps.
+pub fn finding_scenario(finding: &SavedCase) -> (crate::scenarios::model::Scenario, Vec<String>) {
+    let plan = crate::netfuzz::scenario::scenario(finding);
+    let scenario = crate::scenarios::model::Scenario::of_edits(
         plan.id,
         plan.title,
         plan.category,
         plan.level,
         vec![plan.requirement],
         &plan.steps,
-    )
-    .write(path, &plan.comments)
-    .map_err(|e| e.to_string())
+    );
+    (scenario, plan.comments)
 }
 
 /// `replay CASE --targets FILE` as the dispatcher hands it over: loads the

@@ -6,8 +6,8 @@
 
 use super::check::{Check, Hit};
 use super::shorten;
-use crate::peer::{Answer, Ending, FrameIssue};
-use crate::protocol::error::{ChannelErrorCode, FrameError};
+use crate::peer::{Answer, Ending};
+use crate::protocol::error::ChannelErrorCode;
 use crate::protocol::wire::{CodedErrorBody, PlainErrorBody, ServerHello};
 
 /// What an honest target may answer.
@@ -134,74 +134,6 @@ pub fn check_hello_answer(status: u16, body: &[u8]) -> Result<(), Hit> {
     }
 }
 
-/// A 200 answer to a call opened whole: a sealed frame (not plaintext),
-/// every value canonically encoded (ENC-1, ENC-2), every frame under the
-/// per-call key in order, ending in an authenticated `fin` on a separate
-/// empty frame for a stream, and for a buffered answer an inner response
-/// that parses. Gives the inner status (200 for a stream, which has none).
-pub fn check_sealed(a: &Answer) -> Result<u16, Hit> {
-    if !a.streamed && a.frames == 0 {
-        return Err((
-            Check::PlaintextResponse,
-            format!(
-                "HTTP 200 body is not a sealed frame: {}",
-                body_text(&a.body)
-            ),
-        ));
-    }
-    if let Some(FrameIssue::Malformed(e)) = &a.frame_issue {
-        return Err((Check::PlaintextResponse, e.to_string()));
-    }
-    if let Some(p) = super::encoding::problems(&a.emitted)
-        .into_iter()
-        .find(|p| p.requirement != "ID-3")
-    {
-        return Err((Check::NotCanonical, p.what));
-    }
-    let issue = match &a.frame_issue {
-        Some(FrameIssue::AfterFin(seq)) => Some(FrameError::AfterFin(*seq)),
-        Some(FrameIssue::OutOfOrder { expected, got }) => Some(FrameError::OutOfOrder {
-            expected: *expected,
-            got: *got,
-        }),
-        Some(FrameIssue::Decrypt(seq)) => Some(FrameError::Decrypt(*seq)),
-        _ => None,
-    };
-    if let Some(e) = issue {
-        return Err((Check::FrameNotOpening, e.to_string()));
-    }
-    if a.opened && !a.per_call_key {
-        return Err((
-            Check::FrameNotOpening,
-            "the response opens, but not under the per-call response key HKDF(s2c, respkey:<seq>) (KS-2): it is sealed with another key".into(),
-        ));
-    }
-    if !a.finished {
-        let e = FrameError::Truncated {
-            frames: a.frames as u64,
-        };
-        return Err((Check::MissingFin, e.to_string()));
-    }
-    if a.streamed {
-        if a.fin_carries_data {
-            return Err((
-                Check::FinMisplaced,
-                "the stream's fin frame carries data: fin belongs on a separate empty frame (RESP-3)"
-                    .into(),
-            ));
-        }
-        return Ok(200);
-    }
-    match a.inner_status {
-        None => Err((Check::FrameNotOpening, "inner response unreadable".into())),
-        Some(s) if !(100..=999).contains(&s) => Err((
-            Check::FrameNotOpening,
-            format!("inner status {s} is not HTTP"),
-        )),
-        Some(s) => Ok(s),
-    }
-}
-
 /// A call's answer against what an honest target may answer: a refusal
 /// is documented, has the status the protocol fixes and is allowed at
 /// all; a 200 is allowed, opens whole, and its inner status is what the
@@ -236,7 +168,7 @@ pub fn check_call(allowance: &Allowance, a: &Answer) -> Result<(), Hit> {
             ),
         ));
     }
-    let inner = check_sealed(a)?;
+    let inner = super::response::sealed(a)?;
     let ok = (200..300).contains(&inner);
     match allowance.inner_ok {
         Some(false) if ok => Err((
@@ -313,12 +245,20 @@ mod tests {
     }
 
     #[test]
-    fn a_plaintext_200_is_not_a_sealed_answer() {
+    fn a_plaintext_200_to_a_valid_call_is_not_a_sealed_answer() {
         let a = Answer {
             status: 200,
             body: b"{\"ok\":true}".to_vec(),
             ..Answer::default()
         };
-        assert_eq!(check_sealed(&a).unwrap_err().0, Check::PlaintextResponse);
+        let accept = Allowance {
+            allowed: Allowed::Accept,
+            status: None,
+            inner_ok: Some(true),
+        };
+        assert_eq!(
+            check_call(&accept, &a).unwrap_err().0,
+            Check::PlaintextResponse
+        );
     }
 }

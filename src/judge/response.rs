@@ -2,10 +2,12 @@
 //! order, ending in an authenticated fin), the inner response, and an
 //! honest call's whole answer.
 
+use super::check::{Check, Hit};
 use super::encoding;
 use super::refusal::check_status;
-use super::{shorten, Checked, Claim, Expect};
-use crate::peer::{Answer, KeyUse};
+use super::{shorten, Checked, Claim, Expect, Finding};
+use crate::peer::{Answer, FrameIssue, KeyUse};
+use crate::protocol::error::FrameError;
 use crate::report::Level;
 
 /// The keys of a session as an honest call's answer shows them (KS-1,
@@ -87,28 +89,110 @@ pub fn honest_call(claim: &Claim, a: &Answer) -> Checked {
     ))
 }
 
-/// Checks `sealed`: a 200 answer to a call opened whole (every frame under
-/// the per-call key, in order, ending in an authenticated `fin`); any
-/// other status passes.
-pub fn check_sealed(claim: &Claim, e: &Expect, a: &Answer) -> Checked {
+/// What a 200 answer to a call opened whole shows: every frame under
+/// the per-call key, in order, ending in an authenticated `fin`.
+const WHOLE: &str =
+    "every frame opened under the per-call key, in order, ending in an authenticated fin";
+
+/// The one judge of a 200 answer to a call opened whole, for the suite's
+/// `sealed` expectation and the fuzzer's oracles alike: a sealed frame
+/// (not plaintext), every value canonically encoded (ENC-1, ENC-2), every
+/// frame under the per-call key in order, ending in an authenticated `fin`
+/// on a separate empty frame for a stream, and for a buffered answer an
+/// inner response that parses. The first fault found is a row of
+/// [`Check`], which gives its requirement and level. Gives the inner
+/// status (200 for a stream, which has none).
+pub fn sealed(a: &Answer) -> Result<u16, Hit> {
+    if !a.streamed && a.frames == 0 {
+        return Err((
+            Check::PlaintextResponse,
+            format!(
+                "HTTP 200 body is not a sealed frame: {}",
+                shorten(&String::from_utf8_lossy(&a.body), 300)
+            ),
+        ));
+    }
+    if let Some(FrameIssue::Malformed(e)) = &a.frame_issue {
+        return Err((Check::PlaintextResponse, e.to_string()));
+    }
+    if let Some(p) = encoding::problems(&a.emitted)
+        .into_iter()
+        .find(|p| p.requirement != "ID-3")
+    {
+        return Err((Check::NotCanonical, p.what));
+    }
+    let issue = match &a.frame_issue {
+        Some(FrameIssue::AfterFin(seq)) => Some(FrameError::AfterFin(*seq)),
+        Some(FrameIssue::OutOfOrder { expected, got }) => Some(FrameError::OutOfOrder {
+            expected: *expected,
+            got: *got,
+        }),
+        Some(FrameIssue::Decrypt(seq)) => Some(FrameError::Decrypt(*seq)),
+        _ => None,
+    };
+    if let Some(e) = issue {
+        return Err((Check::FrameNotOpening, e.to_string()));
+    }
+    if a.opened && !a.per_call_key {
+        return Err((
+            Check::FrameNotOpening,
+            "the response opens, but not under the per-call response key HKDF(s2c, respkey:<seq>) (KS-2): it is sealed with another key".into(),
+        ));
+    }
+    if !a.finished {
+        let e = FrameError::Truncated {
+            frames: a.frames as u64,
+        };
+        return Err((Check::MissingFin, e.to_string()));
+    }
+    if a.streamed && a.fin_carries_data {
+        return Err((
+            Check::FinMisplaced,
+            "the stream's fin frame carries data: fin belongs on a separate empty frame (RESP-3)"
+                .into(),
+        ));
+    }
+    // Whatever the frame reader saw beyond the single faults above (a
+    // stream that broke or ended mid-event after its fin) still leaves the
+    // answer short of whole.
+    if !(a.opened && a.per_call_key && a.in_order && a.fin) {
+        return Err((
+            Check::FrameNotOpening,
+            format!(
+                "a 200 answer that does not open whole: {} frame(s), opened {}, per-call key {}, in order {}, fin {}{}",
+                a.frames,
+                a.opened,
+                a.per_call_key,
+                a.in_order,
+                a.fin,
+                problems_note(a, " (", "; ", ")")
+            ),
+        ));
+    }
+    if a.streamed {
+        return Ok(200);
+    }
+    match a.inner_status {
+        None => Err((Check::FrameNotOpening, "inner response unreadable".into())),
+        Some(s) if !(100..=999).contains(&s) => Err((
+            Check::FrameNotOpening,
+            format!("inner status {s} is not HTTP"),
+        )),
+        Some(s) => Ok(s),
+    }
+}
+
+/// Checks `sealed`: a 200 answer to a call is judged by [`sealed`], and
+/// its first fault is a finding of that check's requirement and level;
+/// any other status passes.
+pub fn check_sealed(e: &Expect, a: &Answer) -> Checked {
     if e.sealed != Some(true) || a.status != 200 {
         return Ok(());
     }
-    if a.opened && a.per_call_key && a.in_order && a.fin {
-        return Ok(());
-    }
-    Err(claim.miss(
-        format!(
-            "a 200 answer that does not open whole: {} frame(s), opened {}, per-call key {}, in order {}, fin {}{}",
-            a.frames,
-            a.opened,
-            a.per_call_key,
-            a.in_order,
-            a.fin,
-            problems_note(a, " (", "; ", ")")
-        ),
-        "every frame opened under the per-call key, in order, ending in an authenticated fin",
-    ))
+    sealed(a).map(|_| ()).map_err(|(check, what)| Finding {
+        expected: WHOLE.into(),
+        ..check.finding(what)
+    })
 }
 
 /// Holds a call's answer against every expectation of the step: the outer
@@ -116,7 +200,7 @@ pub fn check_sealed(claim: &Claim, e: &Expect, a: &Answer) -> Checked {
 /// expands placeholders in `e` (`{key}`, `{agent}`) first; an expected
 /// execution count with no counter in the answer is not judged here.
 pub fn check_call(claim: &Claim, e: &Expect, a: &Answer) -> Checked {
-    check_sealed(claim, e, a)?;
+    check_sealed(e, a)?;
     check_status(claim, e, a.status, &a.headers, &a.body)?;
     let fail = |what: String, want: String| Err(claim.miss(what, want));
     if let Some(delta) = e.executions_delta {
@@ -263,5 +347,63 @@ pub fn check_plain(claim: &Claim, e: Option<&Expect>, a: &Answer) -> Checked {
         Some(e) => check_status(claim, e, a.status, &a.headers, &a.body),
         None if (200..300).contains(&a.status) => Ok(()),
         None => Err(claim.unmet(format!("got {}", a.status), "2xx")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::judge::allowed::{check_call as fuzz_call, Allowance, Allowed};
+
+    #[test]
+    fn the_suite_and_the_fuzzer_judge_a_sealed_answer_alike() {
+        let sealed = Expect {
+            sealed: Some(true),
+            ..Expect::default()
+        };
+        let either = Allowance {
+            allowed: Allowed::Either,
+            status: None,
+            inner_ok: None,
+        };
+        let fin_on_data = Answer {
+            status: 200,
+            streamed: true,
+            frames: 2,
+            opened: true,
+            per_call_key: true,
+            in_order: true,
+            finished: true,
+            fin_carries_data: true,
+            ..Answer::default()
+        };
+        let suite = check_sealed(&sealed, &fin_on_data).unwrap_err();
+        let (check, _) = fuzz_call(&either, &fin_on_data).unwrap_err();
+        assert_eq!(check, Check::FinMisplaced);
+        assert_eq!(
+            (suite.requirement.as_str(), suite.level),
+            (check.requirement(), check.level())
+        );
+        let broke_after_fin = Answer {
+            fin_carries_data: false,
+            problems: vec!["the stream broke: reset".into()],
+            ..fin_on_data.clone()
+        };
+        let suite = check_sealed(&sealed, &broke_after_fin).unwrap_err();
+        let (check, _) = fuzz_call(&either, &broke_after_fin).unwrap_err();
+        assert_eq!(check, Check::FrameNotOpening);
+        assert_eq!(suite.requirement, check.requirement());
+        let whole = Answer {
+            fin: true,
+            problems: Vec::new(),
+            ..broke_after_fin
+        };
+        assert_eq!(check_sealed(&sealed, &whole), Ok(()));
+        assert_eq!(fuzz_call(&either, &whole), Ok(()));
+        let refused = Answer {
+            status: 409,
+            ..Answer::default()
+        };
+        assert_eq!(check_sealed(&sealed, &refused), Ok(()));
     }
 }

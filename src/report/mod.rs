@@ -9,6 +9,7 @@ pub mod expect;
 pub mod html;
 mod json;
 mod junit;
+pub mod kill;
 pub mod registry;
 mod text;
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::knobs::CaughtBy;
 use crate::peer;
+use crate::report::kill::{render_text, Forgiving, KillMatrix, KillRow};
 use crate::report::{RunReport, Verdict};
 use crate::server::{self, Bug, RunningServer, ServerConfig, ServerError};
 use crate::transport::Target;
@@ -82,38 +83,10 @@ pub fn self_run(target: peer::Target, server: &RunningServer, stable: bool) -> R
     }
 }
 
-/// One row of the matrix.
-#[derive(Debug, Clone)]
-pub struct KnobRow {
-    /// The knob (None = the honest server).
-    pub bug: Option<Bug>,
-    /// Scenarios that declare they catch it.
-    pub declared: BTreeSet<String>,
-    /// Scenarios that did not pass.
-    pub failed: BTreeSet<String>,
-    /// Failures outside the declared set that happened in an honest
-    /// precondition step (the knob broke the setup, not the property).
-    pub collateral: BTreeSet<String>,
-    /// Declared but passed, or failed only in an honest precondition step.
-    pub missed: BTreeSet<String>,
-    /// Failed in its own step although not declared.
-    pub unexpected: BTreeSet<String>,
-    /// The run could not happen.
-    pub error: Option<String>,
-}
-
-impl KnobRow {
-    /// Whether the row meets the self-test rule.
-    pub fn ok(&self) -> bool {
-        self.error.is_none()
-            && self.missed.is_empty()
-            && self.unexpected.is_empty()
-            && (self.bug.is_some() || self.failed.is_empty())
-            && (self.bug.is_none() || !self.declared.is_empty())
-    }
-}
-
-fn tally(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KnobRow {
+/// The server matrix's row for one run: its rule forgives collateral (a
+/// knob that broke an honest precondition step of a scenario not
+/// declaring it).
+fn tally(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KillRow {
     let declared: BTreeSet<String> = match bug {
         Some(b) => scenarios
             .iter()
@@ -122,39 +95,30 @@ fn tally(bug: Option<Bug>, scenarios: &[Scenario], report: &RunReport) -> KnobRo
             .collect(),
         None => BTreeSet::new(),
     };
-    let mut row = KnobRow {
-        bug,
-        declared: declared.clone(),
-        failed: BTreeSet::new(),
-        collateral: BTreeSet::new(),
-        missed: BTreeSet::new(),
-        unexpected: BTreeSet::new(),
-        error: None,
+    let mut row = KillRow {
+        knob: bug.map(|b| b.name().to_string()),
+        requirement: bug.map(|b| b.requirement().to_string()).unwrap_or_default(),
+        forgiving: Forgiving::Collateral,
+        declared,
+        ..KillRow::default()
     };
     for r in &report.scenarios {
-        let failed = !matches!(r.verdict, Verdict::Pass | Verdict::Skip);
-        if failed {
-            row.failed.insert(r.id.clone());
+        if matches!(r.verdict, Verdict::Pass | Verdict::Skip) {
+            continue;
         }
-        if declared.contains(&r.id) {
-            // A catch in an honest precondition step shows the knob broke
-            // the setup, not that the scenario's own check can fail.
-            if !failed || r.precondition {
-                row.missed.insert(r.id.clone());
-            }
-        } else if failed {
-            if r.precondition && bug.is_some() {
-                row.collateral.insert(r.id.clone());
-            } else {
-                row.unexpected.insert(r.id.clone());
-            }
+        // A catch in an honest precondition step shows the knob broke the
+        // setup, not that the scenario's own check can fail.
+        if r.precondition {
+            row.precondition.insert(r.id.clone());
+        } else {
+            row.failed.insert(r.id.clone());
         }
     }
     row
 }
 
 /// Runs the suite against one server configuration.
-pub async fn run_one(bug: Option<Bug>, scenarios: &[Scenario], registry: &Registry) -> KnobRow {
+pub async fn run_one(bug: Option<Bug>, scenarios: &[Scenario], registry: &Registry) -> KillRow {
     let bugs: Vec<Bug> = bug.into_iter().collect();
     let server = match spawn_self(&bugs).await {
         Ok(s) => s,
@@ -194,7 +158,7 @@ pub async fn run_matrix(
     scenarios: &[Scenario],
     registry: &Registry,
     parallel: usize,
-) -> Vec<KnobRow> {
+) -> Vec<KillRow> {
     let mut rows = vec![run_one(None, scenarios, registry).await];
     let knobs = suite_knobs();
     for chunk in knobs.chunks(parallel.max(1)) {
@@ -205,7 +169,7 @@ pub async fn run_matrix(
             let bug = *bug;
             set.spawn(async move { (i, run_one(Some(bug), &scenarios, &registry).await) });
         }
-        let mut got: Vec<(usize, KnobRow)> = Vec::new();
+        let mut got: Vec<(usize, KillRow)> = Vec::new();
         while let Some(Ok(r)) = set.join_next().await {
             got.push(r);
         }
@@ -253,16 +217,13 @@ pub fn must_killers(scenarios: &[Scenario]) -> Vec<(String, Vec<Bug>)> {
 /// Server MUSTs that no knob of the run was shown to kill: none of the
 /// knobs breaking it has a row that is right and caught by at least one
 /// scenario in a judged step.
-pub fn unkilled_musts(rows: &[KnobRow]) -> Vec<String> {
+pub fn unkilled_musts(rows: &[KillRow]) -> Vec<String> {
     server_musts()
         .into_iter()
         .filter(|id| {
-            !rows.iter().any(|r| {
-                r.ok()
-                    && !r.declared.is_empty()
-                    && r.bug
-                        .is_some_and(|b| b.requirement().split(", ").any(|x| x == id))
-            })
+            !rows
+                .iter()
+                .any(|r| r.ok() && !r.declared.is_empty() && r.breaks(id))
         })
         .collect()
 }
@@ -288,55 +249,9 @@ pub fn uncaught(scenarios: &[Scenario]) -> Vec<Bug> {
         .collect()
 }
 
-fn list(set: &BTreeSet<String>) -> String {
-    if set.is_empty() {
-        "-".into()
-    } else {
-        set.iter().cloned().collect::<Vec<_>>().join(", ")
-    }
-}
-
-/// The matrix as a text table.
-pub fn render_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<28} {:<6} {:<8} {:<10} scenarios that failed",
-        "knob", "result", "caught", "collateral"
-    );
-    for r in rows {
-        let name = r.bug.map(Bug::name).unwrap_or("(honest)");
-        let caught = format!("{}/{}", r.declared.len() - r.missed.len(), r.declared.len());
-        let _ = writeln!(
-            out,
-            "{:<28} {:<6} {:<8} {:<10} {}",
-            name,
-            if r.ok() { "ok" } else { "WRONG" },
-            caught,
-            r.collateral.len(),
-            list(&r.failed.difference(&r.collateral).cloned().collect())
-        );
-        if let Some(e) = &r.error {
-            let _ = writeln!(out, "    error: {e}");
-        }
-        if !r.missed.is_empty() {
-            let _ = writeln!(
-                out,
-                "    declared but not caught in a judged step: {}",
-                list(&r.missed)
-            );
-        }
-        if !r.unexpected.is_empty() {
-            let _ = writeln!(
-                out,
-                "    failed without declaring the knob: {}",
-                list(&r.unexpected)
-            );
-        }
-        if r.bug.is_some() && r.declared.is_empty() {
-            let _ = writeln!(out, "    no scenario declares this knob");
-        }
-    }
+/// The matrix as a text table, then the scenarios that catch no knob.
+pub fn render_matrix(rows: &[KillRow], scenarios: &[Scenario]) -> String {
+    let mut out = render_text(&kill_matrix(rows, scenarios));
     let nothing = catching_nothing(scenarios);
     if !nothing.is_empty() {
         let _ = writeln!(
@@ -348,25 +263,12 @@ pub fn render_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> String {
     out
 }
 
-/// The matrix as the HTML report's model (knobs × scenarios).
-pub fn kill_matrix(rows: &[KnobRow], scenarios: &[Scenario]) -> crate::report::html::KillMatrix {
-    crate::report::html::KillMatrix {
+/// The matrix with its columns, for the text and HTML renderers
+/// (knobs × scenarios).
+pub fn kill_matrix(rows: &[KillRow], scenarios: &[Scenario]) -> KillMatrix {
+    KillMatrix {
         title: "Server knobs (serve --bug) × server scenarios".into(),
         scenarios: scenarios.iter().map(|s| s.id.clone()).collect(),
-        rows: rows
-            .iter()
-            .map(|r| crate::report::html::KillRow {
-                knob: r.bug.map(Bug::name).unwrap_or("(honest)").into(),
-                requirement: r
-                    .bug
-                    .map(|b| b.requirement().to_string())
-                    .unwrap_or_default(),
-                ok: r.ok(),
-                declared: r.declared.clone(),
-                failed: r.failed.clone(),
-                collateral: r.collateral.clone(),
-                error: r.error.clone(),
-            })
-            .collect(),
+        rows: rows.to_vec(),
     }
 }

@@ -19,6 +19,7 @@ use crate::clientrole::selftest as client;
 use crate::clientrole::ClientScenario;
 use crate::knobs::{CaughtBy, KnobInfo};
 use crate::mitm::Attack;
+use crate::report::kill::KillRow;
 use crate::scenarios::loader;
 use crate::scenarios::model::Scenario;
 use crate::scenarios::registry::Registry;
@@ -138,10 +139,10 @@ pub fn run(args: SelftestArgs) -> ExitCode {
     let client = client::run_reference(&rt);
     let client_ok = match &client {
         Ok((clients, rows)) => {
-            say(&client::render(rows));
+            say(&client::render(rows, clients));
             let unkilled = client::unkilled_musts(rows, clients);
             say(&client::render_unkilled(&unkilled));
-            rows.iter().all(client::Row::ok) && unkilled.is_empty()
+            rows.iter().all(KillRow::ok) && unkilled.is_empty()
         }
         Err(e) => {
             say(&format!("client-role selftest: {e}\n"));

@@ -1,62 +1,45 @@
 //! The self-test page: which scenario catches which knob, as grids of
 //! knobs × scenarios.
 
-use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::grid::{legend, Cell, Column, Grid, Row, RowGroup};
 use super::page::{esc, Page};
 use super::Tone;
-
-/// One knob's run of the suite.
-#[derive(Debug, Clone, Default)]
-pub struct KillRow {
-    /// The knob's name, or `(honest)`.
-    pub knob: String,
-    /// The requirement the knob breaks (empty for the honest row).
-    pub requirement: String,
-    /// Whether the row is as the self-test rule wants it.
-    pub ok: bool,
-    /// Scenarios that declare they catch the knob.
-    pub declared: BTreeSet<String>,
-    /// Scenarios that did not pass.
-    pub failed: BTreeSet<String>,
-    /// Failures that happened in an honest preparatory step the knob broke.
-    pub collateral: BTreeSet<String>,
-    /// Why the run could not happen, if it could not.
-    pub error: Option<String>,
-}
-
-/// One matrix: its scenarios (the columns) and one row per knob.
-#[derive(Debug, Clone, Default)]
-pub struct KillMatrix {
-    /// The heading (plain), e.g. "Server knobs".
-    pub title: String,
-    /// Scenario IDs in suite order.
-    pub scenarios: Vec<String>,
-    /// The honest row first, then one per knob.
-    pub rows: Vec<KillRow>,
-}
+pub use crate::report::kill::{KillMatrix, KillRow};
 
 fn cell(row: &KillRow, id: &str) -> Cell {
     let declared = row.declared.contains(id);
     let failed = row.failed.contains(id);
+    let precondition = row.precondition.contains(id);
     let (tone, text, what, stand_out) = match (declared, failed) {
         (true, true) => (Tone::Pass, "●", "caught (declared, failed)", false),
+        (true, false) if precondition => (
+            Tone::Fail,
+            "○",
+            "MISSED (declared, failed only in an honest preparatory step)",
+            true,
+        ),
         (true, false) => (Tone::Fail, "○", "MISSED (declared, passed)", true),
-        (false, true) if row.collateral.contains(id) => (
+        (false, true) => (Tone::Fail, "✗", "UNEXPECTED failure", true),
+        (false, false) if row.collateral().contains(id) => (
             Tone::Skip,
             "c",
             "collateral (an honest preparatory step broke)",
             false,
         ),
-        (false, true) => (Tone::Fail, "✗", "UNEXPECTED failure", true),
+        (false, false) if precondition => (
+            Tone::Fail,
+            "?",
+            "INCONCLUSIVE (an honest preparatory step broke)",
+            true,
+        ),
         (false, false) => return Cell::default(),
     };
     Cell {
         tone,
         text: text.into(),
-        title: format!("{} × {id}: {what}", row.knob),
+        title: format!("{} × {id}: {what}", row.name()),
         stand_out,
         ..Cell::default()
     }
@@ -69,13 +52,13 @@ fn grid(m: &KillMatrix) -> Grid {
         .map(|r| Row {
             label: format!(
                 "{}{} {}",
-                r.knob,
+                r.name(),
                 if r.requirement.is_empty() {
                     String::new()
                 } else {
                     format!(" ({})", r.requirement)
                 },
-                if r.ok { "✓" } else { "WRONG" }
+                if r.ok() { "✓" } else { "WRONG" }
             ),
             title: r.error.clone(),
             dim: false,
@@ -110,7 +93,7 @@ pub fn render_selftest_html(matrices: &[KillMatrix]) -> String {
          scenarios that declare a knob must fail, every other scenario must pass.",
     );
     let rows: Vec<&KillRow> = matrices.iter().flat_map(|m| &m.rows).collect();
-    let wrong = rows.iter().filter(|r| !r.ok).count();
+    let wrong = rows.iter().filter(|r| !r.ok()).count();
     page.stat("rows ok", rows.len() - wrong, Tone::Pass);
     page.stat(
         "rows wrong",
@@ -123,34 +106,34 @@ pub fn render_selftest_html(matrices: &[KillMatrix]) -> String {
             (Tone::Fail, None, "○ missed: declared but passed"),
             (Tone::Fail, None, "✗ failed without declaring the knob"),
             (Tone::Skip, None, "c collateral: an honest step broke"),
+            (
+                Tone::Fail,
+                None,
+                "? inconclusive: an honest step broke where nothing is forgiven",
+            ),
         ]);
         body.push_str(&grid(m).render());
-        let problems: Vec<&KillRow> = m.rows.iter().filter(|r| !r.ok).collect();
+        let problems: Vec<&KillRow> = m.rows.iter().filter(|r| !r.ok()).collect();
         if !problems.is_empty() {
             body.push_str("<h3>Rows that are wrong</h3><ul>");
             for r in problems {
-                let missed: Vec<&String> = r.declared.difference(&r.failed).collect();
-                let unexpected: Vec<&String> = r
-                    .failed
-                    .difference(&r.declared)
-                    .filter(|id| !r.collateral.contains(*id))
-                    .collect();
-                let _ = write!(body, "<li><code>{}</code>:", esc(&r.knob));
+                let _ = write!(body, "<li><code>{}</code>:", esc(r.name()));
                 if let Some(e) = &r.error {
                     let _ = write!(body, " error: {};", esc(e));
                 }
-                if r.declared.is_empty() && !r.requirement.is_empty() {
+                if r.declared.is_empty() && !r.honest() {
                     body.push_str(" no scenario declares this knob;");
                 }
-                if !missed.is_empty() {
-                    let _ = write!(body, " declared but passed: {};", esc(&join(&missed)));
-                }
-                if !unexpected.is_empty() {
-                    let _ = write!(
-                        body,
-                        " failed without declaring it: {};",
-                        esc(&join(&unexpected))
-                    );
+                let lines = [
+                    ("declared but not caught", r.missed()),
+                    ("failed without declaring it", r.unexpected()),
+                    ("inconclusive", r.inconclusive()),
+                ];
+                for (what, ids) in lines {
+                    if !ids.is_empty() {
+                        let ids = ids.into_iter().collect::<Vec<_>>().join(", ");
+                        let _ = write!(body, " {what}: {};", esc(&ids));
+                    }
                 }
                 body.push_str("</li>");
             }
@@ -159,11 +142,4 @@ pub fn render_selftest_html(matrices: &[KillMatrix]) -> String {
         page.section(&format!("kill-{i}"), m.title.clone(), body);
     }
     page.finish()
-}
-
-fn join(ids: &[&String]) -> String {
-    ids.iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
