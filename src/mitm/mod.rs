@@ -149,6 +149,25 @@ pub fn judge_server_answer(
     body: &[u8],
 ) -> Option<ServerFinding> {
     use crate::judge::order;
+    if a == Attack::Plaintext && with_key && status == 401 {
+        // mitm cannot tell a key the server refuses from a gate that
+        // answers 401 to every key: the suite, which checks the key inside
+        // the channel first, judges GATE-1; here it is only noted.
+        return Some(ServerFinding {
+            attack: a,
+            requirement: order::PLAIN_RUN_WITHOUT_KEY.requirement.to_string(),
+            level: order::PLAIN_RUN_WITHOUT_KEY.level,
+            expected: format!(
+                "{} {} once the key is accepted ({})",
+                order::PLAIN_RUN_GATED.status,
+                order::PLAIN_RUN_GATED.error,
+                order::PLAIN_RUN_GATED.requirement
+            ),
+            actual: "401: the key given with --plaintext-key was refused, so the 426 gate \
+                     was not reached (check the key)"
+                .to_string(),
+        });
+    }
     let fixed = match a {
         Attack::Replay => order::CALL_REPLAYED,
         Attack::Plaintext if with_key => order::PLAIN_RUN_GATED,
@@ -788,8 +807,16 @@ mod tests {
             judge_server_answer(Attack::Plaintext, true, status, &json(), body)
         };
         assert_eq!(with_key(426, gated.as_bytes()), None);
-        let f = with_key(401, b"").expect("a key-holding run refused 401 misses the gate");
+        let f = with_key(200, b"{}").expect("a key-holding run that runs misses the gate");
         assert_eq!((f.requirement.as_str(), f.level), ("GATE-1", Level::Must));
+        // A 401 to the key given may be a wrong --plaintext-key: noted at
+        // the key check's level, never a break.
+        let f = with_key(401, b"").expect("a refused key is noted");
+        assert_eq!(
+            (f.requirement.as_str(), f.level),
+            ("GATE-6", Level::Upstream)
+        );
+        assert!(f.actual.contains("--plaintext-key"), "{}", f.actual);
         // Without the key the key check answers first (GATE-6, upstream's
         // order): a 426 then is a difference at UPSTREAM level, not a break.
         assert_eq!(
