@@ -145,6 +145,18 @@ headers = {"#,
 }
 
 #[test]
+fn a_hello_field_edit_next_to_a_whole_body_is_a_load_error() {
+    let both = MIXED.replace(r#"session = "v2""#, "session = \"v2\"\nraw_body = '{}'");
+    let e = parse_scenario("both.toml", &both, &Registry::builtin())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("both.toml:12:") && e.contains("`hello` does not apply with `raw_body`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn every_builtin_step_goes_to_the_language_and_back() {
     let registry = Registry::builtin();
     let scenarios = loader::load(None, &registry).unwrap();

@@ -175,6 +175,20 @@ pub fn parse_scenario(file: &str, text: &str, registry: &Registry) -> Result<Sce
         return Err(bad(&scenario.id, "no `[[step]]` tables".into()));
     }
     for (i, step) in scenario.steps.iter().enumerate() {
+        // A whole hello body leaves no field to edit.
+        if let Step::Handshake(h) = step {
+            if let Some(key) = h
+                .raw_body
+                .as_ref()
+                .and(h.field_edit_keys().first().copied())
+            {
+                return Err(LoadError::Parse {
+                    file: file.to_owned(),
+                    line: key_line(text, step_block(text, i), key),
+                    message: format!("step {}: key `{key}` does not apply with `raw_body`", i + 1),
+                });
+            }
+        }
         let Step::Call(call) = step else { continue };
         if call.inner.is_none() {
             continue;

@@ -763,6 +763,23 @@ pub struct LanguageStep {
 }
 
 impl HandshakeStep {
+    /// The keys that edit the honest hello's fields this step sets (which
+    /// do not go with `raw_body`).
+    pub fn field_edit_keys(&self) -> Vec<&'static str> {
+        [
+            ("version", self.version.is_some()),
+            ("agent_address", self.agent_address.is_some()),
+            ("enc_pub", self.enc_pub.is_some()),
+            ("nonce", self.nonce.is_some()),
+            ("low_order", self.low_order.is_some()),
+            ("hello", self.hello.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(k, _)| k)
+        .collect()
+    }
+
     /// The hello edits the keys say, in the order they apply: `v`,
     /// `agentAddress`, `encPub`, the low-order point, `nonce`, then
     /// `hello = [...]`. Only `version` is raw JSON (text that is not JSON
