@@ -216,8 +216,12 @@ fn client_scenarios_using(bug: Bug, clients: &[ClientScenario]) -> String {
 
 /// One row of a knob table in `docs/SELFTEST.md` (the server's and the
 /// client's tables share the columns).
-fn knob_row(out: &mut String, name: &str, requirement: &str, what: &str, caught: &str) {
-    let _ = writeln!(out, "| `{name}` | {requirement} | {what} | {caught} |");
+fn knob_row(out: &mut String, knob: KnobInfo, caught: &str) {
+    let _ = writeln!(
+        out,
+        "| `{}` | {} | {} | {caught} |",
+        knob.name, knob.requirement, knob.description
+    );
 }
 
 /// The bug-to-scenario table of `docs/SELFTEST.md`, generated from the
@@ -244,13 +248,7 @@ pub fn selftest_doc(scenarios: &[Scenario]) -> String {
             CaughtBy::Suite | CaughtBy::Mitm if by.is_empty() => "**nothing**".to_string(),
             CaughtBy::Suite | CaughtBy::Mitm => by.join(", "),
         };
-        knob_row(
-            &mut out,
-            bug.name(),
-            bug.requirement(),
-            bug.description(),
-            &caught,
-        );
+        knob_row(&mut out, bug.info(), &caught);
     }
     let nothing = catching_nothing(scenarios);
     let _ = writeln!(
@@ -330,13 +328,7 @@ fn client_doc_section(scenarios: &[ClientScenario]) -> String {
         } else {
             by.join(", ")
         };
-        knob_row(
-            &mut out,
-            bug.name(),
-            bug.requirement(),
-            bug.description(),
-            &caught,
-        );
+        knob_row(&mut out, bug.info(), &caught);
     }
     out
 }

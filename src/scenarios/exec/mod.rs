@@ -97,6 +97,11 @@ type StepResult = Result<(), StepFailure>;
 /// in the handshake budget between the wait and the handshakes).
 const FRESH_SESSION_TRIES: usize = 3;
 
+/// How long a session opened before a handshake flood must still have to
+/// live when the step after the flood is sent: the step reaches the
+/// target well within it, so an unknown-session answer is an eviction.
+const FLOODED_MARGIN_SECS: i64 = 1;
+
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     SystemRandom.fill(&mut b);
@@ -113,6 +118,9 @@ pub struct Context<'a> {
     /// Sessions a step deliberately waited out (the expiry scenarios):
     /// only on these is a step sent after the session's expiry.
     waited_out: HashSet<String>,
+    /// When a handshake flood began (unix seconds): a session opened
+    /// before it is one the flood must evict, so it is never renewed.
+    flooded_at: Option<i64>,
     /// The transcript, secrets redacted.
     pub transcript: Vec<Exchange>,
     /// Every outer byte sent or received (for the blind-relay check).
@@ -136,6 +144,7 @@ impl<'a> Context<'a> {
                 conv
             },
             waited_out: HashSet::new(),
+            flooded_at: None,
             transcript: Vec::new(),
             outer_bytes: Vec::new(),
             canaries: Vec::new(),
@@ -280,12 +289,28 @@ impl<'a> Context<'a> {
     /// the first); when the budget can never hold them all, or the run's
     /// other scenarios keep taking the room, the scenario is inconclusive
     /// and says why. A session a step waited out on purpose is left as it
-    /// is: the step is about expiry.
+    /// is: the step is about expiry. So is one opened before a handshake
+    /// flood: a fresh session is not one the flood should have evicted, so
+    /// when the flood outlasted it, eviction cannot be told from expiry
+    /// and the scenario is inconclusive.
     async fn ensure_alive(&mut self, seal_with: Option<&String>, name: &str) -> StepResult {
         let mut names = vec![name.to_owned()];
         names.extend(seal_with.cloned());
         names.dedup();
         names.retain(|n| !self.waited_out.contains(n) && self.conv.session(n).is_some());
+        if let Some(began) = self.flooded_at {
+            let before = |n: &String| self.conv.session(n).is_some_and(|s| s.opened_at <= began);
+            let displaced: Vec<String> = names.iter().filter(|n| before(n)).cloned().collect();
+            if let Some(stale) = displaced
+                .iter()
+                .find(|n| self.conv.check_alive(n, FLOODED_MARGIN_SECS).is_err())
+            {
+                return Err(StepFailure::skip(format!(
+                    "inconclusive: the session {stale:?}, opened before the handshake flood, expires within {FLOODED_MARGIN_SECS}s of its end: an unknown session would not tell eviction from expiry (the flood outlasted the session TTL)"
+                )));
+            }
+            names.retain(|n| !displaced.contains(n));
+        }
         for _ in 0..FRESH_SESSION_TRIES {
             let Some(stale) = names
                 .iter()

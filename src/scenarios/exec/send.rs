@@ -139,6 +139,7 @@ impl Context<'_> {
             ));
         };
         let n = bound + extra;
+        self.flooded_at = Some(now_secs());
         for _ in 0..n {
             let offer = Offer::random(self.cfg.target.address, &mut SystemRandom);
             let resp = self
