@@ -504,32 +504,27 @@ async fn judge_hello(ctx: &Ctx, hello: &[u8]) {
         Err(_) => Vec::new(),
     };
     for firing in firings {
-        {
-            let mut s = ctx.shared.lock().await;
-            dedup::admit(
-                &mut s.buckets,
-                &firing.signature,
-                "honest session",
-                &firing.detail,
-            );
-        }
+        admit_honest(ctx, &firing).await;
         ctx.stop_if_sought(&firing);
     }
+}
+
+/// Books a finding of an honest session (not of a fuzz case's input).
+async fn admit_honest(ctx: &Ctx, firing: &Firing) {
+    let mut s = ctx.shared.lock().await;
+    dedup::admit(
+        &mut s.buckets,
+        &firing.signature,
+        "honest session",
+        &firing.detail,
+    );
 }
 
 /// Books a finding that no fresh honest session escapes (the ServerHello
 /// is refused, or a valid call on a fresh session fails) and stops the
 /// run: nothing more can be judged, but the target did not die.
 async fn stop_with_finding(ctx: &Ctx, firing: &Firing) {
-    {
-        let mut s = ctx.shared.lock().await;
-        dedup::admit(
-            &mut s.buckets,
-            &firing.signature,
-            "honest session",
-            &firing.detail,
-        );
-    }
+    admit_honest(ctx, firing).await;
     ctx.stop.store(true, Ordering::Relaxed);
 }
 
